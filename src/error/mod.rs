@@ -1,0 +1,461 @@
+//! The one error type every portcullis layer answers with.
+//!
+//! A [`Rejection`] renders as an RFC 9457 `application/problem+json` document with a stable `type`
+//! URI per [`RejectionKind`], a `title`, the `status` and a `detail`. The detail is always one of
+//! portcullis's own fixed sentences (or one you set yourself): it never contains a token, a key, a
+//! password or the text of an internal error, so a rejection can be shown to anyone.
+//!
+//! 401 responses carry `WWW-Authenticate` challenges (RFC 9110 §11.6.1): for bearer tokens in the
+//! RFC 6750 form (`Bearer realm="api", error="invalid_token", error_description="..."`, or no
+//! `error` when no credentials were sent), for Basic `Basic realm="api", charset="UTF-8"`.
+//!
+//! Every rejection response also carries the [`Rejection`] itself in its extensions, so outer layers
+//! can see why a request was refused (the audit layer reads it) and so [`RenderRejectionLayer`] can
+//! replace the body with your API's own error shape in one place.
+//!
+//! # Example
+//!
+//! ```
+//! use axum_core::response::IntoResponse;
+//! use portcullis::{Rejection, RejectionKind};
+//!
+//! let response = Rejection::new(RejectionKind::NotFound)
+//!     .with_detail("No item has this id.")
+//!     .into_response();
+//! assert_eq!(response.status(), 404);
+//! assert_eq!(response.headers()["content-type"], "application/problem+json");
+//! assert!(response.extensions().get::<Rejection>().is_some());
+//! ```
+
+mod render;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use axum_core::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::Serialize;
+
+pub use render::{RenderRejection, RenderRejectionLayer, RenderRejectionService};
+
+/// The media type of every rejection body (RFC 9457 §3).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// What went wrong, at the granularity a client can act on.
+///
+/// Each kind has a fixed HTTP status, title and `type` URI. The URIs are URNs
+/// (`urn:portcullis:problem:<slug>`): stable identifiers that never change between releases,
+/// not links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// No credentials were presented where they are required (401).
+    MissingCredentials,
+    /// The bearer token is expired, revoked, malformed or otherwise invalid (401, RFC 6750
+    /// `invalid_token`).
+    InvalidToken,
+    /// An API key or user name and password was presented but not accepted (401).
+    InvalidCredentials,
+    /// The credentials could not be read at all: repeated `Authorization` headers, two tokens, a
+    /// broken header (400, RFC 6750 `invalid_request`).
+    InvalidRequest,
+    /// The caller is authenticated but lacks a required scope (403, RFC 6750 `insufficient_scope`).
+    InsufficientScope,
+    /// The caller is authenticated but not allowed to do this (403).
+    Forbidden,
+    /// The request is malformed in a way not covered by a more specific kind (400).
+    BadRequest,
+    /// The resource does not exist (404).
+    NotFound,
+    /// The request body is larger than allowed (413).
+    PayloadTooLarge,
+    /// The request body has a media type the route does not accept (415).
+    UnsupportedMediaType,
+    /// The request is well-formed but its content is not acceptable (422).
+    UnprocessableContent,
+    /// The server failed; the detail never says how (500).
+    Internal,
+}
+
+impl RejectionKind {
+    /// The HTTP status this kind is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MissingCredentials | Self::InvalidToken | Self::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::InvalidRequest | Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope | Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnprocessableContent => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable problem `type` URI.
+    pub fn type_uri(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "urn:portcullis:problem:missing-credentials",
+            Self::InvalidToken => "urn:portcullis:problem:invalid-token",
+            Self::InvalidCredentials => "urn:portcullis:problem:invalid-credentials",
+            Self::InvalidRequest => "urn:portcullis:problem:invalid-request",
+            Self::InsufficientScope => "urn:portcullis:problem:insufficient-scope",
+            Self::Forbidden => "urn:portcullis:problem:forbidden",
+            Self::BadRequest => "urn:portcullis:problem:bad-request",
+            Self::NotFound => "urn:portcullis:problem:not-found",
+            Self::PayloadTooLarge => "urn:portcullis:problem:payload-too-large",
+            Self::UnsupportedMediaType => "urn:portcullis:problem:unsupported-media-type",
+            Self::UnprocessableContent => "urn:portcullis:problem:unprocessable-content",
+            Self::Internal => "urn:portcullis:problem:internal",
+        }
+    }
+
+    /// The short, human-readable summary (RFC 9457 `title`); the same for every occurrence.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "Authentication required",
+            Self::InvalidToken => "Invalid access token",
+            Self::InvalidCredentials => "Invalid credentials",
+            Self::InvalidRequest => "Invalid authentication request",
+            Self::InsufficientScope => "Insufficient scope",
+            Self::Forbidden => "Forbidden",
+            Self::BadRequest => "Bad request",
+            Self::NotFound => "Not found",
+            Self::PayloadTooLarge => "Payload too large",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::UnprocessableContent => "Unprocessable content",
+            Self::Internal => "Internal server error",
+        }
+    }
+
+    fn default_detail(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "This resource requires authentication.",
+            Self::InvalidToken => "The access token is not valid.",
+            Self::InvalidCredentials => "The credentials were not accepted.",
+            Self::InvalidRequest => "The authentication part of the request is malformed.",
+            Self::InsufficientScope => "The access token does not carry a required scope.",
+            Self::Forbidden => "You are not allowed to do this.",
+            Self::BadRequest => "The request is malformed.",
+            Self::NotFound => "The resource does not exist.",
+            Self::PayloadTooLarge => "The request body is too large.",
+            Self::UnsupportedMediaType => "The request body has an unsupported media type.",
+            Self::UnprocessableContent => "The request content is not acceptable.",
+            Self::Internal => "The server could not complete the request.",
+        }
+    }
+
+    /// The RFC 6750 `error` code that goes into a `Bearer` challenge, if any.
+    fn bearer_error(self) -> Option<&'static str> {
+        match self {
+            Self::InvalidToken => Some("invalid_token"),
+            Self::InvalidRequest => Some("invalid_request"),
+            Self::InsufficientScope => Some("insufficient_scope"),
+            _ => None,
+        }
+    }
+}
+
+/// An authentication scheme that can be named in a `WWW-Authenticate` challenge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// RFC 6750 bearer tokens.
+    Bearer,
+    /// RFC 7617 Basic.
+    Basic,
+    /// API keys (`Authorization: ApiKey ...` or a key header); not a registered scheme, but the
+    /// conventional name, so clients can see that a key is expected.
+    ApiKey,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Basic => "Basic",
+            Self::ApiKey => "ApiKey",
+        }
+    }
+}
+
+/// A validated `realm` value: printable ASCII without quotes or backslashes, so it can be placed in
+/// a quoted string without escaping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Realm(Arc<str>);
+
+impl Realm {
+    pub(crate) fn new(realm: &str) -> Result<Self, crate::ConfigError> {
+        if realm.is_empty()
+            || realm.len() > 128
+            || !realm.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
+            return Err(crate::ConfigError::new(
+                "realm must be 1-128 printable ASCII characters without quotes or backslashes",
+            ));
+        }
+        Ok(Self(realm.into()))
+    }
+}
+
+impl Default for Realm {
+    fn default() -> Self {
+        Self("api".into())
+    }
+}
+
+/// A refused request: the single error type of portcullis.
+///
+/// Build one with [`Rejection::new`] (or a layer builds it for you), return it from a handler or an
+/// extractor, and it renders as problem+json with the right status and headers. Cheap to move (one
+/// pointer); it is only ever built on the error path.
+#[derive(Clone)]
+pub struct Rejection(Box<Inner>);
+
+#[derive(Clone)]
+struct Inner {
+    kind: RejectionKind,
+    detail: Cow<'static, str>,
+    reason: &'static str,
+    /// Schemes to challenge with when the status is 401 (or 403 for `insufficient_scope`).
+    challenges: Vec<Scheme>,
+    realm: Option<Realm>,
+    /// For `insufficient_scope`: the scope that was missing (RFC 6750 §3 `scope`).
+    scope: Option<Cow<'static, str>>,
+    headers: HeaderMap,
+    members: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Rejection {
+    /// A rejection of this kind with its default detail and no challenges.
+    pub fn new(kind: RejectionKind) -> Self {
+        Self(Box::new(Inner {
+            kind,
+            detail: Cow::Borrowed(kind.default_detail()),
+            reason: "",
+            challenges: Vec::new(),
+            realm: None,
+            scope: None,
+            headers: HeaderMap::new(),
+            members: None,
+        }))
+    }
+
+    /// Replaces the `detail`. It is shown to clients: never put a secret or an internal error
+    /// message here.
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.0.detail = detail.into();
+        self
+    }
+
+    /// Sets the machine-readable reason (e.g. `"expired"`), recorded by the audit layer and in
+    /// traces. It is not part of the response body.
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.0.reason = reason;
+        self
+    }
+
+    /// Adds a `WWW-Authenticate` challenge for this scheme (in the order added).
+    pub fn with_challenge(mut self, scheme: Scheme) -> Self {
+        if !self.0.challenges.contains(&scheme) {
+            self.0.challenges.push(scheme);
+        }
+        self
+    }
+
+    /// Names the scope whose absence caused an `insufficient_scope` rejection.
+    pub fn with_scope(mut self, scope: impl Into<Cow<'static, str>>) -> Self {
+        self.0.scope = Some(scope.into());
+        self
+    }
+
+    /// Adds a response header (e.g. `Retry-After`, `Allow`).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.0.headers.append(name, value);
+        self
+    }
+
+    /// Adds a member to the problem document (RFC 9457 §3.2 extension members). The standard
+    /// members (`type`, `title`, `status`, `detail`) cannot be overridden this way.
+    pub fn with_member(mut self, name: impl Into<String>, value: serde_json::Value) -> Self {
+        let name = name.into();
+        if !matches!(name.as_str(), "type" | "title" | "status" | "detail") {
+            self.0
+                .members
+                .get_or_insert_with(serde_json::Map::new)
+                .insert(name, value);
+        }
+        self
+    }
+
+    pub(crate) fn set_realm(&mut self, realm: &Realm) {
+        if self.0.realm.is_none() {
+            self.0.realm = Some(realm.clone());
+        }
+    }
+
+    pub(crate) fn set_challenges(&mut self, schemes: &[Scheme]) {
+        self.0.challenges = schemes.to_vec();
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> RejectionKind {
+        self.0.kind
+    }
+
+    /// The HTTP status of the response.
+    pub fn status(&self) -> StatusCode {
+        self.0.kind.status()
+    }
+
+    /// The `detail` shown to clients.
+    pub fn detail(&self) -> &str {
+        &self.0.detail
+    }
+
+    /// The machine-readable reason (empty when none was set).
+    pub fn reason(&self) -> &'static str {
+        self.0.reason
+    }
+
+    /// The extension members of the problem document.
+    pub fn members(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.0.members.as_ref()
+    }
+
+    /// The protocol headers of this rejection: `WWW-Authenticate` challenges and any header added
+    /// with [`Rejection::with_header`]. A custom renderer keeps these.
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = self.0.headers.clone();
+        for scheme in &self.0.challenges {
+            if let Some(value) = self.challenge_value(*scheme) {
+                headers.append(WWW_AUTHENTICATE, value);
+            }
+        }
+        headers
+    }
+
+    /// The RFC 9457 problem document as JSON bytes.
+    pub fn problem_json(&self) -> Bytes {
+        #[derive(Serialize)]
+        struct Problem<'a> {
+            #[serde(rename = "type")]
+            type_uri: &'static str,
+            title: &'static str,
+            status: u16,
+            detail: &'a str,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            members: Option<&'a serde_json::Map<String, serde_json::Value>>,
+        }
+        let kind = self.0.kind;
+        let problem = Problem {
+            type_uri: kind.type_uri(),
+            title: kind.title(),
+            status: kind.status().as_u16(),
+            detail: &self.0.detail,
+            members: self.0.members.as_ref(),
+        };
+        // Serializing strings, integers and a `serde_json::Map` cannot fail.
+        serde_json::to_vec(&problem)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::from_static(b"{}"))
+    }
+
+    fn challenge_value(&self, scheme: Scheme) -> Option<HeaderValue> {
+        let mut value = String::with_capacity(96);
+        value.push_str(scheme.as_str());
+        let mut params = Vec::<(&str, &str)>::new();
+        let realm = self.0.realm.as_ref().map(|r| &*r.0);
+        if let Some(realm) = realm {
+            params.push(("realm", realm));
+        }
+        match scheme {
+            Scheme::Bearer => {
+                if let Some(code) = self.0.kind.bearer_error() {
+                    params.push(("error", code));
+                    params.push(("error_description", &self.0.detail));
+                }
+                if let Some(scope) = &self.0.scope {
+                    params.push(("scope", scope));
+                }
+            }
+            Scheme::Basic => params.push(("charset", "UTF-8")),
+            Scheme::ApiKey => {}
+        }
+        for (i, (name, raw)) in params.iter().enumerate() {
+            value.push_str(if i == 0 { " " } else { ", " });
+            value.push_str(name);
+            value.push_str("=\"");
+            // RFC 6750 §3 restricts these values to %x20-21 / %x23-5B / %x5D-7E; drop anything else
+            // rather than fail, so a user-supplied detail can never break the header.
+            value.extend(
+                raw.chars()
+                    .filter(|c| matches!(*c, ' '..='~') && *c != '"' && *c != '\\'),
+            );
+            value.push('"');
+        }
+        HeaderValue::from_str(&value).ok()
+    }
+}
+
+impl fmt::Debug for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejection")
+            .field("kind", &self.0.kind)
+            .field("reason", &self.0.reason)
+            .field("detail", &self.0.detail)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.0.kind.title(), self.0.detail)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl From<RejectionKind> for Rejection {
+    fn from(kind: RejectionKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(axum_core::body::Body::from(self.problem_json()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        for (name, value) in &self.headers() {
+            headers.append(name, value.clone());
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// A configuration mistake found while building a layer (a weak HMAC secret, an unparsable key, a
+/// realm that cannot be quoted, ...). Returned at start-up, never at request time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(Cow<'static, str>);
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<Cow<'static, str>>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,497 @@
+//! Who the caller is, as every layer and handler sees it.
+//!
+//! [`AuthLayer`](crate::AuthLayer) puts an [`Identity`] into the request extensions once a
+//! credential is verified; handlers receive it through extractors and never parse headers
+//! themselves:
+//!
+//! - [`Identity`]: the caller; answers 401 when the request is anonymous.
+//! - `Option<Identity>`: the caller if there is one (for routes behind an optional [`AuthLayer`]).
+//! - [`Claims<T>`]: the token's claims deserialized into your own type.
+//!
+//! ```
+//! use axum::{Json, Router, routing::get};
+//! use portcullis::{Claims, Identity};
+//! use serde::Deserialize;
+//!
+//! async fn me(identity: Identity) -> String {
+//!     format!("{} with scopes {:?}", identity.subject(), identity.scopes())
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct Tenant {
+//!     tenant_id: String,
+//! }
+//!
+//! async fn tenant(Claims(tenant): Claims<Tenant>) -> String {
+//!     tenant.tenant_id
+//! }
+//!
+//! async fn greeting(caller: Option<Identity>) -> String {
+//!     match caller {
+//!         Some(identity) => format!("hello {}", identity.subject()),
+//!         None => "hello stranger".to_owned(),
+//!     }
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .route("/tenant", get(tenant))
+//!     .route("/hello", get(greeting));
+//! ```
+//!
+//! [`AuthLayer`]: crate::AuthLayer
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::{Rejection, RejectionKind, Scheme};
+
+/// How the caller proved who they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A signed JWT bearer token.
+    Jwt,
+    /// An API key.
+    ApiKey,
+    /// HTTP Basic with a user name and password.
+    Basic,
+    /// An opaque token checked by RFC 7662 introspection.
+    Introspection,
+}
+
+impl AuthMethod {
+    /// The method's name as used in logs and audit events (`jwt`, `api_key`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::ApiKey => "api_key",
+            Self::Basic => "basic",
+            Self::Introspection => "introspection",
+        }
+    }
+}
+
+/// The authenticated caller.
+///
+/// Cheap to clone (one reference count). Its `Debug` output names the subject, method, scopes and
+/// roles but not the raw claims, which may hold personal data.
+#[derive(Clone)]
+pub struct Identity(Arc<IdentityInner>);
+
+struct IdentityInner {
+    subject: String,
+    issuer: Option<String>,
+    method: AuthMethod,
+    scopes: Vec<String>,
+    roles: Vec<String>,
+    expires_at: Option<SystemTime>,
+    api_key_id: Option<String>,
+    claims: Map<String, Value>,
+}
+
+impl Identity {
+    /// Starts building an identity, for custom [`Authenticator`](crate::auth::Authenticator)s
+    /// and tests.
+    pub fn builder(subject: impl Into<String>, method: AuthMethod) -> IdentityBuilder {
+        IdentityBuilder {
+            inner: IdentityInner {
+                subject: subject.into(),
+                issuer: None,
+                method,
+                scopes: Vec::new(),
+                roles: Vec::new(),
+                expires_at: None,
+                api_key_id: None,
+                claims: Map::new(),
+            },
+        }
+    }
+
+    /// The subject: the `sub` claim, the API key's subject or the Basic user name.
+    pub fn subject(&self) -> &str {
+        &self.0.subject
+    }
+
+    /// The issuer (`iss`), when the credential had one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.0.issuer.as_deref()
+    }
+
+    /// How the caller authenticated.
+    pub fn method(&self) -> AuthMethod {
+        self.0.method
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.0.scopes
+    }
+
+    /// The roles.
+    pub fn roles(&self) -> &[String] {
+        &self.0.roles
+    }
+
+    /// Whether `scope` was granted (exact, case-sensitive match).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.0.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the caller has `role` (exact, case-sensitive match).
+    pub fn has_role(&self, role: &str) -> bool {
+        self.0.roles.iter().any(|r| r == role)
+    }
+
+    /// `Ok` when `scope` was granted, otherwise the RFC 6750 `insufficient_scope` rejection (403,
+    /// with a `Bearer error="insufficient_scope", scope="..."` challenge; RFC 6750 makes the realm
+    /// optional and a handler does not know the layer's, so it is left out).
+    ///
+    /// ```
+    /// use portcullis::{AuthMethod, Identity};
+    ///
+    /// let reader = Identity::builder("alice", AuthMethod::Jwt).scopes(["read:items"]).build();
+    /// assert!(reader.require_scope("read:items").is_ok());
+    /// assert_eq!(reader.require_scope("admin").unwrap_err().status(), 403);
+    /// ```
+    pub fn require_scope(&self, scope: &'static str) -> Result<(), Rejection> {
+        if self.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(Rejection::new(RejectionKind::InsufficientScope)
+                .with_reason("missing_scope")
+                .with_scope(scope)
+                .with_challenge(Scheme::Bearer))
+        }
+    }
+
+    /// When the credential stops being valid (`exp`).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.0.expires_at
+    }
+
+    /// The id of the API key used, for API key callers.
+    pub fn api_key_id(&self) -> Option<&str> {
+        self.0.api_key_id.as_deref()
+    }
+
+    /// All claims of the credential as a JSON object (empty for API keys and Basic).
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.0.claims
+    }
+
+    /// One claim by path: a top-level name first (so `https://example.com/roles` works), then
+    /// a dotted path into nested objects (`realm_access.roles`).
+    pub fn claim(&self, path: &str) -> Option<&Value> {
+        lookup_claim(&self.0.claims, path)
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("subject", &self.0.subject)
+            .field("issuer", &self.0.issuer)
+            .field("method", &self.0.method)
+            .field("scopes", &self.0.scopes)
+            .field("roles", &self.0.roles)
+            .field("api_key_id", &self.0.api_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Identity`].
+#[must_use]
+pub struct IdentityBuilder {
+    inner: IdentityInner,
+}
+
+impl fmt::Debug for IdentityBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityBuilder")
+            .field("subject", &self.inner.subject)
+            .field("method", &self.inner.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityBuilder {
+    /// Sets the issuer.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.inner.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Sets the scopes.
+    pub fn scopes<I: IntoIterator<Item = T>, T: Into<String>>(mut self, scopes: I) -> Self {
+        self.inner.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the roles.
+    pub fn roles<I: IntoIterator<Item = T>, T: Into<String>>(mut self, roles: I) -> Self {
+        self.inner.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the expiry.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.inner.expires_at = Some(at);
+        self
+    }
+
+    /// Sets the API key id.
+    pub fn api_key_id(mut self, id: impl Into<String>) -> Self {
+        self.inner.api_key_id = Some(id.into());
+        self
+    }
+
+    /// Sets the raw claims.
+    pub fn claims(mut self, claims: Map<String, Value>) -> Self {
+        self.inner.claims = claims;
+        self
+    }
+
+    /// Finishes the identity.
+    pub fn build(self) -> Identity {
+        Identity(Arc::new(self.inner))
+    }
+}
+
+/// Where roles and scopes are read from in a token's claims.
+///
+/// Each list is tried in order and every path found contributes. A value may be a space-separated
+/// string (the `scope` claim of RFC 8693/9068) or an array of strings (`scp`, `roles`,
+/// Keycloak's `realm_access.roles`, Auth0's `permissions`); any other JSON type makes the token
+/// invalid rather than silently granting nothing. Paths are looked up as a top-level name first,
+/// then as dotted paths into nested objects.
+///
+/// The default reads scopes from `scope` and `scp` and roles from `roles`.
+///
+/// ```
+/// use portcullis::ClaimMapping;
+///
+/// // Keycloak: realm roles, and Auth0-style permissions as scopes.
+/// let mapping = ClaimMapping::default()
+///     .roles_from(["roles", "realm_access.roles"])
+///     .scopes_from(["scope", "permissions"]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct ClaimMapping {
+    scopes: Vec<String>,
+    roles: Vec<String>,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self {
+            scopes: vec!["scope".into(), "scp".into()],
+            roles: vec!["roles".into()],
+        }
+    }
+}
+
+/// More entries than this in one claim make the token invalid; it bounds the work per token.
+const MAX_CLAIM_ENTRIES: usize = 256;
+
+impl ClaimMapping {
+    /// Reads scopes from these claim paths (replacing the default).
+    pub fn scopes_from<I: IntoIterator<Item = T>, T: Into<String>>(mut self, paths: I) -> Self {
+        self.scopes = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Reads roles from these claim paths (replacing the default).
+    pub fn roles_from<I: IntoIterator<Item = T>, T: Into<String>>(mut self, paths: I) -> Self {
+        self.roles = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Scopes and roles from `claims`, or `Err` when a mapped claim has the wrong type or too many
+    /// entries.
+    pub(crate) fn apply(&self, claims: &Map<String, Value>) -> Result<(Vec<String>, Vec<String>), ()> {
+        Ok((
+            collect(claims, &self.scopes)?,
+            collect(claims, &self.roles)?,
+        ))
+    }
+}
+
+fn collect(claims: &Map<String, Value>, paths: &[String]) -> Result<Vec<String>, ()> {
+    let mut out: Vec<String> = Vec::new();
+    for path in paths {
+        match lookup_claim(claims, path) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                for item in s.split_ascii_whitespace() {
+                    push_unique(&mut out, item)?;
+                }
+            }
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let Value::String(s) = item else {
+                        return Err(());
+                    };
+                    push_unique(&mut out, s)?;
+                }
+            }
+            Some(_) => return Err(()),
+        }
+    }
+    Ok(out)
+}
+
+fn push_unique(out: &mut Vec<String>, item: &str) -> Result<(), ()> {
+    if item.is_empty() || out.iter().any(|x| x == item) {
+        return Ok(());
+    }
+    if out.len() >= MAX_CLAIM_ENTRIES {
+        return Err(());
+    }
+    out.push(item.to_owned());
+    Ok(())
+}
+
+fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(value) = claims.get(path) {
+        return Some(value);
+    }
+    let mut segments = path.split('.');
+    let mut current = claims.get(segments.next()?)?;
+    for segment in segments {
+        current = current.as_object()?.get(segment)?;
+    }
+    Some(current)
+}
+
+/// Seconds since the epoch as a `SystemTime`, saturating instead of overflowing.
+pub(crate) fn system_time(seconds: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// Installed in the request extensions by an optional [`AuthLayer`](crate::AuthLayer) for anonymous
+/// requests, so the [`Identity`] extractor's 401 names the schemes the layer accepts.
+#[derive(Clone, Debug)]
+pub(crate) struct AnonymousChallenge(pub(crate) Arc<(crate::error::Realm, Vec<Scheme>)>);
+
+pub(crate) fn missing_identity(parts: &Parts) -> Rejection {
+    let mut rejection =
+        Rejection::new(RejectionKind::MissingCredentials).with_reason("missing_credentials");
+    match parts.extensions.get::<AnonymousChallenge>() {
+        Some(AnonymousChallenge(challenge)) => {
+            rejection.set_realm(&challenge.0);
+            rejection.set_challenges(&challenge.1);
+        }
+        None => rejection = rejection.with_challenge(Scheme::Bearer),
+    }
+    rejection
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Identity {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .ok_or_else(|| missing_identity(parts))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Identity>().cloned())
+    }
+}
+
+/// The caller's claims deserialized into your own type.
+///
+/// Answers 401 when there is no identity, and 401 `invalid_token` when the claims do not have the
+/// shape of `T` (a token without a claim your handler needs is not a valid token for it).
+#[derive(Clone, Debug)]
+pub struct Claims<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let identity = parts
+            .extensions
+            .get::<Identity>()
+            .ok_or_else(|| missing_identity(parts))?;
+        T::deserialize(&identity.0.claims).map(Claims).map_err(|_| {
+            Rejection::new(RejectionKind::InvalidToken)
+                .with_detail("The access token does not carry the claims this resource needs.")
+                .with_reason("claims_shape")
+                .with_challenge(Scheme::Bearer)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mapping_reads_strings_arrays_and_nested_paths() {
+        let claims = json!({
+            "scope": "a b  a",
+            "scp": ["c"],
+            "realm_access": { "roles": ["admin"] },
+            "https://example.com/roles": ["ns"],
+        });
+        let mapping = ClaimMapping::default()
+            .roles_from(["realm_access.roles", "https://example.com/roles", "missing"]);
+        let (scopes, roles) = mapping.apply(claims.as_object().unwrap()).unwrap();
+        assert_eq!(scopes, ["a", "b", "c"]);
+        assert_eq!(roles, ["admin", "ns"]);
+    }
+
+    #[test]
+    fn mapping_rejects_wrong_types() {
+        for claims in [
+            json!({"scope": 1}),
+            json!({"scope": ["a", 2]}),
+            json!({"scope": {"x": 1}}),
+        ] {
+            let claims = claims.as_object().unwrap();
+            assert!(ClaimMapping::default().apply(claims).is_err(), "{claims:?}");
+        }
+        let many: Vec<String> = (0..300).map(|i| format!("s{i}")).collect();
+        assert!(
+            ClaimMapping::default()
+                .apply(json!({ "scp": many }).as_object().unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn debug_hides_claims() {
+        let mut claims = Map::new();
+        claims.insert("email".into(), json!("alice@example.com"));
+        let identity = Identity::builder("alice", AuthMethod::Jwt)
+            .claims(claims)
+            .build();
+        let debug = format!("{identity:?}");
+        assert!(debug.contains("alice"));
+        assert!(!debug.contains("example.com"));
+        assert_eq!(identity.claim("email"), Some(&json!("alice@example.com")));
+    }
+}

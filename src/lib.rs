@@ -1,0 +1,51 @@
+//! portcullis: composable tower layers that make an axum API secure.
+//!
+//! Read it top-down: [`identity`] (who the caller is, as handlers see it), [`error`] (the one
+//! rejection type, rendered as RFC 9457 problem+json), then one module per layer:
+//!
+//! | module | layer | answers |
+//! |---|---|---|
+//! | [`auth`] | [`AuthLayer`] | who is calling: JWT bearer tokens, API keys, Basic |
+//!
+//! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
+//! clear 4xx problem+json response that leaks no secret, never a panic or a 5xx.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use portcullis::{Algorithm, AuthLayer, Identity};
+//! use portcullis::auth::{JwtAuthenticator, JwtKey};
+//!
+//! # fn main() -> Result<(), portcullis::ConfigError> {
+//! let jwt = JwtAuthenticator::builder()
+//!     .key(JwtKey::hmac(b"a secret of at least thirty-two bytes!!", Algorithm::HS256)?)
+//!     .audience(["items-api"])
+//!     .build()?;
+//!
+//! async fn me(identity: Identity) -> String {
+//!     identity.subject().to_owned()
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .layer(AuthLayer::required().with(jwt));
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod auth;
+pub mod error;
+pub mod identity;
+
+pub use auth::AuthLayer;
+pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
+pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
+
+/// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
+/// the same version yourself.
+pub use jsonwebtoken::Algorithm;
