@@ -1,0 +1,259 @@
+//! HTTP Basic (RFC 7617) with argon2 password hashes.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHashString, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, Params};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::request::Parts;
+use tokio::sync::Semaphore;
+
+use super::{Authentication, Authenticator, header};
+use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
+use crate::identity::{AuthMethod, Identity};
+
+/// Longest accepted `user:password` after base64 decoding.
+const MAX_CREDENTIALS_LEN: usize = 1024;
+
+/// Hashes a password with argon2id (the `argon2` crate's defaults: 19 MiB, 2 passes, OWASP's
+/// recommendation) and a random salt, as a PHC string to store.
+///
+/// ```
+/// let phc = portcullis::auth::hash_password("correct horse battery staple").unwrap();
+/// assert!(phc.starts_with("$argon2id$"));
+/// ```
+pub fn hash_password(password: &str) -> Result<String, ConfigError> {
+    hash_with(&Argon2::default(), password).map(|hash| hash.to_string())
+}
+
+fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<PasswordHashString, ConfigError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt)
+        .map_err(|_| ConfigError::new("the system random number generator failed"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|_| ConfigError::new("bad salt"))?;
+    argon2
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.serialize())
+        .map_err(|_| ConfigError::new("argon2 could not hash the password"))
+}
+
+/// A user allowed to log in with Basic.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct BasicUser {
+    name: String,
+    hash: PasswordHashString,
+    scopes: Vec<String>,
+    roles: Vec<String>,
+}
+
+impl BasicUser {
+    /// A user with an argon2 PHC hash (from [`hash_password`] or any argon2 tool).
+    pub fn new(name: impl Into<String>, phc_hash: &str) -> Result<Self, ConfigError> {
+        let name = name.into();
+        if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                "a Basic user name must be non-empty without ':' or control characters",
+            ));
+        }
+        let hash = PasswordHash::new(phc_hash)
+            .ok()
+            .filter(|hash| hash.algorithm.as_str().starts_with("argon2"))
+            .ok_or_else(|| ConfigError::new("not an argon2 PHC hash string"))?;
+        Params::try_from(&hash).map_err(|_| ConfigError::new("unusable argon2 parameters"))?;
+        Ok(Self {
+            name,
+            hash: hash.serialize(),
+            scopes: Vec::new(),
+            roles: Vec::new(),
+        })
+    }
+
+    /// Sets the scopes.
+    pub fn scopes<I: IntoIterator<Item = T>, T: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the roles.
+    pub fn roles<I: IntoIterator<Item = T>, T: Into<String>>(mut self, roles: I) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Authenticates `Authorization: Basic` with argon2 password hashes.
+///
+/// Verification runs on tokio's blocking pool, never on the request executor, and at most
+/// [`max_concurrent`](BasicAuthenticatorBuilder::max_concurrent) at once (each argon2 run holds
+/// its memory cost, 19 MiB by default), so a flood of logins queues instead of exhausting memory.
+/// An unknown user name is checked against a dummy hash with the same parameters, so it takes
+/// as long as a wrong password.
+///
+/// ```
+/// use portcullis::auth::{BasicAuthenticator, BasicUser, hash_password};
+///
+/// # fn main() -> Result<(), portcullis::ConfigError> {
+/// let basic = BasicAuthenticator::builder()
+///     .user(BasicUser::new("ops", &hash_password("a long passphrase")?)?.roles(["operator"]))
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct BasicAuthenticator {
+    inner: Arc<BasicInner>,
+}
+
+struct BasicInner {
+    users: HashMap<String, (PasswordHashString, Identity)>,
+    dummy: PasswordHashString,
+    permits: Arc<Semaphore>,
+}
+
+/// Configures a [`BasicAuthenticator`].
+#[must_use]
+#[derive(Debug, Default)]
+pub struct BasicAuthenticatorBuilder {
+    users: Vec<BasicUser>,
+    max_concurrent: Option<usize>,
+}
+
+impl BasicAuthenticator {
+    /// Starts the configuration.
+    pub fn builder() -> BasicAuthenticatorBuilder {
+        BasicAuthenticatorBuilder::default()
+    }
+}
+
+impl BasicAuthenticatorBuilder {
+    /// Adds a user.
+    pub fn user(mut self, user: BasicUser) -> Self {
+        self.users.push(user);
+        self
+    }
+
+    /// How many password checks may run at once (default: the number of CPUs).
+    pub fn max_concurrent(mut self, checks: usize) -> Self {
+        self.max_concurrent = Some(checks.max(1));
+        self
+    }
+
+    /// Builds the authenticator, hashing the dummy password used for unknown users.
+    pub fn build(self) -> Result<BasicAuthenticator, ConfigError> {
+        let params = match self.users.first() {
+            Some(user) => Params::try_from(&user.hash.password_hash())
+                .map_err(|_| ConfigError::new("unusable argon2 parameters"))?,
+            None => Params::default(),
+        };
+        let dummy_hasher = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let dummy = hash_with(&dummy_hasher, "portcullis dummy password")?;
+        let mut users = HashMap::new();
+        for user in self.users {
+            let identity = Identity::builder(user.name.clone(), AuthMethod::Basic)
+                .scopes(user.scopes)
+                .roles(user.roles)
+                .build();
+            if users.insert(user.name, (user.hash, identity)).is_some() {
+                return Err(ConfigError::new("two Basic users have the same name"));
+            }
+        }
+        let permits = self.max_concurrent.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        Ok(BasicAuthenticator {
+            inner: Arc::new(BasicInner {
+                users,
+                dummy,
+                permits: Arc::new(Semaphore::new(permits)),
+            }),
+        })
+    }
+}
+
+fn rejected(reason: &'static str) -> Rejection {
+    Rejection::new(RejectionKind::InvalidCredentials)
+        .with_reason(reason)
+        .with_detail("The user name or password was not accepted.")
+        .with_challenge(Scheme::Basic)
+}
+
+/// `user:password` from the base64 credentials, or `None` when they are not well-formed.
+fn decode_credentials(encoded: &str) -> Option<(String, String)> {
+    if encoded.len() > MAX_CREDENTIALS_LEN * 4 / 3 + 4 {
+        return None;
+    }
+    let decoded = STANDARD.decode(encoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    if user.is_empty() || user.chars().any(char::is_control) {
+        return None;
+    }
+    Some((user.to_owned(), password.to_owned()))
+}
+
+impl Authenticator for BasicAuthenticator {
+    fn scheme(&self) -> Scheme {
+        Scheme::Basic
+    }
+
+    fn authenticate(&self, request: &Parts) -> Authentication {
+        let Some(encoded) = header::credentials(&request.headers, "Basic") else {
+            return Authentication::NotPresent;
+        };
+        let Some((user, password)) = decode_credentials(encoded) else {
+            return Authentication::Rejected(rejected("malformed_basic"));
+        };
+        let inner = self.inner.clone();
+        Authentication::Pending(Box::pin(async move {
+            let known = inner.users.get(&user);
+            let hash = known.map_or(&inner.dummy, |(hash, _)| hash).clone();
+            let Ok(_permit) = inner.permits.clone().acquire_owned().await else {
+                return Err(Rejection::new(RejectionKind::Internal));
+            };
+            let verified = tokio::task::spawn_blocking(move || {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash.password_hash())
+                    .is_ok()
+            })
+            .await
+            .map_err(|_| Rejection::new(RejectionKind::Internal))?;
+            match known {
+                Some((_, identity)) if verified => Ok(identity.clone()),
+                Some(_) => Err(rejected("wrong_password")),
+                None => Err(rejected("unknown_user")),
+            }
+        }))
+    }
+}
+
+impl fmt::Debug for BasicAuthenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuthenticator")
+            .field("users", &self.inner.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_only_well_formed_credentials() {
+        let encode = |s: &str| STANDARD.encode(s);
+        assert_eq!(
+            decode_credentials(&encode("alice:pa:ss")),
+            Some(("alice".into(), "pa:ss".into()))
+        );
+        assert_eq!(decode_credentials(&encode("alice")), None);
+        assert_eq!(decode_credentials(&encode(":pw")), None);
+        assert_eq!(decode_credentials(&encode("al\u{7}ice:pw")), None);
+        assert_eq!(decode_credentials("YWxpY2U6cHc"), None, "padding is required");
+        assert_eq!(decode_credentials(&STANDARD.encode([0xff, b':', b'x'])), None);
+        assert_eq!(decode_credentials(&encode(&"a".repeat(4096))), None);
+    }
+}

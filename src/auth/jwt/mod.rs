@@ -1,0 +1,636 @@
+//! Signed JWT bearer tokens (RFC 7519, RFC 7515, RFC 9068 profile checks).
+
+mod key;
+mod strict;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::request::Parts;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use key::JwtKey;
+
+use super::{Authentication, Authenticator, header};
+use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
+use crate::identity::{AuthMethod, ClaimMapping, Identity, system_time};
+
+/// Header parameters that would make us trust a key the token brings along. Never honoured.
+const EMBEDDED_KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
+
+/// Verifies JWT bearer tokens from the `Authorization: Bearer` header.
+///
+/// What is checked, in this order (cheap checks first, the signature before any claim is trusted):
+///
+/// 1. size (default at most 8 KiB), three segments of canonical unpadded base64url;
+/// 2. the header: a JSON object without duplicate members; `alg` must be one this server
+///    configured for the key named by `kid` (never `none`, in any casing); `jwk`, `jku`, `x5u`
+///    and `x5c` are refused outright (keys are never fetched from or trusted in a token); any
+///    `crit` is refused (no extension is supported); `typ` is checked when configured;
+/// 3. the signature, with [`jsonwebtoken`];
+/// 4. the claims: a JSON object without duplicate members, registered claims of the right JSON
+///    type; `exp` required (by default), `nbf` and `iat` not in the future, all with a leeway
+///    (default 60 s); `iss` equal to the configured issuer; `aud` containing a configured
+///    audience; `sub` present; scopes and roles readable with the [`ClaimMapping`].
+///
+/// A verified token is remembered in a bounded cache keyed by the SHA-256 of the whole token, so
+/// the next request with it skips parsing and signature verification; `exp` is still checked on
+/// every hit, the entry lives no longer than the token, and removing a key or revoking the token
+/// drops it. Cloning is cheap and clones share keys and cache.
+#[derive(Clone)]
+pub struct JwtAuthenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: RwLock<Vec<JwtKey>>,
+    /// Bumped whenever a key is removed; cache entries from an older epoch are ignored.
+    epoch: AtomicU64,
+    issuer: Option<String>,
+    audiences: Option<Vec<String>>,
+    leeway: u64,
+    require_exp: bool,
+    typ: Option<Vec<String>>,
+    max_token_bytes: usize,
+    mapping: ClaimMapping,
+    cache: Option<moka::sync::Cache<[u8; 32], Verified>>,
+    clock: Clock,
+}
+
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// What the cache keeps of a verified token.
+#[derive(Clone)]
+struct Verified {
+    identity: Identity,
+    exp: Option<u64>,
+    epoch: u64,
+}
+
+impl JwtAuthenticator {
+    /// Starts the configuration.
+    pub fn builder() -> JwtAuthenticatorBuilder {
+        JwtAuthenticatorBuilder {
+            keys: Vec::new(),
+            issuer: None,
+            audiences: None,
+            any_audience: false,
+            leeway: Duration::from_secs(60),
+            require_exp: true,
+            typ: None,
+            max_token_bytes: 8 * 1024,
+            mapping: ClaimMapping::default(),
+            cache_capacity: 10_000,
+            clock: None,
+        }
+    }
+
+    /// Verifies one token (without the `Bearer ` prefix) and returns the caller's identity.
+    ///
+    /// This is what the [`AuthLayer`](crate::AuthLayer) calls; use it directly where a token
+    /// arrives another way, e.g. in the first message of a WebSocket.
+    pub fn verify(&self, token: &str) -> Result<Identity, Rejection> {
+        let inner = &*self.inner;
+        if token.len() > inner.max_token_bytes {
+            return Err(invalid("too_large", "The access token is too large."));
+        }
+        let Some(cache) = &inner.cache else {
+            return inner.verify_uncached(token).map(|verified| verified.identity);
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = cache.get(&digest) {
+            if hit.epoch == inner.epoch.load(Ordering::Acquire) {
+                let now = inner.now();
+                if let Some(exp) = hit.exp {
+                    if now.saturating_sub(inner.leeway) >= exp {
+                        cache.invalidate(&digest);
+                        return Err(invalid("expired", "The access token expired."));
+                    }
+                }
+                return Ok(hit.identity);
+            }
+            cache.invalidate(&digest);
+        }
+        let verified = inner.verify_uncached(token)?;
+        let identity = verified.identity.clone();
+        cache.insert(digest, verified);
+        Ok(identity)
+    }
+
+    /// Adds a verification key at run time (e.g. ahead of a planned rotation).
+    pub fn add_key(&self, key: JwtKey) -> Result<(), ConfigError> {
+        let mut keys = self.inner.keys.write().unwrap_or_else(PoisonError::into_inner);
+        check_new_key(&keys, &key)?;
+        keys.push(key);
+        Ok(())
+    }
+
+    /// Removes the key with this id; tokens it signed stop being accepted at once, including those
+    /// already in the verified-token cache. Returns whether a key was removed.
+    pub fn remove_key(&self, kid: &str) -> bool {
+        let mut keys = self.inner.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let before = keys.len();
+        keys.retain(|key| key.kid.as_deref() != Some(kid));
+        let removed = keys.len() != before;
+        if removed {
+            self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+            if let Some(cache) = &self.inner.cache {
+                cache.invalidate_all();
+            }
+        }
+        removed
+    }
+
+    /// Forgets a verified token, so that its next use is verified again from scratch. Call it when
+    /// you revoke a token (and make your revocation check reject it).
+    pub fn forget(&self, token: &str) {
+        if let Some(cache) = &self.inner.cache {
+            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            cache.invalidate(&digest);
+        }
+    }
+}
+
+impl Authenticator for JwtAuthenticator {
+    fn scheme(&self) -> Scheme {
+        Scheme::Bearer
+    }
+
+    fn authenticate(&self, request: &Parts) -> Authentication {
+        match header::credentials(&request.headers, "Bearer") {
+            None => Authentication::NotPresent,
+            Some(token) => match self.verify(token) {
+                Ok(identity) => Authentication::Authenticated(identity),
+                Err(rejection) => Authentication::Rejected(rejection),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for JwtAuthenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("JwtAuthenticator")
+            .field("keys", &*keys)
+            .field("issuer", &self.inner.issuer)
+            .field("audiences", &self.inner.audiences)
+            .field("leeway", &self.inner.leeway)
+            .field("cache", &self.inner.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(reason: &'static str, detail: &'static str) -> Rejection {
+    Rejection::new(RejectionKind::InvalidToken)
+        .with_reason(reason)
+        .with_detail(detail)
+        .with_challenge(Scheme::Bearer)
+}
+
+fn malformed() -> Rejection {
+    invalid("malformed", "The access token is malformed.")
+}
+
+fn claim_type() -> Rejection {
+    invalid(
+        "claim_type",
+        "A claim of the access token has the wrong type.",
+    )
+}
+
+impl Inner {
+    fn now(&self) -> u64 {
+        unix_seconds((self.clock)())
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Verified, Rejection> {
+        // Read the epoch before the keys: if a key is removed while we verify, the entry we
+        // produce carries the old epoch and is never served from the cache.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut segments = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return Err(malformed());
+        };
+        if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
+            return Err(malformed());
+        }
+        let header = decode_object(header_b64)?;
+        let claims = decode_object(payload_b64)?;
+
+        let algorithm = self.check_header(&header)?;
+        {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            let key = select_key(&keys, &header)?;
+            if key.algorithm != algorithm {
+                return Err(invalid(
+                    "alg_not_allowed",
+                    "The token's signing algorithm is not accepted for its key.",
+                ));
+            }
+            let message = &token[..header_b64.len() + 1 + payload_b64.len()];
+            let valid =
+                jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), &key.key, algorithm)
+                    .unwrap_or(false);
+            if !valid {
+                return Err(invalid(
+                    "bad_signature",
+                    "The access token signature is invalid.",
+                ));
+            }
+        }
+        self.check_claims(claims, epoch)
+    }
+
+    fn check_header(&self, header: &Map<String, Value>) -> Result<Algorithm, Rejection> {
+        let Some(Value::String(alg)) = header.get("alg") else {
+            return Err(malformed());
+        };
+        if alg.eq_ignore_ascii_case("none") {
+            return Err(invalid("alg_none", "Unsigned tokens are not accepted."));
+        }
+        let algorithm = Algorithm::from_str(alg).map_err(|_| {
+            invalid(
+                "alg_not_allowed",
+                "The token's signing algorithm is not accepted.",
+            )
+        })?;
+        if EMBEDDED_KEY_HEADERS.iter().any(|name| header.contains_key(*name)) {
+            return Err(invalid(
+                "embedded_key",
+                "Keys embedded in or linked from the token header are not trusted.",
+            ));
+        }
+        if header.contains_key("crit") {
+            return Err(invalid(
+                "unsupported_crit",
+                "The token requires an extension this server does not support.",
+            ));
+        }
+        let typ = match header.get("typ") {
+            None => None,
+            Some(Value::String(typ)) => Some(typ.as_str()),
+            Some(_) => return Err(malformed()),
+        };
+        if !matches!(header.get("kid"), None | Some(Value::String(_))) {
+            return Err(malformed());
+        }
+        if let Some(accepted) = &self.typ {
+            let ok = typ.is_some_and(|typ| accepted.iter().any(|a| *a == normalize_typ(typ)));
+            if !ok {
+                return Err(invalid("typ_mismatch", "The token type is not accepted."));
+            }
+        }
+        Ok(algorithm)
+    }
+
+    fn check_claims(&self, claims: Map<String, Value>, epoch: u64) -> Result<Verified, Rejection> {
+        let now = self.now();
+        let leeway = self.leeway;
+        let exp = numeric_date(claims.get("exp"))?;
+        let nbf = numeric_date(claims.get("nbf"))?;
+        let iat = numeric_date(claims.get("iat"))?;
+        let issuer = optional_string(claims.get("iss"))?;
+        let subject = optional_string(claims.get("sub"))?;
+        optional_string(claims.get("jti"))?;
+        let audiences = audiences(claims.get("aud"))?;
+
+        match exp {
+            Some(exp) if now.saturating_sub(leeway) >= exp => {
+                return Err(invalid("expired", "The access token expired."));
+            }
+            None if self.require_exp => {
+                return Err(invalid("missing_exp", "The access token has no expiry."));
+            }
+            _ => {}
+        }
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err(invalid("not_yet_valid", "The access token is not valid yet."));
+        }
+        if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+            return Err(invalid(
+                "issued_in_future",
+                "The access token was issued in the future.",
+            ));
+        }
+        if let Some(expected) = &self.issuer {
+            if issuer != Some(expected.as_str()) {
+                return Err(invalid(
+                    "bad_issuer",
+                    "The access token was issued by an untrusted issuer.",
+                ));
+            }
+        }
+        if let Some(expected) = &self.audiences {
+            if !audiences.iter().any(|aud| expected.iter().any(|e| e == aud)) {
+                return Err(invalid(
+                    "bad_audience",
+                    "The access token is not meant for this API.",
+                ));
+            }
+        }
+        let subject = match subject {
+            Some(subject) if !subject.is_empty() => subject.to_owned(),
+            _ => return Err(invalid("missing_sub", "The access token has no subject.")),
+        };
+        let (scopes, roles) = self.mapping.apply(&claims).map_err(|()| claim_type())?;
+        let mut builder = Identity::builder(subject, AuthMethod::Jwt)
+            .scopes(scopes)
+            .roles(roles);
+        if let Some(issuer) = issuer {
+            builder = builder.issuer(issuer);
+        }
+        if let Some(exp) = exp {
+            builder = builder.expires_at(system_time(exp));
+        }
+        Ok(Verified {
+            identity: builder.claims(claims).build(),
+            exp,
+            epoch,
+        })
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn decode_object(segment: &str) -> Result<Map<String, Value>, Rejection> {
+    // `URL_SAFE_NO_PAD` refuses padding and non-zero trailing bits, so every token has exactly one
+    // accepted spelling.
+    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| malformed())?;
+    strict::parse_object(&bytes).ok_or_else(|| {
+        invalid(
+            "malformed_json",
+            "The access token is not made of JSON objects with unique member names.",
+        )
+    })
+}
+
+fn select_key<'a>(keys: &'a [JwtKey], header: &Map<String, Value>) -> Result<&'a JwtKey, Rejection> {
+    match header.get("kid") {
+        Some(Value::String(kid)) => keys
+            .iter()
+            .find(|key| key.kid.as_deref() == Some(kid.as_str()))
+            .ok_or_else(|| invalid("unknown_kid", "The token was signed with an unknown key.")),
+        _ => match keys {
+            [only] => Ok(only),
+            _ => Err(invalid(
+                "kid_required",
+                "The token must name its signing key (kid).",
+            )),
+        },
+    }
+}
+
+fn check_new_key(keys: &[JwtKey], key: &JwtKey) -> Result<(), ConfigError> {
+    if key.kid.is_some() && keys.iter().any(|k| k.kid == key.kid) {
+        return Err(ConfigError::new("two keys have the same kid"));
+    }
+    if !keys.is_empty() && (key.kid.is_none() || keys.iter().any(|k| k.kid.is_none())) {
+        return Err(ConfigError::new(
+            "every key needs a kid when more than one key is configured",
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 7515 §4.1.9: media types compare case-insensitively and `application/` may be left out.
+fn normalize_typ(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds; fractions are truncated.
+fn numeric_date(value: Option<&Value>) -> Result<Option<u64>, Rejection> {
+    match value {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(seconds) = n.as_u64() {
+                Ok(Some(seconds))
+            } else {
+                match n.as_f64() {
+                    // `as` saturates: a date beyond u64 is simply far in the future.
+                    Some(f) if f >= 0.0 => Ok(Some(f as u64)),
+                    _ => Err(claim_type()),
+                }
+            }
+        }
+        Some(_) => Err(claim_type()),
+    }
+}
+
+fn optional_string(value: Option<&Value>) -> Result<Option<&str>, Rejection> {
+    match value {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(claim_type()),
+    }
+}
+
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
+fn audiences(value: Option<&Value>) -> Result<Vec<&str>, Rejection> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::String(aud)) => Ok(vec![aud.as_str()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().ok_or_else(claim_type))
+            .collect(),
+        Some(_) => Err(claim_type()),
+    }
+}
+
+/// Configures a [`JwtAuthenticator`].
+#[must_use]
+pub struct JwtAuthenticatorBuilder {
+    keys: Vec<JwtKey>,
+    issuer: Option<String>,
+    audiences: Option<Vec<String>>,
+    any_audience: bool,
+    leeway: Duration,
+    require_exp: bool,
+    typ: Option<Vec<String>>,
+    max_token_bytes: usize,
+    mapping: ClaimMapping,
+    cache_capacity: u64,
+    clock: Option<Clock>,
+}
+
+impl JwtAuthenticatorBuilder {
+    /// Adds a verification key. With more than one key, every key needs a `kid`.
+    pub fn key(mut self, key: JwtKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Requires `iss` to equal `issuer` exactly.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Requires `aud` to contain one of these audiences. Required unless
+    /// [`any_audience`](Self::any_audience) is set: a token minted for another service must not
+    /// be accepted here.
+    pub fn audience<I: IntoIterator<Item = T>, T: Into<String>>(mut self, audiences: I) -> Self {
+        self.audiences = Some(audiences.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accepts any audience. Only for keys that sign tokens for this service alone.
+    pub fn any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Accepts tokens without `exp` (by default they are refused).
+    pub fn allow_missing_exp(mut self) -> Self {
+        self.require_exp = false;
+        self
+    }
+
+    /// Requires the header `typ` to be one of these, e.g. `["at+jwt"]` for RFC 9068 access tokens
+    /// (compared case-insensitively, with or without `application/`).
+    pub fn typ<I: IntoIterator<Item = T>, T: AsRef<str>>(mut self, accepted: I) -> Self {
+        self.typ = Some(
+            accepted
+                .into_iter()
+                .map(|t| normalize_typ(t.as_ref()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Largest accepted token in bytes (default 8 KiB).
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// Where scopes and roles are read from.
+    pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// How many verified tokens to remember (default 10 000); 0 turns the cache off.
+    pub fn cache_capacity(mut self, entries: u64) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// The clock used for `exp`, `nbf` and `iat` (default: the system clock). For tests.
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Checks the configuration and builds the authenticator.
+    pub fn build(self) -> Result<JwtAuthenticator, ConfigError> {
+        if self.keys.is_empty() {
+            return Err(ConfigError::new("a JwtAuthenticator needs at least one key"));
+        }
+        let mut keys = Vec::with_capacity(self.keys.len());
+        for key in self.keys {
+            check_new_key(&keys, &key)?;
+            keys.push(key);
+        }
+        match (&self.audiences, self.any_audience) {
+            (None, false) => {
+                return Err(ConfigError::new(
+                    "set the accepted audience(s), or call any_audience() explicitly",
+                ));
+            }
+            (Some(list), _) if list.is_empty() => {
+                return Err(ConfigError::new("the audience list is empty"));
+            }
+            _ => {}
+        }
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(SystemTime::now) as Clock);
+        let cache = (self.cache_capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(self.cache_capacity)
+                .expire_after(ExpireWithToken {
+                    leeway: self.leeway.as_secs(),
+                    clock: clock.clone(),
+                })
+                .build()
+        });
+        Ok(JwtAuthenticator {
+            inner: Arc::new(Inner {
+                keys: RwLock::new(keys),
+                epoch: AtomicU64::new(0),
+                issuer: self.issuer,
+                audiences: if self.any_audience { None } else { self.audiences },
+                leeway: self.leeway.as_secs(),
+                require_exp: self.require_exp,
+                typ: self.typ,
+                max_token_bytes: self.max_token_bytes,
+                mapping: self.mapping,
+                cache,
+                clock,
+            }),
+        })
+    }
+}
+
+/// Cache entries live until their token expires (plus leeway), an hour at most for tokens without
+/// `exp`. Only memory depends on this: expiry is checked against the token on every hit.
+struct ExpireWithToken {
+    leeway: u64,
+    clock: Clock,
+}
+
+const MAX_ENTRY_LIFETIME: Duration = Duration::from_secs(3600);
+
+impl moka::Expiry<[u8; 32], Verified> for ExpireWithToken {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Verified,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let lifetime = match value.exp {
+            None => MAX_ENTRY_LIFETIME,
+            Some(exp) => {
+                let now = unix_seconds((self.clock)());
+                Duration::from_secs(exp.saturating_add(self.leeway).saturating_sub(now))
+                    .min(MAX_ENTRY_LIFETIME)
+            }
+        };
+        Some(lifetime)
+    }
+}
+
+impl fmt::Debug for JwtAuthenticatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthenticatorBuilder")
+            .field("keys", &self.keys)
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,104 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::{Auth, Authenticator};
+use crate::error::{ConfigError, Realm, Scheme};
+use crate::identity::AnonymousChallenge;
+
+/// Authenticates requests with a list of [`Authenticator`]s; see the [module docs](super).
+#[derive(Clone)]
+#[must_use]
+pub struct AuthLayer {
+    pub(super) config: Arc<AuthConfig>,
+}
+
+#[derive(Clone)]
+pub(super) struct AuthConfig {
+    pub(super) authenticators: Vec<Arc<dyn Authenticator>>,
+    pub(super) required: bool,
+    pub(super) realm: Realm,
+    /// The realm and schemes, shared with anonymous requests for the `Identity` extractor.
+    pub(super) challenge: AnonymousChallenge,
+}
+
+impl AuthLayer {
+    /// Every request must authenticate: without a credential it gets 401.
+    pub fn required() -> Self {
+        Self::new(true)
+    }
+
+    /// Anonymous requests pass through without an [`Identity`](crate::Identity); requests with a
+    /// credential are still checked, and refused when it is not valid.
+    pub fn optional() -> Self {
+        Self::new(false)
+    }
+
+    fn new(required: bool) -> Self {
+        let realm = Realm::default();
+        Self {
+            config: Arc::new(AuthConfig {
+                authenticators: Vec::new(),
+                required,
+                challenge: AnonymousChallenge(Arc::new((realm.clone(), Vec::new()))),
+                realm,
+            }),
+        }
+    }
+
+    /// Adds an authenticator; they are tried in the order added.
+    pub fn with(mut self, authenticator: impl Authenticator) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        config.authenticators.push(Arc::new(authenticator));
+        config.refresh_challenge();
+        self
+    }
+
+    /// Sets the `realm` of the `WWW-Authenticate` challenges (default `api`). It must be printable
+    /// ASCII without quotes or backslashes.
+    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+        let config = Arc::make_mut(&mut self.config);
+        config.realm = Realm::new(realm)?;
+        config.refresh_challenge();
+        Ok(self)
+    }
+}
+
+impl AuthConfig {
+    fn refresh_challenge(&mut self) {
+        let mut schemes: Vec<Scheme> = Vec::new();
+        for authenticator in &self.authenticators {
+            let scheme = authenticator.scheme();
+            if !schemes.contains(&scheme) {
+                schemes.push(scheme);
+            }
+        }
+        self.challenge = AnonymousChallenge(Arc::new((self.realm.clone(), schemes)));
+    }
+
+    pub(super) fn schemes(&self) -> &[Scheme] {
+        &self.challenge.0.1
+    }
+}
+
+impl fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("required", &self.config.required)
+            .field("realm", &self.config.realm)
+            .field("schemes", &self.config.schemes())
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}

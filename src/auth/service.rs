@@ -1,0 +1,110 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum_core::response::{IntoResponse, Response};
+use http::Request;
+use tower_service::Service;
+
+use super::layer::AuthConfig;
+use super::{Authentication, ResponseFuture, header};
+use crate::error::{Rejection, RejectionKind};
+
+/// The service built by [`AuthLayer`](super::AuthLayer).
+#[derive(Clone)]
+pub struct Auth<S> {
+    pub(super) inner: S,
+    pub(super) config: Arc<AuthConfig>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Auth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("inner", &self.inner)
+            .field("required", &self.config.required)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for Auth<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        let has_authorization = match header::check_authorization(&parts.headers) {
+            Ok(present) => present,
+            Err(rejection) => return self.reject(rejection),
+        };
+        for authenticator in &self.config.authenticators {
+            match authenticator.authenticate(&parts) {
+                Authentication::NotPresent => continue,
+                Authentication::Authenticated(identity) => {
+                    parts.extensions.insert(identity);
+                    return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
+                }
+                Authentication::Rejected(rejection) => return self.reject(rejection),
+                Authentication::Pending(future) => {
+                    // The inner service was driven to readiness by `poll_ready`: take that one and
+                    // leave a clone in its place (the usual tower pattern for deferred calls).
+                    let clone = self.inner.clone();
+                    let inner = std::mem::replace(&mut self.inner, clone);
+                    return ResponseFuture::pending(
+                        future,
+                        parts,
+                        body,
+                        inner,
+                        self.config.clone(),
+                    );
+                }
+            }
+        }
+        if has_authorization {
+            return self.reject(
+                Rejection::new(RejectionKind::MissingCredentials)
+                    .with_reason("unsupported_scheme")
+                    .with_detail("This authentication scheme is not accepted here."),
+            );
+        }
+        if self.config.required {
+            return self.reject(
+                Rejection::new(RejectionKind::MissingCredentials).with_reason("missing_credentials"),
+            );
+        }
+        parts.extensions.insert(self.config.challenge.clone());
+        ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)))
+    }
+}
+
+impl<S> Auth<S> {
+    fn reject<B>(&self, rejection: Rejection) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>, Response = Response>,
+    {
+        ResponseFuture::rejected(finish_rejection(&self.config, rejection))
+    }
+}
+
+/// Adds the layer's realm, and for "no usable credential" the challenges of every accepted
+/// scheme, then renders.
+pub(super) fn finish_rejection(config: &AuthConfig, mut rejection: Rejection) -> Response {
+    if rejection.kind() == RejectionKind::MissingCredentials {
+        rejection.set_challenges(config.schemes());
+    }
+    rejection.set_realm(&config.realm);
+    tracing::debug!(
+        target: "portcullis::auth",
+        kind = ?rejection.kind(),
+        reason = rejection.reason(),
+        "request not authenticated"
+    );
+    rejection.into_response()
+}

@@ -1,0 +1,225 @@
+//! AuthLayer behaviour: required/optional, per-route use, header strictness, where tokens are
+//! (not) read from, the extractors and the rejection renderer.
+
+mod common;
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use common::*;
+use http::StatusCode;
+use portcullis::auth::{ApiKeyAuthenticator, ApiKeyGrant, InMemoryKeyStore, JwtAuthenticator};
+use portcullis::{AuthLayer, Claims, Identity, Rejection, RenderRejectionLayer};
+use serde::Deserialize;
+use serde_json::json;
+
+const API_KEY: &str = "pcl_test_0123456789abcdefghijklmnopqrstuvwxyz";
+
+fn jwt() -> JwtAuthenticator {
+    JwtAuthenticator::builder()
+        .key(all_keys().remove(0))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .build()
+        .unwrap()
+}
+
+fn api_keys() -> ApiKeyAuthenticator {
+    let store = InMemoryKeyStore::new();
+    store
+        .insert(API_KEY, ApiKeyGrant::new("key-1", "ci-bot").scopes(["read:items"]))
+        .unwrap();
+    ApiKeyAuthenticator::new(store)
+}
+
+fn token() -> String {
+    Signer::es256().sign(&claims("alice", "read:items"))
+}
+
+#[tokio::test]
+async fn repeated_authorization_headers_are_a_bad_request() {
+    let app = app(AuthLayer::required().with(jwt()));
+    let token = token();
+    let value = format!("Bearer {token}");
+    let answer = send(&app, get_with("/me", &[("authorization", &value), ("authorization", &value)])).await;
+    answer.problem(400, "invalid-request").leaks_nothing_of(&token[20..]);
+    assert!(answer.www_authenticate()[0].contains(r#"error="invalid_request""#));
+}
+
+#[tokio::test]
+async fn malformed_authorization_headers_are_a_bad_request() {
+    let app = app(AuthLayer::required().with(jwt()));
+    let token = token();
+    for value in [
+        "Bearer".to_owned(),
+        "Bearer ".to_owned(),
+        format!("Bearer {token} {token}"),
+        format!("Bearer {token},x"),
+        format!("Bearer\t{token}"),
+        format!("Bearer \"{token}\""),
+    ] {
+        let answer = send(&app, get_with("/me", &[("authorization", &value)])).await;
+        answer.problem(400, "invalid-request");
+    }
+    // Non-ASCII bytes in the header.
+    let request = http::Request::get("/me")
+        .header("authorization", http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap())
+        .body(axum::body::Body::empty())
+        .unwrap();
+    send(&app, request).await.problem(400, "invalid-request");
+}
+
+#[tokio::test]
+async fn an_unsupported_scheme_is_refused_even_when_optional() {
+    for layer in [AuthLayer::required(), AuthLayer::optional()] {
+        let app = app(layer.with(jwt()));
+        for path in ["/me", "/public"] {
+            let answer = send(&app, get_with(path, &[("authorization", "Digest abc")])).await;
+            answer.problem(401, "missing-credentials");
+            assert_eq!(answer.www_authenticate(), [r#"Bearer realm="api""#]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn tokens_in_the_query_string_or_a_cookie_are_ignored() {
+    let app = app(AuthLayer::required().with(jwt()));
+    let token = token();
+    let answer = send(&app, get_with(&format!("/me?access_token={token}"), &[])).await;
+    answer.problem(401, "missing-credentials").leaks_nothing_of(&token[20..]);
+    let cookie = format!("access_token={token}; token={token}");
+    let answer = send(&app, get_with("/me", &[("cookie", &cookie)])).await;
+    answer.problem(401, "missing-credentials").leaks_nothing_of(&token[20..]);
+}
+
+#[tokio::test]
+async fn optional_layer_passes_anonymous_requests_without_identity() {
+    let app = Router::new()
+        .route(
+            "/hello",
+            get(|caller: Option<Identity>| async move {
+                caller.map_or("anonymous".to_owned(), |i| i.subject().to_owned())
+            }),
+        )
+        .route("/me", get(|identity: Identity| async move { identity.subject().to_owned() }))
+        .layer(AuthLayer::optional().realm("items").unwrap().with(jwt()).with(api_keys()));
+    assert_eq!(send(&app, get_with("/hello", &[])).await.text, "anonymous");
+    assert_eq!(send(&app, bearer_to("/hello", &token())).await.text, "alice");
+    // The Identity extractor answers 401 with the layer's realm and schemes.
+    let answer = send(&app, get_with("/me", &[])).await;
+    answer.problem(401, "missing-credentials");
+    assert_eq!(
+        answer.www_authenticate(),
+        [r#"Bearer realm="items""#, r#"ApiKey realm="items""#]
+    );
+    // A bad credential is refused even though anonymous access is allowed.
+    let answer = send(&app, bearer_to("/hello", "not.a.token")).await;
+    answer.problem(401, "invalid-token");
+    assert!(answer.www_authenticate()[0].starts_with(r#"Bearer realm="items", error="invalid_token""#));
+}
+
+fn bearer_to(path: &str, token: &str) -> http::Request<axum::body::Body> {
+    get_with(path, &[("authorization", &format!("Bearer {token}"))])
+}
+
+#[tokio::test]
+async fn route_layer_protects_only_its_routes() {
+    let app = Router::new()
+        .route("/me", get(|identity: Identity| async move { identity.subject().to_owned() }))
+        .route_layer(AuthLayer::required().with(jwt()))
+        .route("/health", get(|| async { "ok" }));
+    assert_eq!(send(&app, get_with("/health", &[])).await.status, 200);
+    send(&app, get_with("/me", &[])).await.problem(401, "missing-credentials");
+    assert_eq!(send(&app, bearer_to("/me", &token())).await.text, "alice");
+    // Unknown routes stay 404 rather than 401 with route_layer.
+    assert_eq!(send(&app, get_with("/nope", &[])).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_first_authenticator_that_finds_its_credential_decides() {
+    let app = app(AuthLayer::required().with(jwt()).with(api_keys()));
+    // Missing: both schemes are challenged, in order.
+    let answer = send(&app, get_with("/me", &[])).await;
+    assert_eq!(answer.www_authenticate(), [r#"Bearer realm="api""#, r#"ApiKey realm="api""#]);
+    // API key alone works.
+    let answer = send(&app, get_with("/me", &[("x-api-key", API_KEY)])).await;
+    assert_eq!(answer.body["method"], "api_key");
+    // A bad bearer token is not rescued by a valid API key.
+    let answer = send(
+        &app,
+        get_with("/me", &[("authorization", "Bearer bad.token.here"), ("x-api-key", API_KEY)]),
+    )
+    .await;
+    answer.problem(401, "invalid-token");
+}
+
+#[derive(Deserialize)]
+struct MyClaims {
+    sub: String,
+    tenant: String,
+}
+
+#[tokio::test]
+async fn claims_extractor_deserializes_the_callers_own_type() {
+    let app = Router::new()
+        .route(
+            "/tenant",
+            get(|Claims(claims): Claims<MyClaims>| async move { format!("{}@{}", claims.sub, claims.tenant) }),
+        )
+        .layer(AuthLayer::optional().with(jwt()));
+    let mut c = claims("alice", "");
+    c["tenant"] = json!("acme");
+    let answer = send(&app, bearer_to("/tenant", &Signer::es256().sign(&c))).await;
+    assert_eq!(answer.text, "alice@acme");
+    // Without the claim the token is not good enough for this handler.
+    send(&app, bearer_to("/tenant", &token())).await.problem(401, "invalid-token");
+    // Anonymous.
+    send(&app, get_with("/tenant", &[])).await.problem(401, "missing-credentials");
+}
+
+#[tokio::test]
+async fn require_scope_answers_insufficient_scope() {
+    let app = Router::new()
+        .route(
+            "/admin",
+            get(|identity: Identity| async move {
+                identity.require_scope("admin")?;
+                Ok::<_, Rejection>("welcome")
+            }),
+        )
+        .layer(AuthLayer::required().with(jwt()));
+    let answer = send(&app, bearer_to("/admin", &token())).await;
+    answer.problem(403, "insufficient-scope");
+    assert_eq!(
+        answer.www_authenticate(),
+        [r#"Bearer error="insufficient_scope", error_description="The access token does not carry a required scope.", scope="admin""#]
+    );
+}
+
+#[tokio::test]
+async fn the_renderer_gives_rejections_the_apps_own_shape() {
+    fn render(rejection: &Rejection) -> Response {
+        (
+            rejection.status(),
+            axum::Json(json!({ "error": { "code": rejection.reason(), "message": rejection.detail() } })),
+        )
+            .into_response()
+    }
+    let app = app(AuthLayer::required().with(jwt())).layer(RenderRejectionLayer::new(render));
+    let answer = send(&app, get_with("/me", &[])).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    assert_eq!(answer.body["error"]["code"], "missing_credentials");
+    // Protocol headers survive the custom shape.
+    assert_eq!(answer.www_authenticate(), [r#"Bearer realm="api""#]);
+    // Successful responses are untouched.
+    assert_eq!(send(&app, bearer(&token())).await.status, 200);
+}
+
+#[test]
+fn realm_must_be_quotable() {
+    for bad in ["", "a\"b", "a\\b", "caf\u{e9}", "line\nbreak"] {
+        assert!(AuthLayer::required().realm(bad).is_err(), "{bad:?}");
+    }
+    assert!(AuthLayer::required().realm("My API v2").is_ok());
+}
