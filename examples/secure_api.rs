@@ -108,7 +108,9 @@ fn serve() -> ExitCode {
                 .unwrap_or_else(|_| "info,portcullis=debug".into()),
         )
         .init();
-    let bind = match setting("BIND_ADDR", "127.0.0.1:3000", |v| v.parse::<SocketAddr>().ok()) {
+    let bind = match setting("BIND_ADDR", "127.0.0.1:3000", |v| {
+        v.parse::<SocketAddr>().ok()
+    }) {
         Ok(bind) => bind,
         Err(message) => {
             eprintln!("{message}");
@@ -141,7 +143,10 @@ fn serve() -> ExitCode {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        match axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("server error: {error}");
@@ -193,7 +198,10 @@ async fn me(identity: Identity) -> Json<Value> {
     }))
 }
 
-async fn list_items(identity: Identity, State(items): State<Items>) -> Result<Json<Value>, Rejection> {
+async fn list_items(
+    identity: Identity,
+    State(items): State<Items>,
+) -> Result<Json<Value>, Rejection> {
     identity.require_scope("read:items")?;
     let guard = items.0.read().unwrap_or_else(|e| e.into_inner());
     let list: Vec<&Item> = guard.1.values().collect();
@@ -297,7 +305,9 @@ fn dev_token(role: &str) -> Option<String> {
 
 fn print_welcome(bind: SocketAddr) {
     println!("portcullis demo listening on http://{bind}");
-    println!("WARNING: trusting the embedded DEVELOPMENT key; tokens below are for local use only.");
+    println!(
+        "WARNING: trusting the embedded DEVELOPMENT key; tokens below are for local use only."
+    );
     println!();
     println!("  curl -i http://{bind}/health");
     for role in ["reader", "writer", "admin"] {

@@ -317,7 +317,10 @@ impl ClaimMapping {
 
     /// Scopes and roles from `claims`, or `Err` when a mapped claim has the wrong type or too many
     /// entries.
-    pub(crate) fn apply(&self, claims: &Map<String, Value>) -> Result<(Vec<String>, Vec<String>), ()> {
+    pub(crate) fn apply(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<(Vec<String>, Vec<String>), ()> {
         Ok((
             collect(claims, &self.scopes)?,
             collect(claims, &self.roles)?,
@@ -457,8 +460,11 @@ mod tests {
             "realm_access": { "roles": ["admin"] },
             "https://example.com/roles": ["ns"],
         });
-        let mapping = ClaimMapping::default()
-            .roles_from(["realm_access.roles", "https://example.com/roles", "missing"]);
+        let mapping = ClaimMapping::default().roles_from([
+            "realm_access.roles",
+            "https://example.com/roles",
+            "missing",
+        ]);
         let (scopes, roles) = mapping.apply(claims.as_object().unwrap()).unwrap();
         assert_eq!(scopes, ["a", "b", "c"]);
         assert_eq!(roles, ["admin", "ns"]);

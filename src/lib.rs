@@ -49,3 +49,8 @@ pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
 /// the same version yourself.
 pub use jsonwebtoken::Algorithm;
+
+// Compiles the README's examples as doctests so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+struct ReadmeDoctests;

@@ -31,8 +31,14 @@ async fn api_key_from_header_or_authorization() {
     let (_, key, app) = key_app();
     for request in [
         get_with("/me", &[("x-api-key", key.expose())]),
-        get_with("/me", &[("authorization", &format!("ApiKey {}", key.expose()))]),
-        get_with("/me", &[("authorization", &format!("apikey {}", key.expose()))]),
+        get_with(
+            "/me",
+            &[("authorization", &format!("ApiKey {}", key.expose()))],
+        ),
+        get_with(
+            "/me",
+            &[("authorization", &format!("apikey {}", key.expose()))],
+        ),
     ] {
         let answer = send(&app, request).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
@@ -49,7 +55,9 @@ async fn unknown_revoked_and_hostile_keys_are_refused() {
     let (store, key, app) = key_app();
     let wrong = format!("{}x", key.expose());
     let answer = send(&app, get_with("/me", &[("x-api-key", &wrong)])).await;
-    answer.problem(401, "invalid-credentials").leaks_nothing_of(&wrong[10..]);
+    answer
+        .problem(401, "invalid-credentials")
+        .leaks_nothing_of(&wrong[10..]);
     assert_eq!(answer.www_authenticate(), [r#"ApiKey realm="api""#]);
 
     for hostile in ["", " ", &"k".repeat(600)] {
@@ -57,15 +65,23 @@ async fn unknown_revoked_and_hostile_keys_are_refused() {
         answer.problem(401, "invalid-credentials");
     }
     let request = http::Request::get("/me")
-        .header("x-api-key", http::HeaderValue::from_bytes(b"\xff\xfe").unwrap())
+        .header(
+            "x-api-key",
+            http::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        )
         .body(axum::body::Body::empty())
         .unwrap();
-    send(&app, request).await.problem(401, "invalid-credentials");
+    send(&app, request)
+        .await
+        .problem(401, "invalid-credentials");
 
     // Two keys, in the same header twice or in two places: refused as ambiguous.
     let answer = send(
         &app,
-        get_with("/me", &[("x-api-key", key.expose()), ("x-api-key", key.expose())]),
+        get_with(
+            "/me",
+            &[("x-api-key", key.expose()), ("x-api-key", key.expose())],
+        ),
     )
     .await;
     answer.problem(400, "invalid-request");
@@ -94,10 +110,14 @@ async fn custom_key_header() {
     let store = InMemoryKeyStore::new();
     let key = "pcl_custom_header_key_0123456789abcdefghij";
     store.insert(key, ApiKeyGrant::new("k", "svc")).unwrap();
-    let app = app(AuthLayer::required().with(
-        ApiKeyAuthenticator::new(store).header(HeaderName::from_static("x-service-key")),
-    ));
-    assert_eq!(send(&app, get_with("/me", &[("x-service-key", key)])).await.status, 200);
+    let app = app(AuthLayer::required()
+        .with(ApiKeyAuthenticator::new(store).header(HeaderName::from_static("x-service-key"))));
+    assert_eq!(
+        send(&app, get_with("/me", &[("x-service-key", key)]))
+            .await
+            .status,
+        200
+    );
     send(&app, get_with("/me", &[("x-api-key", key)]))
         .await
         .problem(401, "missing-credentials");
@@ -150,19 +170,34 @@ fn basic_app() -> axum::Router {
 #[tokio::test]
 async fn basic_accepts_the_right_password_only() {
     let app = basic_app();
-    let answer = send(&app, get_with("/me", &[("authorization", &basic("ops", "correct horse"))])).await;
+    let answer = send(
+        &app,
+        get_with("/me", &[("authorization", &basic("ops", "correct horse"))]),
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.body["method"], "basic");
     assert_eq!(answer.body["roles"], json!(["operator"]));
 
     for (user, password) in [("ops", "wrong"), ("nobody", "correct horse"), ("ops", "")] {
-        let answer = send(&app, get_with("/me", &[("authorization", &basic(user, password))])).await;
+        let answer = send(
+            &app,
+            get_with("/me", &[("authorization", &basic(user, password))]),
+        )
+        .await;
         answer
             .problem(401, "invalid-credentials")
             .leaks_nothing_of("correct horse");
-        assert_eq!(answer.www_authenticate(), [r#"Basic realm="api", charset="UTF-8""#]);
+        assert_eq!(
+            answer.www_authenticate(),
+            [r#"Basic realm="api", charset="UTF-8""#]
+        );
     }
-    for malformed in ["Basic bm9jb2xvbg==", "Basic ////", "Basic b3BzOmNvcnJlY3QgaG9yc2U"] {
+    for malformed in [
+        "Basic bm9jb2xvbg==",
+        "Basic ////",
+        "Basic b3BzOmNvcnJlY3QgaG9yc2U",
+    ] {
         send(&app, get_with("/me", &[("authorization", malformed)]))
             .await
             .problem(401, "invalid-credentials");
@@ -177,10 +212,13 @@ async fn many_concurrent_logins_all_get_an_answer() {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
             let password = if i % 2 == 0 { "correct horse" } else { "nope" };
-            send(&app, get_with("/me", &[("authorization", &basic("ops", password))]))
-                .await
-                .status
-                .as_u16()
+            send(
+                &app,
+                get_with("/me", &[("authorization", &basic("ops", password))]),
+            )
+            .await
+            .status
+            .as_u16()
         }));
     }
     let mut statuses = Vec::new();

@@ -10,7 +10,9 @@ use portcullis::auth::{ApiKeyAuthenticator, InMemoryKeyStore, JwtAuthenticator};
 use proptest::prelude::*;
 
 fn hostile_app() -> axum::Router {
-    let mut builder = JwtAuthenticator::builder().issuer(ISSUER).audience([AUDIENCE]);
+    let mut builder = JwtAuthenticator::builder()
+        .issuer(ISSUER)
+        .audience([AUDIENCE]);
     for key in all_keys() {
         builder = builder.key(key);
     }
@@ -26,14 +28,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn check(app: &axum::Router, rt: &tokio::runtime::Runtime, headers: Vec<(&'static str, HeaderValue)>) {
+fn check(
+    app: &axum::Router,
+    rt: &tokio::runtime::Runtime,
+    headers: Vec<(&'static str, HeaderValue)>,
+) {
     let mut request = http::Request::get("/me");
     for (name, value) in headers {
         request = request.header(name, value);
     }
     let answer = rt.block_on(send(app, request.body(axum::body::Body::empty()).unwrap()));
     let status = answer.status.as_u16();
-    assert!(matches!(status, 400 | 401), "status {status}: {}", answer.text);
+    assert!(
+        matches!(status, 400 | 401),
+        "status {status}: {}",
+        answer.text
+    );
     assert_eq!(answer.headers["content-type"], "application/problem+json");
     assert!(!answer.www_authenticate().is_empty());
 }

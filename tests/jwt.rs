@@ -34,7 +34,8 @@ async fn assert_invalid_token(app: &axum::Router, token: &str, reason_hint: &str
     let challenge = answer.www_authenticate();
     assert_eq!(challenge.len(), 1, "{challenge:?}");
     assert!(
-        challenge[0].starts_with(r#"Bearer realm="api", error="invalid_token", error_description=""#),
+        challenge[0]
+            .starts_with(r#"Bearer realm="api", error="invalid_token", error_description=""#),
         "{challenge:?} ({reason_hint})"
     );
     // Any recognisable piece of the token must not come back.
@@ -46,7 +47,12 @@ async fn assert_invalid_token(app: &axum::Router, token: &str, reason_hint: &str
 #[tokio::test]
 async fn every_configured_algorithm_is_accepted() {
     let app = jwt_app();
-    for signer in [Signer::es256(), Signer::rs256(), Signer::eddsa(), Signer::hs256()] {
+    for signer in [
+        Signer::es256(),
+        Signer::rs256(),
+        Signer::eddsa(),
+        Signer::hs256(),
+    ] {
         let token = signer.sign(&claims("alice", "read:items write:items"));
         let answer = send(&app, bearer(&token)).await;
         assert_eq!(answer.status, 200, "{:?}: {}", signer.alg, answer.text);
@@ -85,7 +91,11 @@ async fn alg_none_is_refused_in_any_casing() {
         let header = json!({ "alg": alg, "kid": "es" }).to_string();
         let body = claims("mallory", "admin").to_string();
         for signature in ["", "AAAA"] {
-            let token = format!("{}.{}.{signature}", b64(header.as_bytes()), b64(body.as_bytes()));
+            let token = format!(
+                "{}.{}.{signature}",
+                b64(header.as_bytes()),
+                b64(body.as_bytes())
+            );
             assert_invalid_token(&app, &token, alg).await;
         }
     }
@@ -99,10 +109,20 @@ async fn hmac_signed_with_the_rsa_public_key_is_refused() {
     let key = EncodingKey::from_secret(&public_pem);
     for kid in ["rs", "es"] {
         let header = json!({ "alg": "HS256", "kid": kid }).to_string();
-        let token = sign_raw(&header, &claims("mallory", "admin").to_string(), &key, Algorithm::HS256);
+        let token = sign_raw(
+            &header,
+            &claims("mallory", "admin").to_string(),
+            &key,
+            Algorithm::HS256,
+        );
         let answer = send(&app, bearer(&token)).await;
         answer.problem(401, "invalid-token");
-        assert!(answer.body["detail"].as_str().unwrap().contains("algorithm"));
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("algorithm")
+        );
     }
 }
 
@@ -116,7 +136,12 @@ async fn algorithm_must_match_the_key_named_by_kid() {
     // RS256 key used with PS256.
     let header = json!({ "alg": "PS256", "kid": "rs" }).to_string();
     let key = EncodingKey::from_rsa_pem(&fixture("rs256_private.pem")).unwrap();
-    let token = sign_raw(&header, &claims("alice", "").to_string(), &key, Algorithm::PS256);
+    let token = sign_raw(
+        &header,
+        &claims("alice", "").to_string(),
+        &key,
+        Algorithm::PS256,
+    );
     assert_invalid_token(&app, &token, "PS256 on an RS256 key").await;
 }
 
@@ -125,7 +150,10 @@ async fn embedded_and_linked_keys_are_never_trusted() {
     let app = jwt_app();
     let signer = Signer::es256();
     for (name, value) in [
-        ("jwk", json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"})),
+        (
+            "jwk",
+            json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}),
+        ),
         ("jku", json!("https://attacker.example/jwks.json")),
         ("x5u", json!("https://attacker.example/cert.pem")),
         ("x5c", json!(["MIIB"])),
@@ -145,7 +173,12 @@ async fn crit_is_refused() {
         let mut header = signer.header();
         header["crit"] = crit;
         header["b64"] = json!(false);
-        assert_invalid_token(&app, &signer.sign_with_header(&header, &claims("a", "")), "crit").await;
+        assert_invalid_token(
+            &app,
+            &signer.sign_with_header(&header, &claims("a", "")),
+            "crit",
+        )
+        .await;
     }
 }
 
@@ -157,7 +190,12 @@ async fn oversized_tokens_are_refused_before_parsing() {
     let token = Signer::es256().sign(&big);
     let answer = send(&app, bearer(&token)).await;
     answer.problem(401, "invalid-token");
-    assert!(answer.body["detail"].as_str().unwrap().contains("too large"));
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("too large")
+    );
 }
 
 #[tokio::test]
@@ -199,14 +237,24 @@ async fn duplicate_members_are_refused_in_header_and_claims() {
     let key = &signer.key;
     let body = claims("alice", "").to_string();
     let dup_header = r#"{"alg":"ES256","kid":"es","alg":"ES256"}"#;
-    assert_invalid_token(&app, &sign_raw(dup_header, &body, key, Algorithm::ES256), "dup header").await;
+    assert_invalid_token(
+        &app,
+        &sign_raw(dup_header, &body, key, Algorithm::ES256),
+        "dup header",
+    )
+    .await;
 
     let dup_claims = format!(
         r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","sub":"alice","sub":"admin","exp":{}}}"#,
         now() + 60
     );
     let header = signer.header().to_string();
-    assert_invalid_token(&app, &sign_raw(&header, &dup_claims, key, Algorithm::ES256), "dup claims").await;
+    assert_invalid_token(
+        &app,
+        &sign_raw(&header, &dup_claims, key, Algorithm::ES256),
+        "dup claims",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -231,7 +279,10 @@ async fn claims_of_the_wrong_json_type_are_refused() {
         let answer = send(&app, bearer(&signer.sign(&c))).await;
         answer.problem(401, "invalid-token");
         assert!(
-            answer.body["detail"].as_str().unwrap().contains("wrong type"),
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("wrong type"),
             "{name}: {}",
             answer.text
         );
@@ -252,7 +303,11 @@ async fn time_claims_are_checked_with_leeway() {
         c[name] = value;
         let answer = send(&app, bearer(&signer.sign(&c))).await;
         answer.problem(401, "invalid-token");
-        assert!(answer.body["detail"].as_str().unwrap().contains(detail), "{}", answer.text);
+        assert!(
+            answer.body["detail"].as_str().unwrap().contains(detail),
+            "{}",
+            answer.text
+        );
     }
     // Within the default 60 s leeway.
     let mut c = claims("alice", "");
@@ -274,14 +329,16 @@ async fn exp_and_sub_are_required() {
         c.as_object_mut().unwrap().remove(name);
         assert_invalid_token(&app, &signer.sign(&c), name).await;
     }
-    let lenient = common::app(AuthLayer::required().with(
-        JwtAuthenticator::builder()
-            .key(all_keys().remove(0))
-            .audience([AUDIENCE])
-            .allow_missing_exp()
-            .build()
-            .unwrap(),
-    ));
+    let lenient = common::app(
+        AuthLayer::required().with(
+            JwtAuthenticator::builder()
+                .key(all_keys().remove(0))
+                .audience([AUDIENCE])
+                .allow_missing_exp()
+                .build()
+                .unwrap(),
+        ),
+    );
     let mut c = claims("alice", "");
     c.as_object_mut().unwrap().remove("exp");
     assert_eq!(send(&lenient, bearer(&signer.sign(&c))).await.status, 200);
@@ -321,17 +378,29 @@ async fn kid_selects_the_key() {
     signer.kid = None;
     assert_invalid_token(&app, &signer.sign(&claims("a", "")), "no kid, several keys").await;
     // A token signed by a foreign key under a known kid.
-    assert_invalid_token(&app, &Signer::es256_foreign().sign(&claims("a", "")), "foreign").await;
+    assert_invalid_token(
+        &app,
+        &Signer::es256_foreign().sign(&claims("a", "")),
+        "foreign",
+    )
+    .await;
 
     // With a single key, kid may be absent.
-    let single = common::app(AuthLayer::required().with(
-        JwtAuthenticator::builder()
-            .key(JwtKey::ec_pem(&fixture("es256_public.pem"), Algorithm::ES256).unwrap())
-            .audience([AUDIENCE])
-            .build()
-            .unwrap(),
-    ));
-    assert_eq!(send(&single, bearer(&signer.sign(&claims("a", "")))).await.status, 200);
+    let single = common::app(
+        AuthLayer::required().with(
+            JwtAuthenticator::builder()
+                .key(JwtKey::ec_pem(&fixture("es256_public.pem"), Algorithm::ES256).unwrap())
+                .audience([AUDIENCE])
+                .build()
+                .unwrap(),
+        ),
+    );
+    assert_eq!(
+        send(&single, bearer(&signer.sign(&claims("a", ""))))
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -369,7 +438,11 @@ async fn typ_is_checked_when_configured() {
                 header.as_object_mut().unwrap().remove("typ");
             }
         }
-        let answer = send(&app, bearer(&signer.sign_with_header(&header, &claims("a", "")))).await;
+        let answer = send(
+            &app,
+            bearer(&signer.sign_with_header(&header, &claims("a", ""))),
+        )
+        .await;
         assert_eq!(answer.status == 200, ok, "{typ:?}: {}", answer.text);
     }
 }
@@ -398,7 +471,10 @@ async fn roles_and_scopes_follow_the_claim_mapping() {
 }
 
 /// A clock the test moves by hand.
-fn manual_clock() -> (Arc<AtomicU64>, impl Fn() -> std::time::SystemTime + Send + Sync) {
+fn manual_clock() -> (
+    Arc<AtomicU64>,
+    impl Fn() -> std::time::SystemTime + Send + Sync,
+) {
     let seconds = Arc::new(AtomicU64::new(now()));
     let handle = seconds.clone();
     (seconds, move || {
@@ -469,8 +545,14 @@ async fn a_cache_hit_requires_the_exact_same_token() {
 #[test]
 fn configuration_mistakes_are_errors() {
     let key = || all_keys().remove(0);
-    assert!(JwtAuthenticator::builder().audience(["a"]).build().is_err(), "no key");
-    assert!(JwtAuthenticator::builder().key(key()).build().is_err(), "no audience");
+    assert!(
+        JwtAuthenticator::builder().audience(["a"]).build().is_err(),
+        "no key"
+    );
+    assert!(
+        JwtAuthenticator::builder().key(key()).build().is_err(),
+        "no audience"
+    );
     assert!(
         JwtAuthenticator::builder()
             .key(key())

@@ -27,7 +27,10 @@ fn jwt() -> JwtAuthenticator {
 fn api_keys() -> ApiKeyAuthenticator {
     let store = InMemoryKeyStore::new();
     store
-        .insert(API_KEY, ApiKeyGrant::new("key-1", "ci-bot").scopes(["read:items"]))
+        .insert(
+            API_KEY,
+            ApiKeyGrant::new("key-1", "ci-bot").scopes(["read:items"]),
+        )
         .unwrap();
     ApiKeyAuthenticator::new(store)
 }
@@ -41,8 +44,17 @@ async fn repeated_authorization_headers_are_a_bad_request() {
     let app = app(AuthLayer::required().with(jwt()));
     let token = token();
     let value = format!("Bearer {token}");
-    let answer = send(&app, get_with("/me", &[("authorization", &value), ("authorization", &value)])).await;
-    answer.problem(400, "invalid-request").leaks_nothing_of(&token[20..]);
+    let answer = send(
+        &app,
+        get_with(
+            "/me",
+            &[("authorization", &value), ("authorization", &value)],
+        ),
+    )
+    .await;
+    answer
+        .problem(400, "invalid-request")
+        .leaks_nothing_of(&token[20..]);
     assert!(answer.www_authenticate()[0].contains(r#"error="invalid_request""#));
 }
 
@@ -63,7 +75,10 @@ async fn malformed_authorization_headers_are_a_bad_request() {
     }
     // Non-ASCII bytes in the header.
     let request = http::Request::get("/me")
-        .header("authorization", http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap())
+        .header(
+            "authorization",
+            http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
+        )
         .body(axum::body::Body::empty())
         .unwrap();
     send(&app, request).await.problem(400, "invalid-request");
@@ -86,10 +101,14 @@ async fn tokens_in_the_query_string_or_a_cookie_are_ignored() {
     let app = app(AuthLayer::required().with(jwt()));
     let token = token();
     let answer = send(&app, get_with(&format!("/me?access_token={token}"), &[])).await;
-    answer.problem(401, "missing-credentials").leaks_nothing_of(&token[20..]);
+    answer
+        .problem(401, "missing-credentials")
+        .leaks_nothing_of(&token[20..]);
     let cookie = format!("access_token={token}; token={token}");
     let answer = send(&app, get_with("/me", &[("cookie", &cookie)])).await;
-    answer.problem(401, "missing-credentials").leaks_nothing_of(&token[20..]);
+    answer
+        .problem(401, "missing-credentials")
+        .leaks_nothing_of(&token[20..]);
 }
 
 #[tokio::test]
@@ -101,10 +120,22 @@ async fn optional_layer_passes_anonymous_requests_without_identity() {
                 caller.map_or("anonymous".to_owned(), |i| i.subject().to_owned())
             }),
         )
-        .route("/me", get(|identity: Identity| async move { identity.subject().to_owned() }))
-        .layer(AuthLayer::optional().realm("items").unwrap().with(jwt()).with(api_keys()));
+        .route(
+            "/me",
+            get(|identity: Identity| async move { identity.subject().to_owned() }),
+        )
+        .layer(
+            AuthLayer::optional()
+                .realm("items")
+                .unwrap()
+                .with(jwt())
+                .with(api_keys()),
+        );
     assert_eq!(send(&app, get_with("/hello", &[])).await.text, "anonymous");
-    assert_eq!(send(&app, bearer_to("/hello", &token())).await.text, "alice");
+    assert_eq!(
+        send(&app, bearer_to("/hello", &token())).await.text,
+        "alice"
+    );
     // The Identity extractor answers 401 with the layer's realm and schemes.
     let answer = send(&app, get_with("/me", &[])).await;
     answer.problem(401, "missing-credentials");
@@ -115,7 +146,9 @@ async fn optional_layer_passes_anonymous_requests_without_identity() {
     // A bad credential is refused even though anonymous access is allowed.
     let answer = send(&app, bearer_to("/hello", "not.a.token")).await;
     answer.problem(401, "invalid-token");
-    assert!(answer.www_authenticate()[0].starts_with(r#"Bearer realm="items", error="invalid_token""#));
+    assert!(
+        answer.www_authenticate()[0].starts_with(r#"Bearer realm="items", error="invalid_token""#)
+    );
 }
 
 fn bearer_to(path: &str, token: &str) -> http::Request<axum::body::Body> {
@@ -125,14 +158,22 @@ fn bearer_to(path: &str, token: &str) -> http::Request<axum::body::Body> {
 #[tokio::test]
 async fn route_layer_protects_only_its_routes() {
     let app = Router::new()
-        .route("/me", get(|identity: Identity| async move { identity.subject().to_owned() }))
+        .route(
+            "/me",
+            get(|identity: Identity| async move { identity.subject().to_owned() }),
+        )
         .route_layer(AuthLayer::required().with(jwt()))
         .route("/health", get(|| async { "ok" }));
     assert_eq!(send(&app, get_with("/health", &[])).await.status, 200);
-    send(&app, get_with("/me", &[])).await.problem(401, "missing-credentials");
+    send(&app, get_with("/me", &[]))
+        .await
+        .problem(401, "missing-credentials");
     assert_eq!(send(&app, bearer_to("/me", &token())).await.text, "alice");
     // Unknown routes stay 404 rather than 401 with route_layer.
-    assert_eq!(send(&app, get_with("/nope", &[])).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&app, get_with("/nope", &[])).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -140,14 +181,23 @@ async fn the_first_authenticator_that_finds_its_credential_decides() {
     let app = app(AuthLayer::required().with(jwt()).with(api_keys()));
     // Missing: both schemes are challenged, in order.
     let answer = send(&app, get_with("/me", &[])).await;
-    assert_eq!(answer.www_authenticate(), [r#"Bearer realm="api""#, r#"ApiKey realm="api""#]);
+    assert_eq!(
+        answer.www_authenticate(),
+        [r#"Bearer realm="api""#, r#"ApiKey realm="api""#]
+    );
     // API key alone works.
     let answer = send(&app, get_with("/me", &[("x-api-key", API_KEY)])).await;
     assert_eq!(answer.body["method"], "api_key");
     // A bad bearer token is not rescued by a valid API key.
     let answer = send(
         &app,
-        get_with("/me", &[("authorization", "Bearer bad.token.here"), ("x-api-key", API_KEY)]),
+        get_with(
+            "/me",
+            &[
+                ("authorization", "Bearer bad.token.here"),
+                ("x-api-key", API_KEY),
+            ],
+        ),
     )
     .await;
     answer.problem(401, "invalid-token");
@@ -164,7 +214,9 @@ async fn claims_extractor_deserializes_the_callers_own_type() {
     let app = Router::new()
         .route(
             "/tenant",
-            get(|Claims(claims): Claims<MyClaims>| async move { format!("{}@{}", claims.sub, claims.tenant) }),
+            get(|Claims(claims): Claims<MyClaims>| async move {
+                format!("{}@{}", claims.sub, claims.tenant)
+            }),
         )
         .layer(AuthLayer::optional().with(jwt()));
     let mut c = claims("alice", "");
@@ -172,9 +224,13 @@ async fn claims_extractor_deserializes_the_callers_own_type() {
     let answer = send(&app, bearer_to("/tenant", &Signer::es256().sign(&c))).await;
     assert_eq!(answer.text, "alice@acme");
     // Without the claim the token is not good enough for this handler.
-    send(&app, bearer_to("/tenant", &token())).await.problem(401, "invalid-token");
+    send(&app, bearer_to("/tenant", &token()))
+        .await
+        .problem(401, "invalid-token");
     // Anonymous.
-    send(&app, get_with("/tenant", &[])).await.problem(401, "missing-credentials");
+    send(&app, get_with("/tenant", &[]))
+        .await
+        .problem(401, "missing-credentials");
 }
 
 #[tokio::test]
@@ -192,7 +248,9 @@ async fn require_scope_answers_insufficient_scope() {
     answer.problem(403, "insufficient-scope");
     assert_eq!(
         answer.www_authenticate(),
-        [r#"Bearer error="insufficient_scope", error_description="The access token does not carry a required scope.", scope="admin""#]
+        [
+            r#"Bearer error="insufficient_scope", error_description="The access token does not carry a required scope.", scope="admin""#
+        ]
     );
 }
 
@@ -201,7 +259,9 @@ async fn the_renderer_gives_rejections_the_apps_own_shape() {
     fn render(rejection: &Rejection) -> Response {
         (
             rejection.status(),
-            axum::Json(json!({ "error": { "code": rejection.reason(), "message": rejection.detail() } })),
+            axum::Json(
+                json!({ "error": { "code": rejection.reason(), "message": rejection.detail() } }),
+            ),
         )
             .into_response()
     }

@@ -174,8 +174,10 @@ pub trait ApiKeyStore: Send + Sync + 'static {
 pub struct InMemoryKeyStore {
     // Keyed by the first 8 bytes of the hash; the full hash is then compared in constant time, so
     // the lookup time tells an attacker nothing about how close a guess was.
-    entries: Arc<RwLock<HashMap<u64, Vec<(ApiKeyHash, Identity)>>>>,
+    entries: Arc<RwLock<Buckets>>,
 }
+
+type Buckets = HashMap<u64, Vec<(ApiKeyHash, Identity)>>;
 
 impl InMemoryKeyStore {
     /// An empty store.

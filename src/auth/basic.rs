@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHashString, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    PasswordHash, PasswordHashString, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::{Argon2, Params};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -211,10 +213,14 @@ impl Authenticator for BasicAuthenticator {
         Authentication::Pending(Box::pin(async move {
             let known = inner.users.get(&user);
             let hash = known.map_or(&inner.dummy, |(hash, _)| hash).clone();
-            let Ok(_permit) = inner.permits.clone().acquire_owned().await else {
+            let Ok(permit) = inner.permits.clone().acquire_owned().await else {
                 return Err(Rejection::new(RejectionKind::Internal));
             };
+            // The permit moves into the blocking task: if the client goes away, the hash still
+            // runs to the end and holds its permit (and memory) until then, so cancelled requests
+            // cannot push more argon2 runs past the bound.
             let verified = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 Argon2::default()
                     .verify_password(password.as_bytes(), &hash.password_hash())
                     .is_ok()
@@ -252,8 +258,15 @@ mod tests {
         assert_eq!(decode_credentials(&encode("alice")), None);
         assert_eq!(decode_credentials(&encode(":pw")), None);
         assert_eq!(decode_credentials(&encode("al\u{7}ice:pw")), None);
-        assert_eq!(decode_credentials("YWxpY2U6cHc"), None, "padding is required");
-        assert_eq!(decode_credentials(&STANDARD.encode([0xff, b':', b'x'])), None);
+        assert_eq!(
+            decode_credentials("YWxpY2U6cHc"),
+            None,
+            "padding is required"
+        );
+        assert_eq!(
+            decode_credentials(&STANDARD.encode([0xff, b':', b'x'])),
+            None
+        );
         assert_eq!(decode_credentials(&encode(&"a".repeat(4096))), None);
     }
 }

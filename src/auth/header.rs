@@ -47,9 +47,9 @@ fn split_credentials(value: &str) -> Option<(&str, &str)> {
     let valid_scheme = !scheme.is_empty() && scheme.bytes().all(is_tchar);
     let body = credentials.trim_end_matches('=');
     let valid_token68 = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
     (valid_scheme && valid_token68).then_some((scheme, credentials))
 }
 
@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn splits_scheme_and_token68() {
-        assert_eq!(split_credentials("Bearer abc.def-_~+/=="), Some(("Bearer", "abc.def-_~+/==")));
+        assert_eq!(
+            split_credentials("Bearer abc.def-_~+/=="),
+            Some(("Bearer", "abc.def-_~+/=="))
+        );
         assert_eq!(split_credentials("bearer   abc"), Some(("bearer", "abc")));
         for bad in [
             "Bearer",

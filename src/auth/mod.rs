@@ -2,7 +2,7 @@
 //!
 //! [`AuthLayer`] tries its [`Authenticator`]s in the order they were added. The first one that
 //! finds *its* kind of credential in the request decides: it either produces an
-//! [`Identity`](crate::Identity), which is put into the request extensions for the handler, or
+//! [`Identity`], which is put into the request extensions for the handler, or
 //! rejects the request with 401 (or 400 for a malformed `Authorization` header). A credential that
 //! is present but wrong is never retried with the next authenticator.
 //!
@@ -62,7 +62,9 @@ use http::request::Parts;
 use crate::error::{Rejection, Scheme};
 use crate::identity::Identity;
 
-pub use api_key::{ApiKey, ApiKeyAuthenticator, ApiKeyGrant, ApiKeyHash, ApiKeyStore, InMemoryKeyStore};
+pub use api_key::{
+    ApiKey, ApiKeyAuthenticator, ApiKeyGrant, ApiKeyHash, ApiKeyStore, InMemoryKeyStore,
+};
 pub use basic::{BasicAuthenticator, BasicAuthenticatorBuilder, BasicUser, hash_password};
 pub use future::ResponseFuture;
 pub use jwt::{JwtAuthenticator, JwtAuthenticatorBuilder, JwtKey};
@@ -103,7 +105,9 @@ impl std::fmt::Debug for Authentication {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotPresent => f.write_str("NotPresent"),
-            Self::Authenticated(identity) => f.debug_tuple("Authenticated").field(identity).finish(),
+            Self::Authenticated(identity) => {
+                f.debug_tuple("Authenticated").field(identity).finish()
+            }
             Self::Rejected(rejection) => f.debug_tuple("Rejected").field(rejection).finish(),
             Self::Pending(_) => f.write_str("Pending"),
         }

@@ -76,7 +76,8 @@ where
         }
         if self.config.required {
             return self.reject(
-                Rejection::new(RejectionKind::MissingCredentials).with_reason("missing_credentials"),
+                Rejection::new(RejectionKind::MissingCredentials)
+                    .with_reason("missing_credentials"),
             );
         }
         parts.extensions.insert(self.config.challenge.clone());

@@ -193,7 +193,9 @@ impl Realm {
     pub(crate) fn new(realm: &str) -> Result<Self, crate::ConfigError> {
         if realm.is_empty()
             || realm.len() > 128
-            || !realm.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+            || !realm
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
         {
             return Err(crate::ConfigError::new(
                 "realm must be 1-128 printable ASCII characters without quotes or backslashes",

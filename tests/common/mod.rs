@@ -22,8 +22,11 @@ pub const AUDIENCE: &str = "items-api";
 pub const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
-        .expect("fixture exists")
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture exists")
 }
 
 pub fn now() -> u64 {
@@ -112,7 +115,12 @@ impl Signer {
     }
 
     pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
-        sign_raw(&header.to_string(), &claims.to_string(), &self.key, self.alg)
+        sign_raw(
+            &header.to_string(),
+            &claims.to_string(),
+            &self.key,
+            self.alg,
+        )
     }
 }
 
@@ -212,7 +220,10 @@ impl Answer {
     pub fn leaks_nothing_of(&self, secret: &str) -> &Self {
         assert!(!self.text.contains(secret), "body leaks: {}", self.text);
         for value in self.headers.values() {
-            assert!(!value.to_str().unwrap_or("").contains(secret), "header leaks");
+            assert!(
+                !value.to_str().unwrap_or("").contains(secret),
+                "header leaks"
+            );
         }
         self
     }

@@ -89,10 +89,12 @@ impl JwtKey {
         if matches!(&common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
             return Err(ConfigError::new("the JWK's `use` is not `sig`"));
         }
-        if let Some(ops) = &common.key_operations {
-            if !ops.contains(&KeyOperations::Verify) {
-                return Err(ConfigError::new("the JWK's `key_ops` do not include `verify`"));
-            }
+        if let Some(ops) = &common.key_operations
+            && !ops.contains(&KeyOperations::Verify)
+        {
+            return Err(ConfigError::new(
+                "the JWK's `key_ops` do not include `verify`",
+            ));
         }
         let algorithm = common
             .key_algorithm

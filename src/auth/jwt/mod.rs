@@ -102,17 +102,19 @@ impl JwtAuthenticator {
             return Err(invalid("too_large", "The access token is too large."));
         }
         let Some(cache) = &inner.cache else {
-            return inner.verify_uncached(token).map(|verified| verified.identity);
+            return inner
+                .verify_uncached(token)
+                .map(|verified| verified.identity);
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(hit) = cache.get(&digest) {
             if hit.epoch == inner.epoch.load(Ordering::Acquire) {
                 let now = inner.now();
-                if let Some(exp) = hit.exp {
-                    if now.saturating_sub(inner.leeway) >= exp {
-                        cache.invalidate(&digest);
-                        return Err(invalid("expired", "The access token expired."));
-                    }
+                if let Some(exp) = hit.exp
+                    && now.saturating_sub(inner.leeway) >= exp
+                {
+                    cache.invalidate(&digest);
+                    return Err(invalid("expired", "The access token expired."));
                 }
                 return Ok(hit.identity);
             }
@@ -126,7 +128,11 @@ impl JwtAuthenticator {
 
     /// Adds a verification key at run time (e.g. ahead of a planned rotation).
     pub fn add_key(&self, key: JwtKey) -> Result<(), ConfigError> {
-        let mut keys = self.inner.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         check_new_key(&keys, &key)?;
         keys.push(key);
         Ok(())
@@ -135,7 +141,11 @@ impl JwtAuthenticator {
     /// Removes the key with this id; tokens it signed stop being accepted at once, including those
     /// already in the verified-token cache. Returns whether a key was removed.
     pub fn remove_key(&self, kid: &str) -> bool {
-        let mut keys = self.inner.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let before = keys.len();
         keys.retain(|key| key.kid.as_deref() != Some(kid));
         let removed = keys.len() != before;
@@ -176,7 +186,11 @@ impl Authenticator for JwtAuthenticator {
 
 impl fmt::Debug for JwtAuthenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let keys = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("JwtAuthenticator")
             .field("keys", &*keys)
             .field("issuer", &self.inner.issuer)
@@ -240,9 +254,13 @@ impl Inner {
                 ));
             }
             let message = &token[..header_b64.len() + 1 + payload_b64.len()];
-            let valid =
-                jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), &key.key, algorithm)
-                    .unwrap_or(false);
+            let valid = jsonwebtoken::crypto::verify(
+                signature_b64,
+                message.as_bytes(),
+                &key.key,
+                algorithm,
+            )
+            .unwrap_or(false);
             if !valid {
                 return Err(invalid(
                     "bad_signature",
@@ -266,7 +284,10 @@ impl Inner {
                 "The token's signing algorithm is not accepted.",
             )
         })?;
-        if EMBEDDED_KEY_HEADERS.iter().any(|name| header.contains_key(*name)) {
+        if EMBEDDED_KEY_HEADERS
+            .iter()
+            .any(|name| header.contains_key(*name))
+        {
             return Err(invalid(
                 "embedded_key",
                 "Keys embedded in or linked from the token header are not trusted.",
@@ -316,7 +337,10 @@ impl Inner {
             _ => {}
         }
         if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
-            return Err(invalid("not_yet_valid", "The access token is not valid yet."));
+            return Err(invalid(
+                "not_yet_valid",
+                "The access token is not valid yet.",
+            ));
         }
         if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
             return Err(invalid(
@@ -324,21 +348,23 @@ impl Inner {
                 "The access token was issued in the future.",
             ));
         }
-        if let Some(expected) = &self.issuer {
-            if issuer != Some(expected.as_str()) {
-                return Err(invalid(
-                    "bad_issuer",
-                    "The access token was issued by an untrusted issuer.",
-                ));
-            }
+        if let Some(expected) = &self.issuer
+            && issuer != Some(expected.as_str())
+        {
+            return Err(invalid(
+                "bad_issuer",
+                "The access token was issued by an untrusted issuer.",
+            ));
         }
-        if let Some(expected) = &self.audiences {
-            if !audiences.iter().any(|aud| expected.iter().any(|e| e == aud)) {
-                return Err(invalid(
-                    "bad_audience",
-                    "The access token is not meant for this API.",
-                ));
-            }
+        if let Some(expected) = &self.audiences
+            && !audiences
+                .iter()
+                .any(|aud| expected.iter().any(|e| e == aud))
+        {
+            return Err(invalid(
+                "bad_audience",
+                "The access token is not meant for this API.",
+            ));
         }
         let subject = match subject {
             Some(subject) if !subject.is_empty() => subject.to_owned(),
@@ -378,7 +404,10 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, Rejection> {
     })
 }
 
-fn select_key<'a>(keys: &'a [JwtKey], header: &Map<String, Value>) -> Result<&'a JwtKey, Rejection> {
+fn select_key<'a>(
+    keys: &'a [JwtKey],
+    header: &Map<String, Value>,
+) -> Result<&'a JwtKey, Rejection> {
     match header.get("kid") {
         Some(Value::String(kid)) => keys
             .iter()
@@ -549,7 +578,9 @@ impl JwtAuthenticatorBuilder {
     /// Checks the configuration and builds the authenticator.
     pub fn build(self) -> Result<JwtAuthenticator, ConfigError> {
         if self.keys.is_empty() {
-            return Err(ConfigError::new("a JwtAuthenticator needs at least one key"));
+            return Err(ConfigError::new(
+                "a JwtAuthenticator needs at least one key",
+            ));
         }
         let mut keys = Vec::with_capacity(self.keys.len());
         for key in self.keys {
@@ -584,7 +615,11 @@ impl JwtAuthenticatorBuilder {
                 keys: RwLock::new(keys),
                 epoch: AtomicU64::new(0),
                 issuer: self.issuer,
-                audiences: if self.any_audience { None } else { self.audiences },
+                audiences: if self.any_audience {
+                    None
+                } else {
+                    self.audiences
+                },
                 leeway: self.leeway.as_secs(),
                 require_exp: self.require_exp,
                 typ: self.typ,
