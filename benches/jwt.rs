@@ -95,7 +95,7 @@ fn authenticator(case: &Case, cache: u64) -> JwtAuthenticator {
         .key(case.key.clone())
         .issuer("https://issuer.bench")
         .audience(["bench-api"])
-        .cache_capacity(cache)
+        .cache_max_bytes(cache)
         .build()
         .unwrap()
 }
@@ -123,7 +123,7 @@ fn verify(c: &mut Criterion) {
             &token,
             |b, t| b.iter(|| cold.verify(black_box(t)).unwrap()),
         );
-        let cached = authenticator(&case, 10_000);
+        let cached = authenticator(&case, 32 << 20);
         cached.verify(&token).unwrap();
         group.bench_with_input(
             BenchmarkId::new("portcullis_cached", case.name),

@@ -59,7 +59,7 @@ fn portcullis_router(cache: u64) -> Router {
         .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
         .issuer("https://issuer.bench")
         .audience(["bench-api"])
-        .cache_capacity(cache)
+        .cache_max_bytes(cache)
         .build()
         .unwrap();
     handler_router().layer(AuthLayer::required().with(jwt))
@@ -180,7 +180,11 @@ fn main() {
         .unwrap();
     let variants: Vec<(&str, Router, bool)> = vec![
         ("bare axum", handler_router(), false),
-        ("portcullis ES256, cached", portcullis_router(10_000), true),
+        (
+            "portcullis ES256, cached",
+            portcullis_router(32 << 20),
+            true,
+        ),
         ("portcullis ES256, no cache", portcullis_router(0), true),
         ("from_fn + jsonwebtoken ES256", from_fn_router(), true),
     ];

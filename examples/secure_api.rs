@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Contract (scripts depend on it; extend, never break):
-//! - `BIND_ADDR` (default `127.0.0.1:3000`); an invalid value stops start-up with a message.
+//! - `BIND_ADDR` (default `127.0.0.1:3000`); an invalid value stops start-up with a message, and
+//!   so does a non-loopback address while the development key is trusted.
 //! - `GET /health` is public; `GET /me` returns the caller's subject, scopes and roles;
 //!   `GET /items` and `GET /items/{id}` need scope `read:items`; `POST /items` needs
 //!   `write:items` and answers 201; `DELETE /items/{id}` needs scope `admin`;
@@ -117,6 +118,14 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !bind.ip().is_loopback() {
+        // Anyone can mint tokens for the published development key: never expose it.
+        eprintln!(
+            "BIND_ADDR: {bind} is not a loopback address, and the demo trusts its published \
+             development key; bind to 127.0.0.1 or [::1]"
+        );
+        return ExitCode::from(2);
+    }
     let app = match app() {
         Ok(app) => app,
         Err(message) => {

@@ -69,5 +69,14 @@ for token in "$reader" "$writer" "$admin"; do
   fi
 done
 
+# Start-up refuses bad settings with a message instead of serving.
+for bad in "nope" "0.0.0.0:$port"; do
+  if BIND_ADDR="$bad" "$bin" >/dev/null 2>&1; then
+    echo "FAIL: BIND_ADDR=$bad was accepted"; failures=$((failures + 1))
+  else
+    passed=$((passed + 1))
+  fi
+done
+
 echo "demo smoke: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

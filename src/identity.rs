@@ -187,8 +187,8 @@ impl Identity {
         &self.0.claims
     }
 
-    /// One claim by path: a top-level name first (so `https://example.com/roles` works), then
-    /// a dotted path into nested objects (`realm_access.roles`).
+    /// One claim: a top-level name (`email`, `https://example.com/roles`), or a JSON Pointer into
+    /// nested objects when the path starts with `/` (`/realm_access/roles`).
     pub fn claim(&self, path: &str) -> Option<&Value> {
         lookup_claim(&self.0.claims, path)
     }
@@ -270,8 +270,8 @@ impl IdentityBuilder {
 /// Each list is tried in order and every path found contributes. A value may be a space-separated
 /// string (the `scope` claim of RFC 8693/9068) or an array of strings (`scp`, `roles`,
 /// Keycloak's `realm_access.roles`, Auth0's `permissions`); any other JSON type makes the token
-/// invalid rather than silently granting nothing. Paths are looked up as a top-level name first,
-/// then as dotted paths into nested objects.
+/// invalid rather than silently granting nothing. A path is a top-level claim name, or a JSON
+/// Pointer (RFC 6901) when it starts with `/`: `/realm_access/roles`.
 ///
 /// The default reads scopes from `scope` and `scp` and roles from `roles`.
 ///
@@ -280,7 +280,7 @@ impl IdentityBuilder {
 ///
 /// // Keycloak: realm roles, and Auth0-style permissions as scopes.
 /// let mapping = ClaimMapping::default()
-///     .roles_from(["roles", "realm_access.roles"])
+///     .roles_from(["roles", "/realm_access/roles"])
 ///     .scopes_from(["scope", "permissions"]);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -334,7 +334,8 @@ fn collect(claims: &Map<String, Value>, paths: &[String]) -> Result<Vec<String>,
         match lookup_claim(claims, path) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => {
-                for item in s.split_ascii_whitespace() {
+                // RFC 6749 §3.3: scope tokens are separated by spaces.
+                for item in s.split(' ') {
                     push_unique(&mut out, item)?;
                 }
             }
@@ -363,23 +364,33 @@ fn push_unique(out: &mut Vec<String>, item: &str) -> Result<(), ()> {
     Ok(())
 }
 
+/// A path starting with `/` is a JSON Pointer (RFC 6901) into nested objects; anything else is
+/// one top-level claim name, dots and slashes included. One reading per path, so a claim named
+/// `realm_access.roles` can never stand in for the nested one.
 fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(value) = claims.get(path) {
-        return Some(value);
+    if !path.starts_with('/') {
+        return claims.get(path);
     }
-    let mut segments = path.split('.');
-    let mut current = claims.get(segments.next()?)?;
-    for segment in segments {
-        current = current.as_object()?.get(segment)?;
+    let mut current: Option<&Value> = None;
+    for raw in path[1..].split('/') {
+        let segment = raw.replace("~1", "/").replace("~0", "~");
+        current = Some(match current {
+            None => claims.get(&segment)?,
+            Some(value) => match value {
+                Value::Object(map) => map.get(&segment)?,
+                Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            },
+        });
     }
-    Some(current)
+    current
 }
 
-/// Seconds since the epoch as a `SystemTime`, saturating instead of overflowing.
+/// Seconds since the epoch as a `SystemTime`, capped at the end of year 9999 so an absurd `exp`
+/// reads as "far future", never as an overflow.
 pub(crate) fn system_time(seconds: u64) -> SystemTime {
-    UNIX_EPOCH
-        .checked_add(Duration::from_secs(seconds))
-        .unwrap_or(UNIX_EPOCH)
+    const YEAR_9999_END: u64 = 253_402_300_799;
+    UNIX_EPOCH + Duration::from_secs(seconds.min(YEAR_9999_END))
 }
 
 /// Installed in the request extensions by an optional [`AuthLayer`](crate::AuthLayer) for anonymous
@@ -425,8 +436,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
 
 /// The caller's claims deserialized into your own type.
 ///
-/// Answers 401 when there is no identity, and 401 `invalid_token` when the claims do not have the
-/// shape of `T` (a token without a claim your handler needs is not a valid token for it).
+/// Answers 401 when there is no identity, and 403 when the claims do not have the shape of `T`:
+/// the token is valid, it just does not carry what this handler needs (a 401 would make clients
+/// refresh the token in a loop).
 #[derive(Clone, Debug)]
 pub struct Claims<T>(pub T);
 
@@ -439,10 +451,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
             .get::<Identity>()
             .ok_or_else(|| missing_identity(parts))?;
         T::deserialize(&identity.0.claims).map(Claims).map_err(|_| {
-            Rejection::new(RejectionKind::InvalidToken)
-                .with_detail("The access token does not carry the claims this resource needs.")
+            Rejection::new(RejectionKind::Forbidden)
+                .with_detail("The credential does not carry the claims this resource needs.")
                 .with_reason("claims_shape")
-                .with_challenge(Scheme::Bearer)
         })
     }
 }
@@ -459,11 +470,14 @@ mod tests {
             "scp": ["c"],
             "realm_access": { "roles": ["admin"] },
             "https://example.com/roles": ["ns"],
+            "realm_access.roles": ["forged"],
         });
+        // The literal name `realm_access.roles` is never read as the nested path.
         let mapping = ClaimMapping::default().roles_from([
-            "realm_access.roles",
+            "/realm_access/roles",
             "https://example.com/roles",
             "missing",
+            "/missing/x",
         ]);
         let (scopes, roles) = mapping.apply(claims.as_object().unwrap()).unwrap();
         assert_eq!(scopes, ["a", "b", "c"]);
@@ -499,5 +513,13 @@ mod tests {
         assert!(debug.contains("alice"));
         assert!(!debug.contains("example.com"));
         assert_eq!(identity.claim("email"), Some(&json!("alice@example.com")));
+        assert_eq!(identity.claim("/email"), Some(&json!("alice@example.com")));
+        assert_eq!(identity.claim("/email/x"), None);
+    }
+
+    #[test]
+    fn absurd_expiry_is_far_future() {
+        let far = system_time(u64::MAX);
+        assert!(far > SystemTime::now());
     }
 }

@@ -20,6 +20,7 @@
 //! # fn main() -> Result<(), portcullis::ConfigError> {
 //! let jwt = JwtAuthenticator::builder()
 //!     .key(JwtKey::hmac(b"a secret of at least thirty-two bytes!!", Algorithm::HS256)?)
+//!     .issuer("https://issuer.example")
 //!     .audience(["items-api"])
 //!     .build()?;
 //!

@@ -243,3 +243,75 @@ fn basic_configuration_is_checked() {
         .build();
     assert!(duplicate.is_err());
 }
+
+#[tokio::test]
+async fn a_flood_of_logins_is_refused_with_429_instead_of_queueing_forever() {
+    // Deliberately slow parameters so that checks overlap.
+    let params = argon2::Params::new(8 * 1024, 3, 1, None).unwrap();
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    let phc = hasher.hash_password(b"pw", &salt).unwrap().to_string();
+    let user = BasicUser::new("ops", &phc).unwrap();
+    assert!(
+        !format!("{user:?}").contains(&phc[20..]),
+        "Debug must not show the hash"
+    );
+    let authenticator = BasicAuthenticator::builder()
+        .user(user)
+        .max_concurrent(1)
+        .max_waiting(0)
+        .build()
+        .unwrap();
+    assert!(!format!("{authenticator:?}").contains(&phc[20..]));
+    let app = app(AuthLayer::required().with(authenticator));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let answer = send(
+                &app,
+                get_with("/me", &[("authorization", &basic("ops", "pw"))]),
+            )
+            .await;
+            (
+                answer.status.as_u16(),
+                answer.headers.get("retry-after").cloned(),
+                answer.text,
+            )
+        }));
+    }
+    let mut ok = 0;
+    let mut limited = 0;
+    for task in tasks {
+        let (status, retry_after, text) = task.await.unwrap();
+        match status {
+            200 => ok += 1,
+            429 => {
+                limited += 1;
+                assert_eq!(retry_after.unwrap(), "1");
+                assert!(text.contains("urn:portcullis:problem:too-many-requests"));
+            }
+            other => panic!("unexpected status {other}: {text}"),
+        }
+    }
+    assert!(ok >= 1, "the first login is checked");
+    assert!(limited >= 1, "the rest are refused while one check runs");
+    // Once the flood is over, logins work again.
+    let answer = send(
+        &app,
+        get_with("/me", &[("authorization", &basic("ops", "pw"))]),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+}
+
+#[test]
+fn basic_users_need_a_real_bounded_hash() {
+    assert!(
+        BasicUser::new("ops", "$argon2id$v=19$m=19456,t=2,p=1").is_err(),
+        "no salt or hash"
+    );
+    let huge = "$argon2id$v=19$m=4194304,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    assert!(BasicUser::new("ops", huge).is_err(), "4 GiB memory cost");
+}

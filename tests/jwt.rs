@@ -333,6 +333,7 @@ async fn exp_and_sub_are_required() {
         AuthLayer::required().with(
             JwtAuthenticator::builder()
                 .key(all_keys().remove(0))
+                .issuer(ISSUER)
                 .audience([AUDIENCE])
                 .allow_missing_exp()
                 .build()
@@ -390,6 +391,7 @@ async fn kid_selects_the_key() {
         AuthLayer::required().with(
             JwtAuthenticator::builder()
                 .key(JwtKey::ec_pem(&fixture("es256_public.pem"), Algorithm::ES256).unwrap())
+                .any_issuer()
                 .audience([AUDIENCE])
                 .build()
                 .unwrap(),
@@ -418,6 +420,7 @@ async fn typ_is_checked_when_configured() {
     let app = app(AuthLayer::required().with(
         JwtAuthenticator::builder()
             .key(all_keys().remove(0))
+            .issuer(ISSUER)
             .audience([AUDIENCE])
             .typ(["at+jwt"])
             .build()
@@ -452,11 +455,12 @@ async fn roles_and_scopes_follow_the_claim_mapping() {
     let app = app(AuthLayer::required().with(
         JwtAuthenticator::builder()
             .key(all_keys().remove(0))
+            .issuer(ISSUER)
             .audience([AUDIENCE])
             .claim_mapping(
                 ClaimMapping::default()
                     .scopes_from(["scope", "permissions"])
-                    .roles_from(["realm_access.roles"]),
+                    .roles_from(["/realm_access/roles"]),
             )
             .build()
             .unwrap(),
@@ -487,6 +491,7 @@ async fn cached_tokens_still_expire() {
     let (clock, now_fn) = manual_clock();
     let jwt = JwtAuthenticator::builder()
         .key(all_keys().remove(0))
+        .issuer(ISSUER)
         .audience([AUDIENCE])
         .leeway(Duration::ZERO)
         .clock(now_fn)
@@ -545,38 +550,47 @@ async fn a_cache_hit_requires_the_exact_same_token() {
 #[test]
 fn configuration_mistakes_are_errors() {
     let key = || all_keys().remove(0);
-    assert!(
-        JwtAuthenticator::builder().audience(["a"]).build().is_err(),
-        "no key"
-    );
-    assert!(
-        JwtAuthenticator::builder().key(key()).build().is_err(),
-        "no audience"
-    );
-    assert!(
+    let builder = || {
         JwtAuthenticator::builder()
-            .key(key())
-            .audience(Vec::<String>::new())
-            .build()
-            .is_err()
+            .issuer(ISSUER)
+            .audience([AUDIENCE])
+    };
+    assert!(
+        builder().key(key()).build().is_ok(),
+        "the baseline is valid"
+    );
+    assert!(builder().build().is_err(), "no key");
+    let no_audience = JwtAuthenticator::builder()
+        .key(key())
+        .issuer(ISSUER)
+        .build();
+    assert!(no_audience.is_err(), "no audience");
+    let no_issuer = JwtAuthenticator::builder()
+        .key(key())
+        .audience([AUDIENCE])
+        .build();
+    assert!(no_issuer.is_err(), "no issuer");
+    assert!(
+        builder().key(key()).any_audience().build().is_err(),
+        "audience and any_audience"
     );
     assert!(
-        JwtAuthenticator::builder()
-            .key(key())
-            .key(key())
-            .audience(["a"])
-            .build()
-            .is_err(),
+        builder().key(key()).any_issuer().build().is_err(),
+        "issuer and any_issuer"
+    );
+    let empty = JwtAuthenticator::builder()
+        .key(key())
+        .issuer(ISSUER)
+        .audience(Vec::<String>::new())
+        .build();
+    assert!(empty.is_err(), "empty audience list");
+    assert!(
+        builder().key(key()).key(key()).build().is_err(),
         "duplicate kid"
     );
     let no_kid = || JwtKey::hmac(HMAC_SECRET, Algorithm::HS256).unwrap();
     assert!(
-        JwtAuthenticator::builder()
-            .key(no_kid())
-            .key(key())
-            .audience(["a"])
-            .build()
-            .is_err(),
+        builder().key(no_kid()).key(key()).build().is_err(),
         "kid required with several keys"
     );
     assert!(JwtKey::hmac(b"too short", Algorithm::HS256).is_err());
@@ -584,6 +598,10 @@ fn configuration_mistakes_are_errors() {
     assert!(JwtKey::hmac(HMAC_SECRET, Algorithm::RS256).is_err());
     assert!(JwtKey::rsa_pem(&fixture("rs256_public.pem"), Algorithm::ES256).is_err());
     assert!(JwtKey::ec_pem(b"garbage", Algorithm::ES256).is_err());
+    assert!(
+        JwtKey::ec_pem(&fixture("es256_public.pem"), Algorithm::ES384).is_err(),
+        "a P-256 key cannot verify ES384"
+    );
     let key_debug = format!("{:?}", JwtKey::hmac(HMAC_SECRET, Algorithm::HS256).unwrap());
     assert!(!key_debug.contains("0123456789"), "{key_debug}");
 }
@@ -607,4 +625,8 @@ fn jwk_keys_are_checked_for_use_alg_and_curve() {
     }
     let oct_short = r#"{"kty":"oct","alg":"HS256","k":"c2hvcnQ"}"#;
     assert!(JwtKey::jwk(oct_short).is_err());
+    // 32 bytes are enough for HS256 but not for HS512.
+    let k = b64(&[7u8; 32]);
+    assert!(JwtKey::jwk(&format!(r#"{{"kty":"oct","alg":"HS256","k":"{k}"}}"#)).is_ok());
+    assert!(JwtKey::jwk(&format!(r#"{{"kty":"oct","alg":"HS512","k":"{k}"}}"#)).is_err());
 }

@@ -188,19 +188,34 @@ async fn the_first_authenticator_that_finds_its_credential_decides() {
     // API key alone works.
     let answer = send(&app, get_with("/me", &[("x-api-key", API_KEY)])).await;
     assert_eq!(answer.body["method"], "api_key");
-    // A bad bearer token is not rescued by a valid API key.
-    let answer = send(
+    // Two credentials are refused whatever the order of authenticators: a bad bearer token is
+    // not rescued by a valid API key, and a valid one does not hide a bad key.
+    for app in [
         &app,
-        get_with(
-            "/me",
-            &[
-                ("authorization", "Bearer bad.token.here"),
-                ("x-api-key", API_KEY),
-            ],
-        ),
-    )
-    .await;
-    answer.problem(401, "invalid-token");
+        &common::app(AuthLayer::required().with(api_keys()).with(jwt())),
+    ] {
+        for authorization in [
+            "Bearer bad.token.here".to_owned(),
+            format!("Bearer {}", token()),
+        ] {
+            let answer = send(
+                app,
+                get_with(
+                    "/me",
+                    &[("authorization", &authorization), ("x-api-key", API_KEY)],
+                ),
+            )
+            .await;
+            answer.problem(400, "invalid-request");
+            let challenges = answer.www_authenticate();
+            assert!(
+                challenges
+                    .iter()
+                    .any(|c| c.contains(r#"Bearer realm="api", error="invalid_request""#))
+            );
+            assert!(challenges.iter().any(|c| c == r#"ApiKey realm="api""#));
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -223,10 +238,10 @@ async fn claims_extractor_deserializes_the_callers_own_type() {
     c["tenant"] = json!("acme");
     let answer = send(&app, bearer_to("/tenant", &Signer::es256().sign(&c))).await;
     assert_eq!(answer.text, "alice@acme");
-    // Without the claim the token is not good enough for this handler.
+    // Without the claim the token is valid, but not good enough for this handler.
     send(&app, bearer_to("/tenant", &token()))
         .await
-        .problem(401, "invalid-token");
+        .problem(403, "forbidden");
     // Anonymous.
     send(&app, get_with("/tenant", &[]))
         .await
@@ -282,4 +297,81 @@ fn realm_must_be_quotable() {
         assert!(AuthLayer::required().realm(bad).is_err(), "{bad:?}");
     }
     assert!(AuthLayer::required().realm("My API v2").is_ok());
+}
+
+#[tokio::test]
+async fn challenges_name_the_layers_own_schemes() {
+    use portcullis::auth::{BasicAuthenticator, BasicUser, hash_password};
+    let basic = BasicAuthenticator::builder()
+        .user(BasicUser::new("ops", &hash_password("pw").unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let app = common::app(AuthLayer::required().with(basic));
+    // A malformed Authorization header on a Basic-only layer is not answered with a Bearer
+    // challenge.
+    let answer = send(&app, get_with("/me", &[("authorization", "Basic a b")])).await;
+    answer.problem(400, "invalid-request");
+    assert_eq!(
+        answer.www_authenticate(),
+        [r#"Basic realm="api", charset="UTF-8""#]
+    );
+
+    // A layer without authenticators refuses everything, still with a challenge.
+    let empty = common::app(AuthLayer::required());
+    let answer = send(&empty, get_with("/me", &[])).await;
+    answer.problem(401, "missing-credentials");
+    assert_eq!(answer.www_authenticate(), [r#"Bearer realm="api""#]);
+}
+
+/// A custom authenticator: checks `X-Ticket` asynchronously and rejects without naming a scheme.
+struct Ticket;
+
+impl portcullis::auth::Authenticator for Ticket {
+    fn scheme(&self) -> portcullis::Scheme {
+        portcullis::Scheme::ApiKey
+    }
+
+    fn credential_header(&self) -> Option<&http::HeaderName> {
+        static NAME: http::HeaderName = http::HeaderName::from_static("x-ticket");
+        Some(&NAME)
+    }
+
+    fn authenticate(&self, request: &http::request::Parts) -> portcullis::auth::Authentication {
+        use portcullis::auth::Authentication;
+        let Some(ticket) = request.headers.get("x-ticket") else {
+            return Authentication::NotPresent;
+        };
+        let ticket = ticket.as_bytes().to_vec();
+        Authentication::Pending(Box::pin(async move {
+            tokio::task::yield_now().await;
+            if ticket == b"valid" {
+                Ok(Identity::builder("ticket-holder", portcullis::AuthMethod::ApiKey).build())
+            } else {
+                Err(Rejection::new(
+                    portcullis::RejectionKind::InvalidCredentials,
+                ))
+            }
+        }))
+    }
+}
+
+#[tokio::test]
+async fn custom_async_authenticators_plug_in() {
+    let app = common::app(AuthLayer::required().realm("tickets").unwrap().with(Ticket));
+    let answer = send(&app, get_with("/me", &[("x-ticket", "valid")])).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["sub"], "ticket-holder");
+    let answer = send(&app, get_with("/me", &[("x-ticket", "forged")])).await;
+    answer.problem(401, "invalid-credentials");
+    // The rejection named no scheme; the layer adds its own so the 401 carries a challenge.
+    assert_eq!(answer.www_authenticate(), [r#"ApiKey realm="tickets""#]);
+    let answer = send(
+        &app,
+        get_with(
+            "/me",
+            &[("x-ticket", "valid"), ("authorization", "Bearer x")],
+        ),
+    )
+    .await;
+    answer.problem(400, "invalid-request");
 }

@@ -243,7 +243,8 @@ impl fmt::Debug for InMemoryKeyStore {
 
 /// Authenticates API keys from a header (default `X-Api-Key`) or `Authorization: ApiKey <key>`.
 ///
-/// A request carrying a key in both places, or the key header twice, is refused with 400.
+/// A request carrying the key header twice, or the key header next to an `Authorization` header
+/// (of any scheme), is refused with 400: one credential per request.
 #[derive(Clone)]
 pub struct ApiKeyAuthenticator {
     store: Arc<dyn ApiKeyStore>,
@@ -279,13 +280,9 @@ impl ApiKeyAuthenticator {
             }
             (Some(value), None) => Some(value.to_str().map_err(|_| rejected())?.trim()),
         };
-        match (from_authorization, from_header) {
-            (Some(_), Some(_)) => Err(header::invalid_request(
-                "duplicate_api_key",
-                "Send exactly one API key.",
-            )),
-            (key, None) | (None, key) => Ok(key),
-        }
+        // The layer refuses a key header next to an `Authorization` header before we get here
+        // (see `credential_header`), so at most one of the two is set.
+        Ok(from_authorization.or(from_header))
     }
 }
 
@@ -299,6 +296,10 @@ fn rejected() -> Rejection {
 impl Authenticator for ApiKeyAuthenticator {
     fn scheme(&self) -> Scheme {
         Scheme::ApiKey
+    }
+
+    fn credential_header(&self) -> Option<&HeaderName> {
+        Some(&self.header)
     }
 
     fn authenticate(&self, request: &Parts) -> Authentication {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::{
     PasswordHash, PasswordHashString, PasswordHasher, PasswordVerifier, SaltString,
@@ -10,6 +11,8 @@ use argon2::password_hash::{
 use argon2::{Argon2, Params};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use http::HeaderValue;
+use http::header::RETRY_AFTER;
 use http::request::Parts;
 use tokio::sync::Semaphore;
 
@@ -42,8 +45,11 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<PasswordHashString, 
         .map_err(|_| ConfigError::new("argon2 could not hash the password"))
 }
 
-/// A user allowed to log in with Basic.
-#[derive(Clone, Debug)]
+/// Largest accepted argon2 memory cost (KiB): 256 MiB per check.
+const MAX_MEMORY_KIB: u32 = 256 * 1024;
+
+/// A user allowed to log in with Basic. `Debug` shows the name only, never the hash.
+#[derive(Clone)]
 #[must_use]
 pub struct BasicUser {
     name: String,
@@ -64,8 +70,13 @@ impl BasicUser {
         let hash = PasswordHash::new(phc_hash)
             .ok()
             .filter(|hash| hash.algorithm.as_str().starts_with("argon2"))
-            .ok_or_else(|| ConfigError::new("not an argon2 PHC hash string"))?;
-        Params::try_from(&hash).map_err(|_| ConfigError::new("unusable argon2 parameters"))?;
+            .filter(|hash| hash.hash.is_some() && hash.salt.is_some())
+            .ok_or_else(|| ConfigError::new("not an argon2 PHC hash string with salt and hash"))?;
+        let params =
+            Params::try_from(&hash).map_err(|_| ConfigError::new("unusable argon2 parameters"))?;
+        if params.m_cost() > MAX_MEMORY_KIB {
+            return Err(ConfigError::new("argon2 memory cost above 256 MiB"));
+        }
         Ok(Self {
             name,
             hash: hash.serialize(),
@@ -87,13 +98,25 @@ impl BasicUser {
     }
 }
 
+impl fmt::Debug for BasicUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicUser")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Authenticates `Authorization: Basic` with argon2 password hashes.
 ///
 /// Verification runs on tokio's blocking pool, never on the request executor, and at most
 /// [`max_concurrent`](BasicAuthenticatorBuilder::max_concurrent) at once (each argon2 run holds
-/// its memory cost, 19 MiB by default), so a flood of logins queues instead of exhausting memory.
-/// An unknown user name is checked against a dummy hash with the same parameters, so it takes
-/// as long as a wrong password.
+/// its memory cost, 19 MiB by default), so a flood of logins queues instead of exhausting memory;
+/// when more than [`max_waiting`](BasicAuthenticatorBuilder::max_waiting) checks are queued, new
+/// ones get 429 with `Retry-After`. An unknown user name is checked against a dummy hash made with
+/// the most expensive parameters among the users, so it takes at least as long as a wrong
+/// password.
 ///
 /// ```
 /// use portcullis::auth::{BasicAuthenticator, BasicUser, hash_password};
@@ -114,6 +137,9 @@ struct BasicInner {
     users: HashMap<String, (PasswordHashString, Identity)>,
     dummy: PasswordHashString,
     permits: Arc<Semaphore>,
+    /// Checks queued or running, and the most that may be.
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
 }
 
 /// Configures a [`BasicAuthenticator`].
@@ -122,6 +148,7 @@ struct BasicInner {
 pub struct BasicAuthenticatorBuilder {
     users: Vec<BasicUser>,
     max_concurrent: Option<usize>,
+    max_waiting: Option<usize>,
 }
 
 impl BasicAuthenticator {
@@ -144,13 +171,24 @@ impl BasicAuthenticatorBuilder {
         self
     }
 
+    /// How many checks may wait for a free slot before new ones are refused with 429 (default
+    /// 64 per concurrent slot).
+    pub fn max_waiting(mut self, checks: usize) -> Self {
+        self.max_waiting = Some(checks);
+        self
+    }
+
     /// Builds the authenticator, hashing the dummy password used for unknown users.
     pub fn build(self) -> Result<BasicAuthenticator, ConfigError> {
-        let params = match self.users.first() {
-            Some(user) => Params::try_from(&user.hash.password_hash())
-                .map_err(|_| ConfigError::new("unusable argon2 parameters"))?,
-            None => Params::default(),
-        };
+        // `BasicUser::new` already parsed every hash's parameters.
+        let cost =
+            |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost()) * u64::from(p.p_cost());
+        let params = self
+            .users
+            .iter()
+            .filter_map(|user| Params::try_from(&user.hash.password_hash()).ok())
+            .max_by_key(cost)
+            .unwrap_or_default();
         let dummy_hasher = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let dummy = hash_with(&dummy_hasher, "portcullis dummy password")?;
         let mut users = HashMap::new();
@@ -166,13 +204,33 @@ impl BasicAuthenticatorBuilder {
         let permits = self.max_concurrent.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
+        let waiting = self.max_waiting.unwrap_or(permits * 64);
         Ok(BasicAuthenticator {
             inner: Arc::new(BasicInner {
                 users,
                 dummy,
                 permits: Arc::new(Semaphore::new(permits)),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: permits + waiting,
             }),
         })
+    }
+}
+
+/// Counts a check from the moment it is accepted until argon2 has finished with it.
+struct InFlight(Arc<BasicInner>);
+
+impl InFlight {
+    fn enter(inner: &Arc<BasicInner>) -> Option<Self> {
+        let before = inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Self(inner.clone());
+        (before < inner.max_in_flight).then_some(slot)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -209,6 +267,14 @@ impl Authenticator for BasicAuthenticator {
         let Some((user, password)) = decode_credentials(encoded) else {
             return Authentication::Rejected(rejected("malformed_basic"));
         };
+        let Some(slot) = InFlight::enter(&self.inner) else {
+            return Authentication::Rejected(
+                Rejection::new(RejectionKind::TooManyRequests)
+                    .with_reason("basic_queue_full")
+                    .with_detail("Too many logins are being checked; retry shortly.")
+                    .with_header(RETRY_AFTER, HeaderValue::from_static("1")),
+            );
+        };
         let inner = self.inner.clone();
         Authentication::Pending(Box::pin(async move {
             let known = inner.users.get(&user);
@@ -221,6 +287,7 @@ impl Authenticator for BasicAuthenticator {
             // cannot push more argon2 runs past the bound.
             let verified = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
+                let _slot = slot;
                 Argon2::default()
                     .verify_password(password.as_bytes(), &hash.password_hash())
                     .is_ok()

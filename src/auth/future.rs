@@ -108,6 +108,8 @@ where
                         }
                         Err(rejection) => {
                             let response = finish_rejection(config, rejection);
+                            // Leave the finished authentication future behind for good.
+                            this.state.set(State::Rejected { response: None });
                             return Poll::Ready(Ok(response));
                         }
                     }

@@ -6,7 +6,7 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::error::{Rejection, RejectionKind, Scheme};
+use crate::error::{Rejection, RejectionKind};
 
 /// Checks what the layer must refuse before any authenticator looks: repeated `Authorization`
 /// headers and values that are not `scheme 1*SP token68`.
@@ -57,11 +57,11 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// A 400 `invalid_request`; the layer adds a challenge for each scheme it accepts.
 pub(crate) fn invalid_request(reason: &'static str, detail: &'static str) -> Rejection {
     Rejection::new(RejectionKind::InvalidRequest)
         .with_reason(reason)
         .with_detail(detail)
-        .with_challenge(Scheme::Bearer)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::HeaderName;
 use tower_layer::Layer;
 
 use super::{Auth, Authenticator};
@@ -21,6 +22,8 @@ pub(super) struct AuthConfig {
     pub(super) realm: Realm,
     /// The realm and schemes, shared with anonymous requests for the `Identity` extractor.
     pub(super) challenge: AnonymousChallenge,
+    /// Headers besides `Authorization` where an authenticator looks for its credential.
+    pub(super) credential_headers: Vec<HeaderName>,
 }
 
 impl AuthLayer {
@@ -37,13 +40,16 @@ impl AuthLayer {
 
     fn new(required: bool) -> Self {
         let realm = Realm::default();
+        let mut config = AuthConfig {
+            authenticators: Vec::new(),
+            required,
+            challenge: AnonymousChallenge(Arc::new((realm.clone(), Vec::new()))),
+            credential_headers: Vec::new(),
+            realm,
+        };
+        config.refresh_challenge();
         Self {
-            config: Arc::new(AuthConfig {
-                authenticators: Vec::new(),
-                required,
-                challenge: AnonymousChallenge(Arc::new((realm.clone(), Vec::new()))),
-                realm,
-            }),
+            config: Arc::new(config),
         }
     }
 
@@ -68,11 +74,21 @@ impl AuthLayer {
 impl AuthConfig {
     fn refresh_challenge(&mut self) {
         let mut schemes: Vec<Scheme> = Vec::new();
+        self.credential_headers.clear();
         for authenticator in &self.authenticators {
+            if let Some(header) = authenticator.credential_header()
+                && !self.credential_headers.contains(header)
+            {
+                self.credential_headers.push(header.clone());
+            }
             let scheme = authenticator.scheme();
             if !schemes.contains(&scheme) {
                 schemes.push(scheme);
             }
+        }
+        if schemes.is_empty() {
+            // A layer without authenticators refuses everything; its 401s still need a challenge.
+            schemes.push(Scheme::Bearer);
         }
         self.challenge = AnonymousChallenge(Arc::new((self.realm.clone(), schemes)));
     }

@@ -4,7 +4,9 @@
 //! finds *its* kind of credential in the request decides: it either produces an
 //! [`Identity`], which is put into the request extensions for the handler, or
 //! rejects the request with 401 (or 400 for a malformed `Authorization` header). A credential that
-//! is present but wrong is never retried with the next authenticator.
+//! is present but wrong is never retried with the next authenticator, and a request that carries
+//! two credentials (say a bearer token and an `X-Api-Key`) is refused with 400 rather than judged
+//! by whichever authenticator comes first.
 //!
 //! When no authenticator finds a credential, a [`required`](AuthLayer::required) layer answers
 //! 401 with one `WWW-Authenticate` challenge per accepted scheme, and an
@@ -57,6 +59,7 @@ mod service;
 use std::future::Future;
 use std::pin::Pin;
 
+use http::HeaderName;
 use http::request::Parts;
 
 use crate::error::{Rejection, Scheme};
@@ -96,6 +99,13 @@ pub enum Authentication {
 pub trait Authenticator: Send + Sync + 'static {
     /// The scheme named in `WWW-Authenticate` challenges for this authenticator.
     fn scheme(&self) -> Scheme;
+
+    /// A header other than `Authorization` that carries this authenticator's credential (like
+    /// `X-Api-Key`). The layer refuses requests that carry more than one credential, whatever
+    /// the order of authenticators, and needs to know where credentials can be.
+    fn credential_header(&self) -> Option<&HeaderName> {
+        None
+    }
 
     /// Looks at the request's credentials.
     fn authenticate(&self, request: &Parts) -> Authentication;

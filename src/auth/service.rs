@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum_core::response::{IntoResponse, Response};
-use http::Request;
+use http::{Request, StatusCode};
 use tower_service::Service;
 
 use super::layer::AuthConfig;
@@ -44,6 +44,19 @@ where
             Ok(present) => present,
             Err(rejection) => return self.reject(rejection),
         };
+        let sources = usize::from(has_authorization)
+            + self
+                .config
+                .credential_headers
+                .iter()
+                .filter(|name| parts.headers.contains_key(*name))
+                .count();
+        if sources > 1 {
+            return self.reject(header::invalid_request(
+                "several_credentials",
+                "Send exactly one credential.",
+            ));
+        }
         for authenticator in &self.config.authenticators {
             match authenticator.authenticate(&parts) {
                 Authentication::NotPresent => continue,
@@ -94,10 +107,15 @@ impl<S> Auth<S> {
     }
 }
 
-/// Adds the layer's realm, and for "no usable credential" the challenges of every accepted
-/// scheme, then renders.
+/// Adds the layer's realm and, where the rejection names no scheme itself (no usable credential,
+/// a malformed request, a custom authenticator's 401), a challenge for every scheme the layer
+/// accepts: RFC 9110 §11.6.1 requires at least one on every 401.
 pub(super) fn finish_rejection(config: &AuthConfig, mut rejection: Rejection) -> Response {
-    if rejection.kind() == RejectionKind::MissingCredentials {
+    let needs_challenge = rejection.status() == StatusCode::UNAUTHORIZED
+        || rejection.kind() == RejectionKind::InvalidRequest;
+    if rejection.kind() == RejectionKind::MissingCredentials
+        || (needs_challenge && !rejection.has_challenges())
+    {
         rejection.set_challenges(config.schemes());
     }
     rejection.set_realm(&config.realm);

@@ -76,6 +76,8 @@ pub enum RejectionKind {
     UnsupportedMediaType,
     /// The request is well-formed but its content is not acceptable (422).
     UnprocessableContent,
+    /// Too many requests, or too many waiting for the same resource (429).
+    TooManyRequests,
     /// The server failed; the detail never says how (500).
     Internal,
 }
@@ -93,6 +95,7 @@ impl RejectionKind {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnprocessableContent => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,6 +114,7 @@ impl RejectionKind {
             Self::PayloadTooLarge => "urn:portcullis:problem:payload-too-large",
             Self::UnsupportedMediaType => "urn:portcullis:problem:unsupported-media-type",
             Self::UnprocessableContent => "urn:portcullis:problem:unprocessable-content",
+            Self::TooManyRequests => "urn:portcullis:problem:too-many-requests",
             Self::Internal => "urn:portcullis:problem:internal",
         }
     }
@@ -129,6 +133,7 @@ impl RejectionKind {
             Self::PayloadTooLarge => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::UnprocessableContent => "Unprocessable content",
+            Self::TooManyRequests => "Too many requests",
             Self::Internal => "Internal server error",
         }
     }
@@ -146,6 +151,7 @@ impl RejectionKind {
             Self::PayloadTooLarge => "The request body is too large.",
             Self::UnsupportedMediaType => "The request body has an unsupported media type.",
             Self::UnprocessableContent => "The request content is not acceptable.",
+            Self::TooManyRequests => "Too many requests; retry later.",
             Self::Internal => "The server could not complete the request.",
         }
     }
@@ -303,6 +309,10 @@ impl Rejection {
 
     pub(crate) fn set_challenges(&mut self, schemes: &[Scheme]) {
         self.0.challenges = schemes.to_vec();
+    }
+
+    pub(crate) fn has_challenges(&self) -> bool {
+        !self.0.challenges.is_empty()
     }
 
     /// What went wrong.

@@ -36,17 +36,7 @@ impl JwtKey {
     /// An HMAC secret for HS256, HS384 or HS512. The secret must be at least as long as the hash
     /// output (32, 48 or 64 bytes), as RFC 7518 §3.2 requires.
     pub fn hmac(secret: &[u8], algorithm: Algorithm) -> Result<Self, ConfigError> {
-        let minimum = match algorithm {
-            Algorithm::HS256 => 32,
-            Algorithm::HS384 => 48,
-            Algorithm::HS512 => 64,
-            _ => return Err(ConfigError::new("JwtKey::hmac needs HS256, HS384 or HS512")),
-        };
-        if secret.len() < minimum {
-            return Err(ConfigError::new(format!(
-                "an {algorithm:?} secret must be at least {minimum} bytes long"
-            )));
-        }
+        check_hmac_length(secret.len(), algorithm)?;
         Ok(Self::new(DecodingKey::from_secret(secret), algorithm))
     }
 
@@ -63,6 +53,18 @@ impl JwtKey {
         require_family(algorithm, AlgorithmFamily::Ec, "JwtKey::ec_pem")?;
         let key = DecodingKey::from_ec_pem(pem)
             .map_err(|_| ConfigError::new("not an EC public key in PEM form"))?;
+        // The key is kept as an uncompressed point: 65 bytes on P-256, 97 on P-384.
+        let point = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
+        let expected = if algorithm == Algorithm::ES256 {
+            65
+        } else {
+            97
+        };
+        if point != expected {
+            return Err(ConfigError::new(format!(
+                "the EC key's curve does not fit {algorithm:?}"
+            )));
+        }
         Ok(Self::new(key, algorithm))
     }
 
@@ -121,10 +123,10 @@ impl JwtKey {
         }
         let key = DecodingKey::from_jwk(jwk).map_err(|_| ConfigError::new("unusable JWK"))?;
         if algorithm.family() == AlgorithmFamily::Hmac {
-            let length = key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0);
-            if length < 32 {
-                return Err(ConfigError::new("an HMAC JWK must hold at least 32 bytes"));
-            }
+            check_hmac_length(
+                key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0),
+                algorithm,
+            )?;
         }
         Ok(Self {
             kid: common.key_id.clone(),
@@ -156,6 +158,22 @@ impl JwtKey {
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
+}
+
+/// RFC 7518 §3.2: an HMAC key at least as long as the hash output.
+fn check_hmac_length(length: usize, algorithm: Algorithm) -> Result<(), ConfigError> {
+    let minimum = match algorithm {
+        Algorithm::HS256 => 32,
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => return Err(ConfigError::new("an HMAC key needs HS256, HS384 or HS512")),
+    };
+    if length < minimum {
+        return Err(ConfigError::new(format!(
+            "an {algorithm:?} secret must be at least {minimum} bytes long"
+        )));
+    }
+    Ok(())
 }
 
 fn require_family(

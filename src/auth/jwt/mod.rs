@@ -42,8 +42,9 @@ const EMBEDDED_KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 ///
 /// A verified token is remembered in a bounded cache keyed by the SHA-256 of the whole token, so
 /// the next request with it skips parsing and signature verification; `exp` is still checked on
-/// every hit, the entry lives no longer than the token, and removing a key or revoking the token
-/// drops it. Cloning is cheap and clones share keys and cache.
+/// every hit (`nbf` and `iat` were checked when the token was first seen), the entry lives no
+/// longer than the token, and removing a key drops the entries it verified. The cache is bounded
+/// by a memory budget. Cloning is cheap and clones share keys and cache.
 #[derive(Clone)]
 pub struct JwtAuthenticator {
     inner: Arc<Inner>,
@@ -72,6 +73,8 @@ struct Verified {
     identity: Identity,
     exp: Option<u64>,
     epoch: u64,
+    /// Estimated bytes held by the entry (the parsed claims take about three times the token).
+    weight: u32,
 }
 
 impl JwtAuthenticator {
@@ -80,6 +83,7 @@ impl JwtAuthenticator {
         JwtAuthenticatorBuilder {
             keys: Vec::new(),
             issuer: None,
+            any_issuer: false,
             audiences: None,
             any_audience: false,
             leeway: Duration::from_secs(60),
@@ -87,7 +91,7 @@ impl JwtAuthenticator {
             typ: None,
             max_token_bytes: 8 * 1024,
             mapping: ClaimMapping::default(),
-            cache_capacity: 10_000,
+            cache_max_bytes: 32 * 1024 * 1024,
             clock: None,
         }
     }
@@ -158,8 +162,11 @@ impl JwtAuthenticator {
         removed
     }
 
-    /// Forgets a verified token, so that its next use is verified again from scratch. Call it when
-    /// you revoke a token (and make your revocation check reject it).
+    /// Forgets a verified token, so that its next use is verified again from scratch.
+    ///
+    /// This is cache hygiene, not revocation: a verification of the same token already in flight
+    /// may put it back, and an ECDSA token has other valid spellings. Revoke tokens where they are
+    /// checked (by `jti`, or by removing the key).
     pub fn forget(&self, token: &str) {
         if let Some(cache) = &self.inner.cache {
             let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -241,8 +248,6 @@ impl Inner {
             return Err(malformed());
         }
         let header = decode_object(header_b64)?;
-        let claims = decode_object(payload_b64)?;
-
         let algorithm = self.check_header(&header)?;
         {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
@@ -268,7 +273,9 @@ impl Inner {
                 ));
             }
         }
-        self.check_claims(claims, epoch)
+        // Only a correctly signed payload is parsed.
+        let claims = decode_object(payload_b64)?;
+        self.check_claims(claims, epoch, token.len())
     }
 
     fn check_header(&self, header: &Map<String, Value>) -> Result<Algorithm, Rejection> {
@@ -316,7 +323,12 @@ impl Inner {
         Ok(algorithm)
     }
 
-    fn check_claims(&self, claims: Map<String, Value>, epoch: u64) -> Result<Verified, Rejection> {
+    fn check_claims(
+        &self,
+        claims: Map<String, Value>,
+        epoch: u64,
+        token_len: usize,
+    ) -> Result<Verified, Rejection> {
         let now = self.now();
         let leeway = self.leeway;
         let exp = numeric_date(claims.get("exp"))?;
@@ -384,6 +396,8 @@ impl Inner {
             identity: builder.claims(claims).build(),
             exp,
             epoch,
+            weight: u32::try_from(token_len.saturating_mul(3).saturating_add(256))
+                .unwrap_or(u32::MAX),
         })
     }
 }
@@ -489,6 +503,7 @@ fn audiences(value: Option<&Value>) -> Result<Vec<&str>, Rejection> {
 pub struct JwtAuthenticatorBuilder {
     keys: Vec<JwtKey>,
     issuer: Option<String>,
+    any_issuer: bool,
     audiences: Option<Vec<String>>,
     any_audience: bool,
     leeway: Duration,
@@ -496,7 +511,7 @@ pub struct JwtAuthenticatorBuilder {
     typ: Option<Vec<String>>,
     max_token_bytes: usize,
     mapping: ClaimMapping,
-    cache_capacity: u64,
+    cache_max_bytes: u64,
     clock: Option<Clock>,
 }
 
@@ -507,9 +522,17 @@ impl JwtAuthenticatorBuilder {
         self
     }
 
-    /// Requires `iss` to equal `issuer` exactly.
+    /// Requires `iss` to equal `issuer` exactly. Required unless [`any_issuer`](Self::any_issuer)
+    /// is set: where one key signs for several issuers (multi-tenant providers), the issuer is
+    /// what tells tenants apart.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Accepts any issuer (and none). Only for keys that belong to a single issuer.
+    pub fn any_issuer(mut self) -> Self {
+        self.any_issuer = true;
         self
     }
 
@@ -563,9 +586,11 @@ impl JwtAuthenticatorBuilder {
         self
     }
 
-    /// How many verified tokens to remember (default 10 000); 0 turns the cache off.
-    pub fn cache_capacity(mut self, entries: u64) -> Self {
-        self.cache_capacity = entries;
+    /// Memory budget of the verified-token cache in bytes (default 32 MiB, roughly 20 000
+    /// typical tokens); 0 turns the cache off. Entries are weighed by token size, so large tokens
+    /// cannot make the cache outgrow its budget.
+    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.cache_max_bytes = bytes;
         self
     }
 
@@ -593,17 +618,41 @@ impl JwtAuthenticatorBuilder {
                     "set the accepted audience(s), or call any_audience() explicitly",
                 ));
             }
-            (Some(list), _) if list.is_empty() => {
+            (Some(_), true) => {
+                return Err(ConfigError::new(
+                    "audience() and any_audience() exclude each other",
+                ));
+            }
+            (Some(list), false) if list.is_empty() => {
                 return Err(ConfigError::new("the audience list is empty"));
             }
             _ => {}
         }
+        match (&self.issuer, self.any_issuer) {
+            (None, false) => {
+                return Err(ConfigError::new(
+                    "set the accepted issuer, or call any_issuer() explicitly",
+                ));
+            }
+            (Some(_), true) => {
+                return Err(ConfigError::new(
+                    "issuer() and any_issuer() exclude each other",
+                ));
+            }
+            _ => {}
+        }
+        // If another crate in the build also enables jsonwebtoken's `rust_crypto` feature,
+        // jsonwebtoken cannot pick a backend and would panic at the first verification; choosing
+        // ours explicitly keeps that out of the request path. It fails harmlessly when a provider
+        // is already installed.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
         let clock = self
             .clock
             .unwrap_or_else(|| Arc::new(SystemTime::now) as Clock);
-        let cache = (self.cache_capacity > 0).then(|| {
+        let cache = (self.cache_max_bytes > 0).then(|| {
             moka::sync::Cache::builder()
-                .max_capacity(self.cache_capacity)
+                .max_capacity(self.cache_max_bytes)
+                .weigher(|_, verified: &Verified| verified.weight)
                 .expire_after(ExpireWithToken {
                     leeway: self.leeway.as_secs(),
                     clock: clock.clone(),
