@@ -70,14 +70,22 @@ pub enum RejectionKind {
     BadRequest,
     /// The resource does not exist (404).
     NotFound,
+    /// The method is not allowed on this resource (405, with `Allow`).
+    MethodNotAllowed,
+    /// The request was meant for another host (421): not in the host allowlist.
+    MisdirectedRequest,
     /// The request body is larger than allowed (413).
     PayloadTooLarge,
+    /// The request target is longer than allowed (414).
+    UriTooLong,
     /// The request body has a media type the route does not accept (415).
     UnsupportedMediaType,
     /// The request is well-formed but its content is not acceptable (422).
     UnprocessableContent,
     /// Too many requests, or too many waiting for the same resource (429).
     TooManyRequests,
+    /// The request's header fields are larger than allowed (431).
+    HeaderFieldsTooLarge,
     /// The server failed; the detail never says how (500).
     Internal,
 }
@@ -92,6 +100,10 @@ impl RejectionKind {
             Self::InvalidRequest | Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::InsufficientScope | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnprocessableContent => StatusCode::UNPROCESSABLE_ENTITY,
@@ -111,6 +123,10 @@ impl RejectionKind {
             Self::Forbidden => "urn:portcullis:problem:forbidden",
             Self::BadRequest => "urn:portcullis:problem:bad-request",
             Self::NotFound => "urn:portcullis:problem:not-found",
+            Self::MethodNotAllowed => "urn:portcullis:problem:method-not-allowed",
+            Self::MisdirectedRequest => "urn:portcullis:problem:misdirected-request",
+            Self::UriTooLong => "urn:portcullis:problem:uri-too-long",
+            Self::HeaderFieldsTooLarge => "urn:portcullis:problem:header-fields-too-large",
             Self::PayloadTooLarge => "urn:portcullis:problem:payload-too-large",
             Self::UnsupportedMediaType => "urn:portcullis:problem:unsupported-media-type",
             Self::UnprocessableContent => "urn:portcullis:problem:unprocessable-content",
@@ -130,6 +146,10 @@ impl RejectionKind {
             Self::Forbidden => "Forbidden",
             Self::BadRequest => "Bad request",
             Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::MisdirectedRequest => "Misdirected request",
+            Self::UriTooLong => "URI too long",
+            Self::HeaderFieldsTooLarge => "Request header fields too large",
             Self::PayloadTooLarge => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::UnprocessableContent => "Unprocessable content",
@@ -148,6 +168,10 @@ impl RejectionKind {
             Self::Forbidden => "You are not allowed to do this.",
             Self::BadRequest => "The request is malformed.",
             Self::NotFound => "The resource does not exist.",
+            Self::MethodNotAllowed => "This method is not allowed on this resource.",
+            Self::MisdirectedRequest => "This server does not serve the requested host.",
+            Self::UriTooLong => "The request URI is too long.",
+            Self::HeaderFieldsTooLarge => "The request header fields are too large.",
             Self::PayloadTooLarge => "The request body is too large.",
             Self::UnsupportedMediaType => "The request body has an unsupported media type.",
             Self::UnprocessableContent => "The request content is not acceptable.",
