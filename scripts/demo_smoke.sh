@@ -53,6 +53,21 @@ expect 403 "writer cannot delete"           -X DELETE -H "$(auth "$writer")" "$b
 expect 204 "admin deletes"                  -X DELETE -H "$(auth "$admin")" "$base/items/1"
 expect 403 "reader cannot read the audit"   -H "$(auth "$reader")" "$base/admin/audit"
 expect 200 "admin reads the audit"          -H "$(auth "$admin")" "$base/admin/audit"
+expect 403 "writer cannot read the audit"   -H "$(auth "$writer")" "$base/admin/audit"
+expect 200 "admin reads the route inventory" -H "$(auth "$admin")" "$base/admin/routes"
+expect 403 "reader cannot read the inventory" -H "$(auth "$reader")" "$base/admin/routes"
+expect 401 "anonymous items are refused"    "$base/items"
+expect 405 "unlisted method on a known route" -X PUT -H "$(auth "$admin")" "$base/items"
+expect 404 "unknown route"                  -H "$(auth "$admin")" "$base/nowhere"
+
+allow=$(curl -s -o /dev/null -D - -X PUT -H "$(auth "$admin")" "$base/items" | tr -d '\r' | grep -i '^allow:' || true)
+if [ "$allow" = "allow: GET, HEAD, POST" ]; then passed=$((passed + 1)); else
+  echo "FAIL: 405 Allow header: '$allow'"; failures=$((failures + 1)); fi
+inventory=$(curl -s -H "$(auth "$admin")" "$base/admin/routes")
+case "$inventory" in
+  *'"path":"/health","policy":"public","public":true'*) passed=$((passed + 1)) ;;
+  *) echo "FAIL: inventory: $inventory"; failures=$((failures + 1)) ;;
+esac
 
 body=$(curl -s "$base/me")
 case "$body" in
@@ -62,7 +77,7 @@ esac
 # The banner prints its own dev tokens on purpose; ES256 signatures are randomised, so the tokens
 # minted above can only appear in the log if a request logged its credentials.
 for token in "$reader" "$writer" "$admin"; do
-  if grep -qF "${token##*.}" "$log"; then
+  if grep -qF -e "${token##*.}" "$log"; then
     echo "FAIL: a token was written to the log"; failures=$((failures + 1))
   else
     passed=$((passed + 1))

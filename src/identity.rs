@@ -45,7 +45,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -170,6 +170,16 @@ impl Identity {
                 .with_scope(scope)
                 .with_challenge(Scheme::Bearer))
         }
+    }
+
+    /// Checks an object-level rule against one resource: `Ok`, or the same 403 rejection the
+    /// [`RbacLayer`](crate::RbacLayer) gives. See [`ResourcePolicy`](crate::rbac::ResourcePolicy).
+    pub fn authorize<R>(
+        &self,
+        policy: &crate::rbac::ResourcePolicy<R>,
+        resource: &R,
+    ) -> Result<(), Rejection> {
+        policy.authorize(self, resource)
     }
 
     /// When the credential stops being valid (`exp`).
@@ -398,10 +408,10 @@ pub(crate) fn system_time(seconds: u64) -> SystemTime {
 #[derive(Clone, Debug)]
 pub(crate) struct AnonymousChallenge(pub(crate) Arc<(crate::error::Realm, Vec<Scheme>)>);
 
-pub(crate) fn missing_identity(parts: &Parts) -> Rejection {
+pub(crate) fn missing_identity(extensions: &http::Extensions) -> Rejection {
     let mut rejection =
         Rejection::new(RejectionKind::MissingCredentials).with_reason("missing_credentials");
-    match parts.extensions.get::<AnonymousChallenge>() {
+    match extensions.get::<AnonymousChallenge>() {
         Some(AnonymousChallenge(challenge)) => {
             rejection.set_realm(&challenge.0);
             rejection.set_challenges(&challenge.1);
@@ -419,7 +429,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
             .extensions
             .get::<Identity>()
             .cloned()
-            .ok_or_else(|| missing_identity(parts))
+            .ok_or_else(|| missing_identity(&parts.extensions))
     }
 }
 
@@ -449,7 +459,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
         let identity = parts
             .extensions
             .get::<Identity>()
-            .ok_or_else(|| missing_identity(parts))?;
+            .ok_or_else(|| missing_identity(&parts.extensions))?;
         T::deserialize(&identity.0.claims).map(Claims).map_err(|_| {
             Rejection::new(RejectionKind::Forbidden)
                 .with_detail("The credential does not carry the claims this resource needs.")

@@ -6,6 +6,7 @@
 //! | module | layer | answers |
 //! |---|---|---|
 //! | [`auth`] | [`AuthLayer`] | who is calling: JWT bearer tokens, API keys, Basic |
+//! | [`rbac`] | [`RbacLayer`] | what they may do: scopes, roles, permissions, route policies |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
 //! clear 4xx problem+json response that leaks no secret, never a panic or a 5xx.
@@ -40,12 +41,16 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod auth;
+mod decision;
 pub mod error;
 pub mod identity;
+pub mod rbac;
 
 pub use auth::AuthLayer;
+pub use decision::Decision;
 pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
+pub use rbac::RbacLayer;
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
 /// the same version yourself.

@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use axum_core::response::Response;
+use axum::response::Response;
 use http::Request;
 use http::request::Parts;
 use pin_project_lite::pin_project;

@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum_core::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use http::{Request, StatusCode};
 use tower_service::Service;
 

@@ -16,7 +16,7 @@
 //! # Example
 //!
 //! ```
-//! use axum_core::response::IntoResponse;
+//! use axum::response::IntoResponse;
 //! use portcullis::{Rejection, RejectionKind};
 //!
 //! let response = Rejection::new(RejectionKind::NotFound)
@@ -33,7 +33,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use axum_core::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -64,6 +64,9 @@ pub enum RejectionKind {
     InvalidRequest,
     /// The caller is authenticated but lacks a required scope (403, RFC 6750 `insufficient_scope`).
     InsufficientScope,
+    /// The caller must authenticate again more strongly or more recently (401, RFC 9470
+    /// `insufficient_user_authentication`, with `acr_values` / `max_age` in the challenge).
+    InsufficientUserAuthentication,
     /// The caller is authenticated but not allowed to do this (403).
     Forbidden,
     /// The request is malformed in a way not covered by a more specific kind (400).
@@ -94,9 +97,10 @@ impl RejectionKind {
     /// The HTTP status this kind is answered with.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::MissingCredentials | Self::InvalidToken | Self::InvalidCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::MissingCredentials
+            | Self::InvalidToken
+            | Self::InvalidCredentials
+            | Self::InsufficientUserAuthentication => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest | Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::InsufficientScope | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -120,6 +124,9 @@ impl RejectionKind {
             Self::InvalidCredentials => "urn:portcullis:problem:invalid-credentials",
             Self::InvalidRequest => "urn:portcullis:problem:invalid-request",
             Self::InsufficientScope => "urn:portcullis:problem:insufficient-scope",
+            Self::InsufficientUserAuthentication => {
+                "urn:portcullis:problem:insufficient-user-authentication"
+            }
             Self::Forbidden => "urn:portcullis:problem:forbidden",
             Self::BadRequest => "urn:portcullis:problem:bad-request",
             Self::NotFound => "urn:portcullis:problem:not-found",
@@ -143,6 +150,7 @@ impl RejectionKind {
             Self::InvalidCredentials => "Invalid credentials",
             Self::InvalidRequest => "Invalid authentication request",
             Self::InsufficientScope => "Insufficient scope",
+            Self::InsufficientUserAuthentication => "Stronger authentication required",
             Self::Forbidden => "Forbidden",
             Self::BadRequest => "Bad request",
             Self::NotFound => "Not found",
@@ -165,6 +173,9 @@ impl RejectionKind {
             Self::InvalidCredentials => "The credentials were not accepted.",
             Self::InvalidRequest => "The authentication part of the request is malformed.",
             Self::InsufficientScope => "The access token does not carry a required scope.",
+            Self::InsufficientUserAuthentication => {
+                "Authenticate again with a stronger or more recent method."
+            }
             Self::Forbidden => "You are not allowed to do this.",
             Self::BadRequest => "The request is malformed.",
             Self::NotFound => "The resource does not exist.",
@@ -186,6 +197,7 @@ impl RejectionKind {
             Self::InvalidToken => Some("invalid_token"),
             Self::InvalidRequest => Some("invalid_request"),
             Self::InsufficientScope => Some("insufficient_scope"),
+            Self::InsufficientUserAuthentication => Some("insufficient_user_authentication"),
             _ => None,
         }
     }
@@ -257,8 +269,9 @@ struct Inner {
     /// Schemes to challenge with when the status is 401 (or 403 for `insufficient_scope`).
     challenges: Vec<Scheme>,
     realm: Option<Realm>,
-    /// For `insufficient_scope`: the scope that was missing (RFC 6750 §3 `scope`).
-    scope: Option<Cow<'static, str>>,
+    /// Extra parameters of the `Bearer` challenge: `scope` (RFC 6750 §3), `acr_values` and
+    /// `max_age` (RFC 9470 §3).
+    bearer_params: Vec<(&'static str, Cow<'static, str>)>,
     headers: HeaderMap,
     members: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -272,7 +285,7 @@ impl Rejection {
             reason: "",
             challenges: Vec::new(),
             realm: None,
-            scope: None,
+            bearer_params: Vec::new(),
             headers: HeaderMap::new(),
             members: None,
         }))
@@ -301,8 +314,18 @@ impl Rejection {
     }
 
     /// Names the scope whose absence caused an `insufficient_scope` rejection.
-    pub fn with_scope(mut self, scope: impl Into<Cow<'static, str>>) -> Self {
-        self.0.scope = Some(scope.into());
+    pub fn with_scope(self, scope: impl Into<Cow<'static, str>>) -> Self {
+        self.with_bearer_param("scope", scope)
+    }
+
+    /// Adds a parameter to the `Bearer` challenge, e.g. RFC 9470's `acr_values` or `max_age`.
+    /// Values are filtered to the characters RFC 6750 allows in a quoted string.
+    pub fn with_bearer_param(
+        mut self,
+        name: &'static str,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.0.bearer_params.push((name, value.into()));
         self
     }
 
@@ -416,8 +439,8 @@ impl Rejection {
                     params.push(("error", code));
                     params.push(("error_description", &self.0.detail));
                 }
-                if let Some(scope) = &self.0.scope {
-                    params.push(("scope", scope));
+                for (name, value) in &self.0.bearer_params {
+                    params.push((name, value));
                 }
             }
             Scheme::Basic => params.push(("charset", "UTF-8")),
@@ -465,7 +488,7 @@ impl From<RejectionKind> for Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let mut response = Response::new(axum_core::body::Body::from(self.problem_json()));
+        let mut response = Response::new(axum::body::Body::from(self.problem_json()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

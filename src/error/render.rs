@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum_core::response::Response;
+use axum::response::Response;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -38,7 +38,7 @@ where
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use axum_core::response::{IntoResponse, Response};
+/// use axum::response::{IntoResponse, Response};
 /// use portcullis::{Rejection, RenderRejectionLayer};
 ///
 /// fn my_shape(rejection: &Rejection) -> Response {

@@ -1,0 +1,99 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::{Policy, Rbac, RoleModel, RouteTable};
+
+/// Authorizes requests with one [`Policy`] or a [`RouteTable`]; see the [module docs](super).
+#[derive(Clone)]
+#[must_use]
+pub struct RbacLayer {
+    pub(super) config: Arc<RbacConfig>,
+}
+
+pub(super) struct RbacConfig {
+    pub(super) rules: Rules,
+    pub(super) roles: RoleModel,
+    pub(super) hide_details: bool,
+}
+
+pub(super) enum Rules {
+    Single(Policy),
+    Table(RouteTable),
+}
+
+impl RbacLayer {
+    /// Every request must satisfy `policy` (use `route_layer` to scope it to some routes).
+    pub fn new(policy: Policy) -> Self {
+        Self::with_rules(Rules::Single(policy))
+    }
+
+    /// Each request is judged by its row in `table`.
+    pub fn table(table: RouteTable) -> Self {
+        Self::with_rules(Rules::Table(table))
+    }
+
+    fn with_rules(rules: Rules) -> Self {
+        Self {
+            config: Arc::new(RbacConfig {
+                rules,
+                roles: RoleModel::default(),
+                hide_details: false,
+            }),
+        }
+    }
+
+    /// The role model that [`permission`](super::permission) rules are checked against.
+    pub fn roles(self, roles: RoleModel) -> Self {
+        self.update(|config| config.roles = roles)
+    }
+
+    /// Answers 403 without saying which requirement was missing (for production APIs that do
+    /// not want to describe their authorization rules to callers).
+    pub fn hide_details(self) -> Self {
+        self.update(|config| config.hide_details = true)
+    }
+
+    fn update(self, change: impl FnOnce(&mut RbacConfig)) -> Self {
+        let mut config = match Arc::try_unwrap(self.config) {
+            Ok(config) => config,
+            Err(shared) => RbacConfig {
+                rules: match &shared.rules {
+                    Rules::Single(policy) => Rules::Single(policy.clone()),
+                    Rules::Table(table) => Rules::Table(table.clone()),
+                },
+                roles: shared.roles.clone(),
+                hide_details: shared.hide_details,
+            },
+        };
+        change(&mut config);
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl fmt::Debug for RbacLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("RbacLayer");
+        match &self.config.rules {
+            Rules::Single(policy) => debug.field("policy", policy),
+            Rules::Table(table) => debug.field("table", table),
+        };
+        debug
+            .field("hide_details", &self.config.hide_details)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for RbacLayer {
+    type Service = Rbac<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Rbac {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
