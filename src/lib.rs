@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | [`auth`] | [`AuthLayer`] | who is calling: JWT bearer tokens, API keys, Basic |
 //! | [`rbac`] | [`RbacLayer`] | what they may do: scopes, roles, permissions, route policies |
+//! | [`rate_limit`] | [`RateLimitLayer`], [`LockoutLayer`](rate_limit::LockoutLayer) | how often: GCRA quotas, brute-force lockout |
+//! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
 //! clear 4xx problem+json response that leaks no secret, never a panic or a 5xx.
@@ -41,15 +43,19 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod auth;
+pub mod client_ip;
 mod decision;
 pub mod error;
 pub mod identity;
+pub mod rate_limit;
 pub mod rbac;
 
 pub use auth::AuthLayer;
+pub use client_ip::ClientIp;
 pub use decision::Decision;
 pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
+pub use rate_limit::RateLimitLayer;
 pub use rbac::RbacLayer;
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on

@@ -242,7 +242,7 @@ fn rejected(reason: &'static str) -> Rejection {
 }
 
 /// `user:password` from the base64 credentials, or `None` when they are not well-formed.
-fn decode_credentials(encoded: &str) -> Option<(String, String)> {
+pub(crate) fn decode_credentials(encoded: &str) -> Option<(String, String)> {
     if encoded.len() > MAX_CREDENTIALS_LEN * 4 / 3 + 4 {
         return None;
     }

@@ -123,3 +123,9 @@ impl std::fmt::Debug for Authentication {
         }
     }
 }
+
+/// The user name a request tries to log in as with Basic, for brute-force counting.
+pub(crate) fn basic_user_name(headers: &http::HeaderMap) -> Option<String> {
+    let encoded = header::credentials(headers, "Basic")?;
+    basic::decode_credentials(encoded).map(|(user, _password)| user)
+}

@@ -1,0 +1,404 @@
+//! The client's IP address, done right: the socket peer unless it is a trusted proxy.
+//!
+//! Behind a load balancer every request comes from the balancer's address, so the client has to
+//! be read from `X-Forwarded-For`, `Forwarded` (RFC 7239) or `X-Real-IP`. Those headers are
+//! written by whoever sent the request, so they are believed only when the socket peer is one of
+//! your [`TrustedProxies`], and only as far as the chain of trusted proxies goes: the address
+//! used is the right-most one that is *not* a trusted proxy. A client cannot spoof its way past
+//! that: anything it writes to the left of the last untrusted hop is ignored.
+//!
+//! [`ClientIpLayer`] works this out once per request and leaves a [`ClientIp`] in the request
+//! extensions; the rate limiter, the audit layer and your handlers read it from there.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use portcullis::client_ip::{ClientIp, ClientIpLayer, ProxyHeader, TrustedProxies};
+//!
+//! # fn main() -> Result<(), portcullis::ConfigError> {
+//! let proxies = TrustedProxies::new(["10.0.0.0/8", "fd00::/8"])?.header(ProxyHeader::XForwardedFor);
+//! let app: Router = Router::new()
+//!     .route("/ip", get(|ClientIp(ip): ClientIp| async move { ip.to_string() }))
+//!     .layer(ClientIpLayer::new(proxies));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Serve the router with `into_make_service_with_connect_info::<SocketAddr>()` so the socket
+//! peer is known; without it (e.g. in `oneshot` tests) the peer counts as `0.0.0.0`.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, Request};
+use ipnet::IpNet;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::ConfigError;
+
+/// The client's address as worked out by [`ClientIpLayer`] (or the socket peer without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
+
+/// Which header your proxies write the client address into. Configure exactly the one your
+/// proxy sets (and overwrites or appends to); the others are ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, AWS ALB, most CDNs).
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client;proto=https, for=proxy1`.
+    Forwarded,
+    /// `X-Real-IP: client`, a single address set by the proxy.
+    XRealIp,
+}
+
+/// The proxies whose forwarding headers are believed.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies {
+    networks: Vec<IpNet>,
+    header: Option<ProxyHeader>,
+}
+
+/// Longest forwarding header walked; longer chains stop at this many hops.
+const MAX_HOPS: usize = 32;
+
+impl TrustedProxies {
+    /// No proxies: the socket peer is the client. The default.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Proxies in these networks (`"10.0.0.0/8"`, `"192.0.2.7"`, `"fd00::/8"`), read from
+    /// `X-Forwarded-For` unless [`header`](Self::header) says otherwise.
+    pub fn new<I: IntoIterator<Item = T>, T: AsRef<str>>(networks: I) -> Result<Self, ConfigError> {
+        let mut parsed = Vec::new();
+        for network in networks {
+            let text = network.as_ref();
+            let net = text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::new(format!("`{text}` is not an IP network")))?;
+            parsed.push(net);
+        }
+        Ok(Self {
+            networks: parsed,
+            header: Some(ProxyHeader::XForwardedFor),
+        })
+    }
+
+    /// Reads the client from this header.
+    pub fn header(mut self, header: ProxyHeader) -> Self {
+        self.header = Some(header);
+        self
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.networks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client address for a request from `peer` with these headers.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = canonical(peer);
+        let Some(header) = self.header else {
+            return peer;
+        };
+        if !self.trusts(peer) {
+            return peer;
+        }
+        match header {
+            ProxyHeader::XRealIp => {
+                let mut values = headers.get_all(HeaderName::from_static("x-real-ip")).iter();
+                match (values.next(), values.next()) {
+                    (Some(value), None) => value
+                        .to_str()
+                        .ok()
+                        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+                        .map_or(peer, canonical),
+                    _ => peer,
+                }
+            }
+            ProxyHeader::XForwardedFor => self.walk(peer, headers, "x-forwarded-for", |hop| {
+                hop.trim().parse().ok()
+            }),
+            ProxyHeader::Forwarded => self.walk(peer, headers, "forwarded", forwarded_for),
+        }
+    }
+
+    /// Walks the hops right to left (the right-most were appended by our own proxies) and returns
+    /// the first address that is not a trusted proxy. A hop that cannot be read stops the walk at
+    /// the last trusted address: better to rate-limit a proxy than to believe a forged value.
+    fn walk(
+        &self,
+        peer: IpAddr,
+        headers: &HeaderMap,
+        name: &'static str,
+        parse: impl Fn(&str) -> Option<IpAddr>,
+    ) -> IpAddr {
+        let mut hops: Vec<&str> = Vec::new();
+        for value in headers.get_all(HeaderName::from_static(name)) {
+            let Ok(text) = value.to_str() else {
+                return peer;
+            };
+            hops.extend(text.split(','));
+        }
+        let mut last_trusted = peer;
+        for hop in hops.iter().rev().take(MAX_HOPS) {
+            match parse(hop).map(canonical) {
+                Some(ip) if self.trusts(ip) => last_trusted = ip,
+                Some(ip) => return ip,
+                None => return last_trusted,
+            }
+        }
+        last_trusted
+    }
+}
+
+/// The `for=` address of one RFC 7239 element: `for=192.0.2.60`, `for="[2001:db8::1]:4711"`,
+/// `For="192.0.2.60:80"`. Obfuscated and `unknown` identifiers yield `None`.
+///
+/// Hand-written: the grammar is small and the crates for it are unmaintained; it is covered by
+/// property tests.
+pub(crate) fn forwarded_for(element: &str) -> Option<IpAddr> {
+    let mut found = None;
+    for pair in element.split(';') {
+        let (name, value) = pair.trim().split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("for") {
+            continue;
+        }
+        if found.is_some() {
+            return None; // two `for` parameters in one element
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        let ip = if let Some(rest) = value.strip_prefix('[') {
+            let (inside, _port) = rest.split_once(']')?;
+            inside.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)?
+        } else {
+            let host = match value.split_once(':') {
+                Some((host, _port)) => host,
+                None => value,
+            };
+            host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)?
+        };
+        found = Some(ip);
+    }
+    found
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are the IPv4 client they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// The socket peer from axum's `ConnectInfo`, or `0.0.0.0` when the server does not provide it.
+pub(crate) fn peer(extensions: &http::Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
+/// The client address of a request: the [`ClientIp`] left by a [`ClientIpLayer`], else the peer.
+pub(crate) fn of(extensions: &http::Extensions) -> IpAddr {
+    match extensions.get::<ClientIp>() {
+        Some(ClientIp(ip)) => *ip,
+        None => canonical(peer(extensions)),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(of(&parts.extensions)))
+    }
+}
+
+impl fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Works out the [`ClientIp`] of each request once; see the [module docs](self).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ClientIpLayer {
+    proxies: Arc<TrustedProxies>,
+}
+
+impl ClientIpLayer {
+    /// Believes forwarding headers from `proxies` only.
+    pub fn new(proxies: TrustedProxies) -> Self {
+        Self {
+            proxies: Arc::new(proxies),
+        }
+    }
+}
+
+impl<S> Layer<S> for ClientIpLayer {
+    type Service = ClientIpService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientIpService {
+            inner,
+            proxies: self.proxies.clone(),
+        }
+    }
+}
+
+/// The service built by [`ClientIpLayer`].
+#[derive(Clone, Debug)]
+pub struct ClientIpService<S> {
+    inner: S,
+    proxies: Arc<TrustedProxies>,
+}
+
+impl<S, B> Service<Request<B>> for ClientIpService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let ip = self
+            .proxies
+            .client_ip(peer(request.extensions()), request.headers());
+        request.extensions_mut().insert(ClientIp(ip));
+        self.inner.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peers_are_the_client_whatever_they_send() {
+        let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+        let spoof = headers(&[("x-forwarded-for", "1.1.1.1")]);
+        assert_eq!(
+            proxies.client_ip(ip("203.0.113.9"), &spoof),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            TrustedProxies::none().client_ip(ip("10.0.0.1"), &spoof),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_hop_is_the_client() {
+        let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+        let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.1.1.1")]);
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), &chain),
+            ip("198.51.100.7")
+        );
+        // Two header lines are one list.
+        let split = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), &split),
+            ip("198.51.100.7")
+        );
+        // Only proxies: the left-most proxy is as far as we can see.
+        let internal = headers(&[("x-forwarded-for", "10.9.9.9, 10.1.1.1")]);
+        assert_eq!(proxies.client_ip(ip("10.0.0.2"), &internal), ip("10.9.9.9"));
+        // Garbage stops the walk at the last trusted hop.
+        let garbage = headers(&[("x-forwarded-for", "1.2.3.4, nonsense, 10.1.1.1")]);
+        assert_eq!(proxies.client_ip(ip("10.0.0.2"), &garbage), ip("10.1.1.1"));
+        // No header: the proxy itself.
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), &HeaderMap::new()),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn forwarded_and_x_real_ip() {
+        let forwarded = TrustedProxies::new(["10.0.0.0/8"])
+            .unwrap()
+            .header(ProxyHeader::Forwarded);
+        let value = headers(&[(
+            "forwarded",
+            r#"for=6.6.6.6, For="[2001:db8:cafe::17]:4711";proto=https, for=10.1.1.1;by=10.0.0.2"#,
+        )]);
+        assert_eq!(
+            forwarded.client_ip(ip("10.0.0.2"), &value),
+            ip("2001:db8:cafe::17")
+        );
+        let hidden = headers(&[("forwarded", "for=_hidden, for=10.1.1.1")]);
+        assert_eq!(forwarded.client_ip(ip("10.0.0.2"), &hidden), ip("10.1.1.1"));
+        let real = TrustedProxies::new(["10.0.0.2"])
+            .unwrap()
+            .header(ProxyHeader::XRealIp);
+        assert_eq!(
+            real.client_ip(ip("10.0.0.2"), &headers(&[("x-real-ip", "198.51.100.7")])),
+            ip("198.51.100.7")
+        );
+        let twice = headers(&[("x-real-ip", "1.1.1.1"), ("x-real-ip", "2.2.2.2")]);
+        assert_eq!(real.client_ip(ip("10.0.0.2"), &twice), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn forwarded_element_parsing() {
+        assert_eq!(
+            forwarded_for("for=192.0.2.60;proto=http"),
+            Some(ip("192.0.2.60"))
+        );
+        assert_eq!(
+            forwarded_for(r#"for="192.0.2.60:8080""#),
+            Some(ip("192.0.2.60"))
+        );
+        assert_eq!(forwarded_for(r#"for="[::1]""#), Some(ip("::1")));
+        for bad in [
+            "for=unknown",
+            "for=",
+            "proto=http",
+            "for=1.2.3.4;for=5.6.7.8",
+            "for=[::1",
+            "garbage",
+            "for=::1",
+        ] {
+            assert_eq!(forwarded_for(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn mapped_ipv6_is_ipv4() {
+        assert_eq!(canonical(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert!(TrustedProxies::new(["not-a-network"]).is_err());
+    }
+}

@@ -1,0 +1,422 @@
+//! Brute-force lockout: too many failed logins from one address, or for one user, lock them out.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Request};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::key::group;
+use crate::decision::Decision;
+use crate::error::{ConfigError, Rejection, RejectionKind};
+
+/// Locks out callers after repeated failed authentication; see [`LockoutLayerBuilder`].
+///
+/// Put it *outside* the [`AuthLayer`](crate::AuthLayer): it watches the 401 answers the
+/// AuthLayer gives for wrong credentials (`invalid_token`, wrong API key, wrong password; a
+/// request without credentials is not a failure) and counts them per client address and per
+/// attempted user name (the Basic user). After `max_failures` within `window`, that address or
+/// user gets 429 with `Retry-After` for the lockout period, which doubles with each lockout up to
+/// a cap. Works in memory, or in Redis (feature `redis`) so all replicas share the count.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{Router, routing::get};
+/// use portcullis::rate_limit::LockoutLayer;
+///
+/// # fn main() -> Result<(), portcullis::ConfigError> {
+/// let lockout = LockoutLayer::builder()
+///     .max_failures(5)
+///     .window(Duration::from_secs(900))
+///     .lockout(Duration::from_secs(60))
+///     .max_lockout(Duration::from_secs(3600))
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/login", get(|| async { "welcome" }))
+///     // .layer(auth)
+///     .layer(lockout);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct LockoutLayer {
+    config: Arc<LockoutConfig>,
+}
+
+pub(crate) struct LockoutConfig {
+    pub(crate) max_failures: u32,
+    pub(crate) window: Duration,
+    pub(crate) lockout: Duration,
+    pub(crate) max_lockout: Duration,
+    v6_prefix: u8,
+    hasher: std::hash::RandomState,
+    entries: moka::sync::Cache<u64, Arc<Mutex<Entry>>>,
+    #[cfg(feature = "redis")]
+    redis: Option<super::redis::RedisBackend>,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    failures: u32,
+    window_start: Option<Instant>,
+    level: u32,
+    locked_until: Option<Instant>,
+}
+
+/// Configures a [`LockoutLayer`].
+#[must_use]
+#[derive(Debug)]
+pub struct LockoutLayerBuilder {
+    max_failures: u32,
+    window: Duration,
+    lockout: Duration,
+    max_lockout: Duration,
+    max_entries: u64,
+    v6_prefix: u8,
+    #[cfg(feature = "redis")]
+    redis: Option<super::redis::RedisBackend>,
+}
+
+impl LockoutLayer {
+    /// Starts with 5 failures in 15 minutes, a 1 minute lockout doubling up to 1 hour.
+    pub fn builder() -> LockoutLayerBuilder {
+        LockoutLayerBuilder {
+            max_failures: 5,
+            window: Duration::from_secs(15 * 60),
+            lockout: Duration::from_secs(60),
+            max_lockout: Duration::from_secs(3600),
+            max_entries: 1_000_000,
+            v6_prefix: 64,
+            #[cfg(feature = "redis")]
+            redis: None,
+        }
+    }
+}
+
+impl LockoutLayerBuilder {
+    /// Failures allowed within the window before a lockout.
+    pub fn max_failures(mut self, failures: u32) -> Self {
+        self.max_failures = failures;
+        self
+    }
+
+    /// The window failures are counted in.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The first lockout; each further one doubles it.
+    pub fn lockout(mut self, lockout: Duration) -> Self {
+        self.lockout = lockout;
+        self
+    }
+
+    /// The longest lockout.
+    pub fn max_lockout(mut self, max: Duration) -> Self {
+        self.max_lockout = max;
+        self
+    }
+
+    /// Most addresses and users tracked in memory (default 1 000 000).
+    pub fn max_entries(mut self, entries: u64) -> Self {
+        self.max_entries = entries;
+        self
+    }
+
+    /// IPv6 clients are counted per prefix of this length (default 64).
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.v6_prefix = bits.min(128);
+        self
+    }
+
+    /// Keeps the counts in Redis, shared by every replica.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, backend: super::redis::RedisBackend) -> Self {
+        self.redis = Some(backend);
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<LockoutLayer, ConfigError> {
+        if self.max_failures == 0 || self.window.is_zero() || self.lockout.is_zero() {
+            return Err(ConfigError::new(
+                "lockout needs non-zero failures, window and lockout",
+            ));
+        }
+        if self.max_lockout < self.lockout {
+            return Err(ConfigError::new("max_lockout is shorter than lockout"));
+        }
+        let idle = self.window.max(self.max_lockout) * 2;
+        Ok(LockoutLayer {
+            config: Arc::new(LockoutConfig {
+                max_failures: self.max_failures,
+                window: self.window,
+                lockout: self.lockout,
+                max_lockout: self.max_lockout,
+                v6_prefix: self.v6_prefix,
+                hasher: std::hash::RandomState::new(),
+                entries: moka::sync::Cache::builder()
+                    .max_capacity(self.max_entries)
+                    .time_to_idle(idle)
+                    .build(),
+                #[cfg(feature = "redis")]
+                redis: self.redis,
+            }),
+        })
+    }
+}
+
+impl LockoutConfig {
+    /// The lockout after the `level`-th one: doubling, capped.
+    pub(crate) fn lockout_for(&self, level: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(level.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.lockout.saturating_mul(factor).min(self.max_lockout)
+    }
+
+    fn local_locked_for(&self, keys: &[u64]) -> Option<Duration> {
+        let now = Instant::now();
+        keys.iter()
+            .filter_map(|key| {
+                let entry = self.entries.get(key)?;
+                let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
+                entry
+                    .locked_until
+                    .filter(|until| *until > now)
+                    .map(|until| until - now)
+            })
+            .max()
+    }
+
+    fn local_record_failure(&self, keys: &[u64]) {
+        let now = Instant::now();
+        for key in keys {
+            let entry = self
+                .entries
+                .get_with(*key, || Arc::new(Mutex::new(Entry::default())));
+            let mut entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
+            let expired = entry
+                .window_start
+                .is_none_or(|start| now - start >= self.window);
+            if expired {
+                entry.failures = 0;
+                entry.window_start = Some(now);
+            }
+            entry.failures += 1;
+            if entry.failures >= self.max_failures {
+                entry.level = entry.level.saturating_add(1);
+                entry.locked_until = Some(now + self.lockout_for(entry.level));
+                entry.failures = 0;
+                entry.window_start = None;
+                tracing::warn!(
+                    target: "portcullis::rate_limit",
+                    level = entry.level,
+                    "locked out after repeated failed authentication"
+                );
+            }
+        }
+    }
+}
+
+/// What a request is counted as: its address and, for Basic, the user it tries to be.
+struct Subjects {
+    keys: Vec<u64>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    texts: Vec<String>,
+}
+
+fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
+    let ip = group(crate::client_ip::of(request.extensions()), config.v6_prefix);
+    let mut texts = vec![format!("ip:{ip}")];
+    if let Some(user) = crate::auth::basic_user_name(request.headers()) {
+        texts.push(format!("user:{user}"));
+    }
+    let keys = texts.iter().map(|t| config.hasher.hash_one(t)).collect();
+    Subjects { keys, texts }
+}
+
+/// Whether a response is a failed authentication worth counting.
+fn is_failure(response: &Response) -> bool {
+    response.status() == http::StatusCode::UNAUTHORIZED
+        && response.extensions().get::<Rejection>().is_some_and(|r| {
+            matches!(
+                r.kind(),
+                RejectionKind::InvalidToken | RejectionKind::InvalidCredentials
+            )
+        })
+}
+
+fn locked_out(retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = Rejection::new(RejectionKind::TooManyRequests)
+        .with_reason("locked_out")
+        .with_detail("Too many failed attempts; retry after the time in Retry-After.")
+        .with_header(RETRY_AFTER, HeaderValue::from(seconds))
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(Decision::denied("lockout", "locked_out"));
+    response
+}
+
+impl fmt::Debug for LockoutLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockoutLayer")
+            .field("max_failures", &self.config.max_failures)
+            .field("window", &self.config.window)
+            .field("lockout", &self.config.lockout)
+            .field("max_lockout", &self.config.max_lockout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for LockoutLayer {
+    type Service = LockoutService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LockoutService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service built by [`LockoutLayer`].
+#[derive(Clone)]
+pub struct LockoutService<S> {
+    inner: S,
+    config: Arc<LockoutConfig>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for LockoutService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockoutService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<Request<B>> for LockoutService<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = LockoutFuture<S::Future, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let config = self.config.clone();
+        let subjects = subjects(&config, &request);
+        #[cfg(feature = "redis")]
+        if let Some(redis) = config.redis.clone() {
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            // Shared backend: the check and the recording are network calls.
+            return LockoutFuture::Boxed {
+                future: Box::pin(async move {
+                    if let Some(wait) = redis.lockout_remaining(&subjects.texts).await {
+                        return Ok(locked_out(wait));
+                    }
+                    let response = inner.call(request).await?;
+                    if is_failure(&response) {
+                        let redis = redis.clone();
+                        let config = config.clone();
+                        // Counting must not delay the answer.
+                        tokio::spawn(async move {
+                            redis.record_failure(&subjects.texts, &config).await;
+                        });
+                    }
+                    Ok(response)
+                }),
+            };
+        }
+        if let Some(wait) = config.local_locked_for(&subjects.keys) {
+            return LockoutFuture::Ready {
+                response: Some(locked_out(wait)),
+            };
+        }
+        LockoutFuture::Called {
+            future: self.inner.call(request),
+            config,
+            keys: subjects.keys,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`LockoutService`].
+    #[project = LockoutProj]
+    pub enum LockoutFuture<F, E> {
+        /// The inner call, whose failure is counted when it completes.
+        Called {
+            #[pin]
+            future: F,
+            config: Arc<LockoutConfig>,
+            keys: Vec<u64>,
+        },
+        /// Refused before calling.
+        Ready {
+            response: Option<Response>,
+        },
+        /// The shared-backend path.
+        Boxed {
+            future: BoxFuture<Result<Response, E>>,
+        },
+    }
+}
+
+impl<F, E> Future for LockoutFuture<F, E>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            LockoutProj::Called {
+                future,
+                config,
+                keys,
+            } => {
+                let response = ready!(future.poll(cx))?;
+                if is_failure(&response) {
+                    config.local_record_failure(keys);
+                }
+                Poll::Ready(Ok(response))
+            }
+            LockoutProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+            LockoutProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for LockoutConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockoutConfig").finish_non_exhaustive()
+    }
+}

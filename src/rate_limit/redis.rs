@@ -1,0 +1,295 @@
+//! The Redis backend: the same GCRA decision, made atomically on the server, shared by replicas.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+
+use super::Outcome;
+use super::Quota;
+use super::local::LocalLimiter;
+use super::lockout::LockoutConfig;
+use crate::error::ConfigError;
+
+/// GCRA in one round trip. Times are microseconds from the Redis server's own clock, so replicas
+/// with skewed clocks still agree. The key expires when its bucket would be full again, so Redis
+/// memory holds only active keys.
+const GCRA: &str = r"
+local emission = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tau = emission * burst
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + emission * cost
+local allow_at = new_tat - tau
+if allow_at > now then
+  return {0, 0, allow_at - now, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor((tau - (new_tat - now)) / emission), 0, new_tat - now}
+";
+
+/// Counts one failed authentication; locks out at the threshold. Returns the lockout in ms (0 if
+/// none started). KEYS: failures, lock, level (one hash slot by the `{...}` tag).
+const RECORD_FAILURE: &str = r"
+local failures = redis.call('INCR', KEYS[1])
+if failures == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if failures < tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+local level = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+local lock = tonumber(ARGV[3]) * (2 ^ (level - 1))
+if lock > tonumber(ARGV[4]) then lock = tonumber(ARGV[4]) end
+redis.call('SET', KEYS[2], 1, 'PX', math.floor(lock))
+return math.floor(lock)
+";
+
+/// What to do when Redis cannot answer in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedisFailure {
+    /// Let the request through (availability first).
+    FailOpen,
+    /// Refuse it with 429 and `Retry-After: 1` (protection first; never a 5xx).
+    FailClosed,
+    /// Decide with this replica's own in-memory limiter until Redis is back (the default): each
+    /// replica then enforces the quota alone, which bounds the total by replicas × quota.
+    #[default]
+    FallbackToLocal,
+}
+
+/// A Redis connection for [`RateLimitLayer`](super::RateLimitLayer) and
+/// [`LockoutLayer`](super::LockoutLayer) (feature `redis`).
+///
+/// The connection is made lazily and re-made after failures (redis-rs `ConnectionManager`); the
+/// Lua scripts are sent by SHA (`EVALSHA`) and loaded again when the server answers `NOSCRIPT`
+/// (after a restart or `SCRIPT FLUSH`). Every call has a deadline (default 50 ms); past it the
+/// [`RedisFailure`] policy decides and a warning is logged (at most once a second).
+///
+/// ```no_run
+/// use portcullis::rate_limit::{KeyBy, Quota, RateLimitLayer, RedisBackend, RedisFailure};
+///
+/// # async fn run() -> Result<(), portcullis::ConfigError> {
+/// let redis = RedisBackend::connect("redis://127.0.0.1:6379/")
+///     .await?
+///     .prefix("items-api")
+///     .on_failure(RedisFailure::FallbackToLocal);
+/// let limit = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_second(10))
+///     .redis(redis)
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    connection: ConnectionManager,
+    gcra: Arc<Script>,
+    record_failure: Arc<Script>,
+    prefix: Arc<str>,
+    timeout: Duration,
+    on_failure: RedisFailure,
+    last_warning: Arc<AtomicU64>,
+}
+
+impl RedisBackend {
+    /// Prepares a connection to `url` (`redis://host:port/db`, `rediss://` for TLS). Nothing is
+    /// sent yet: a Redis that is down at start-up is handled like one that goes down later.
+    pub async fn connect(url: &str) -> Result<Self, ConfigError> {
+        let client =
+            redis::Client::open(url).map_err(|_| ConfigError::new("not a valid Redis URL"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(250)))
+            .set_response_timeout(Some(Duration::from_millis(250)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|_| ConfigError::new("cannot set up the Redis connection"))?;
+        Ok(Self {
+            connection,
+            gcra: Arc::new(Script::new(GCRA)),
+            record_failure: Arc::new(Script::new(RECORD_FAILURE)),
+            prefix: "portcullis".into(),
+            timeout: Duration::from_millis(50),
+            on_failure: RedisFailure::default(),
+            last_warning: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Prefix of every key (default `portcullis`), to share a Redis between services.
+    #[must_use]
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Deadline of one call (default 50 ms).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// What to do when Redis does not answer in time (default [`RedisFailure::FallbackToLocal`]).
+    #[must_use]
+    pub fn on_failure(mut self, policy: RedisFailure) -> Self {
+        self.on_failure = policy;
+        self
+    }
+
+    /// `prefix:{id}:kind`: the `{id}` hash tag keeps all keys of one client in one cluster slot,
+    /// and the id is a digest, so client-chosen text never reaches Redis key syntax.
+    fn key(&self, material: &str, kind: &str) -> String {
+        let digest = Sha256::digest(material.as_bytes());
+        let id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:{{{id}}}:{kind}", self.prefix)
+    }
+
+    fn warn(&self, what: &str, error: &dyn fmt::Display) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_warning.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(
+                target: "portcullis::rate_limit",
+                policy = ?self.on_failure,
+                error = %error,
+                "Redis {what} failed"
+            );
+        }
+    }
+
+    /// One GCRA decision for `material` under the limit `name`.
+    pub(super) fn check(
+        &self,
+        material: String,
+        name: String,
+        quota: Quota,
+        cost: NonZeroU32,
+        local: Arc<dyn LocalLimiter>,
+        local_key: u64,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let backend = self.clone();
+        async move {
+            let key = backend.key(&material, &format!("rl:{name}"));
+            let emission = quota.emission_interval().as_micros().max(1) as u64;
+            let mut connection = backend.connection.clone();
+            let mut invocation = backend.gcra.key(&key);
+            invocation
+                .arg(emission)
+                .arg(quota.burst_size())
+                .arg(cost.get());
+            let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
+            match tokio::time::timeout(backend.timeout, call).await {
+                Ok(Ok((allowed, remaining, retry_us, reset_us))) => Outcome {
+                    allowed: allowed == 1,
+                    known: true,
+                    limit: quota.burst_size(),
+                    remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                    reset: Duration::from_micros(reset_us.max(0).unsigned_abs()),
+                    retry_after: Duration::from_micros(retry_us.max(0).unsigned_abs()),
+                },
+                Ok(Err(error)) => backend.failed(&error, &local, local_key, cost),
+                Err(elapsed) => backend.failed(&elapsed, &local, local_key, cost),
+            }
+        }
+    }
+
+    fn failed(
+        &self,
+        error: &dyn fmt::Display,
+        local: &Arc<dyn LocalLimiter>,
+        local_key: u64,
+        cost: NonZeroU32,
+    ) -> Outcome {
+        self.warn("rate limit check", error);
+        let unknown = |allowed| Outcome {
+            allowed,
+            known: false,
+            limit: 0,
+            remaining: 0,
+            reset: Duration::ZERO,
+            retry_after: Duration::from_secs(1),
+        };
+        match self.on_failure {
+            RedisFailure::FailOpen => unknown(true),
+            RedisFailure::FailClosed => unknown(false),
+            RedisFailure::FallbackToLocal => local.check(local_key, cost),
+        }
+    }
+
+    /// The longest remaining lockout among `subjects`, if any. A failing Redis locks nobody out
+    /// (the lockout is a second line behind the rate limit, and must not become a way to deny
+    /// service to everyone).
+    pub(super) async fn lockout_remaining(&self, subjects: &[String]) -> Option<Duration> {
+        let mut pipeline = redis::pipe();
+        for subject in subjects {
+            pipeline.cmd("PTTL").arg(self.key(subject, "lock"));
+        }
+        let mut connection = self.connection.clone();
+        let call = pipeline.query_async::<Vec<i64>>(&mut connection);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(ttls)) => ttls
+                .into_iter()
+                .filter(|ttl| *ttl > 0)
+                .max()
+                .map(|ms| Duration::from_millis(ms.unsigned_abs())),
+            Ok(Err(error)) => {
+                self.warn("lockout check", &error);
+                None
+            }
+            Err(elapsed) => {
+                self.warn("lockout check", &elapsed);
+                None
+            }
+        }
+    }
+
+    /// Counts one failed authentication for each subject.
+    pub(super) async fn record_failure(&self, subjects: &[String], config: &LockoutConfig) {
+        for subject in subjects {
+            let mut connection = self.connection.clone();
+            let mut invocation = self.record_failure.key(self.key(subject, "fail"));
+            invocation
+                .key(self.key(subject, "lock"))
+                .key(self.key(subject, "level"))
+                .arg(config.window.as_millis().max(1) as u64)
+                .arg(config.max_failures)
+                .arg(config.lockout.as_millis().max(1) as u64)
+                .arg(config.max_lockout.as_millis().max(1) as u64)
+                .arg(
+                    (config.max_lockout.as_millis() as u64)
+                        .saturating_mul(4)
+                        .max(1),
+                );
+            let call = invocation.invoke_async::<i64>(&mut connection);
+            match tokio::time::timeout(self.timeout, call).await {
+                Ok(Ok(lock_ms)) if lock_ms > 0 => tracing::warn!(
+                    target: "portcullis::rate_limit",
+                    lockout_ms = lock_ms,
+                    "locked out after repeated failed authentication"
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => self.warn("failure count", &error),
+                Err(elapsed) => self.warn("failure count", &elapsed),
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("on_failure", &self.on_failure)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,184 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::response::{IntoResponse, Response};
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::{Limit, RateLimitConfig};
+use super::{Outcome, RateLimitHeaders};
+use crate::decision::Decision;
+use crate::error::{Rejection, RejectionKind};
+use crate::identity::Identity;
+
+/// The service built by [`RateLimitLayer`](super::RateLimitLayer).
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    pub(super) inner: S,
+    pub(super) config: Arc<RateLimitConfig>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("name", &self.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let config = &self.config;
+        let anonymous = request.extensions().get::<Identity>().is_none();
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+        let (limit, which) = match (&config.anonymous, anonymous) {
+            (Some(limit), true) => (limit, Which::Anonymous),
+            _ => (&config.authenticated, Which::Authenticated),
+        };
+        let material = config.key_by.material(&request, config.v6_prefix);
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &config.redis {
+            let future = redis.check(
+                material.text(),
+                config.name.clone(),
+                limit.quota,
+                config.cost,
+                limit.local.clone(),
+                config.fingerprint(&material),
+            );
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::checking(
+                Box::pin(future),
+                request,
+                inner,
+                config.clone(),
+                which,
+            );
+        }
+        let outcome = limit
+            .local
+            .check(config.fingerprint(&material), config.cost);
+        decide(&mut self.inner, config, limit, outcome, request)
+    }
+}
+
+/// Which of the two limits applied, so the deferred (Redis) path can find it again.
+#[derive(Clone, Copy)]
+pub(super) enum Which {
+    Authenticated,
+    Anonymous,
+}
+
+pub(super) fn limit_of(config: &RateLimitConfig, which: Which) -> &Limit {
+    match (which, &config.anonymous) {
+        (Which::Anonymous, Some(limit)) => limit,
+        _ => &config.authenticated,
+    }
+}
+
+/// Calls the inner service or answers 429, per `outcome`.
+pub(super) fn decide<S, B>(
+    inner: &mut S,
+    config: &RateLimitConfig,
+    limit: &Limit,
+    outcome: Outcome,
+    mut request: Request<B>,
+) -> ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    let headers = rate_limit_headers(config, limit, &outcome);
+    if outcome.allowed {
+        request
+            .extensions_mut()
+            .insert(Decision::allowed("rate_limit", "within_quota"));
+        return ResponseFuture::called(inner.call(request), headers);
+    }
+    let retry_after = outcome.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut rejection = Rejection::new(RejectionKind::TooManyRequests)
+        .with_reason("rate_limited")
+        .with_detail("Too many requests; retry after the time in Retry-After.")
+        .with_header(RETRY_AFTER, HeaderValue::from(retry_after));
+    for (name, value) in &headers {
+        rejection = rejection.with_header(name.clone(), value.clone());
+    }
+    tracing::debug!(target: "portcullis::rate_limit", limit = %config.name, retry_after, "rate limited");
+    let mut response = rejection.into_response();
+    response
+        .extensions_mut()
+        .insert(Decision::denied("rate_limit", "rate_limited"));
+    ResponseFuture::rejected(response)
+}
+
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(super) const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub(super) const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub(super) const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+fn rate_limit_headers(config: &RateLimitConfig, limit: &Limit, outcome: &Outcome) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if !outcome.known {
+        return headers;
+    }
+    let reset = outcome.reset.as_secs_f64().ceil() as u64;
+    match config.headers {
+        RateLimitHeaders::None => {}
+        RateLimitHeaders::Draft => {
+            headers.insert(RATELIMIT_POLICY, limit.policy_header.clone());
+            let value = format!("\"{}\";r={};t={}", config.name, outcome.remaining, reset);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(RATELIMIT, value);
+            }
+        }
+        RateLimitHeaders::Legacy => {
+            headers.insert(X_LIMIT, HeaderValue::from(outcome.limit));
+            headers.insert(X_REMAINING, HeaderValue::from(outcome.remaining));
+            headers.insert(X_RESET, HeaderValue::from(reset));
+        }
+    }
+    headers
+}
+
+/// Adds this limit's headers to a response. Draft headers from stacked limits sit side by side
+/// (one list member each); the legacy trio keeps the most restrictive limit.
+pub(super) fn add_headers(response: &mut Response, headers: HeaderMap) {
+    let target = response.headers_mut();
+    let current_remaining = target
+        .get(X_REMAINING)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let new_remaining = headers
+        .get(X_REMAINING)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let legacy_wins = match (current_remaining, new_remaining) {
+        (Some(current), Some(new)) => new < current,
+        _ => true,
+    };
+    for (name, value) in &headers {
+        if *name == X_LIMIT || *name == X_REMAINING || *name == X_RESET {
+            if legacy_wins {
+                target.insert(name.clone(), value.clone());
+            }
+        } else {
+            target.append(name.clone(), value.clone());
+        }
+    }
+}

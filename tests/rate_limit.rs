@@ -1,0 +1,521 @@
+//! RateLimitLayer, ClientIpLayer and LockoutLayer through real routers, with a clock the test
+//! moves by hand (no sleeping, no timing assumptions).
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use common::*;
+use governor::clock::FakeRelativeClock;
+use http::{HeaderValue, Request};
+use portcullis::client_ip::{ClientIp, ClientIpLayer, ProxyHeader, TrustedProxies};
+use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitHeaders, RateLimitLayer};
+use portcullis::{AuthLayer, AuthMethod, Identity};
+
+fn from(ip: &str, path: &str, headers: &[(&str, &str)]) -> Request<axum::body::Body> {
+    let mut request = get_with(path, headers);
+    let addr = SocketAddr::new(ip.parse().unwrap(), 40000);
+    request.extensions_mut().insert(ConnectInfo(addr));
+    request
+}
+
+fn app_with(layer: RateLimitLayer) -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route(
+            "/ip",
+            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+        )
+        .layer(layer)
+}
+
+#[tokio::test]
+async fn gcra_allows_the_burst_then_one_per_emission_interval() {
+    let clock = FakeRelativeClock::default();
+    let layer = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_second(2).burst(3))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let app = app_with(layer);
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let answer = send(&app, from("192.0.2.1", "/", &[])).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.headers["ratelimit-policy"], r#""default";q=3;w=1"#);
+        remaining.push(answer.headers["ratelimit"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        remaining,
+        [
+            r#""default";r=2;t=1"#,
+            r#""default";r=1;t=1"#,
+            r#""default";r=0;t=2"#
+        ]
+    );
+    let answer = send(&app, from("192.0.2.1", "/", &[])).await;
+    answer.problem(429, "too-many-requests");
+    assert_eq!(answer.headers["retry-after"], "1");
+    assert_eq!(answer.headers["ratelimit"], r#""default";r=0;t=2"#);
+    // Another client has its own budget.
+    assert_eq!(send(&app, from("192.0.2.2", "/", &[])).await.status, 200);
+    // One emission interval (500 ms) later exactly one more request fits.
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(send(&app, from("192.0.2.1", "/", &[])).await.status, 200);
+    assert_eq!(send(&app, from("192.0.2.1", "/", &[])).await.status, 429);
+    // After the whole window the full burst is back.
+    clock.advance(Duration::from_secs(2));
+    for _ in 0..3 {
+        assert_eq!(send(&app, from("192.0.2.1", "/", &[])).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn cost_weighs_expensive_requests() {
+    let clock = FakeRelativeClock::default();
+    let layer = RateLimitLayer::builder(KeyBy::Global, Quota::per_second(1).burst(5))
+        .cost(2)
+        .clock(clock)
+        .build()
+        .unwrap();
+    let app = app_with(layer);
+    assert_eq!(
+        send(&app, from("192.0.2.1", "/", &[])).await.headers["ratelimit"],
+        r#""default";r=3;t=2"#
+    );
+    assert_eq!(send(&app, from("192.0.2.9", "/", &[])).await.status, 200);
+    assert_eq!(
+        send(&app, from("192.0.2.1", "/", &[])).await.status,
+        429,
+        "one unit left, cost 2"
+    );
+    assert!(
+        RateLimitLayer::builder(KeyBy::Global, Quota::per_second(1))
+            .cost(2)
+            .build()
+            .is_err()
+    );
+    assert!(
+        RateLimitLayer::builder(KeyBy::Global, Quota::per_second(0))
+            .build()
+            .is_err()
+    );
+    assert!(
+        RateLimitLayer::builder(KeyBy::Global, Quota::per_second(1))
+            .name("bad name")
+            .build()
+            .is_err()
+    );
+}
+
+fn as_user(subject: &str, request: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(Identity::builder(subject, AuthMethod::Jwt).build());
+    request
+}
+
+#[tokio::test]
+async fn anonymous_and_authenticated_callers_get_their_own_quotas() {
+    let clock = FakeRelativeClock::default();
+    let layer = RateLimitLayer::builder(KeyBy::Subject, Quota::per_minute(60).burst(3))
+        .anonymous(Quota::per_minute(10).burst(1))
+        .clock(clock)
+        .build()
+        .unwrap();
+    let app = app_with(layer);
+    assert_eq!(send(&app, from("192.0.2.1", "/", &[])).await.status, 200);
+    assert_eq!(
+        send(&app, from("192.0.2.1", "/", &[])).await.status,
+        429,
+        "anonymous burst is 1"
+    );
+    for _ in 0..3 {
+        let answer = send(&app, as_user("alice", from("192.0.2.1", "/", &[]))).await;
+        assert_eq!(
+            answer.status, 200,
+            "alice counts by subject, not by the exhausted address"
+        );
+    }
+    assert_eq!(
+        send(&app, as_user("alice", from("192.0.2.7", "/", &[])))
+            .await
+            .status,
+        429,
+        "same subject, other address"
+    );
+    assert_eq!(
+        send(&app, as_user("bob", from("192.0.2.1", "/", &[])))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn keys_by_header_route_and_composites() {
+    let clock = FakeRelativeClock::default();
+    let build = |key_by: KeyBy| {
+        RateLimitLayer::builder(key_by, Quota::per_minute(1))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    // Header: each tenant header value has its own budget.
+    let app = app_with(build(KeyBy::Header(http::HeaderName::from_static(
+        "x-tenant",
+    ))));
+    assert_eq!(
+        send(&app, from("192.0.2.1", "/", &[("x-tenant", "a")]))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(&app, from("192.0.2.2", "/", &[("x-tenant", "a")]))
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        send(&app, from("192.0.2.1", "/", &[("x-tenant", "b")]))
+            .await
+            .status,
+        200
+    );
+    // Route: one budget per route pattern.
+    let app = app_with(build(KeyBy::Route));
+    assert_eq!(send(&app, from("192.0.2.1", "/", &[])).await.status, 200);
+    assert_eq!(send(&app, from("192.0.2.2", "/", &[])).await.status, 429);
+    assert_eq!(send(&app, from("192.0.2.1", "/ip", &[])).await.status, 200);
+    // Route and subject.
+    let app = app_with(build(KeyBy::RouteAndSubject));
+    assert_eq!(
+        send(&app, as_user("a", from("192.0.2.1", "/", &[])))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(&app, as_user("a", from("192.0.2.1", "/ip", &[])))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(&app, as_user("a", from("192.0.2.9", "/", &[])))
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        send(&app, as_user("b", from("192.0.2.1", "/", &[])))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_grouped_by_prefix() {
+    let layer = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_minute(1))
+        .clock(FakeRelativeClock::default())
+        .build()
+        .unwrap();
+    let app = app_with(layer);
+    assert_eq!(
+        send(&app, from("2001:db8:1:2::1", "/", &[])).await.status,
+        200
+    );
+    assert_eq!(
+        send(&app, from("2001:db8:1:2:ffff::9", "/", &[]))
+            .await
+            .status,
+        429,
+        "same /64"
+    );
+    assert_eq!(
+        send(&app, from("2001:db8:1:3::1", "/", &[])).await.status,
+        200,
+        "other /64"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let layer = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_minute(1))
+        .clock(FakeRelativeClock::default())
+        .build()
+        .unwrap();
+    let proxies = TrustedProxies::new(["10.0.0.0/8"]).unwrap();
+    let app = app_with(layer).layer(ClientIpLayer::new(proxies));
+    // Through the proxy, two clients are two budgets.
+    let via = |client: &str| from("10.0.0.5", "/", &[("x-forwarded-for", client)]);
+    assert_eq!(send(&app, via("198.51.100.1")).await.status, 200);
+    assert_eq!(send(&app, via("198.51.100.1")).await.status, 429);
+    assert_eq!(send(&app, via("198.51.100.2")).await.status, 200);
+    // A client that is not a proxy cannot pretend to be someone else.
+    let spoof = |fake: &str| from("203.0.113.9", "/", &[("x-forwarded-for", fake)]);
+    assert_eq!(send(&app, spoof("1.1.1.1")).await.status, 200);
+    assert_eq!(send(&app, spoof("2.2.2.2")).await.status, 429);
+    // The ClientIp extractor sees the same address.
+    let app = Router::new()
+        .route(
+            "/ip",
+            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+        )
+        .layer(ClientIpLayer::new(
+            TrustedProxies::new(["10.0.0.0/8"])
+                .unwrap()
+                .header(ProxyHeader::Forwarded),
+        ));
+    let answer = send(
+        &app,
+        from(
+            "10.0.0.5",
+            "/ip",
+            &[("forwarded", "for=198.51.100.7;proto=https")],
+        ),
+    )
+    .await;
+    assert_eq!(answer.text, "198.51.100.7");
+    let answer = send(
+        &app,
+        from("203.0.113.9", "/ip", &[("forwarded", "for=198.51.100.7")]),
+    )
+    .await;
+    assert_eq!(answer.text, "203.0.113.9");
+}
+
+#[tokio::test]
+async fn legacy_headers_and_stacked_limits() {
+    let clock = FakeRelativeClock::default();
+    let legacy = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_second(1).burst(4))
+        .headers(RateLimitHeaders::Legacy)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let answer = send(&app_with(legacy), from("192.0.2.1", "/", &[])).await;
+    assert_eq!(answer.headers["x-ratelimit-limit"], "4");
+    assert_eq!(answer.headers["x-ratelimit-remaining"], "3");
+    assert_eq!(answer.headers["x-ratelimit-reset"], "1");
+    assert!(answer.headers.get("ratelimit").is_none());
+
+    let burst = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_second(10).burst(20))
+        .name("per-ip")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let sustained = RateLimitLayer::builder(KeyBy::Subject, Quota::per_hour(100))
+        .name("per-user")
+        .clock(clock)
+        .build()
+        .unwrap();
+    let app = app_with(sustained).layer(burst);
+    let answer = send(&app, as_user("alice", from("192.0.2.1", "/", &[]))).await;
+    let policies: Vec<&str> = answer
+        .headers
+        .get_all("ratelimit-policy")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        policies,
+        [r#""per-user";q=100;w=3600"#, r#""per-ip";q=20;w=2"#]
+    );
+    assert_eq!(answer.headers.get_all("ratelimit").iter().count(), 2);
+}
+
+#[tokio::test]
+async fn a_flood_of_distinct_keys_stays_bounded() {
+    let layer = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_hour(10))
+        .max_keys(1_000)
+        .clock(FakeRelativeClock::default())
+        .build()
+        .unwrap();
+    let app = app_with(layer.clone());
+    for i in 0..20_000u32 {
+        let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        let answer = send(&app, from(&ip.to_string(), "/", &[])).await;
+        assert!(
+            answer.status == 200 || answer.status == 429,
+            "{}",
+            answer.status
+        );
+    }
+    // Bounded by the cap plus one maintenance interval of growth.
+    assert!(
+        layer.tracked_keys() <= 1_000 + 4_096 + 1,
+        "{} keys",
+        layer.tracked_keys()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_failed_logins_lock_out_the_address_with_growing_lockouts() {
+    let jwt = portcullis::auth::JwtAuthenticator::builder()
+        .key(all_keys().remove(0))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .build()
+        .unwrap();
+    let lockout = LockoutLayer::builder()
+        .max_failures(3)
+        .window(Duration::from_secs(60))
+        .lockout(Duration::from_secs(10))
+        .max_lockout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let app = app(AuthLayer::required().with(jwt)).layer(lockout);
+    let bad = || {
+        from(
+            "192.0.2.66",
+            "/me",
+            &[("authorization", "Bearer bad.token.value")],
+        )
+    };
+    let good_token = Signer::es256().sign(&claims("alice", ""));
+    let good = || {
+        from(
+            "192.0.2.66",
+            "/me",
+            &[("authorization", &format!("Bearer {good_token}"))],
+        )
+    };
+    // A request without credentials is not a failed login.
+    for _ in 0..5 {
+        assert_eq!(send(&app, from("192.0.2.66", "/me", &[])).await.status, 401);
+    }
+    for _ in 0..3 {
+        send(&app, bad()).await.problem(401, "invalid-token");
+    }
+    let answer = send(&app, good()).await;
+    answer.problem(429, "too-many-requests");
+    assert_eq!(answer.headers["retry-after"], "10");
+    assert_eq!(
+        send(
+            &app,
+            from(
+                "192.0.2.67",
+                "/me",
+                &[("authorization", &format!("Bearer {good_token}"))]
+            )
+        )
+        .await
+        .status,
+        200,
+        "other addresses are not affected"
+    );
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(send(&app, good()).await.status, 200, "the lockout ends");
+    // The next lockout doubles, then stays at the cap.
+    for expected in ["20", "30", "30"] {
+        for _ in 0..3 {
+            send(&app, bad()).await.problem(401, "invalid-token");
+        }
+        assert_eq!(send(&app, good()).await.headers["retry-after"], expected);
+        tokio::time::advance(Duration::from_secs(31)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_logins_for_one_user_lock_out_that_user_from_everywhere() {
+    use base64::Engine as _;
+    let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    let phc = hasher.hash_password(b"right", &salt).unwrap().to_string();
+    let basic = portcullis::auth::BasicAuthenticator::builder()
+        .user(portcullis::auth::BasicUser::new("ops", &phc).unwrap())
+        .build()
+        .unwrap();
+    let lockout = LockoutLayer::builder().max_failures(3).build().unwrap();
+    let app = app(AuthLayer::required().with(basic)).layer(lockout);
+    let login = |ip: &str, password: &str| {
+        let credentials =
+            base64::engine::general_purpose::STANDARD.encode(format!("ops:{password}"));
+        from(
+            ip,
+            "/me",
+            &[("authorization", &format!("Basic {credentials}"))],
+        )
+    };
+    // Three wrong passwords from three addresses: no address reached the limit, the user did.
+    for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        send(&app, login(ip, "wrong"))
+            .await
+            .problem(401, "invalid-credentials");
+    }
+    send(&app, login("192.0.2.4", "right"))
+        .await
+        .problem(429, "too-many-requests");
+}
+
+#[test]
+fn hostile_forwarding_headers_never_panic() {
+    use proptest::prelude::*;
+    let proxies = [
+        TrustedProxies::new(["10.0.0.0/8", "::/0"]).unwrap(),
+        TrustedProxies::new(["10.0.0.0/8"])
+            .unwrap()
+            .header(ProxyHeader::Forwarded),
+        TrustedProxies::new(["0.0.0.0/0"])
+            .unwrap()
+            .header(ProxyHeader::XRealIp),
+    ];
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(&proptest::collection::vec(any::<u8>(), 0..200), |bytes| {
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                return Ok(());
+            };
+            let mut headers = http::HeaderMap::new();
+            for name in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+                headers.append(name, value.clone());
+            }
+            for proxies in &proxies {
+                let ip = proxies.client_ip("10.0.0.1".parse().unwrap(), &headers);
+                prop_assert!(!ip.to_string().is_empty());
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(&"[ -~]{0,120}", |text| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("forwarded", HeaderValue::from_str(&text).unwrap());
+            headers.insert("x-forwarded-for", HeaderValue::from_str(&text).unwrap());
+            for proxies in &proxies {
+                proxies.client_ip("10.0.0.1".parse().unwrap(), &headers);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn identity_is_used_when_keyed_by_api_key() {
+    let layer = RateLimitLayer::builder(KeyBy::ApiKeyId, Quota::per_minute(1))
+        .clock(FakeRelativeClock::default())
+        .build()
+        .unwrap();
+    let app = app_with(layer);
+    let with_key = |id: &str| {
+        let mut request = from("192.0.2.1", "/", &[]);
+        request.extensions_mut().insert(
+            Identity::builder("svc", AuthMethod::ApiKey)
+                .api_key_id(id)
+                .build(),
+        );
+        request
+    };
+    assert_eq!(send(&app, with_key("k1")).await.status, 200);
+    assert_eq!(send(&app, with_key("k1")).await.status, 429);
+    assert_eq!(send(&app, with_key("k2")).await.status, 200);
+}
