@@ -112,7 +112,7 @@ impl RedisBackend {
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|_| ConfigError::new("cannot set up the Redis connection"))?;
-        Ok(Self {
+        let backend = Self {
             connection,
             gcra: Arc::new(Script::new(GCRA)),
             record_failure: Arc::new(Script::new(RECORD_FAILURE)),
@@ -120,7 +120,26 @@ impl RedisBackend {
             timeout: Duration::from_millis(50),
             on_failure: RedisFailure::default(),
             last_warning: Arc::new(AtomicU64::new(0)),
-        })
+        };
+        backend.warm_up().await;
+        Ok(backend)
+    }
+
+    /// Connects and loads the scripts now, so the first requests do not pay for it; a Redis
+    /// that is down is only reported.
+    async fn warm_up(&self) {
+        let mut connection = self.connection.clone();
+        let gcra = self.gcra.clone();
+        let record = self.record_failure.clone();
+        let load = async move {
+            gcra.load_async(&mut connection).await?;
+            record.load_async(&mut connection).await
+        };
+        match tokio::time::timeout(Duration::from_millis(500), load).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => self.warn("connection", &error),
+            Err(elapsed) => self.warn("connection", &elapsed),
+        }
     }
 
     /// Prefix of every key (default `portcullis`), to share a Redis between services.
@@ -270,7 +289,9 @@ impl RedisBackend {
                         .max(1),
                 );
             let call = invocation.invoke_async::<i64>(&mut connection);
-            match tokio::time::timeout(self.timeout, call).await {
+            // Off the request path, so a slow Redis may take longer here without delaying
+            // anyone; losing a count would weaken the lockout.
+            match tokio::time::timeout(self.timeout.max(Duration::from_secs(1)), call).await {
                 Ok(Ok(lock_ms)) if lock_ms > 0 => tracing::warn!(
                     target: "portcullis::rate_limit",
                     lockout_ms = lock_ms,
