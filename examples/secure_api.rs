@@ -208,10 +208,10 @@ fn app() -> Result<Router, portcullis::ConfigError> {
             "/admin/routes",
             get(move || async move { Json(inventory.as_ref().clone()) }),
         )
-        .fallback(|| async { Rejection::new(RejectionKind::NotFound) })
         .with_state(Items::seeded())
         // Authorization runs inside authentication, so it sees the caller; anonymous requests
         // pass authentication and are answered 401 by the table unless the route is public.
+        // Unknown paths get the table's 404 problem+json.
         .layer(RbacLayer::table(table))
         .layer(AuthLayer::optional().with(jwt))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))

@@ -14,7 +14,9 @@ use axum::routing::get;
 use common::*;
 use http::Request;
 use portcullis::AuthLayer;
-use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer, RedisBackend, RedisFailure};
+use portcullis::rate_limit::{
+    KeyBy, LockoutLayer, Quota, RateLimitLayer, RedisBackend, RedisFailure,
+};
 
 /// A redis-server of our own, killed on drop.
 struct RedisServer {
@@ -29,12 +31,24 @@ fn redis_server_binary() -> String {
 impl RedisServer {
     fn start_on(port: u16) -> Self {
         let child = Command::new(redis_server_binary())
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/test.sh installs it)");
-        let server = Self { child: Some(child), port };
+        let server = Self {
+            child: Some(child),
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
@@ -44,7 +58,11 @@ impl RedisServer {
     }
 
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         Self::start_on(port)
     }
 
@@ -71,7 +89,10 @@ fn shared_redis() -> (String, Option<RedisServer>) {
     match std::env::var("REDIS_URL") {
         Ok(url) => (url, None),
         Err(_) => {
-            assert!(std::env::var("CI").is_err(), "CI must run these tests against REDIS_URL");
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run these tests against REDIS_URL"
+            );
             let server = RedisServer::start();
             (server.url(), Some(server))
         }
@@ -79,7 +100,10 @@ fn shared_redis() -> (String, Option<RedisServer>) {
 }
 
 fn unique_prefix() -> String {
-    format!("test-{}", portcullis::auth::ApiKey::generate("p").unwrap().expose()[2..14].to_owned())
+    format!(
+        "test-{}",
+        portcullis::auth::ApiKey::generate("p").unwrap().expose()[2..14].to_owned()
+    )
 }
 
 fn from(ip: &str, path: &str, headers: &[(&str, &str)]) -> Request<axum::body::Body> {
@@ -96,8 +120,13 @@ async fn replica(url: &str, prefix: &str, quota: Quota, on_failure: RedisFailure
         .unwrap()
         .prefix(prefix)
         .on_failure(on_failure);
-    let layer = RateLimitLayer::builder(KeyBy::ClientIp, quota).redis(redis).build().unwrap();
-    Router::new().route("/", get(|| async { "ok" })).layer(layer)
+    let layer = RateLimitLayer::builder(KeyBy::ClientIp, quota)
+        .redis(redis)
+        .build()
+        .unwrap();
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer)
 }
 
 /// Sends with a deadline: the backend must never hang a request.
@@ -131,15 +160,27 @@ async fn two_replicas_share_one_quota() {
     assert_eq!(remaining[0], r#""default";r=4;t=12"#);
     assert_eq!(remaining[4], r#""default";r=0;t=60"#);
     // Other clients are counted apart.
-    assert_eq!(send_timely(&a, from("192.0.2.11", "/", &[])).await.status, 200);
+    assert_eq!(
+        send_timely(&a, from("192.0.2.11", "/", &[])).await.status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn keys_expire_and_scripts_survive_a_flush() {
     let (url, _server) = shared_redis();
     let prefix = unique_prefix();
-    let app = replica(&url, &prefix, Quota::per_second(10), RedisFailure::FailClosed).await;
-    assert_eq!(send_timely(&app, from("192.0.2.20", "/", &[])).await.status, 200);
+    let app = replica(
+        &url,
+        &prefix,
+        Quota::per_second(10),
+        RedisFailure::FailClosed,
+    )
+    .await;
+    assert_eq!(
+        send_timely(&app, from("192.0.2.20", "/", &[])).await.status,
+        200
+    );
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
@@ -148,20 +189,45 @@ async fn keys_expire_and_scripts_survive_a_flush() {
         .await
         .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(keys[0].contains(":{") && keys[0].contains("}:rl:default"), "hash-tagged: {}", keys[0]);
-    assert!(!keys[0].contains("192.0.2.20"), "client text never reaches key names");
-    let ttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut connection).await.unwrap();
-    assert!(ttl > 0 && ttl <= 1_001, "the key lives only while its bucket is not full: {ttl}");
+    assert!(
+        keys[0].contains(":{") && keys[0].contains("}:rl:default"),
+        "hash-tagged: {}",
+        keys[0]
+    );
+    assert!(
+        !keys[0].contains("192.0.2.20"),
+        "client text never reaches key names"
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 0 && ttl <= 1_001,
+        "the key lives only while its bucket is not full: {ttl}"
+    );
     // After SCRIPT FLUSH, EVALSHA answers NOSCRIPT and the script is loaded again.
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut connection).await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
     let answer = send_timely(&app, from("192.0.2.20", "/", &[])).await;
     assert_eq!(answer.status, 200);
-    assert!(answer.headers.contains_key("ratelimit"), "answered by Redis, not a fallback");
+    assert!(
+        answer.headers.contains_key("ratelimit"),
+        "answered by Redis, not a fallback"
+    );
 }
 
 #[tokio::test]
 async fn when_redis_dies_each_failure_policy_does_what_it_says() {
-    for policy in [RedisFailure::FailOpen, RedisFailure::FailClosed, RedisFailure::FallbackToLocal] {
+    for policy in [
+        RedisFailure::FailOpen,
+        RedisFailure::FailClosed,
+        RedisFailure::FallbackToLocal,
+    ] {
         let mut server = RedisServer::start();
         let app = replica(&server.url(), "kill", Quota::per_minute(2), policy).await;
         let answer = send_timely(&app, from("192.0.2.30", "/", &[])).await;
@@ -171,7 +237,10 @@ async fn when_redis_dies_each_failure_policy_does_what_it_says() {
         let mut statuses = Vec::new();
         for _ in 0..4 {
             let answer = send_timely(&app, from("192.0.2.30", "/", &[])).await;
-            assert!(answer.status == 200 || answer.status == 429, "{policy:?}: never a 5xx");
+            assert!(
+                answer.status == 200 || answer.status == 429,
+                "{policy:?}: never a 5xx"
+            );
             statuses.push(answer.status.as_u16());
             if policy == RedisFailure::FailClosed {
                 answer.problem(429, "too-many-requests");
@@ -191,10 +260,22 @@ async fn when_redis_dies_each_failure_policy_does_what_it_says() {
 async fn the_connection_comes_back_when_redis_does() {
     let mut server = RedisServer::start();
     let port = server.port;
-    let app = replica(&server.url(), "back", Quota::per_second(100), RedisFailure::FailClosed).await;
-    assert_eq!(send_timely(&app, from("192.0.2.40", "/", &[])).await.status, 200);
+    let app = replica(
+        &server.url(),
+        "back",
+        Quota::per_second(100),
+        RedisFailure::FailClosed,
+    )
+    .await;
+    assert_eq!(
+        send_timely(&app, from("192.0.2.40", "/", &[])).await.status,
+        200
+    );
     server.kill();
-    assert_eq!(send_timely(&app, from("192.0.2.40", "/", &[])).await.status, 429);
+    assert_eq!(
+        send_timely(&app, from("192.0.2.40", "/", &[])).await.status,
+        429
+    );
     let _server = RedisServer::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -202,7 +283,10 @@ async fn the_connection_comes_back_when_redis_does() {
         if answer.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "the connection manager never reconnected");
+        assert!(
+            Instant::now() < deadline,
+            "the connection manager never reconnected"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -220,24 +304,47 @@ async fn lockouts_are_shared_between_replicas() {
             .unwrap()
     };
     let replica = |redis: RedisBackend| {
-        let lockout = LockoutLayer::builder().max_failures(3).redis(redis).build().unwrap();
+        let lockout = LockoutLayer::builder()
+            .max_failures(3)
+            .redis(redis)
+            .build()
+            .unwrap();
         app(AuthLayer::required().with(jwt())).layer(lockout)
     };
     let redis = RedisBackend::connect(&url).await.unwrap().prefix(&prefix);
     let (a, b) = (replica(redis.clone()), replica(redis));
     for _ in 0..3 {
-        send_timely(&a, from("192.0.2.50", "/me", &[("authorization", "Bearer bad.token.value")]))
-            .await
-            .problem(401, "invalid-token");
+        send_timely(
+            &a,
+            from(
+                "192.0.2.50",
+                "/me",
+                &[("authorization", "Bearer bad.token.value")],
+            ),
+        )
+        .await
+        .problem(401, "invalid-token");
     }
     // The failures are recorded off the request path; give them a moment to land.
     let token = Signer::es256().sign(&claims("alice", ""));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let answer = send_timely(&b, from("192.0.2.50", "/me", &[("authorization", &format!("Bearer {token}"))])).await;
+        let answer = send_timely(
+            &b,
+            from(
+                "192.0.2.50",
+                "/me",
+                &[("authorization", &format!("Bearer {token}"))],
+            ),
+        )
+        .await;
         if answer.status == 429 {
             answer.problem(429, "too-many-requests");
-            let retry: u64 = answer.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            let retry: u64 = answer.headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             assert!((1..=60).contains(&retry), "{retry}");
             break;
         }

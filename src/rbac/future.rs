@@ -58,7 +58,10 @@ where
         match self.project().kind.project() {
             KindProj::Called { future, decision } => {
                 let mut response = ready!(future.poll(cx))?;
-                if let Some(decision) = decision.take() {
+                // An inner layer or guard that refused has the last word on why.
+                if let Some(decision) = decision.take()
+                    && response.extensions().get::<Decision>().is_none()
+                {
                     response.extensions_mut().insert(decision);
                 }
                 Poll::Ready(Ok(response))

@@ -12,12 +12,14 @@ pub struct RbacLayer {
     pub(super) config: Arc<RbacConfig>,
 }
 
+#[derive(Clone)]
 pub(super) struct RbacConfig {
     pub(super) rules: Rules,
     pub(super) roles: RoleModel,
     pub(super) hide_details: bool,
 }
 
+#[derive(Clone)]
 pub(super) enum Rules {
     Single(Policy),
     Table(RouteTable),
@@ -44,8 +46,21 @@ impl RbacLayer {
         }
     }
 
-    /// The role model that [`permission`](super::permission) rules are checked against.
+    /// The role model that [`permission`](super::permission) rules are checked against. A
+    /// permission the table names but no role grants is reported (it can only ever deny: most
+    /// likely a typo).
     pub fn roles(self, roles: RoleModel) -> Self {
+        if let Rules::Table(table) = &self.config.rules {
+            for permission in table.permissions() {
+                if !roles.is_granted_by_any_role(permission) {
+                    tracing::warn!(
+                        target: "portcullis::rbac",
+                        permission,
+                        "no role grants this permission; the routes needing it deny everyone"
+                    );
+                }
+            }
+        }
         self.update(|config| config.roles = roles)
     }
 
@@ -55,22 +70,9 @@ impl RbacLayer {
         self.update(|config| config.hide_details = true)
     }
 
-    fn update(self, change: impl FnOnce(&mut RbacConfig)) -> Self {
-        let mut config = match Arc::try_unwrap(self.config) {
-            Ok(config) => config,
-            Err(shared) => RbacConfig {
-                rules: match &shared.rules {
-                    Rules::Single(policy) => Rules::Single(policy.clone()),
-                    Rules::Table(table) => Rules::Table(table.clone()),
-                },
-                roles: shared.roles.clone(),
-                hide_details: shared.hide_details,
-            },
-        };
-        change(&mut config);
-        Self {
-            config: Arc::new(config),
-        }
+    fn update(mut self, change: impl FnOnce(&mut RbacConfig)) -> Self {
+        change(Arc::make_mut(&mut self.config));
+        self
     }
 }
 

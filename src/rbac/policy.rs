@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::roles::RoleModel;
 use crate::error::{Rejection, RejectionKind, Scheme};
-use crate::identity::{Identity, missing_identity};
+use crate::identity::{AuthMethod, Identity, missing_identity};
 
 /// A route-level access rule, built from the functions of this module and combined with
 /// [`Policy::and`], [`Policy::or`] and [`not`].
@@ -121,6 +121,20 @@ impl Policy {
         self.evaluate(&Context::new(identity, roles)).is_ok()
     }
 
+    /// Every permission this policy names (to check them against a role model).
+    pub(crate) fn permissions<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match &*self.0 {
+            Node::Permission(permission) => out.push(permission),
+            Node::All(parts) | Node::Any(parts) => {
+                for part in parts.iter() {
+                    part.permissions(out);
+                }
+            }
+            Node::Not(inner) => inner.permissions(out),
+            _ => {}
+        }
+    }
+
     /// Whether anonymous callers are allowed (for the route inventory).
     pub fn is_public(&self) -> bool {
         self.evaluate(&Context::new(None, &RoleModel::default()))
@@ -134,12 +148,17 @@ impl Policy {
         match &*self.0 {
             Node::Public => Ok(()),
             Node::Authenticated => caller().map(drop),
-            Node::All(parts) => parts.iter().try_for_each(|p| p.evaluate(cx)),
+            Node::All(parts) => all(parts, cx),
             Node::Any(parts) => any(parts, cx),
-            Node::Not(inner) => match inner.evaluate(cx) {
-                Ok(()) => Err(Miss::Requirement(format!("not ({inner})").into())),
-                Err(_) => Ok(()),
-            },
+            // A negation is about a signed-in caller: `not(any_role(["banned"]))` must not let
+            // anonymous callers in.
+            Node::Not(inner) => {
+                caller()?;
+                match inner.evaluate(cx) {
+                    Ok(()) => Err(Miss::Requirement(format!("not ({inner})").into())),
+                    Err(_) => Ok(()),
+                }
+            }
             leaf => evaluate_leaf(self, leaf, caller()?, cx),
         }
     }
@@ -173,6 +192,17 @@ fn evaluate_leaf(
                 Err(Miss::Requirement(policy.to_string().into()))
             }
         }
+        // Step-up asks the caller to log in again at the identity provider, which only a token
+        // holder can do; an API key or a password can never satisfy it.
+        Node::Amr(_) | Node::Acr(_) | Node::MaxAuthAge(_)
+            if !matches!(
+                identity.method(),
+                AuthMethod::Jwt | AuthMethod::Introspection
+            ) =>
+        {
+            Err(Miss::Requirement(policy.to_string().into()))
+        }
+        Node::Acr(values) if values.is_empty() => Err(Miss::Requirement(policy.to_string().into())),
         Node::Amr(method) => {
             let present = match identity.claim("amr") {
                 Some(Value::Array(items)) => items.iter().any(|m| m.as_str() == Some(method)),
@@ -196,8 +226,15 @@ fn evaluate_leaf(
         },
         Node::MaxAuthAge(max_age) => {
             let auth_time = identity.claim("auth_time").and_then(Value::as_u64);
+            let now = cx.now();
             match auth_time {
-                Some(at) if cx.now().saturating_sub(at) <= max_age.as_secs() => Ok(()),
+                // An `auth_time` in the future (beyond a minute of skew) is not believed.
+                Some(at)
+                    if at <= now.saturating_add(60)
+                        && now.saturating_sub(at) <= max_age.as_secs() =>
+                {
+                    Ok(())
+                }
                 _ => Err(Miss::StepUp {
                     acr_values: None,
                     max_age: Some(max_age.as_secs()),
@@ -208,6 +245,44 @@ fn evaluate_leaf(
         Node::Public | Node::Authenticated | Node::All(_) | Node::Any(_) | Node::Not(_) => {
             Err(Miss::Requirement(policy.to_string().into()))
         }
+    }
+}
+
+/// `All` allows when every part allows. Otherwise it reports what the caller can act on, in this
+/// order: sign in; what is missing for good (a role, a scope: stepping up would not help); only
+/// then stepping up, with the step-up rules of every part merged into one challenge.
+fn all(parts: &[Policy], cx: &Context<'_>) -> Result<(), Miss> {
+    let mut step_up: Option<(Option<Cow<'static, str>>, Option<u64>)> = None;
+    let mut missing: Option<Miss> = None;
+    for part in parts {
+        match part.evaluate(cx) {
+            Ok(()) => {}
+            Err(Miss::Anonymous) => return Err(Miss::Anonymous),
+            Err(Miss::StepUp {
+                acr_values,
+                max_age,
+            }) => {
+                let (acr, age) = step_up.take().unwrap_or((None, None));
+                let age = match (age, max_age) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                };
+                step_up = Some((acr.or(acr_values), age));
+            }
+            Err(other) => {
+                missing.get_or_insert(other);
+            }
+        }
+    }
+    if let Some(miss) = missing {
+        return Err(miss);
+    }
+    match step_up {
+        Some((acr_values, max_age)) => Err(Miss::StepUp {
+            acr_values,
+            max_age,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use super::policy::{Context, Policy};
+use super::policy::{Context, Miss, Policy};
 use super::roles::RoleModel;
 use crate::error::{Rejection, RejectionKind};
 use crate::identity::Identity;
@@ -126,30 +126,51 @@ impl<R> ResourcePolicy<R> {
         }
     }
 
-    /// The role model for `permission(...)` rules inside this policy (none by default).
+    /// The role model for `permission(...)` rules inside this policy (none by default). Set it
+    /// on the finished policy: the outermost model is the one used.
     pub fn with_roles(mut self, roles: RoleModel) -> Self {
         self.roles = Arc::new(roles);
         self
     }
 
-    fn allows(&self, identity: &Identity, resource: &R, roles: &RoleModel) -> bool {
+    fn evaluate(&self, identity: &Identity, resource: &R, roles: &RoleModel) -> Result<(), Miss> {
         match &*self.node {
-            Node::Route(policy) => policy
-                .evaluate(&Context::new(Some(identity), roles))
-                .is_ok(),
-            Node::Check { check, .. } => check(identity, resource),
-            Node::All(parts) => parts.iter().all(|p| p.allows(identity, resource, roles)),
-            Node::Any(parts) => parts.iter().any(|p| p.allows(identity, resource, roles)),
+            Node::Route(policy) => policy.evaluate(&Context::new(Some(identity), roles)),
+            Node::Check { description, check } => {
+                if check(identity, resource) {
+                    Ok(())
+                } else {
+                    Err(Miss::Requirement(description.clone()))
+                }
+            }
+            Node::All(parts) => parts
+                .iter()
+                .try_for_each(|p| p.evaluate(identity, resource, roles)),
+            Node::Any(parts) => {
+                let mut first = None;
+                for part in parts {
+                    match part.evaluate(identity, resource, roles) {
+                        Ok(()) => return Ok(()),
+                        Err(miss) => {
+                            first.get_or_insert(miss);
+                        }
+                    }
+                }
+                Err(first.unwrap_or_else(|| Miss::Requirement(self.to_string().into())))
+            }
         }
     }
 
+    /// `Ok`, 401 when only a step-up is missing, or 403 naming the whole rule.
     pub(crate) fn authorize(&self, identity: &Identity, resource: &R) -> Result<(), Rejection> {
-        if self.allows(identity, resource, &self.roles) {
-            Ok(())
-        } else {
-            Err(Rejection::new(RejectionKind::Forbidden)
+        match self.evaluate(identity, resource, &self.roles) {
+            Ok(()) => Ok(()),
+            Err(step_up @ Miss::StepUp { .. }) => {
+                Err(step_up.into_rejection(&http::Extensions::new(), false))
+            }
+            Err(_) => Err(Rejection::new(RejectionKind::Forbidden)
                 .with_reason("resource_policy_denied")
-                .with_detail(format!("This requires {self}.")))
+                .with_detail(format!("This requires {self}."))),
         }
     }
 }

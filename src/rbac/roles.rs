@@ -204,6 +204,13 @@ impl RoleModel {
         })
     }
 
+    /// Whether some role grants `permission`.
+    pub(crate) fn is_granted_by_any_role(&self, permission: &str) -> bool {
+        self.grants
+            .values()
+            .any(|granted| granted.contains(permission))
+    }
+
     /// Every permission `role` grants, inheritance included (sorted).
     pub fn permissions(&self, role: &str) -> Vec<&str> {
         let mut permissions: Vec<&str> = self

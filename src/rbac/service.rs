@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{RbacConfig, Rules};
-use super::policy::{self, Miss};
+use super::policy;
 use super::table::Rule;
 use crate::decision::Decision;
 use crate::error::{Rejection, RejectionKind};
@@ -100,14 +100,8 @@ fn decide<B>(config: &RbacConfig, request: &Request<B>) -> Result<Decision, (Dec
     match policy.evaluate(&cx) {
         Ok(()) => Ok(Decision::allowed("rbac", "policy")),
         Err(miss) => {
-            let reason = match &miss {
-                Miss::Anonymous => "unauthenticated",
-                Miss::Scope(_) => "missing_scope",
-                Miss::Requirement(_) => "policy_denied",
-                Miss::StepUp { .. } => "step_up_required",
-            };
             let rejection = miss.into_rejection(extensions, config.hide_details);
-            Err((Decision::denied("rbac", reason), rejection))
+            Err((Decision::denied("rbac", rejection.reason()), rejection))
         }
     }
 }

@@ -15,18 +15,23 @@ use crate::error::ConfigError;
 ///
 /// Deny by default: a matched route that is not in the table is refused with 403, so a route
 /// added without a policy is closed rather than silently open ([`allow_unlisted`] opts out). A
-/// method the table does not list for a known route gets 405 with an `Allow` header; `HEAD` follows
-/// `GET`. A request that matched no route at all gets the [`fallback`] policy, or 404.
+/// method the table does not list for a known route gets 405 with an `Allow` header built from the
+/// table; `HEAD` follows `GET`. A request without a route pattern gets 404: that is axum's
+/// fallback, and the inside of a `nest_service` (axum drops `MatchedPath` there), which no row can
+/// describe. Protect a fallback or a nested service that serves content with its own
+/// `RbacLayer::new(policy)`.
+///
+/// The table covers the routes of the router it is layered on *at the time `.layer` is called*
+/// (that is how axum layers work): add routes before the layer, and prefer `Router::route_layer`
+/// or `Router::layer` to `MethodRouter::route_layer`, which does not cover a method fallback.
 ///
 /// [`allow_unlisted`]: RouteTableBuilder::allow_unlisted
-/// [`fallback`]: RouteTableBuilder::fallback
 #[derive(Clone)]
 pub struct RouteTable(Arc<Inner>);
 
 struct Inner {
     paths: std::collections::HashMap<Box<str>, PathRules>,
     allow_unlisted: bool,
-    fallback: Option<Policy>,
 }
 
 struct PathRules {
@@ -53,10 +58,7 @@ impl RouteTable {
 
     pub(crate) fn rule(&self, method: &Method, path: Option<&str>) -> Rule<'_> {
         let Some(path) = path else {
-            return match &self.0.fallback {
-                Some(policy) => Rule::Policy(policy),
-                None => Rule::NoRoute,
-            };
+            return Rule::NoRoute;
         };
         let Some(rules) = self.0.paths.get(path) else {
             return Rule::Unlisted {
@@ -87,6 +89,17 @@ impl RouteTable {
             Rule::Policy(policy) => Some(policy),
             _ => None,
         }
+    }
+
+    /// Every permission the table's policies name.
+    pub(crate) fn permissions(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for rules in self.0.paths.values() {
+            for (_, policy) in &rules.methods {
+                policy.permissions(&mut out);
+            }
+        }
+        out
     }
 
     /// Every route with its methods, policy and whether anonymous callers get in, sorted by path:
@@ -124,7 +137,7 @@ impl RouteTable {
         tracing::info!(
             target: "portcullis::rbac",
             unlisted = if self.0.allow_unlisted { "allowed" } else { "denied" },
-            fallback = %self.0.fallback.as_ref().map_or_else(|| "404".to_owned(), ToString::to_string),
+            unmatched = "404",
             "routes not in the table"
         );
     }
@@ -158,7 +171,6 @@ pub struct RouteInfo {
 pub struct RouteTableBuilder {
     routes: Vec<(Method, String, Policy)>,
     allow_unlisted: bool,
-    fallback: Option<Policy>,
 }
 
 impl RouteTableBuilder {
@@ -175,13 +187,8 @@ impl RouteTableBuilder {
         self
     }
 
-    /// The policy for requests that matched no route (axum's fallback); without one they get 404.
-    pub fn fallback(mut self, policy: Policy) -> Self {
-        self.fallback = Some(policy);
-        self
-    }
-
-    /// Checks the table: paths start with `/`, each method and path appears once.
+    /// Checks the table: paths are axum 0.8 patterns starting with `/` (`{id}`, not `:id`), each
+    /// method and path appears once.
     pub fn build(self) -> Result<RouteTable, ConfigError> {
         let mut paths: std::collections::HashMap<Box<str>, Vec<(Method, Policy)>> =
             std::collections::HashMap::new();
@@ -189,6 +196,14 @@ impl RouteTableBuilder {
             if !path.starts_with('/') {
                 return Err(ConfigError::new(format!(
                     "route pattern `{path}` must start with `/`"
+                )));
+            }
+            if path
+                .split('/')
+                .any(|segment| segment.starts_with(':') || segment.starts_with('*'))
+            {
+                return Err(ConfigError::new(format!(
+                    "route pattern `{path}` uses axum 0.7 syntax; write `{{id}}` / `{{*rest}}`"
                 )));
             }
             let methods = paths.entry(path.as_str().into()).or_default();
@@ -214,7 +229,6 @@ impl RouteTableBuilder {
         Ok(RouteTable(Arc::new(Inner {
             paths,
             allow_unlisted: self.allow_unlisted,
-            fallback: self.fallback,
         })))
     }
 }
