@@ -15,6 +15,8 @@
 //!   route inventory (every route, its methods and policy, and whether it is public).
 //! - Scopes come from the space-separated `scope` claim, roles from `roles`.
 //! - Without configuration it trusts the embedded DEVELOPMENT key below (ES256). Never deploy it.
+//! - `RATE_LIMIT_PER_SECOND` (default 20) and `RATE_LIMIT_BURST` (default 40) limit each client
+//!   address across the whole API; 5 failed logins in 15 minutes lock an address out (429).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::{EncodingKey, Header};
 use portcullis::auth::{JwtAuthenticator, JwtKey};
+use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, any_role, authenticated, public, require_scope};
 use portcullis::{Algorithm, AuthLayer, Identity, Rejection, RejectionKind};
 use serde::{Deserialize, Serialize};
@@ -128,7 +131,14 @@ fn serve() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let app = match app() {
+    let limits = match Limits::from_env() {
+        Ok(limits) => limits,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match app(&limits) {
         Ok(app) => app,
         Err(message) => {
             eprintln!("configuration error: {message}");
@@ -154,7 +164,8 @@ fn serve() -> ExitCode {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match axum::serve(listener, app)
+        // Connect info gives the rate limiter and the lockout each client's address.
+        match axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
         {
@@ -178,7 +189,23 @@ fn setting<T>(name: &str, default: &str, parse: impl Fn(&str) -> Option<T>) -> R
     }
 }
 
-fn app() -> Result<Router, portcullis::ConfigError> {
+/// Per-client limits for the whole API (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`).
+struct Limits {
+    per_second: u32,
+    burst: u32,
+}
+
+impl Limits {
+    fn from_env() -> Result<Self, String> {
+        let positive = |v: &str| v.parse::<u32>().ok().filter(|n| *n > 0);
+        Ok(Self {
+            per_second: setting("RATE_LIMIT_PER_SECOND", "20", positive)?,
+            burst: setting("RATE_LIMIT_BURST", "40", positive)?,
+        })
+    }
+}
+
+fn app(limits: &Limits) -> Result<Router, portcullis::ConfigError> {
     let jwt = JwtAuthenticator::builder()
         .key(JwtKey::ec_pem(DEV_PUBLIC_KEY.as_bytes(), Algorithm::ES256)?.with_kid(DEV_KID))
         .issuer(DEV_ISSUER)
@@ -214,6 +241,17 @@ fn app() -> Result<Router, portcullis::ConfigError> {
         // Unknown paths get the table's 404 problem+json.
         .layer(RbacLayer::table(table))
         .layer(AuthLayer::optional().with(jwt))
+        // Repeated bad credentials from one address lock it out for a while (429).
+        .layer(LockoutLayer::builder().build()?)
+        // Every client gets the same budget for the whole API, counted before anything else.
+        .layer(
+            RateLimitLayer::builder(
+                KeyBy::ClientIp,
+                Quota::per_second(limits.per_second).burst(limits.burst),
+            )
+            .name("per-client")
+            .build()?,
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
 }
 

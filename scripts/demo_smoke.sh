@@ -10,7 +10,8 @@ bin=target/debug/examples/secure_api
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 log=$(mktemp)
-BIND_ADDR="127.0.0.1:$port" "$bin" >"$log" 2>&1 &
+# Generous limits here: this script fires requests faster than a person would.
+BIND_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_SECOND=1000 RATE_LIMIT_BURST=1000 "$bin" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
 
@@ -84,14 +85,39 @@ for token in "$reader" "$writer" "$admin"; do
   fi
 done
 
+ratelimit=$(curl -s -o /dev/null -D - "$base/health" | tr -d '\r' | grep -i '^ratelimit-policy:' || true)
+if [ "$ratelimit" = 'ratelimit-policy: "per-client";q=1000;w=1' ]; then passed=$((passed + 1)); else
+  echo "FAIL: RateLimit-Policy header: '$ratelimit'"; failures=$((failures + 1)); fi
+
 # Start-up refuses bad settings with a message instead of serving.
-for bad in "nope" "0.0.0.0:$port"; do
-  if BIND_ADDR="$bad" "$bin" >/dev/null 2>&1; then
-    echo "FAIL: BIND_ADDR=$bad was accepted"; failures=$((failures + 1))
+for bad in "BIND_ADDR=nope" "BIND_ADDR=0.0.0.0:$port" "RATE_LIMIT_PER_SECOND=0" "RATE_LIMIT_BURST=many"; do
+  if env "$bad" "$bin" >/dev/null 2>&1; then
+    echo "FAIL: $bad was accepted"; failures=$((failures + 1))
   else
     passed=$((passed + 1))
   fi
 done
+
+# A tight limit: the third quick request from one client is refused with Retry-After.
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+BIND_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_SECOND=1 RATE_LIMIT_BURST=2 "$bin" >>"$log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do curl -fsS "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 2 # let the probe's spent budget come back
+codes=""
+for _ in 1 2 3; do codes="$codes $(curl -s -o /dev/null -w '%{http_code}' "$base/health")"; done
+if [ "$codes" = " 200 200 429" ]; then passed=$((passed + 1)); else
+  echo "FAIL: tight limit answered$codes"; failures=$((failures + 1)); fi
+
+# Five bad tokens lock the address out, even for a valid token.
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+BIND_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_SECOND=1000 RATE_LIMIT_BURST=1000 "$bin" >>"$log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do curl -fsS "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in 1 2 3 4 5; do curl -s -o /dev/null -H "Authorization: Bearer bad.token.value" "$base/me"; done
+expect 429 "locked out after failed logins" -H "$(auth "$reader")" "$base/me"
 
 echo "demo smoke: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -9,6 +9,47 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# --- Services the tests need -------------------------------------------------------------
+cleanup() { for pid in ${started_pids:-}; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+started_pids=""
+
+# A free TCP port on localhost.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Whether a Redis answers PING on 127.0.0.1:$1.
+redis_answers() {
+  python3 - "$1" <<'PY' 2>/dev/null
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)
+    s.settimeout(2)
+    s.sendall(b"PING\r\n")
+    sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+
+step "Redis (the rate-limit backend tests talk to a real server)"
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server not found: installing Debian's redis-server"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+if [ -z "${REDIS_URL:-}" ]; then
+  if redis_answers 6379; then
+    export REDIS_URL="redis://127.0.0.1:6379/"
+  else
+    port=$(free_port)
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >/dev/null 2>&1 &
+    started_pids="$started_pids $!"
+    for _ in $(seq 1 100); do redis_answers "$port" && break; sleep 0.1; done
+    redis_answers "$port" || { echo "could not start redis-server"; exit 1; }
+    export REDIS_URL="redis://127.0.0.1:$port/"
+  fi
+fi
+echo "REDIS_URL=$REDIS_URL"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
