@@ -165,9 +165,12 @@ fn serve() -> ExitCode {
             let _ = tokio::signal::ctrl_c().await;
         };
         // Connect info gives the rate limiter and the lockout each client's address.
-        match axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        match axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
         {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

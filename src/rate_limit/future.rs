@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use axum::response::Response;
-use http::{HeaderMap, Request};
+use http::Request;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::Outcome;
 use super::layer::RateLimitConfig;
-use super::service::{Which, add_headers, decide, limit_of};
+use super::service::{HeaderPlan, Which, decide, limit_of};
 
 /// A shared-backend check in flight.
 pub(super) type BoxCheck = Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -41,7 +41,7 @@ pin_project! {
         Called {
             #[pin]
             future: S::Future,
-            headers: Option<HeaderMap>,
+            plan: Option<HeaderPlan>,
         },
         Rejected {
             response: Option<Response>,
@@ -53,12 +53,9 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response>,
 {
-    pub(super) fn called(future: S::Future, headers: HeaderMap) -> Self {
+    pub(super) fn called(future: S::Future, plan: Option<HeaderPlan>) -> Self {
         Self {
-            state: State::Called {
-                future,
-                headers: Some(headers),
-            },
+            state: State::Called { future, plan },
         }
     }
 
@@ -119,10 +116,10 @@ where
                     );
                     this.state.set(next.state);
                 }
-                StateProj::Called { future, headers } => {
+                StateProj::Called { future, plan } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(headers) = headers.take() {
-                        add_headers(&mut response, headers);
+                    if let Some(plan) = plan.take() {
+                        plan.write(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response));
                 }

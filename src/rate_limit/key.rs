@@ -49,7 +49,8 @@ impl KeyBy {
     pub(crate) fn material<'a, B>(&self, request: &'a Request<B>, v6_prefix: u8) -> Material<'a> {
         let extensions = request.extensions();
         let ip = || group(crate::client_ip::of(extensions), v6_prefix);
-        let identity = extensions.get::<Identity>();
+        // Looked up only by the keys that need it: every lookup is on the hot path.
+        let identity = || extensions.get::<Identity>();
         let route = || {
             extensions
                 .get::<MatchedPath>()
@@ -58,9 +59,9 @@ impl KeyBy {
         match self {
             KeyBy::ClientIp => Material::Ip(ip()),
             KeyBy::Subject => {
-                identity.map_or_else(|| Material::Ip(ip()), |i| Material::Subject(i.subject()))
+                identity().map_or_else(|| Material::Ip(ip()), |i| Material::Subject(i.subject()))
             }
-            KeyBy::ApiKeyId => identity
+            KeyBy::ApiKeyId => identity()
                 .and_then(Identity::api_key_id)
                 .map_or_else(|| Material::Ip(ip()), Material::ApiKey),
             KeyBy::Header(name) => {
@@ -74,7 +75,7 @@ impl KeyBy {
                 }
             }
             KeyBy::Route => Material::Route(route()),
-            KeyBy::RouteAndSubject => match identity {
+            KeyBy::RouteAndSubject => match identity() {
                 Some(identity) => Material::RouteSubject(route(), identity.subject()),
                 None => Material::RouteIp(route(), ip()),
             },

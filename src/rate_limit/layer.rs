@@ -25,7 +25,7 @@ pub(super) struct Limit {
 }
 
 pub(super) struct RateLimitConfig {
-    pub(super) name: String,
+    pub(super) name: Arc<str>,
     pub(super) key_by: KeyBy,
     pub(super) authenticated: Limit,
     pub(super) anonymous: Option<Limit>,
@@ -187,7 +187,7 @@ impl RateLimitLayerBuilder {
         let anonymous = self.anonymous.map(limit).transpose()?;
         Ok(RateLimitLayer {
             config: Arc::new(RateLimitConfig {
-                name: self.name,
+                name: self.name.into(),
                 key_by: self.key_by,
                 authenticated,
                 anonymous,

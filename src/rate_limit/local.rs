@@ -167,7 +167,13 @@ where
         };
         let burst = self.quota.burst_size();
         let emission = self.quota.emission_interval();
-        match self.limiter.check_key_n(&key, cost) {
+        // The single-cell check is governor's fast path; batches need the slower one.
+        let checked = if cost.get() == 1 {
+            Ok(self.limiter.check_key(&key))
+        } else {
+            self.limiter.check_key_n(&key, cost)
+        };
+        match checked {
             Ok(Ok(snapshot)) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Outcome {

@@ -44,10 +44,11 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let config = &self.config;
-        let anonymous = request.extensions().get::<Identity>().is_none();
         #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-        let (limit, which) = match (&config.anonymous, anonymous) {
-            (Some(limit), true) => (limit, Which::Anonymous),
+        let (limit, which) = match &config.anonymous {
+            Some(limit) if request.extensions().get::<Identity>().is_none() => {
+                (limit, Which::Anonymous)
+            }
             _ => (&config.authenticated, Which::Authenticated),
         };
         let material = config.key_by.material(&request, config.v6_prefix);
@@ -55,7 +56,7 @@ where
         if let Some(redis) = &config.redis {
             let future = redis.check(
                 material.text(),
-                config.name.clone(),
+                config.name.to_string(),
                 limit.quota,
                 config.cost,
                 limit.local.clone(),
@@ -98,25 +99,28 @@ pub(super) fn decide<S, B>(
     config: &RateLimitConfig,
     limit: &Limit,
     outcome: Outcome,
-    mut request: Request<B>,
+    request: Request<B>,
 ) -> ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response>,
 {
-    let headers = rate_limit_headers(config, limit, &outcome);
+    let plan = HeaderPlan::new(config, limit, &outcome);
     if outcome.allowed {
-        request
-            .extensions_mut()
-            .insert(Decision::allowed("rate_limit", "within_quota"));
-        return ResponseFuture::called(inner.call(request), headers);
+        // Only refusals leave a `Decision`: "within quota" on every request would cost an
+        // allocation each time and tell the audit log nothing.
+        return ResponseFuture::called(inner.call(request), plan);
     }
     let retry_after = outcome.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut rejection = Rejection::new(RejectionKind::TooManyRequests)
         .with_reason("rate_limited")
         .with_detail("Too many requests; retry after the time in Retry-After.")
         .with_header(RETRY_AFTER, HeaderValue::from(retry_after));
-    for (name, value) in &headers {
-        rejection = rejection.with_header(name.clone(), value.clone());
+    if let Some(plan) = plan {
+        let mut headers = HeaderMap::new();
+        plan.write(&mut headers);
+        for (name, value) in &headers {
+            rejection = rejection.with_header(name.clone(), value.clone());
+        }
     }
     tracing::debug!(target: "portcullis::rate_limit", limit = %config.name, retry_after, "rate limited");
     let mut response = rejection.into_response();
@@ -128,57 +132,58 @@ where
 
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-pub(super) const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-pub(super) const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-pub(super) const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-fn rate_limit_headers(config: &RateLimitConfig, limit: &Limit, outcome: &Outcome) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if !outcome.known {
-        return headers;
-    }
-    let reset = outcome.reset.as_secs_f64().ceil() as u64;
-    match config.headers {
-        RateLimitHeaders::None => {}
-        RateLimitHeaders::Draft => {
-            headers.insert(RATELIMIT_POLICY, limit.policy_header.clone());
-            let value = format!("\"{}\";r={};t={}", config.name, outcome.remaining, reset);
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(RATELIMIT, value);
-            }
-        }
-        RateLimitHeaders::Legacy => {
-            headers.insert(X_LIMIT, HeaderValue::from(outcome.limit));
-            headers.insert(X_REMAINING, HeaderValue::from(outcome.remaining));
-            headers.insert(X_RESET, HeaderValue::from(reset));
-        }
-    }
-    headers
+/// The limit's state, written into the answer's headers once it exists (no intermediate map).
+pub(super) struct HeaderPlan {
+    style: RateLimitHeaders,
+    name: Arc<str>,
+    policy: HeaderValue,
+    limit: u32,
+    remaining: u32,
+    reset: u64,
 }
 
-/// Adds this limit's headers to a response. Draft headers from stacked limits sit side by side
-/// (one list member each); the legacy trio keeps the most restrictive limit.
-pub(super) fn add_headers(response: &mut Response, headers: HeaderMap) {
-    let target = response.headers_mut();
-    let current_remaining = target
-        .get(X_REMAINING)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let new_remaining = headers
-        .get(X_REMAINING)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let legacy_wins = match (current_remaining, new_remaining) {
-        (Some(current), Some(new)) => new < current,
-        _ => true,
-    };
-    for (name, value) in &headers {
-        if *name == X_LIMIT || *name == X_REMAINING || *name == X_RESET {
-            if legacy_wins {
-                target.insert(name.clone(), value.clone());
+impl HeaderPlan {
+    fn new(config: &RateLimitConfig, limit: &Limit, outcome: &Outcome) -> Option<Self> {
+        if !outcome.known || config.headers == RateLimitHeaders::None {
+            return None;
+        }
+        Some(Self {
+            style: config.headers,
+            name: config.name.clone(),
+            policy: limit.policy_header.clone(),
+            limit: outcome.limit,
+            remaining: outcome.remaining,
+            reset: outcome.reset.as_secs_f64().ceil() as u64,
+        })
+    }
+
+    /// Draft headers from stacked limits sit side by side (one list member each); the legacy
+    /// trio keeps the most restrictive limit.
+    pub(super) fn write(self, target: &mut HeaderMap) {
+        match self.style {
+            RateLimitHeaders::Draft => {
+                target.append(RATELIMIT_POLICY, self.policy);
+                let value = format!("\"{}\";r={};t={}", self.name, self.remaining, self.reset);
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    target.append(RATELIMIT, value);
+                }
             }
-        } else {
-            target.append(name.clone(), value.clone());
+            RateLimitHeaders::Legacy => {
+                let current = target
+                    .get(X_REMAINING)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u32>().ok());
+                if current.is_none_or(|current| self.remaining < current) {
+                    target.insert(X_LIMIT, HeaderValue::from(self.limit));
+                    target.insert(X_REMAINING, HeaderValue::from(self.remaining));
+                    target.insert(X_RESET, HeaderValue::from(self.reset));
+                }
+            }
+            RateLimitHeaders::None => {}
         }
     }
 }
