@@ -6,6 +6,7 @@
 //! | module | layer | answers |
 //! |---|---|---|
 //! | [`auth`] | [`AuthLayer`] | who is calling: JWT bearer tokens, API keys, Basic |
+//! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
 //! clear 4xx problem+json response that leaks no secret, never a panic or a 5xx.
@@ -42,10 +43,12 @@
 pub mod auth;
 pub mod error;
 pub mod identity;
+pub mod validate;
 
 pub use auth::AuthLayer;
 pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
+pub use validate::{Valid, ValidateLayer};
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
 /// the same version yourself.
