@@ -9,8 +9,9 @@ use tower_layer::Layer;
 use super::{BodyLimits, Validate};
 use crate::error::ConfigError;
 
-/// serde_json stops at this depth whatever we configure, so a larger limit would be a lie.
-const MAX_JSON_DEPTH_LIMIT: usize = 128;
+/// serde_json refuses a 128th level whatever we configure; staying well below it keeps our own
+/// limit the one that answers, and bounds the stack a parse can use.
+const MAX_JSON_DEPTH_LIMIT: usize = 100;
 
 /// Request-level rules checked before any body is read, and the body limits of the [`Valid`]
 /// extractors behind it; see the [module docs](super).
@@ -191,10 +192,10 @@ impl ValidateLayer {
     }
 
     /// The deepest nesting of arrays and objects `Valid<Json<T>>` accepts (default 32, at most
-    /// 128, serde_json's own limit); deeper bodies get 400 before they are parsed.
+    /// 100, below serde_json's own limit of 127); deeper bodies get 400 before they are parsed.
     pub fn max_json_depth(mut self, depth: usize) -> Result<Self, ConfigError> {
         if !(1..=MAX_JSON_DEPTH_LIMIT).contains(&depth) {
-            return Err(ConfigError::new("max_json_depth must be between 1 and 128"));
+            return Err(ConfigError::new("max_json_depth must be between 1 and 100"));
         }
         Arc::make_mut(&mut self.config).limits.max_json_depth = depth;
         Ok(self)
@@ -245,8 +246,8 @@ mod tests {
     #[test]
     fn fallible_settings_refuse_nonsense() {
         assert!(ValidateLayer::new().max_json_depth(0).is_err());
-        assert!(ValidateLayer::new().max_json_depth(129).is_err());
-        assert!(ValidateLayer::new().max_json_depth(128).is_ok());
+        assert!(ValidateLayer::new().max_json_depth(101).is_err());
+        assert!(ValidateLayer::new().max_json_depth(100).is_ok());
         assert!(ValidateLayer::new().allowed_methods([]).is_err());
         assert!(ValidateLayer::new().allowed_hosts(["a b"]).is_err());
         assert!(ValidateLayer::new().allowed_hosts::<_, &str>([]).is_err());
