@@ -13,6 +13,10 @@
 //!   `write:items` and answers 201; `DELETE /items/{id}` needs scope `admin`;
 //!   `GET /admin/audit` needs scope `admin` and role `admin`; so does `GET /admin/routes`, the
 //!   route inventory (every route, its methods and policy, and whether it is public).
+//! - `POST /items` takes `{ name, sku, price, quantity, tags?, contact_email?, notes? }` (rules on
+//!   [`NewItem`]), refuses unknown fields, and answers 201 with the stored item; failures are
+//!   problem+json: 422 with an `errors` array, 400 for malformed JSON, 415 for another media type,
+//!   413 over `MAX_BODY_BYTES` (default 65536; an invalid value stops start-up with a message).
 //! - Scopes come from the space-separated `scope` claim, roles from `roles`.
 //! - Without configuration it trusts the embedded DEVELOPMENT key below (ES256). Never deploy it.
 //! - `RATE_LIMIT_PER_SECOND` (default 20) and `RATE_LIMIT_BURST` (default 40) limit each client
@@ -21,11 +25,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -33,9 +36,11 @@ use jsonwebtoken::{EncodingKey, Header};
 use portcullis::auth::{JwtAuthenticator, JwtKey};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, any_role, authenticated, public, require_scope};
-use portcullis::{Algorithm, AuthLayer, Identity, Rejection, RejectionKind};
+use portcullis::{Algorithm, AuthLayer, Identity, Rejection, RejectionKind, Valid, ValidateLayer};
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use validator::{Validate, ValidationError};
 
 // DEVELOPMENT KEYS, published in this repository: anyone can mint tokens for them. They exist so
 // the demo runs with no identity provider; a real deployment configures its own issuer.
@@ -46,20 +51,68 @@ const DEV_ISSUER: &str = "urn:portcullis:dev-issuer";
 const DEV_AUDIENCE: &str = "portcullis-demo";
 const DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 
-/// The demo store never holds more than this many items, whatever clients send.
+/// The demo store never holds more than this many items, whatever clients send; with bodies of
+/// at most 64 KiB by default it stays well under a gigabyte.
 const MAX_ITEMS: usize = 10_000;
-const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default of `MAX_BODY_BYTES`, and the largest value it accepts.
+const DEFAULT_MAX_BODY_BYTES: &str = "65536";
+const MAX_BODY_BYTES_CEILING: usize = 16 * 1024 * 1024;
 
 #[derive(Clone, Serialize)]
 struct Item {
     id: u64,
     name: String,
+    sku: String,
+    price: f64,
+    quantity: u32,
+    tags: Vec<String>,
+    contact_email: Option<String>,
+    notes: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+// A literal pattern, compiled on first use; it cannot fail on input.
+static SKU: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[A-Z0-9-]{3,32}$").expect("a valid literal pattern"));
+
+/// What `POST /items` accepts. Unknown fields are refused by `Valid<Json<_>>` itself (no
+/// `deny_unknown_fields` needed), so a client cannot set `id` or anything added to `Item` later.
+#[derive(Deserialize, Validate)]
 struct NewItem {
+    #[validate(
+        length(min = 1, max = 100),
+        custom(function = "portcullis::validate::safe_line")
+    )]
     name: String,
+    #[validate(regex(path = *SKU, message = "must be 3 to 32 of A-Z, 0-9 and '-'"))]
+    sku: String,
+    #[validate(
+        range(min = 0.0, max = 1_000_000.0),
+        custom(function = "portcullis::validate::finite")
+    )]
+    price: f64,
+    #[validate(range(max = 10_000))]
+    quantity: u32,
+    #[validate(length(max = 10), custom(function = "valid_tags"))]
+    tags: Option<Vec<String>>,
+    #[validate(email, length(max = 254))]
+    contact_email: Option<String>,
+    #[validate(
+        length(max = 1000),
+        custom(function = "portcullis::validate::safe_text")
+    )]
+    notes: Option<String>,
+}
+
+/// Each tag is 1 to 32 characters on one line.
+fn valid_tags(tags: &[String]) -> Result<(), ValidationError> {
+    if tags.iter().all(|tag| {
+        (1..=32).contains(&tag.chars().count()) && portcullis::validate::safe_line(tag).is_ok()
+    }) {
+        Ok(())
+    } else {
+        Err(ValidationError::new("tags")
+            .with_message("every tag must be 1 to 32 characters on one line".into()))
+    }
 }
 
 #[derive(Clone, Default)]
@@ -68,19 +121,36 @@ struct Items(Arc<RwLock<(u64, BTreeMap<u64, Item>)>>);
 impl Items {
     fn seeded() -> Self {
         let items = Self::default();
-        for name in ["portcullis", "drawbridge"] {
-            items.insert(name.to_owned());
+        for (name, sku) in [("portcullis", "PC-001"), ("drawbridge", "DB-002")] {
+            items.insert(NewItem {
+                name: name.to_owned(),
+                sku: sku.to_owned(),
+                price: 100.0,
+                quantity: 1,
+                tags: None,
+                contact_email: None,
+                notes: None,
+            });
         }
         items
     }
 
-    fn insert(&self, name: String) -> Option<Item> {
+    fn insert(&self, new: NewItem) -> Option<Item> {
         let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
         if guard.1.len() >= MAX_ITEMS {
             return None;
         }
         guard.0 += 1;
-        let item = Item { id: guard.0, name };
+        let item = Item {
+            id: guard.0,
+            name: new.name,
+            sku: new.sku,
+            price: new.price,
+            quantity: new.quantity,
+            tags: new.tags.unwrap_or_default(),
+            contact_email: new.contact_email,
+            notes: new.notes,
+        };
         guard.1.insert(item.id, item.clone());
         Some(item)
     }
@@ -138,7 +208,18 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match app(&limits) {
+    let max_body_bytes = match setting("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, |v| {
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_BODY_BYTES_CEILING).contains(n))
+    }) {
+        Ok(bytes) => bytes,
+        Err(message) => {
+            eprintln!("{message} (a number of bytes from 1 to {MAX_BODY_BYTES_CEILING})");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match app(&limits, max_body_bytes) {
         Ok(app) => app,
         Err(message) => {
             eprintln!("configuration error: {message}");
@@ -208,7 +289,7 @@ impl Limits {
     }
 }
 
-fn app(limits: &Limits) -> Result<Router, portcullis::ConfigError> {
+fn app(limits: &Limits, max_body_bytes: usize) -> Result<Router, portcullis::ConfigError> {
     let jwt = JwtAuthenticator::builder()
         .key(JwtKey::ec_pem(DEV_PUBLIC_KEY.as_bytes(), Algorithm::ES256)?.with_kid(DEV_KID))
         .issuer(DEV_ISSUER)
@@ -255,7 +336,13 @@ fn app(limits: &Limits) -> Result<Router, portcullis::ConfigError> {
             .name("per-client")
             .build()?,
         )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        // Outermost: unknown methods, oversized URIs or headers and bodies on GET, HEAD or DELETE
+        // are refused before anything else looks at the request.
+        .layer(
+            ValidateLayer::new()
+                .deny_body_on([Method::GET, Method::HEAD, Method::DELETE])
+                .max_body_bytes(max_body_bytes),
+        ))
 }
 
 async fn me(identity: Identity) -> Json<Value> {
@@ -289,31 +376,14 @@ async fn get_item(
 
 async fn create_item(
     State(items): State<Items>,
-    body: Result<Json<NewItem>, JsonRejection>,
+    // The route table has already checked `write:items` before the body is read.
+    Valid(Json(new)): Valid<Json<NewItem>>,
 ) -> Result<(StatusCode, Json<Item>), Rejection> {
-    let Json(new) = body.map_err(json_rejection)?;
-    let length = new.name.chars().count();
-    if !(1..=100).contains(&length) || new.name.chars().any(char::is_control) {
-        return Err(Rejection::new(RejectionKind::UnprocessableContent)
-            .with_detail("`name` must be 1 to 100 characters without control characters."));
-    }
-    let item = items.insert(new.name).ok_or_else(|| {
+    let item = items.insert(new).ok_or_else(|| {
         Rejection::new(RejectionKind::UnprocessableContent)
             .with_detail("The demo store is full (10000 items).")
     })?;
     Ok((StatusCode::CREATED, Json(item)))
-}
-
-/// Maps axum's JSON errors to problem+json without echoing what was sent.
-fn json_rejection(rejection: JsonRejection) -> Rejection {
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Rejection::new(RejectionKind::PayloadTooLarge),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => Rejection::new(RejectionKind::UnsupportedMediaType)
-            .with_detail("Send the item as application/json."),
-        StatusCode::UNPROCESSABLE_ENTITY => Rejection::new(RejectionKind::UnprocessableContent)
-            .with_detail("The item must be an object with exactly one string field `name`."),
-        _ => Rejection::new(RejectionKind::BadRequest).with_detail("The body is not valid JSON."),
-    }
 }
 
 async fn delete_item(
@@ -374,7 +444,7 @@ fn print_welcome(bind: SocketAddr) {
     println!();
     println!("  curl -i -H \"Authorization: Bearer $READER_TOKEN\" http://{bind}/items");
     println!(
-        "  curl -i -H \"Authorization: Bearer $WRITER_TOKEN\" -H 'Content-Type: application/json' \\\n       -d '{{\"name\":\"gate\"}}' http://{bind}/items"
+        "  curl -i -H \"Authorization: Bearer $WRITER_TOKEN\" -H 'Content-Type: application/json' \\\n       -d '{{\"name\":\"gate\",\"sku\":\"GATE-1\",\"price\":9.5,\"quantity\":3}}' http://{bind}/items"
     );
     println!("  curl -i -X DELETE -H \"Authorization: Bearer $ADMIN_TOKEN\" http://{bind}/items/1");
     println!("  curl -i -H \"Authorization: Bearer $ADMIN_TOKEN\" http://{bind}/admin/audit");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Drives the demo like a user would: start it, mint tokens with its `token` subcommand, and check
-# the contract of the Foundation issue route by route. Exits non-zero on the first mismatch.
+# the contract of the Foundation and validation issues route by route. Exits non-zero if any
+# check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,10 +11,15 @@ bin=target/debug/examples/secure_api
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 log=$(mktemp)
+big=$(mktemp)
+mid=$(mktemp)
+# A 70 KB body (over the default 64 KiB limit) and a valid 5 KB item (under it).
+python3 -c 'print("[" * 70000)' >"$big"
+python3 -c 'import json; print(json.dumps({"name":"x","sku":"X-100","price":1,"quantity":1,"notes":"n"*1000,"tags":["t"*32]*10,"contact_email":"a"*60+"@example.com"}).ljust(5000))' >"$mid"
 # Generous limits here: this script fires requests faster than a person would.
 BIND_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_SECOND=1000 RATE_LIMIT_BURST=1000 "$bin" >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -f "$log" "$big" "$mid"' EXIT
 
 for _ in $(seq 1 100); do
   curl -fsS "$base/health" >/dev/null 2>&1 && break
@@ -46,10 +52,43 @@ expect 401 "token in the query is ignored"  "$base/me?access_token=$reader"
 expect 200 "reader lists items"             -H "$(auth "$reader")" "$base/items"
 expect 200 "reader gets item 1"             -H "$(auth "$reader")" "$base/items/1"
 expect 404 "missing item"                   -H "$(auth "$reader")" "$base/items/999"
-expect 403 "reader cannot create"           -H "$(auth "$reader")" -H 'Content-Type: application/json' -d '{"name":"x"}' "$base/items"
-expect 201 "writer creates"                 -H "$(auth "$writer")" -H 'Content-Type: application/json' -d '{"name":"x"}' "$base/items"
-expect 422 "unknown fields are refused"     -H "$(auth "$writer")" -H 'Content-Type: application/json' -d '{"name":"x","admin":true}' "$base/items"
+item='{"name":"x","sku":"X-100","price":9.5,"quantity":3}'
+json='Content-Type: application/json'
+expect 403 "reader cannot create"           -H "$(auth "$reader")" -H "$json" -d "$item" "$base/items"
+expect 201 "writer creates"                 -H "$(auth "$writer")" -H "$json" -d "$item" "$base/items"
+expect 422 "unknown fields are refused"     -H "$(auth "$writer")" -H "$json" -d '{"name":"x","sku":"X-100","price":9.5,"quantity":3,"admin":true}' "$base/items"
 expect 415 "JSON only"                      -H "$(auth "$writer")" -d 'name=x' "$base/items"
+expect 400 "malformed JSON"                 -H "$(auth "$writer")" -H "$json" -d '{"name":' "$base/items"
+expect 400 "wrong type"                     -H "$(auth "$writer")" -H "$json" -d '{"name":"x","sku":"X-100","price":"9.5","quantity":3}' "$base/items"
+expect 400 "duplicate keys"                 -H "$(auth "$writer")" -H "$json" -d '{"name":"x","name":"y","sku":"X-100","price":9.5,"quantity":3}' "$base/items"
+expect 413 "body over the default 64 KiB"  -H "$(auth "$writer")" -H "$json" --data-binary "@$big" "$base/items"
+expect 201 "5 KB item under the default"    -H "$(auth "$writer")" -H "$json" --data-binary "@$mid" "$base/items"
+expect 405 "unknown methods never reach a handler" -X FOO -H "$(auth "$admin")" "$base/items"
+expect 400 "no body on GET"                 -H "$(auth "$reader")" -X GET -H "$json" -d "$item" "$base/items"
+
+# POST /items answers 201 with the stored item, and a field error with every problem at once,
+# without echoing what was sent.
+body=$(curl -s -H "$(auth "$writer")" -H "$json" \
+  -d '{"name":"Gate","sku":"GATE-7","price":12.5,"quantity":4,"tags":["iron"],"contact_email":"ops@example.com","notes":"two\nlines"}' \
+  "$base/items")
+case "$body" in
+  *'"id":'*'"name":"Gate","sku":"GATE-7","price":12.5,"quantity":4,"tags":["iron"],"contact_email":"ops@example.com","notes":"two\nlines"}') passed=$((passed + 1)) ;;
+  *) echo "FAIL: 201 body is not the stored item: $body"; failures=$((failures + 1)) ;;
+esac
+body=$(curl -s -H "$(auth "$writer")" -H "$json" \
+  -d '{"name":"","sku":"lower-secret","price":-1,"quantity":10001,"tags":["a","b","c","d","e","f","g","h","i","j","k"],"contact_email":"nope-secret","notes":"x"}' \
+  "$base/items")
+for want in '"status":422' '"errors":[' '"field":"/name"' '"field":"/sku"' '"field":"/price"' \
+            '"field":"/quantity"' '"field":"/tags"' '"field":"/contact_email"'; do
+  case "$body" in
+    *"$want"*) passed=$((passed + 1)) ;;
+    *) echo "FAIL: 422 body lacks $want: $body"; failures=$((failures + 1)) ;;
+  esac
+done
+case "$body" in
+  *secret*|*10001*) echo "FAIL: 422 body echoes the submitted values: $body"; failures=$((failures + 1)) ;;
+  *) passed=$((passed + 1)) ;;
+esac
 expect 403 "writer cannot delete"           -X DELETE -H "$(auth "$writer")" "$base/items/1"
 expect 204 "admin deletes"                  -X DELETE -H "$(auth "$admin")" "$base/items/1"
 expect 403 "reader cannot read the audit"   -H "$(auth "$reader")" "$base/admin/audit"
@@ -95,6 +134,26 @@ for bad in "BIND_ADDR=nope" "BIND_ADDR=0.0.0.0:$port" "RATE_LIMIT_PER_SECOND=0" 
     echo "FAIL: $bad was accepted"; failures=$((failures + 1))
   else
     passed=$((passed + 1))
+  fi
+done
+# MAX_BODY_BYTES sets the limit: the same 5 KB item is too large for a 4096-byte server.
+port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+BIND_ADDR="127.0.0.1:$port2" MAX_BODY_BYTES=4096 "$bin" >/dev/null 2>&1 &
+pid2=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port2/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+expect 413 "MAX_BODY_BYTES=4096 refuses 5 KB" -H "$(auth "$writer")" -H "$json" --data-binary "@$mid" "http://127.0.0.1:$port2/items"
+kill $pid2 2>/dev/null || true
+for bad in "" "0" "-1" "64k" "99999999999"; do
+  if out=$(BIND_ADDR="127.0.0.1:$port" MAX_BODY_BYTES="$bad" "$bin" 2>&1); then
+    echo "FAIL: MAX_BODY_BYTES=$bad was accepted"; failures=$((failures + 1))
+  else
+    case "$out" in
+      *MAX_BODY_BYTES*) passed=$((passed + 1)) ;;
+      *) echo "FAIL: MAX_BODY_BYTES=$bad: no clear message: $out"; failures=$((failures + 1)) ;;
+    esac
   fi
 done
 

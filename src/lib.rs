@@ -9,6 +9,7 @@
 //! | [`rbac`] | [`RbacLayer`] | what they may do: scopes, roles, permissions, route policies |
 //! | [`rate_limit`] | [`RateLimitLayer`], [`LockoutLayer`](rate_limit::LockoutLayer) | how often: GCRA quotas, brute-force lockout |
 //! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
+//! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
 //! clear 4xx problem+json response that leaks no secret, never a panic or a 5xx.
@@ -49,6 +50,7 @@ pub mod error;
 pub mod identity;
 pub mod rate_limit;
 pub mod rbac;
+pub mod validate;
 
 pub use auth::AuthLayer;
 pub use client_ip::ClientIp;
@@ -57,6 +59,7 @@ pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Sch
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
 pub use rate_limit::RateLimitLayer;
 pub use rbac::RbacLayer;
+pub use validate::{Valid, ValidateLayer};
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
 /// the same version yourself.

@@ -1,0 +1,191 @@
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::{Form, Json};
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use validator::Validate;
+
+use super::BodyLimits;
+use super::parse::{from_json, from_urlencoded, validated};
+use super::pointer::Pointer;
+use crate::error::{Rejection, RejectionKind};
+
+/// Deserializes with axum's extractor types and then runs [`Validate`]: handlers only ever see
+/// well-formed, validated input. See the [module docs](super) for what each form checks.
+///
+/// ```
+/// use axum::{Json, Router, routing::post};
+/// use portcullis::Valid;
+/// use serde::Deserialize;
+/// use validator::Validate;
+///
+/// #[derive(Deserialize, Validate)]
+/// struct Signup {
+///     #[validate(email)]
+///     email: String,
+/// }
+///
+/// async fn signup(Valid(Json(signup)): Valid<Json<Signup>>) -> String {
+///     signup.email
+/// }
+///
+/// let app: Router = Router::new().route("/signup", post(signup));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Valid<T>(pub T);
+
+impl<S, T> FromRequest<S> for Valid<Json<T>>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let limits = BodyLimits::of(request.extensions());
+        require_media_type(request.headers(), &mime::APPLICATION_JSON)?;
+        let body = read_body(request, limits.max_body_bytes).await?;
+        from_json(&body, limits.max_json_depth).map(|value| Self(Json(value)))
+    }
+}
+
+/// Reads `application/x-www-form-urlencoded` bodies only; use `Valid<Query<T>>` for query strings.
+impl<S, T> FromRequest<S> for Valid<Form<T>>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let limits = BodyLimits::of(request.extensions());
+        require_media_type(request.headers(), &mime::APPLICATION_WWW_FORM_URLENCODED)?;
+        let body = read_body(request, limits.max_body_bytes).await?;
+        from_urlencoded(&body).map(|value| Self(Form(value)))
+    }
+}
+
+impl<S, T> FromRequestParts<S> for Valid<Query<T>>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        from_urlencoded(query.as_bytes()).map(|value| Self(Query(value)))
+    }
+}
+
+impl<S, T> FromRequestParts<S> for Valid<Path<T>>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate + Send,
+{
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(path_rejection)?;
+        validated(value, Vec::new()).map(|value| Self(Path(value)))
+    }
+}
+
+/// axum's path errors name the parameter (from the route, not the client) and quote the value;
+/// keep the first, drop the second.
+fn path_rejection(rejection: PathRejection) -> Rejection {
+    use axum::extract::path::ErrorKind;
+    if rejection.status().is_server_error() {
+        // A route that does not match its extractor: a programming error no client can cause.
+        return Rejection::new(RejectionKind::Internal).with_reason("path_extractor_mismatch");
+    }
+    let mut field = Pointer::default();
+    if let PathRejection::FailedToDeserializePathParams(error) = &rejection {
+        match error.kind() {
+            ErrorKind::ParseErrorAtKey { key, .. }
+            | ErrorKind::InvalidUtf8InPathParam { key }
+            | ErrorKind::DeserializeError { key, .. } => field.key(key),
+            ErrorKind::ParseErrorAtIndex { index, .. } => field.index(*index),
+            _ => {}
+        }
+    }
+    Rejection::new(RejectionKind::BadRequest)
+        .with_reason("malformed_input")
+        .with_detail("The request could not be read; see `errors` for where.")
+        .with_member(
+            "errors",
+            json!([{
+                "field": field.finish(),
+                "code": "invalid_value",
+                "message": "is not a valid path parameter",
+            }]),
+        )
+}
+
+/// Exactly one `Content-Type` of the expected media type, without a `+suffix`, and a charset (if
+/// any) of UTF-8. Anything else is 415, so a body is only ever parsed the way the client meant.
+fn require_media_type(headers: &HeaderMap, expected: &mime::Mime) -> Result<(), Rejection> {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let accepted = match (values.next(), values.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .ok()
+            .and_then(|value| value.parse::<mime::Mime>().ok())
+            .is_some_and(|found| {
+                found.type_() == expected.type_()
+                    && found.subtype() == expected.subtype()
+                    && found.suffix().is_none()
+                    && found
+                        .get_param(mime::CHARSET)
+                        .is_none_or(|charset| charset.as_str().eq_ignore_ascii_case("utf-8"))
+            }),
+        _ => false,
+    };
+    if accepted {
+        Ok(())
+    } else {
+        Err(Rejection::new(RejectionKind::UnsupportedMediaType)
+            .with_reason("unsupported_media_type")
+            .with_detail(format!("Send the body as {}.", expected.essence_str())))
+    }
+}
+
+/// Reads the body, refusing at once a declared length over `limit` and stopping as soon as a
+/// streamed body passes it: never more than `limit` bytes are buffered.
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, Rejection> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
+            while let Some(error) = source {
+                if error.is::<LengthLimitError>() {
+                    return Err(too_large(limit));
+                }
+                source = error.source();
+            }
+            Err(Rejection::new(RejectionKind::BadRequest)
+                .with_reason("body_unreadable")
+                .with_detail("The request body could not be read."))
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Rejection {
+    Rejection::new(RejectionKind::PayloadTooLarge)
+        .with_reason("body_too_large")
+        .with_detail(format!("The request body is larger than {limit} bytes."))
+}
