@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`auth`] | [`AuthLayer`] | who is calling: JWT bearer tokens, API keys, Basic |
 //! | [`rbac`] | [`RbacLayer`] | what they may do: scopes, roles, permissions, route policies |
+//! | `oidc` (feature `oidc`) | `OidcAuthenticator` in the [`AuthLayer`] | tokens from OpenID providers: discovery, JWKS rotation, introspection, revocation |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
 //! clear 4xx problem+json response that leaks no secret, never a panic or a 5xx.
@@ -44,12 +45,16 @@ pub mod auth;
 mod decision;
 pub mod error;
 pub mod identity;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 pub mod rbac;
 
 pub use auth::AuthLayer;
 pub use decision::Decision;
 pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
+#[cfg(feature = "oidc")]
+pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenticator};
 pub use rbac::RbacLayer;
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
