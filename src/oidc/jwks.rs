@@ -55,6 +55,9 @@ pub(crate) struct Jwks {
     policy: RefreshPolicy,
     state: Mutex<State>,
     fetches: AtomicU64,
+    /// Fetches finished (successful or not): a caller that saw an unknown kid before a fetch
+    /// finished retries with its keys instead of fetching again.
+    completed: AtomicU64,
 }
 
 #[derive(Default)]
@@ -84,6 +87,7 @@ impl Jwks {
             policy,
             state: Mutex::new(State::default()),
             fetches: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
         }
     }
 
@@ -97,6 +101,24 @@ impl Jwks {
 
     pub(crate) fn is_stale(&self) -> bool {
         self.state().stale
+    }
+
+    /// A generation to read before verifying, for [`refresh_since`](Self::refresh_since).
+    pub(crate) fn generation(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// For a token whose kid was unknown at `generation`: a fetch finished since then (retry at
+    /// once), the one in flight, a new one, or `None` when the cool-down forbids it.
+    pub(crate) fn refresh_since(self: &Arc<Self>, generation: u64) -> Option<Refresh> {
+        if self.generation() != generation {
+            return Some(
+                futures_util::future::ready(Outcome::Fresh(None))
+                    .boxed()
+                    .shared(),
+            );
+        }
+        self.refresh(true)
     }
 
     /// Joins the refresh in flight, or starts one unless the cool-down forbids it (`None`).
@@ -118,7 +140,10 @@ impl Jwks {
         let this = Arc::clone(self);
         let work = async move {
             let outcome = this.fetch_and_apply().await;
-            this.state().inflight = None;
+            let mut state = this.state();
+            this.completed.fetch_add(1, Ordering::AcqRel);
+            state.inflight = None;
+            drop(state);
             outcome
         };
         // On its own task when there is a runtime, so a cancelled request cannot stall the fetch

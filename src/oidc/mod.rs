@@ -148,10 +148,11 @@ impl OidcAuthenticator {
                 "The access token was issued by an untrusted issuer.",
             ));
         };
+        let generation = issuer.jwks().generation();
         match issuer.verify(token) {
             Ok(identity) => self.deny_checked(identity),
             Err(rejection) if rejection.reason() == "unknown_kid" => {
-                match issuer.jwks().refresh(true) {
+                match issuer.jwks().refresh_since(generation) {
                     // The cool-down forbids another fetch: fail closed.
                     None => Authentication::Rejected(rejection),
                     Some(refresh) => {
