@@ -21,5 +21,22 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --locked
 step "demo smoke test (examples/secure_api.rs over HTTP)"
 scripts/demo_smoke.sh
 
-step "cargo test (unit, integration, property and doc tests)"
+step "real OpenID provider for the end-to-end tests (tests/oidc-provider, oidc-provider pinned)"
+(cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
+op_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+op_log=$(mktemp)
+node tests/oidc-provider/server.mjs "$op_port" >"$op_log" 2>&1 &
+op_pid=$!
+trap 'kill $op_pid 2>/dev/null || true; rm -f "$op_log"' EXIT
+export PORTCULLIS_TEST_OIDC_ISSUER="http://127.0.0.1:$op_port"
+for _ in $(seq 1 100); do
+  curl -fsS "$PORTCULLIS_TEST_OIDC_ISSUER/.well-known/openid-configuration" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+if ! curl -fsS "$PORTCULLIS_TEST_OIDC_ISSUER/.well-known/openid-configuration" >/dev/null; then
+  echo "the OpenID provider did not start:"; cat "$op_log"; exit 1
+fi
+echo "provider at $PORTCULLIS_TEST_OIDC_ISSUER"
+
+step "cargo test (unit, integration, property, end-to-end and doc tests)"
 cargo test --all-features --locked
