@@ -18,9 +18,6 @@ cargo clippy --all-targets --all-features --locked -- -D warnings
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --locked
 
-step "demo smoke test (examples/secure_api.rs over HTTP)"
-scripts/demo_smoke.sh
-
 step "real OpenID provider for the end-to-end tests (tests/oidc-provider, oidc-provider pinned)"
 (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
 op_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -37,6 +34,9 @@ if ! curl -fsS "$PORTCULLIS_TEST_OIDC_ISSUER/.well-known/openid-configuration" >
   echo "the OpenID provider did not start:"; cat "$op_log"; exit 1
 fi
 echo "provider at $PORTCULLIS_TEST_OIDC_ISSUER"
+
+step "demo smoke test (examples/secure_api.rs over HTTP)"
+scripts/demo_smoke.sh
 
 step "cargo test (unit, integration, property, end-to-end and doc tests)"
 cargo test --all-features --locked
