@@ -251,7 +251,7 @@ async fn forged_kids_are_rate_limited_by_the_cooldown() {
     let jwks = Jwks::start(vec![jwk(&es256("k1"), "k1")]).await;
     let issuer = jwks
         .issuer()
-        .refresh_cooldown(Duration::from_millis(500))
+        .refresh_cooldown(Duration::from_secs(2))
         .build()
         .await
         .unwrap();
@@ -270,7 +270,7 @@ async fn forged_kids_are_rate_limited_by_the_cooldown() {
             .problem(401, "invalid-token");
     }
     assert_eq!(jwks.fetches(), 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     // After the cool-down: a burst of different unknown kids causes one fetch.
     let mut tasks = Vec::new();
     for i in 0..500 {
@@ -311,7 +311,8 @@ async fn background_refresh_honours_max_age_within_bounds() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(capped.fetches(), 2);
+    let fetched = capped.fetches();
+    assert!((2..=3).contains(&fetched), "{fetched}");
 
     // no-store, raised to the lower bound of an hour: no refresh soon.
     let floored = Jwks::start(vec![jwk(&es256("k1"), "k1")]).await;
