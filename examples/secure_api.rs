@@ -21,6 +21,11 @@
 //! - Without configuration it trusts the embedded DEVELOPMENT key below (ES256). Never deploy it.
 //! - `RATE_LIMIT_PER_SECOND` (default 20) and `RATE_LIMIT_BURST` (default 40) limit each client
 //!   address across the whole API; 5 failed logins in 15 minutes lock an address out (429).
+//! - `OIDC_ISSUER_URL` set: it trusts that OpenID provider instead (discovery, JWKS rotation),
+//!   with audience `API_AUDIENCE` (default `portcullis-demo`): RS256 and ES256 RFC 9068 access
+//!   tokens only (`typ` `at+jwt`), a plain `http://` issuer only on a loopback address. An invalid
+//!   value or an unreachable provider stops start-up with a message (needs `--features oidc`).
+//!   The dev keys are then not trusted, so a non-loopback `BIND_ADDR` is allowed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +39,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::{EncodingKey, Header};
 use portcullis::auth::{JwtAuthenticator, JwtKey};
+#[cfg(feature = "oidc")]
+use portcullis::oidc::{Issuer, OidcAuthenticator};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, any_role, authenticated, public, require_scope};
 use portcullis::{Algorithm, AuthLayer, Identity, Rejection, RejectionKind, Valid, ValidateLayer};
@@ -193,7 +200,21 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !bind.ip().is_loopback() {
+    let provider = match optional_setting("OIDC_ISSUER_URL") {
+        Ok(provider) => provider,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let audience = match optional_setting("API_AUDIENCE") {
+        Ok(audience) => audience.unwrap_or_else(|| DEV_AUDIENCE.to_owned()),
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    if provider.is_none() && !bind.ip().is_loopback() {
         // Anyone can mint tokens for the published development key: never expose it.
         eprintln!(
             "BIND_ADDR: {bind} is not a loopback address, and the demo trusts its published \
@@ -219,13 +240,6 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match app(&limits, max_body_bytes) {
-        Ok(app) => app,
-        Err(message) => {
-            eprintln!("configuration error: {message}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -234,6 +248,29 @@ fn serve() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let layer = match &provider {
+            None => match dev_authenticator() {
+                Ok(jwt) => AuthLayer::optional().with(jwt),
+                Err(error) => {
+                    eprintln!("configuration error: {error}");
+                    return ExitCode::from(2);
+                }
+            },
+            Some(url) => match provider_authenticator(url, &audience).await {
+                Ok(oidc) => AuthLayer::optional().with(oidc),
+                Err(error) => {
+                    eprintln!("OIDC_ISSUER_URL: {error}");
+                    return ExitCode::from(2);
+                }
+            },
+        };
+        let app = match app(layer, &limits, max_body_bytes) {
+            Ok(app) => app,
+            Err(message) => {
+                eprintln!("configuration error: {message}");
+                return ExitCode::from(2);
+            }
+        };
         let listener = match tokio::net::TcpListener::bind(bind).await {
             Ok(listener) => listener,
             Err(error) => {
@@ -241,17 +278,20 @@ fn serve() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        print_welcome(bind);
+        match &provider {
+            None => print_welcome(bind),
+            Some(url) => println!(
+                "portcullis demo listening on http://{bind}, trusting {url} for audience {audience:?}"
+            ),
+        }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         // Connect info gives the rate limiter and the lockout each client's address.
-        match axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        match axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
         {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -273,6 +313,46 @@ fn setting<T>(name: &str, default: &str, parse: impl Fn(&str) -> Option<T>) -> R
     }
 }
 
+/// An optional setting without default; present but empty or not UTF-8 is an error.
+fn optional_setting(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Err(format!("{name}: empty value")),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name}: not valid UTF-8")),
+    }
+}
+
+fn dev_authenticator() -> Result<JwtAuthenticator, portcullis::ConfigError> {
+    JwtAuthenticator::builder()
+        .key(JwtKey::ec_pem(DEV_PUBLIC_KEY.as_bytes(), Algorithm::ES256)?.with_kid(DEV_KID))
+        .issuer(DEV_ISSUER)
+        .audience([DEV_AUDIENCE])
+        .build()
+}
+
+/// The provider named by `OIDC_ISSUER_URL`: RS256/ES256 RFC 9068 access tokens for `audience`.
+#[cfg(feature = "oidc")]
+async fn provider_authenticator(
+    url: &str,
+    audience: &str,
+) -> Result<OidcAuthenticator, portcullis::ConfigError> {
+    let issuer = Issuer::builder(url)
+        .audience([audience])
+        .algorithms([Algorithm::RS256, Algorithm::ES256])
+        .typ(["at+jwt", "application/at+jwt"])
+        // http:// is accepted only when the issuer's host is a loopback address.
+        .allow_http_on_loopback()
+        .build()
+        .await?;
+    OidcAuthenticator::builder().issuer(issuer).build()
+}
+
+#[cfg(not(feature = "oidc"))]
+async fn provider_authenticator(_url: &str, _audience: &str) -> Result<JwtAuthenticator, String> {
+    Err("this build has no OpenID support: run with `--features oidc`".to_owned())
+}
+
 /// Per-client limits for the whole API (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`).
 struct Limits {
     per_second: u32,
@@ -289,12 +369,11 @@ impl Limits {
     }
 }
 
-fn app(limits: &Limits, max_body_bytes: usize) -> Result<Router, portcullis::ConfigError> {
-    let jwt = JwtAuthenticator::builder()
-        .key(JwtKey::ec_pem(DEV_PUBLIC_KEY.as_bytes(), Algorithm::ES256)?.with_kid(DEV_KID))
-        .issuer(DEV_ISSUER)
-        .audience([DEV_AUDIENCE])
-        .build()?;
+fn app(
+    auth: AuthLayer,
+    limits: &Limits,
+    max_body_bytes: usize,
+) -> Result<Router, portcullis::ConfigError> {
     // One table says who may do what; a route added without a row is refused (403).
     let admin = || require_scope("admin").and(any_role(["admin"]));
     let table = RouteTable::builder()
@@ -324,7 +403,7 @@ fn app(limits: &Limits, max_body_bytes: usize) -> Result<Router, portcullis::Con
         // pass authentication and are answered 401 by the table unless the route is public.
         // Unknown paths get the table's 404 problem+json.
         .layer(RbacLayer::table(table))
-        .layer(AuthLayer::optional().with(jwt))
+        .layer(auth)
         // Repeated bad credentials from one address lock it out for a while (429).
         .layer(LockoutLayer::builder().build()?)
         // Every client gets the same budget for the whole API, counted before anything else.

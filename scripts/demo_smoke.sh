@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --example secure_api --locked --quiet
+cargo build --example secure_api --features oidc --locked --quiet
 bin=target/debug/examples/secure_api
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -177,6 +177,34 @@ pid=$!
 for _ in $(seq 1 100); do curl -fsS "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
 for _ in 1 2 3 4 5; do curl -s -o /dev/null -H "Authorization: Bearer bad.token.value" "$base/me"; done
 expect 429 "locked out after failed logins" -H "$(auth "$reader")" "$base/me"
+
+for bad in "nope" "http://issuer.example" ""; do
+  if OIDC_ISSUER_URL="$bad" BIND_ADDR="127.0.0.1:$port" "$bin" >/dev/null 2>&1; then
+    echo "FAIL: OIDC_ISSUER_URL=$bad was accepted"; failures=$((failures + 1))
+  else
+    passed=$((passed + 1))
+  fi
+done
+
+# With a real provider (scripts/test.sh starts one): its RFC 9068 tokens work, dev tokens do not.
+if [ -n "${PORTCULLIS_TEST_OIDC_ISSUER:-}" ]; then
+  kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  OIDC_ISSUER_URL="$PORTCULLIS_TEST_OIDC_ISSUER" API_AUDIENCE="urn:portcullis:test-api" \
+    BIND_ADDR="127.0.0.1:$port" "$bin" >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "$base/health" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  provider_token=$(curl -s -u portcullis-test:portcullis-test-secret-0123456789abcdef \
+    -d 'grant_type=client_credentials&scope=read%3Aitems&resource=urn%3Aportcullis%3Atest-api' \
+    "$PORTCULLIS_TEST_OIDC_ISSUER/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  expect 200 "provider token reads items"     -H "$(auth "$provider_token")" "$base/items"
+  expect 403 "provider token cannot create"   -H "$(auth "$provider_token")" -H 'Content-Type: application/json' -d '{"name":"x"}' "$base/items"
+  expect 401 "dev token refused with a provider" -H "$(auth "$reader")" "$base/items"
+else
+  echo "note: PORTCULLIS_TEST_OIDC_ISSUER not set, demo not tried against a provider"
+fi
 
 echo "demo smoke: $passed passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -10,9 +10,13 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- Services the tests need -------------------------------------------------------------
-cleanup() { for pid in ${started_pids:-}; do kill "$pid" 2>/dev/null || true; done; }
+cleanup() {
+  for pid in ${started_pids:-}; do kill "$pid" 2>/dev/null || true; done
+  for file in ${temp_files:-}; do rm -f "$file"; done
+}
 trap cleanup EXIT
 started_pids=""
+temp_files=""
 
 # A free TCP port on localhost.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -59,8 +63,26 @@ cargo clippy --all-targets --all-features --locked -- -D warnings
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --locked
 
+step "real OpenID provider for the end-to-end tests (tests/oidc-provider, oidc-provider pinned)"
+(cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
+op_port=$(free_port)
+op_log=$(mktemp)
+node tests/oidc-provider/server.mjs "$op_port" >"$op_log" 2>&1 &
+op_pid=$!
+started_pids="$started_pids $op_pid"
+temp_files="$temp_files $op_log"
+export PORTCULLIS_TEST_OIDC_ISSUER="http://127.0.0.1:$op_port"
+for _ in $(seq 1 100); do
+  curl -fsS "$PORTCULLIS_TEST_OIDC_ISSUER/.well-known/openid-configuration" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+if ! curl -fsS "$PORTCULLIS_TEST_OIDC_ISSUER/.well-known/openid-configuration" >/dev/null; then
+  echo "the OpenID provider did not start:"; cat "$op_log"; exit 1
+fi
+echo "provider at $PORTCULLIS_TEST_OIDC_ISSUER"
+
 step "demo smoke test (examples/secure_api.rs over HTTP)"
 scripts/demo_smoke.sh
 
-step "cargo test (unit, integration, property and doc tests)"
+step "cargo test (unit, integration, property, end-to-end and doc tests)"
 cargo test --all-features --locked

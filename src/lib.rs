@@ -10,6 +10,7 @@
 //! | [`rate_limit`] | [`RateLimitLayer`], [`LockoutLayer`](rate_limit::LockoutLayer) | how often: GCRA quotas, brute-force lockout |
 //! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
 //! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
+//! | `oidc` (feature `oidc`) | `OidcAuthenticator` in the [`AuthLayer`] | tokens from OpenID providers: discovery, JWKS rotation, introspection, revocation |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
 //! clear 4xx problem+json response that leaks no secret, never a panic or a 5xx.
@@ -48,6 +49,8 @@ pub mod client_ip;
 mod decision;
 pub mod error;
 pub mod identity;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 pub mod rate_limit;
 pub mod rbac;
 pub mod validate;
@@ -57,6 +60,8 @@ pub use client_ip::ClientIp;
 pub use decision::Decision;
 pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
+#[cfg(feature = "oidc")]
+pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenticator};
 pub use rate_limit::RateLimitLayer;
 pub use rbac::RbacLayer;
 pub use validate::{Valid, ValidateLayer};

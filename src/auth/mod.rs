@@ -51,7 +51,7 @@
 mod api_key;
 mod basic;
 mod future;
-mod header;
+pub(crate) mod header;
 mod jwt;
 mod layer;
 mod service;

@@ -93,6 +93,7 @@ impl JwtAuthenticator {
             mapping: ClaimMapping::default(),
             cache_max_bytes: 32 * 1024 * 1024,
             clock: None,
+            allow_no_keys: false,
         }
     }
 
@@ -160,6 +161,17 @@ impl JwtAuthenticator {
             }
         }
         removed
+    }
+
+    /// The ids of the configured keys (keys without an id are left out).
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn kids(&self) -> Vec<String> {
+        let keys = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        keys.iter().filter_map(|key| key.kid.clone()).collect()
     }
 
     /// Forgets a verified token, so that its next use is verified again from scratch.
@@ -513,6 +525,8 @@ pub struct JwtAuthenticatorBuilder {
     mapping: ClaimMapping,
     cache_max_bytes: u64,
     clock: Option<Clock>,
+    /// Set by the OIDC issuer, whose keys arrive (and may all vanish) at run time.
+    allow_no_keys: bool,
 }
 
 impl JwtAuthenticatorBuilder {
@@ -600,9 +614,16 @@ impl JwtAuthenticatorBuilder {
         self
     }
 
+    /// Lets [`build`](Self::build) succeed without keys: the JWKS cache adds them at run time.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn allow_no_keys(mut self) -> Self {
+        self.allow_no_keys = true;
+        self
+    }
+
     /// Checks the configuration and builds the authenticator.
     pub fn build(self) -> Result<JwtAuthenticator, ConfigError> {
-        if self.keys.is_empty() {
+        if self.keys.is_empty() && !self.allow_no_keys {
             return Err(ConfigError::new(
                 "a JwtAuthenticator needs at least one key",
             ));

@@ -1,0 +1,428 @@
+//! RFC 7662 token introspection for opaque access tokens, with a bounded cache.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::request::Parts;
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenResponse, BasicTokenType,
+};
+use oauth2::{
+    AccessToken, Client, ClientId, ClientSecret, EndpointNotSet, EndpointSet, ExtraTokenFields,
+    IntrospectionUrl, StandardRevocableToken, StandardTokenIntrospectionResponse,
+    TokenIntrospectionResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::http::{HttpClient, HttpConfig};
+use super::invalid;
+use crate::auth::{Authentication, Authenticator, header};
+use crate::error::{ConfigError, Rejection, Scheme};
+use crate::identity::{AuthMethod, ClaimMapping, Identity, system_time};
+
+/// Every member of the introspection response beyond RFC 7662's, for the [`ClaimMapping`]
+/// (`roles`, `realm_access`, ...).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct OtherClaims {
+    #[serde(flatten)]
+    members: Map<String, Value>,
+}
+
+impl ExtraTokenFields for OtherClaims {}
+
+type Response = StandardTokenIntrospectionResponse<OtherClaims, BasicTokenType>;
+
+type IntrospectionClient = Client<
+    BasicErrorResponse,
+    BasicTokenResponse,
+    Response,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+>;
+
+/// Checks opaque bearer tokens with the provider's RFC 7662 introspection endpoint.
+///
+/// The request authenticates this API as an OAuth client (`client_secret_basic`). Answers are
+/// cached by the SHA-256 of the token in a bounded cache: an active token until its `exp` (at most
+/// [`max_positive_ttl`](IntrospectorBuilder::max_positive_ttl), 5 min by default, so a
+/// revocation shows within that time), an inactive one for
+/// [`negative_ttl`](IntrospectorBuilder::negative_ttl) (10 s) so garbage tokens cannot make us
+/// call the provider for every request. `active: false` is a 401 `invalid_token`; so is an
+/// unreachable provider (with a warning in the log): never a 5xx.
+///
+/// The identity is built like a JWT's: scopes and roles through the [`ClaimMapping`], `iss`
+/// checked when configured, `aud` against the audiences. The subject is `sub`, or `client_id` for
+/// client-credentials tokens that have no `sub`.
+///
+/// On its own it is an [`Authenticator`] for every bearer token; next to JWT issuers, give it to
+/// [`OidcAuthenticator::builder`](super::OidcAuthenticator::builder), which sends it only the
+/// tokens that are not JWTs.
+#[derive(Clone)]
+pub struct Introspector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: IntrospectionClient,
+    http: HttpClient,
+    issuer: Option<String>,
+    audiences: Option<Vec<String>>,
+    mapping: ClaimMapping,
+    negative_ttl: Duration,
+    max_positive_ttl: Duration,
+    max_token_bytes: usize,
+    cache: moka::sync::Cache<[u8; 32], Cached>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    identity: Option<Identity>,
+    exp: Option<u64>,
+    ttl: Duration,
+}
+
+impl Introspector {
+    /// Starts configuring introspection at `endpoint` as the OAuth client `client_id`.
+    pub fn builder(
+        endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> IntrospectorBuilder {
+        IntrospectorBuilder::new(endpoint.into(), client_id.into(), client_secret.into())
+    }
+
+    /// Introspects one token (without the `Bearer ` prefix).
+    pub async fn introspect(&self, token: &str) -> Result<Identity, Rejection> {
+        let inner = &*self.inner;
+        if token.len() > inner.max_token_bytes {
+            return Err(invalid("too_large", "The access token is too large."));
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = inner.cache.get(&digest) {
+            return match hit.identity {
+                Some(identity) if hit.exp.is_none_or(|exp| now() < exp) => Ok(identity),
+                Some(_) => Err(invalid("expired", "The access token expired.")),
+                None => Err(inactive()),
+            };
+        }
+        let access_token = AccessToken::new(token.to_owned());
+        let http = inner.http.clone();
+        let call = move |request| {
+            let http = http.clone();
+            async move { http.execute(request).await }
+        };
+        let response = match inner
+            .client
+            .introspect(&access_token)
+            .request_async(&call)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(%error, "token introspection failed; refusing the token");
+                return Err(invalid(
+                    "introspection_failed",
+                    "The access token could not be checked.",
+                ));
+            }
+        };
+        let (outcome, exp) = inner.judge(&response);
+        let ttl = match (&outcome, exp) {
+            (Ok(_), Some(exp)) => {
+                Duration::from_secs(exp.saturating_sub(now())).min(inner.max_positive_ttl)
+            }
+            (Ok(_), None) => inner.max_positive_ttl,
+            (Err(_), _) => inner.negative_ttl,
+        };
+        inner.cache.insert(
+            digest,
+            Cached {
+                identity: outcome.as_ref().ok().cloned(),
+                exp,
+                ttl,
+            },
+        );
+        outcome
+    }
+}
+
+fn inactive() -> Rejection {
+    invalid("inactive", "The access token is not active.")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Inner {
+    fn judge(&self, response: &Response) -> (Result<Identity, Rejection>, Option<u64>) {
+        if !response.active() {
+            return (Err(inactive()), None);
+        }
+        let exp = response
+            .exp()
+            .map(|at| u64::try_from(at.timestamp()).unwrap_or(0));
+        (self.identity(response, exp), exp)
+    }
+
+    fn identity(&self, response: &Response, exp: Option<u64>) -> Result<Identity, Rejection> {
+        if exp.is_some_and(|exp| now() >= exp) {
+            return Err(invalid("expired", "The access token expired."));
+        }
+        if let Some(expected) = &self.issuer
+            && response.iss() != Some(expected.as_str())
+        {
+            return Err(invalid(
+                "bad_issuer",
+                "The access token was issued by an untrusted issuer.",
+            ));
+        }
+        if let Some(expected) = &self.audiences {
+            let audiences = response.aud().map(Vec::as_slice).unwrap_or_default();
+            if !audiences.iter().any(|aud| expected.contains(aud)) {
+                return Err(invalid(
+                    "bad_audience",
+                    "The access token is not meant for this API.",
+                ));
+            }
+        }
+        let subject = response
+            .sub()
+            .or(response.client_id().map(|id| id.as_str()))
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("missing_sub", "The access token has no subject."))?
+            .to_owned();
+        let Ok(Value::Object(mut claims)) = serde_json::to_value(response) else {
+            return Err(invalid(
+                "claim_type",
+                "A claim of the access token has the wrong type.",
+            ));
+        };
+        claims.retain(|_, value| !value.is_null());
+        let (scopes, roles) = self.mapping.apply(&claims).map_err(|()| {
+            invalid(
+                "claim_type",
+                "A claim of the access token has the wrong type.",
+            )
+        })?;
+        let mut builder = Identity::builder(subject, AuthMethod::Introspection)
+            .scopes(scopes)
+            .roles(roles);
+        if let Some(iss) = response.iss() {
+            builder = builder.issuer(iss);
+        }
+        if let Some(exp) = exp {
+            builder = builder.expires_at(system_time(exp));
+        }
+        Ok(builder.claims(claims).build())
+    }
+}
+
+impl Authenticator for Introspector {
+    fn scheme(&self) -> Scheme {
+        Scheme::Bearer
+    }
+
+    fn authenticate(&self, request: &Parts) -> Authentication {
+        match header::credentials(&request.headers, "Bearer") {
+            None => Authentication::NotPresent,
+            Some(token) => self.authenticate_token(token),
+        }
+    }
+}
+
+impl Introspector {
+    pub(crate) fn authenticate_token(&self, token: &str) -> Authentication {
+        let this = self.clone();
+        let token = token.to_owned();
+        Authentication::Pending(Box::pin(async move { this.introspect(&token).await }))
+    }
+}
+
+impl fmt::Debug for Introspector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Introspector")
+            .field("endpoint", &self.inner.client.introspection_url().as_str())
+            .field("client_id", &self.inner.client.client_id().as_str())
+            .field("issuer", &self.inner.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`Introspector`]. Audience is required (or
+/// [`any_audience`](Self::any_audience)).
+#[must_use]
+pub struct IntrospectorBuilder {
+    endpoint: String,
+    client_id: String,
+    client_secret: String,
+    issuer: Option<String>,
+    audiences: Option<Vec<String>>,
+    any_audience: bool,
+    mapping: ClaimMapping,
+    negative_ttl: Duration,
+    max_positive_ttl: Duration,
+    max_entries: u64,
+    max_token_bytes: usize,
+    http: HttpConfig,
+}
+
+impl fmt::Debug for IntrospectorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The client secret is never printed.
+        f.debug_struct("IntrospectorBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntrospectorBuilder {
+    pub(crate) fn new(endpoint: String, client_id: String, client_secret: String) -> Self {
+        Self {
+            endpoint,
+            client_id,
+            client_secret,
+            issuer: None,
+            audiences: None,
+            any_audience: false,
+            mapping: ClaimMapping::default(),
+            negative_ttl: Duration::from_secs(10),
+            max_positive_ttl: Duration::from_secs(300),
+            max_entries: 10_000,
+            max_token_bytes: 8 * 1024,
+            http: HttpConfig::default(),
+        }
+    }
+
+    pub(crate) fn http_config(mut self, http: HttpConfig) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Requires the response's `iss` to equal `issuer`.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Requires the response's `aud` to contain one of these.
+    pub fn audience<I: IntoIterator<Item = T>, T: Into<String>>(mut self, audiences: I) -> Self {
+        self.audiences = Some(audiences.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accepts any audience (the provider only issues tokens for this API).
+    pub fn any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// Where scopes and roles are read from in the introspection response.
+    pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// How long an inactive answer is remembered (default 10 s).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Longest time an active answer is remembered, however far its `exp` (default 5 min): the
+    /// delay before a revocation at the provider is seen.
+    pub fn max_positive_ttl(mut self, ttl: Duration) -> Self {
+        self.max_positive_ttl = ttl;
+        self
+    }
+
+    /// Most answers kept in the cache (default 10 000).
+    pub fn cache_entries(mut self, entries: u64) -> Self {
+        self.max_entries = entries;
+        self
+    }
+
+    /// Connect timeout (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.http.connect_timeout = timeout;
+        self
+    }
+
+    /// Read timeout (default 10 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.http.read_timeout = timeout;
+        self
+    }
+
+    /// Largest introspection response accepted (default 256 KiB), enforced while reading.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.http.max_response_bytes = bytes;
+        self
+    }
+
+    /// Allows a plain `http://` endpoint on a loopback address, for tests.
+    pub fn allow_http_on_loopback(mut self) -> Self {
+        self.http.allow_http_on_loopback = true;
+        self
+    }
+
+    /// Checks the configuration and builds the introspector.
+    pub fn build(self) -> Result<Introspector, ConfigError> {
+        let http = HttpClient::new(self.http)?;
+        let endpoint = http.check_url(&self.endpoint)?;
+        let audiences = match (self.audiences, self.any_audience) {
+            (Some(list), false) if !list.is_empty() => Some(list),
+            (None, true) => None,
+            _ => {
+                return Err(ConfigError::new(
+                    "set the introspector's audience(s), or call any_audience() explicitly",
+                ));
+            }
+        };
+        let client = Client::new(ClientId::new(self.client_id))
+            .set_client_secret(ClientSecret::new(self.client_secret))
+            .set_introspection_url(IntrospectionUrl::from_url(endpoint));
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(self.max_entries)
+            .expire_after(CachedTtl)
+            .build();
+        Ok(Introspector {
+            inner: Arc::new(Inner {
+                client,
+                http,
+                issuer: self.issuer,
+                audiences,
+                mapping: self.mapping,
+                negative_ttl: self.negative_ttl,
+                max_positive_ttl: self.max_positive_ttl,
+                max_token_bytes: self.max_token_bytes,
+                cache,
+            }),
+        })
+    }
+}
+
+struct CachedTtl;
+
+impl moka::Expiry<[u8; 32], Cached> for CachedTtl {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Cached,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}

@@ -1,0 +1,391 @@
+//! One trusted OpenID provider: discovery, its JWKS cache and the JWT checks for its tokens.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use jsonwebtoken::Algorithm;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
+use openidconnect::{AdditionalProviderMetadata, ProviderMetadata};
+use serde::{Deserialize, Serialize};
+
+use super::http::{HttpClient, HttpConfig};
+use super::introspection::IntrospectorBuilder;
+use super::jwks::{Jwks, Outcome, RefreshPolicy};
+use crate::auth::JwtAuthenticator;
+use crate::error::{ConfigError, Rejection};
+use crate::identity::{ClaimMapping, Identity};
+
+/// The discovery document fields portcullis reads beyond OpenID Connect Discovery's own.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct Extra {
+    introspection_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for Extra {}
+
+type Metadata = ProviderMetadata<
+    Extra,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// A trusted OpenID provider, configured from its issuer URL.
+///
+/// [`IssuerBuilder::build`] fetches `/.well-known/openid-configuration`, checks that the document
+/// names exactly this issuer, and fetches the `jwks_uri`. From then on the keys are kept fresh in
+/// the background (honouring `Cache-Control: max-age` within bounds); a token naming an unknown
+/// `kid` triggers at most one refetch per cool-down, shared by every request waiting for it; when
+/// the provider is down the last good keys keep working. Tokens are verified by a
+/// [`JwtAuthenticator`] of this issuer alone (strict checks, verified-token cache).
+///
+/// Hand issuers to an [`OidcAuthenticator`](super::OidcAuthenticator). Cloning is cheap.
+#[derive(Clone)]
+pub struct Issuer {
+    inner: Arc<IssuerInner>,
+}
+
+struct IssuerInner {
+    issuer: String,
+    jwks: Arc<Jwks>,
+    introspection_endpoint: Option<String>,
+    http: HttpConfig,
+}
+
+impl Issuer {
+    /// Starts configuring the issuer whose `iss` is exactly `issuer_url`.
+    pub fn builder(issuer_url: impl Into<String>) -> IssuerBuilder {
+        IssuerBuilder {
+            issuer: issuer_url.into(),
+            jwks_uri: None,
+            audiences: None,
+            any_audience: false,
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            typ: None,
+            mapping: ClaimMapping::default(),
+            leeway: Duration::from_secs(60),
+            cache_max_bytes: None,
+            clock: None,
+            policy: RefreshPolicy::default(),
+            http: HttpConfig::default(),
+        }
+    }
+
+    /// The issuer identifier (`iss`), exactly as configured and confirmed by discovery.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The provider's introspection endpoint, if its discovery document names one.
+    pub fn introspection_endpoint(&self) -> Option<&str> {
+        self.inner.introspection_endpoint.as_deref()
+    }
+
+    /// Starts an [`Introspector`](super::Introspector) for this provider's introspection
+    /// endpoint, with this issuer required in `iss` and the same HTTP settings.
+    pub fn introspector(
+        &self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Result<IntrospectorBuilder, ConfigError> {
+        let endpoint = self.introspection_endpoint().ok_or_else(|| {
+            ConfigError::new("the provider's discovery document has no introspection_endpoint")
+        })?;
+        Ok(
+            IntrospectorBuilder::new(endpoint.to_owned(), client_id.into(), client_secret.into())
+                .issuer(self.issuer())
+                .http_config(self.inner.http.clone()),
+        )
+    }
+
+    /// Verifies a token with the keys known right now (no refetch). The rejection reason is
+    /// `unknown_kid` when the token names a key this issuer does not have (yet).
+    pub fn verify(&self, token: &str) -> Result<Identity, Rejection> {
+        self.inner.jwks.jwt().verify(token)
+    }
+
+    /// How many times the JWKS was fetched (discovery's fetch included). For monitoring.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.inner.jwks.fetches()
+    }
+
+    /// Whether the last JWKS fetch failed and the keys in use are the last good ones.
+    pub fn jwks_stale(&self) -> bool {
+        self.inner.jwks.is_stale()
+    }
+
+    /// Fetches the JWKS now (joining a fetch in flight), ignoring the cool-down. Returns whether
+    /// the fetch succeeded; on failure the last good keys stay in use.
+    pub async fn refresh_keys(&self) -> bool {
+        match self.inner.jwks.refresh(false) {
+            Some(refresh) => matches!(refresh.await, Outcome::Fresh(_)),
+            None => false,
+        }
+    }
+
+    pub(crate) fn jwks(&self) -> &Arc<Jwks> {
+        &self.inner.jwks
+    }
+}
+
+impl fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuer")
+            .field("issuer", &self.inner.issuer)
+            .field("jwt", self.inner.jwks.jwt())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`Issuer`]. Audience is required (or [`any_audience`](Self::any_audience)).
+#[must_use]
+pub struct IssuerBuilder {
+    issuer: String,
+    jwks_uri: Option<String>,
+    audiences: Option<Vec<String>>,
+    any_audience: bool,
+    algorithms: Vec<Algorithm>,
+    typ: Option<Vec<String>>,
+    mapping: ClaimMapping,
+    leeway: Duration,
+    cache_max_bytes: Option<u64>,
+    clock: Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>,
+    policy: RefreshPolicy,
+    http: HttpConfig,
+}
+
+impl fmt::Debug for IssuerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerBuilder")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerBuilder {
+    /// Accepts tokens whose `aud` contains one of these.
+    pub fn audience<I: IntoIterator<Item = T>, T: Into<String>>(mut self, audiences: I) -> Self {
+        self.audiences = Some(audiences.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accepts any audience: only when this provider issues tokens for this API alone.
+    pub fn any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// The signing algorithms accepted from this issuer (default RS256 and ES256). A JWKS key
+    /// with another `alg` is skipped; one without `alg` takes the first of these that fits it.
+    pub fn algorithms<I: IntoIterator<Item = Algorithm>>(mut self, algorithms: I) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Requires the header `typ`, e.g. `["at+jwt"]` for RFC 9068 access tokens.
+    pub fn typ<I: IntoIterator<Item = T>, T: AsRef<str>>(mut self, accepted: I) -> Self {
+        self.typ = Some(
+            accepted
+                .into_iter()
+                .map(|t| t.as_ref().to_owned())
+                .collect(),
+        );
+        self
+    }
+
+    /// Where scopes and roles are read from in this issuer's tokens.
+    pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Memory budget of the verified-token cache (default as [`JwtAuthenticator`]'s).
+    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.cache_max_bytes = Some(bytes);
+        self
+    }
+
+    /// The clock for `exp`, `nbf` and `iat` (default: the system clock). For tests.
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Skips discovery and uses this key set URL (for OAuth servers without OpenID discovery).
+    pub fn jwks_uri(mut self, uri: impl Into<String>) -> Self {
+        self.jwks_uri = Some(uri.into());
+        self
+    }
+
+    /// Least time between two JWKS fetches caused by unknown kids (default 30 s), so that tokens
+    /// with forged kids cannot make us hammer the provider.
+    pub fn refresh_cooldown(mut self, cooldown: Duration) -> Self {
+        self.policy.cooldown = cooldown;
+        self
+    }
+
+    /// Bounds for the background refresh interval taken from `Cache-Control: max-age` (default
+    /// 1 min to 24 h; 1 h when the provider sends no max-age; the lower bound after a failure).
+    pub fn refresh_interval(mut self, min: Duration, max: Duration) -> Self {
+        self.policy.min_interval = min;
+        self.policy.max_interval = max.max(min);
+        self.policy.default_interval = self.policy.default_interval.clamp(min, max.max(min));
+        self
+    }
+
+    /// Connect timeout for the provider (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.http.connect_timeout = timeout;
+        self
+    }
+
+    /// Read timeout for the provider (default 10 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.http.read_timeout = timeout;
+        self
+    }
+
+    /// Largest discovery document or JWKS accepted, in bytes (default 256 KiB). Enforced while
+    /// reading.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.http.max_response_bytes = bytes;
+        self
+    }
+
+    /// Allows plain `http://` URLs whose host is a loopback address (`127.0.0.1`, `[::1]`,
+    /// `localhost`), for a provider running on this machine in tests. Anything else stays
+    /// https-only.
+    pub fn allow_http_on_loopback(mut self) -> Self {
+        self.http.allow_http_on_loopback = true;
+        self
+    }
+
+    /// Discovers the provider, fetches its keys and starts the background refresh.
+    ///
+    /// Fails when the issuer URL is not allowed (https, or http on loopback when allowed), the
+    /// discovery document cannot be fetched or names another issuer, or the configuration is
+    /// incomplete. A JWKS that cannot be fetched at start-up is an error too: there would be no
+    /// last good keys to fall back on.
+    pub async fn build(self) -> Result<Issuer, ConfigError> {
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::new("an issuer needs at least one algorithm"));
+        }
+        let http = HttpClient::new(self.http.clone())?;
+        http.check_url(&self.issuer)?;
+        let (jwks_uri, introspection_endpoint) = match &self.jwks_uri {
+            Some(uri) => (uri.clone(), None),
+            None => discover(&http, &self.issuer).await?,
+        };
+        let jwks_uri = http.check_url(&jwks_uri)?;
+        let mut jwt = JwtAuthenticator::builder()
+            .allow_no_keys()
+            .issuer(self.issuer.clone())
+            .leeway(self.leeway)
+            .claim_mapping(self.mapping);
+        jwt = match (self.audiences, self.any_audience) {
+            (Some(audiences), false) => jwt.audience(audiences),
+            (None, true) => jwt.any_audience(),
+            (None, false) => {
+                return Err(ConfigError::new(
+                    "set the issuer's accepted audience(s), or call any_audience() explicitly",
+                ));
+            }
+            (Some(_), true) => {
+                return Err(ConfigError::new(
+                    "audience() and any_audience() exclude each other",
+                ));
+            }
+        };
+        if let Some(typ) = self.typ {
+            jwt = jwt.typ(typ);
+        }
+        if let Some(bytes) = self.cache_max_bytes {
+            jwt = jwt.cache_max_bytes(bytes);
+        }
+        if let Some(clock) = self.clock {
+            jwt = jwt.clock(move || clock());
+        }
+        let jwks = Arc::new(Jwks::new(
+            self.issuer.clone(),
+            jwks_uri,
+            http,
+            jwt.build()?,
+            self.algorithms,
+            self.policy,
+        ));
+        let first = match jwks.refresh(false) {
+            Some(refresh) => refresh.await,
+            None => Outcome::Failed,
+        };
+        if matches!(first, Outcome::Failed) {
+            return Err(ConfigError::new(format!(
+                "cannot fetch the JWKS of {:?} (see the log)",
+                self.issuer
+            )));
+        }
+        jwks.spawn_background(first);
+        Ok(Issuer {
+            inner: Arc::new(IssuerInner {
+                issuer: self.issuer,
+                jwks,
+                introspection_endpoint,
+                http: self.http,
+            }),
+        })
+    }
+}
+
+/// OpenID Connect Discovery 1.0 §4: the document must name exactly the issuer we asked for.
+async fn discover(
+    http: &HttpClient,
+    issuer: &str,
+) -> Result<(String, Option<String>), ConfigError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let url = http.check_url(&url)?;
+    let fetched = http
+        .get(&url)
+        .await
+        .map_err(|error| ConfigError::new(format!("OpenID discovery at {url} failed: {error}")))?;
+    let metadata: Metadata = serde_json::from_slice(&fetched.body).map_err(|error| {
+        ConfigError::new(format!(
+            "the OpenID discovery document at {url} is not valid: {error}"
+        ))
+    })?;
+    if metadata.issuer().as_str() != issuer {
+        return Err(ConfigError::new(format!(
+            "the discovery document names issuer {:?}, not {issuer:?}",
+            metadata.issuer().as_str()
+        )));
+    }
+    Ok((
+        metadata.jwks_uri().as_str().to_owned(),
+        metadata
+            .additional_metadata()
+            .introspection_endpoint
+            .clone(),
+    ))
+}
