@@ -140,16 +140,22 @@ impl TrustedProxies {
         name: &'static str,
         parse: impl Fn(&str) -> Option<IpAddr>,
     ) -> IpAddr {
-        let mut hops: Vec<&str> = Vec::new();
-        for value in headers.get_all(HeaderName::from_static(name)) {
-            let Ok(text) = value.to_str() else {
-                return peer;
-            };
-            hops.extend(text.split(','));
-        }
+        // Raw bytes, split per hop: a client can put non-ASCII bytes in its own (left-most) part
+        // of the line, which must not make the hops our proxies appended unreadable.
+        let values: Vec<&[u8]> = headers
+            .get_all(HeaderName::from_static(name))
+            .iter()
+            .map(|value| value.as_bytes())
+            .collect();
+        let hops = values
+            .iter()
+            .rev()
+            .flat_map(|value| value.rsplit(|b| *b == b','))
+            .take(MAX_HOPS);
         let mut last_trusted = peer;
-        for hop in hops.iter().rev().take(MAX_HOPS) {
-            match parse(hop).map(canonical) {
+        for hop in hops {
+            let hop = std::str::from_utf8(hop).ok();
+            match hop.and_then(&parse).map(canonical) {
                 Some(ip) if self.trusts(ip) => last_trusted = ip,
                 Some(ip) => return ip,
                 None => return last_trusted,
@@ -202,11 +208,24 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The socket peer from axum's `ConnectInfo`, or `0.0.0.0` when the server does not provide it.
+/// The socket peer from axum's `ConnectInfo`, or `0.0.0.0` when the server does not provide it
+/// (then every client shares one address: reported once, loudly).
 pub(crate) fn peer(extensions: &http::Extensions) -> IpAddr {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+    match extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(info) => info.0.ip(),
+        None => {
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    target: "portcullis::client_ip",
+                    "no ConnectInfo<SocketAddr>: serve with into_make_service_with_connect_info, \
+                     or every client counts as 0.0.0.0"
+                );
+            }
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        }
+    }
 }
 
 /// The client address of a request: the [`ClientIp`] left by a [`ClientIpLayer`], else the peer.
@@ -339,6 +358,16 @@ mod tests {
         // Garbage stops the walk at the last trusted hop.
         let garbage = headers(&[("x-forwarded-for", "1.2.3.4, nonsense, 10.1.1.1")]);
         assert_eq!(proxies.client_ip(ip("10.0.0.2"), &garbage), ip("10.1.1.1"));
+        // A client's own non-ASCII bytes do not hide the hops our proxies appended.
+        let mut dirty = HeaderMap::new();
+        dirty.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.7").unwrap(),
+        );
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), &dirty),
+            ip("198.51.100.7")
+        );
         // No header: the proxy itself.
         assert_eq!(
             proxies.client_ip(ip("10.0.0.2"), &HeaderMap::new()),

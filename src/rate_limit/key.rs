@@ -17,7 +17,9 @@ pub enum KeyBy {
     Subject,
     /// The API key id; requests without one count by client address.
     ApiKeyId,
-    /// The value of a header; requests without it count by client address.
+    /// The value of a header; requests without it count by client address. Clients choose
+    /// header values: key by a header only behind authentication, never as the only limit in
+    /// front of it (each new value is a fresh budget).
     Header(HeaderName),
     /// The route pattern: one budget per route for everybody.
     Route,
@@ -33,11 +35,12 @@ pub enum KeyBy {
 #[derive(Hash, Debug)]
 pub(crate) enum Material<'a> {
     Ip(IpAddr),
-    Subject(&'a str),
+    /// Issuer and subject: `sub` values of two identity providers are different people.
+    Subject(Option<&'a str>, &'a str),
     ApiKey(&'a str),
     Header(&'a [u8]),
     Route(&'a str),
-    RouteSubject(&'a str, &'a str),
+    RouteSubject(&'a str, Option<&'a str>, &'a str),
     RouteIp(&'a str, IpAddr),
     Global,
 }
@@ -58,9 +61,10 @@ impl KeyBy {
         };
         match self {
             KeyBy::ClientIp => Material::Ip(ip()),
-            KeyBy::Subject => {
-                identity().map_or_else(|| Material::Ip(ip()), |i| Material::Subject(i.subject()))
-            }
+            KeyBy::Subject => identity().map_or_else(
+                || Material::Ip(ip()),
+                |i| Material::Subject(i.issuer(), i.subject()),
+            ),
             KeyBy::ApiKeyId => identity()
                 .and_then(Identity::api_key_id)
                 .map_or_else(|| Material::Ip(ip()), Material::ApiKey),
@@ -76,7 +80,9 @@ impl KeyBy {
             }
             KeyBy::Route => Material::Route(route()),
             KeyBy::RouteAndSubject => match identity() {
-                Some(identity) => Material::RouteSubject(route(), identity.subject()),
+                Some(identity) => {
+                    Material::RouteSubject(route(), identity.issuer(), identity.subject())
+                }
                 None => Material::RouteIp(route(), ip()),
             },
             KeyBy::RouteAndClientIp => Material::RouteIp(route(), ip()),
@@ -93,11 +99,17 @@ impl Material<'_> {
         // Writing to a String cannot fail.
         let _ = match self {
             Material::Ip(ip) => write!(out, "ip:{ip}"),
-            Material::Subject(s) => write!(out, "sub:{s}"),
+            Material::Subject(iss, s) => write!(out, "sub:{}|{s}", iss.unwrap_or("")),
             Material::ApiKey(k) => write!(out, "key:{k}"),
-            Material::Header(h) => write!(out, "hdr:{}", String::from_utf8_lossy(h)),
+            // Hex, so that different byte strings never become the same text.
+            Material::Header(h) => {
+                out.push_str("hdr:");
+                h.iter().try_for_each(|b| write!(out, "{b:02x}"))
+            }
             Material::Route(r) => write!(out, "route:{r}"),
-            Material::RouteSubject(r, s) => write!(out, "route:{r}|sub:{s}"),
+            Material::RouteSubject(r, iss, s) => {
+                write!(out, "route:{r}|sub:{}|{s}", iss.unwrap_or(""))
+            }
             Material::RouteIp(r, ip) => write!(out, "route:{r}|ip:{ip}"),
             Material::Global => write!(out, "global"),
         };

@@ -22,6 +22,10 @@ pub(super) struct Limit {
     pub(super) local: Arc<dyn LocalLimiter>,
     /// `"name";q=..;w=..` for `RateLimit-Policy`.
     pub(super) policy_header: HeaderValue,
+    /// The limit's identity in a shared backend: name, which quota, and the quota itself, so
+    /// two limits never share a counter by accident.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(super) shared_name: Arc<str>,
 }
 
 pub(super) struct RateLimitConfig {
@@ -129,7 +133,9 @@ impl RateLimitLayerBuilder {
     }
 
     /// Most keys tracked in memory (default 1 000 000). Past it, keys whose budget is full again
-    /// are pruned; if all are active, new keys share one budget until room frees up.
+    /// are pruned (at most once a second); while all are active, new keys share 1 024 overflow
+    /// budgets until room frees up. The map may overshoot the cap by one check interval (4 096
+    /// keys) plus the overflow budgets.
     pub fn max_keys(mut self, keys: usize) -> Self {
         self.max_keys = keys;
         self
@@ -163,7 +169,7 @@ impl RateLimitLayerBuilder {
         }
         let cost = std::num::NonZeroU32::new(self.cost)
             .ok_or_else(|| ConfigError::new("a request must cost at least one unit"))?;
-        let limit = |quota: Quota| -> Result<Limit, ConfigError> {
+        let limit = |quota: Quota, which: &str| -> Result<Limit, ConfigError> {
             quota.check()?;
             if self.cost > quota.burst_size() {
                 return Err(ConfigError::new(
@@ -176,15 +182,25 @@ impl RateLimitLayerBuilder {
                 quota.burst_size(),
                 quota.window_secs()
             );
+            let shared_name = format!(
+                "{}:{which}:{}:{}",
+                self.name,
+                quota.emission_interval().as_micros(),
+                quota.burst_size()
+            );
             Ok(Limit {
+                shared_name: shared_name.into(),
                 quota,
                 local: new_limiter(&quota, self.max_keys, self.clock.clone())?,
                 policy_header: HeaderValue::from_str(&policy)
                     .map_err(|_| ConfigError::new("unusable rate limit name"))?,
             })
         };
-        let authenticated = limit(self.quota)?;
-        let anonymous = self.anonymous.map(limit).transpose()?;
+        let authenticated = limit(self.quota, "all")?;
+        let anonymous = self
+            .anonymous
+            .map(|quota| limit(quota, "anonymous"))
+            .transpose()?;
         Ok(RateLimitLayer {
             config: Arc::new(RateLimitConfig {
                 name: self.name.into(),

@@ -69,8 +69,10 @@ impl ShrinkableKeyedStateStore<u64> for SharedMap {
     }
 }
 
-/// The key that requests share once the map is full of keys that are all still active.
-const OVERFLOW_KEY: u64 = 0x6f76_6572_666c_6f77;
+/// New keys share one of these budgets once the map is full of keys that are all still active;
+/// spreading them over many buckets keeps one flooder from exhausting every newcomer's budget.
+const OVERFLOW_BUCKETS: u64 = 1024;
+const OVERFLOW_BASE: u64 = 0x6f76_6572_666c_6f77 & !(OVERFLOW_BUCKETS - 1);
 /// How often (in checks) the size of the map is looked at.
 const MAINTENANCE_EVERY: u64 = 4096;
 
@@ -106,6 +108,10 @@ struct Governed<C: Clock + Clone + Send + Sync + 'static> {
     max_keys: usize,
     checks: AtomicU64,
     full: AtomicBool,
+    /// When maintenance last ran (seconds since start): at most once a second, because pruning
+    /// walks the whole map on a request thread.
+    last_maintenance: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl<C: Clock + Clone + Send + Sync + 'static> Governed<C> {
@@ -124,14 +130,30 @@ impl<C: Clock + Clone + Send + Sync + 'static> Governed<C> {
             max_keys: max_keys.max(1),
             checks: AtomicU64::new(0),
             full: AtomicBool::new(false),
+            last_maintenance: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
     }
 
     /// Prunes when the map is over its cap; if every key is still active, new keys share the
     /// overflow key until pruning frees room.
-    fn maintain(&self) {
-        if self.map.0.len() <= self.max_keys {
+    fn maintain(&self, prune_anyway: bool) {
+        if self.map.0.len() <= self.max_keys && !prune_anyway {
             self.full.store(false, Ordering::Relaxed);
+            return;
+        }
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.last_maintenance.load(Ordering::Relaxed);
+        let may_prune = prune_anyway
+            || (last != now
+                && self
+                    .last_maintenance
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok());
+        if !may_prune {
+            // Pruned this second already (or another thread is at it): keep new keys out of the
+            // map until the next prune, so a flood cannot outgrow the cap in between.
+            self.full.store(true, Ordering::Relaxed);
             return;
         }
         self.limiter.retain_recent();
@@ -158,10 +180,10 @@ where
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(MAINTENANCE_EVERY)
         {
-            self.maintain();
+            self.maintain(false);
         }
         let key = if self.full.load(Ordering::Relaxed) && !self.map.0.contains_key(&key) {
-            OVERFLOW_KEY
+            OVERFLOW_BASE | (key % OVERFLOW_BUCKETS)
         } else {
             key
         };
@@ -210,8 +232,7 @@ where
     }
 
     fn prune(&self) {
-        self.limiter.retain_recent();
-        self.maintain();
+        self.maintain(true);
     }
 
     fn keys(&self) -> usize {

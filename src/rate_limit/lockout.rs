@@ -72,6 +72,9 @@ struct Entry {
     window_start: Option<Instant>,
     level: u32,
     locked_until: Option<Instant>,
+    last_lockout: Option<Instant>,
+    /// Attempts whose answer is not known yet.
+    pending: u32,
 }
 
 /// Configures a [`LockoutLayer`].
@@ -187,38 +190,73 @@ impl LockoutConfig {
         self.lockout.saturating_mul(factor).min(self.max_lockout)
     }
 
-    fn local_locked_for(&self, keys: &[u64]) -> Option<Duration> {
+    /// Reserves one attempt on every key, or says how long to wait: the lockout left, or one
+    /// second while as many attempts are in flight as failures are still allowed. Counting
+    /// attempts in flight closes the race where a burst of concurrent guesses all pass the check
+    /// before the first failure is recorded.
+    fn local_reserve(&self, keys: &[u64]) -> Result<(), Duration> {
         let now = Instant::now();
-        keys.iter()
-            .filter_map(|key| {
-                let entry = self.entries.get(key)?;
-                let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
-                entry
-                    .locked_until
-                    .filter(|until| *until > now)
-                    .map(|until| until - now)
+        let entries: Vec<Arc<Mutex<Entry>>> = keys
+            .iter()
+            .map(|key| {
+                self.entries
+                    .get_with(*key, || Arc::new(Mutex::new(Entry::default())))
             })
-            .max()
+            .collect();
+        for entry in &entries {
+            let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(until) = entry.locked_until.filter(|until| *until > now) {
+                return Err(until - now);
+            }
+            let failures = if self.window_expired(&entry, now) {
+                0
+            } else {
+                entry.failures
+            };
+            if failures.saturating_add(entry.pending) >= self.max_failures {
+                return Err(Duration::from_secs(1));
+            }
+        }
+        for entry in &entries {
+            entry.lock().unwrap_or_else(PoisonError::into_inner).pending += 1;
+        }
+        Ok(())
     }
 
-    fn local_record_failure(&self, keys: &[u64]) {
+    fn window_expired(&self, entry: &Entry, now: Instant) -> bool {
+        entry
+            .window_start
+            .is_none_or(|start| now - start >= self.window)
+    }
+
+    /// Ends a reserved attempt, counting it when it failed.
+    fn local_release(&self, keys: &[u64], failed: bool) {
         let now = Instant::now();
         for key in keys {
-            let entry = self
-                .entries
-                .get_with(*key, || Arc::new(Mutex::new(Entry::default())));
+            let Some(entry) = self.entries.get(key) else {
+                continue;
+            };
             let mut entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
-            let expired = entry
-                .window_start
-                .is_none_or(|start| now - start >= self.window);
-            if expired {
+            entry.pending = entry.pending.saturating_sub(1);
+            if !failed {
+                continue;
+            }
+            if self.window_expired(&entry, now) {
                 entry.failures = 0;
                 entry.window_start = Some(now);
             }
             entry.failures += 1;
             if entry.failures >= self.max_failures {
+                // Lockouts grow only while they keep coming: after a long quiet spell, start over.
+                let quiet = entry
+                    .last_lockout
+                    .is_some_and(|at| now - at >= self.max_lockout.saturating_mul(4));
+                if quiet {
+                    entry.level = 0;
+                }
                 entry.level = entry.level.saturating_add(1);
                 entry.locked_until = Some(now + self.lockout_for(entry.level));
+                entry.last_lockout = Some(now);
                 entry.failures = 0;
                 entry.window_start = None;
                 tracing::warn!(
@@ -227,6 +265,29 @@ impl LockoutConfig {
                     "locked out after repeated failed authentication"
                 );
             }
+        }
+    }
+}
+
+/// An attempt in flight: released (and counted if it failed) when the answer is known, or just
+/// released if the request is dropped.
+struct Attempt {
+    config: Arc<LockoutConfig>,
+    keys: Vec<u64>,
+    done: bool,
+}
+
+impl Attempt {
+    fn finish(mut self, failed: bool) {
+        self.done = true;
+        self.config.local_release(&self.keys, failed);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.done {
+            self.config.local_release(&self.keys, false);
         }
     }
 }
@@ -248,15 +309,29 @@ fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
     Subjects { keys, texts }
 }
 
-/// Whether a response is a failed authentication worth counting.
+/// Whether a response is a failed guess worth counting: a wrong password or API key, or a token
+/// that is not genuine. An expired or not-yet-valid token is not a guess (a client retrying with
+/// a stale token must not lock out its whole network), and no credential is no attempt.
 fn is_failure(response: &Response) -> bool {
     response.status() == http::StatusCode::UNAUTHORIZED
-        && response.extensions().get::<Rejection>().is_some_and(|r| {
-            matches!(
-                r.kind(),
-                RejectionKind::InvalidToken | RejectionKind::InvalidCredentials
-            )
-        })
+        && response
+            .extensions()
+            .get::<Rejection>()
+            .is_some_and(|r| match r.kind() {
+                RejectionKind::InvalidCredentials => true,
+                RejectionKind::InvalidToken => !matches!(
+                    r.reason(),
+                    "expired" | "not_yet_valid" | "issued_in_future" | "missing_exp"
+                ),
+                _ => false,
+            })
+}
+
+/// Only requests that try to authenticate are checked and counted: a locked-out address can
+/// still reach public routes.
+fn carries_credentials<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(http::header::AUTHORIZATION) || headers.contains_key("x-api-key")
 }
 
 fn locked_out(retry_after: Duration) -> Response {
@@ -330,7 +405,9 @@ where
         let config = self.config.clone();
         let subjects = subjects(&config, &request);
         #[cfg(feature = "redis")]
-        if let Some(redis) = config.redis.clone() {
+        if let Some(redis) = config.redis.clone()
+            && carries_credentials(&request)
+        {
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             // Shared backend: the check and the recording are network calls.
@@ -352,15 +429,25 @@ where
                 }),
             };
         }
-        if let Some(wait) = config.local_locked_for(&subjects.keys) {
+        if !carries_credentials(&request) {
+            return LockoutFuture::Called {
+                future: self.inner.call(request),
+                attempt: None,
+            };
+        }
+        if let Err(wait) = config.local_reserve(&subjects.keys) {
             return LockoutFuture::Ready {
                 response: Some(locked_out(wait)),
             };
         }
-        LockoutFuture::Called {
-            future: self.inner.call(request),
+        let attempt = Attempt {
             config,
             keys: subjects.keys,
+            done: false,
+        };
+        LockoutFuture::Called {
+            future: self.inner.call(request),
+            attempt: Some(attempt),
         }
     }
 }
@@ -373,8 +460,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            config: Arc<LockoutConfig>,
-            keys: Vec<u64>,
+            attempt: Option<Attempt>,
         },
         /// Refused before calling.
         Ready {
@@ -395,14 +481,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            LockoutProj::Called {
-                future,
-                config,
-                keys,
-            } => {
+            LockoutProj::Called { future, attempt } => {
                 let response = ready!(future.poll(cx))?;
-                if is_failure(&response) {
-                    config.local_record_failure(keys);
+                if let Some(attempt) = attempt.take() {
+                    attempt.finish(is_failure(&response));
                 }
                 Poll::Ready(Ok(response))
             }

@@ -64,8 +64,9 @@ impl Quota {
 
     /// Seconds for an emptied bucket to fill up again: the window of the `RateLimit-Policy`.
     pub(crate) fn window_secs(&self) -> u64 {
-        (self.emission_interval() * self.burst_size())
-            .as_secs()
+        self.emission_interval()
+            .checked_mul(self.burst_size())
+            .map_or(u64::MAX, |window| window.as_secs_f64().ceil() as u64)
             .max(1)
     }
 
@@ -78,6 +79,15 @@ impl Quota {
         if self.emission_interval().is_zero() {
             return Err(ConfigError::new(
                 "a quota's rate is too high for its period",
+            ));
+        }
+        if self
+            .emission_interval()
+            .checked_mul(self.burst_size())
+            .is_none()
+        {
+            return Err(ConfigError::new(
+                "a quota's burst times its interval is too long",
             ));
         }
         Ok(())

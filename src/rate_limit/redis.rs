@@ -189,7 +189,7 @@ impl RedisBackend {
     pub(super) fn check(
         &self,
         material: String,
-        name: String,
+        name: Arc<str>,
         quota: Quota,
         cost: NonZeroU32,
         local: Arc<dyn LocalLimiter>,

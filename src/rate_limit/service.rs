@@ -56,7 +56,7 @@ where
         if let Some(redis) = &config.redis {
             let future = redis.check(
                 material.text(),
-                config.name.to_string(),
+                limit.shared_name.clone(),
                 limit.quota,
                 config.cost,
                 limit.local.clone(),
