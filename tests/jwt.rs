@@ -630,3 +630,18 @@ fn jwk_keys_are_checked_for_use_alg_and_curve() {
     assert!(JwtKey::jwk(&format!(r#"{{"kty":"oct","alg":"HS256","k":"{k}"}}"#)).is_ok());
     assert!(JwtKey::jwk(&format!(r#"{{"kty":"oct","alg":"HS512","k":"{k}"}}"#)).is_err());
 }
+
+#[tokio::test]
+async fn sender_constrained_tokens_are_not_bearer_tokens() {
+    let app = jwt_app();
+    let mut c = claims("alice", "");
+    c["cnf"] = json!({ "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" });
+    let answer = send(&app, bearer(&Signer::es256().sign(&c))).await;
+    answer.problem(401, "invalid-token");
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sender-constrained")
+    );
+}

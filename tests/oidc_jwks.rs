@@ -472,3 +472,22 @@ async fn denied_jti_is_refused_even_from_the_cache() {
         answer.text
     );
 }
+
+#[tokio::test]
+async fn a_key_set_with_no_usable_key_does_not_wipe_the_good_keys() {
+    let jwks = Jwks::start(vec![jwk(&es256("k1"), "k1")]).await;
+    let issuer = jwks
+        .issuer()
+        .refresh_cooldown(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    let app = oidc_app(vec![issuer.clone()]);
+    let token = token_for(&jwks, &es256("k1"));
+    assert_eq!(send(&app, bearer(&token)).await.status, 200);
+    // A CDN serves an empty set: treated as a failed fetch (stale-if-error), not as revocation.
+    jwks.with(|p| p.keys.clear());
+    assert!(!issuer.refresh_keys().await);
+    assert!(issuer.jwks_stale());
+    assert_eq!(send(&app, bearer(&token)).await.status, 200);
+}

@@ -80,6 +80,10 @@ struct Inner {
     max_positive_ttl: Duration,
     max_token_bytes: usize,
     cache: moka::sync::Cache<[u8; 32], Cached>,
+    /// Calls to the provider in flight at once. Every unknown token costs one call, so without a
+    /// bound a flood of random tokens would become a flood on the provider (and get us
+    /// rate-limited there, locking out real tokens).
+    calls: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone)]
@@ -113,6 +117,13 @@ impl Introspector {
                 None => Err(inactive()),
             };
         }
+        let Ok(_call) = inner.calls.clone().try_acquire_owned() else {
+            tracing::warn!("too many token introspections in flight; refusing the token");
+            return Err(invalid(
+                "introspection_busy",
+                "The access token could not be checked right now.",
+            ));
+        };
         let access_token = AccessToken::new(token.to_owned());
         let http = inner.http.clone();
         let call = move |request| {
@@ -122,6 +133,7 @@ impl Introspector {
         let response = match inner
             .client
             .introspect(&access_token)
+            .set_token_type_hint("access_token")
             .request_async(&call)
             .await
         {
@@ -168,6 +180,21 @@ impl Inner {
     fn judge(&self, response: &Response) -> (Result<Identity, Rejection>, Option<u64>) {
         if !response.active() {
             return (Err(inactive()), None);
+        }
+        // Only bearer access tokens: a refresh token is "active" too, and a sender-constrained
+        // token (RFC 9449 DPoP, RFC 8705 mTLS: a `cnf` claim) presented without its proof must be
+        // refused.
+        let bearer = response
+            .token_type()
+            .is_none_or(|kind| kind.as_ref().eq_ignore_ascii_case("bearer"));
+        if !bearer || response.extra_fields().members.contains_key("cnf") {
+            return (
+                Err(invalid(
+                    "not_a_bearer_access_token",
+                    "The token is not a bearer access token.",
+                )),
+                None,
+            );
         }
         let exp = response
             .exp()
@@ -274,6 +301,7 @@ pub struct IntrospectorBuilder {
     max_positive_ttl: Duration,
     max_entries: u64,
     max_token_bytes: usize,
+    max_concurrent_calls: usize,
     http: HttpConfig,
 }
 
@@ -302,7 +330,14 @@ impl IntrospectorBuilder {
             max_positive_ttl: Duration::from_secs(300),
             max_entries: 10_000,
             max_token_bytes: 8 * 1024,
-            http: HttpConfig::default(),
+            max_concurrent_calls: 32,
+            // Short: a request waits for this, and a slow provider must not pile requests up.
+            http: HttpConfig {
+                connect_timeout: Duration::from_secs(2),
+                read_timeout: Duration::from_secs(3),
+                max_response_bytes: 64 * 1024,
+                ..HttpConfig::default()
+            },
         }
     }
 
@@ -354,19 +389,19 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Connect timeout (default 5 s).
+    /// Connect timeout (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.http.connect_timeout = timeout;
         self
     }
 
-    /// Read timeout (default 10 s).
+    /// Read timeout (default 3 s).
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.http.read_timeout = timeout;
         self
     }
 
-    /// Largest introspection response accepted (default 256 KiB), enforced while reading.
+    /// Largest introspection response accepted (default 64 KiB), enforced while reading.
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.http.max_response_bytes = bytes;
         self
@@ -375,6 +410,13 @@ impl IntrospectorBuilder {
     /// Allows a plain `http://` endpoint on a loopback address, for tests.
     pub fn allow_http_on_loopback(mut self) -> Self {
         self.http.allow_http_on_loopback = true;
+        self
+    }
+
+    /// Most introspection calls in flight at once (default 32); beyond them a token that is not
+    /// cached is refused with 401 rather than queued.
+    pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
+        self.max_concurrent_calls = calls;
         self
     }
 
@@ -409,6 +451,9 @@ impl IntrospectorBuilder {
                 max_positive_ttl: self.max_positive_ttl,
                 max_token_bytes: self.max_token_bytes,
                 cache,
+                calls: Arc::new(tokio::sync::Semaphore::new(
+                    self.max_concurrent_calls.max(1),
+                )),
             }),
         })
     }

@@ -196,7 +196,13 @@ impl Jwks {
         let Some(Value::Array(raw)) = set.get("keys") else {
             return Err(FetchError::Url("the JWKS has no `keys` array"));
         };
-        let keys = raw.iter().filter_map(|jwk| self.usable(jwk)).collect();
+        let keys: Vec<Usable> = raw.iter().filter_map(|jwk| self.usable(jwk)).collect();
+        // A set with no usable key is far more likely a broken deployment (an empty file from a
+        // CDN, a lagging replica) than a provider revoking every key at once: keep the last good
+        // keys rather than refuse every token.
+        if keys.is_empty() {
+            return Err(FetchError::Url("the JWKS holds no usable key"));
+        }
         Ok((keys, max_age(&fetched.headers)))
     }
 

@@ -350,6 +350,14 @@ impl Inner {
         let subject = optional_string(claims.get("sub"))?;
         optional_string(claims.get("jti"))?;
         let audiences = audiences(claims.get("aud"))?;
+        // RFC 9449 §7.1 / RFC 8705: a sender-constrained token (DPoP or mTLS, marked by `cnf`)
+        // presented as a plain bearer token, without its proof, must be refused.
+        if claims.contains_key("cnf") {
+            return Err(invalid(
+                "sender_constrained",
+                "A sender-constrained token cannot be used as a bearer token.",
+            ));
+        }
 
         match exp {
             Some(exp) if now.saturating_sub(leeway) >= exp => {
