@@ -9,85 +9,23 @@
 //! default 3; LOAD_CONNECTIONS, default 32). The server gets one runtime thread and the load
 //! generator another, so on a 2-core machine each has a core.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header::AUTHORIZATION};
-use axum::middleware::{Next, from_fn_with_state};
-use axum::response::Response;
 use axum::routing::get;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use portcullis::AuthLayer;
-use portcullis::auth::{JwtAuthenticator, JwtKey};
-use serde_json::{Value, json};
-
-const PUBLIC: &[u8] = include_bytes!("../tests/fixtures/es256_public.pem");
-const PRIVATE: &[u8] = include_bytes!("../tests/fixtures/es256_private.pem");
-
-fn token() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({
-        "iss": "https://issuer.bench", "aud": "bench-api", "sub": "user-1",
-        "scope": "read:items", "iat": now, "exp": now + 86_400,
-    });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::ES256),
-        &claims,
-        &EncodingKey::from_ec_pem(PRIVATE).unwrap(),
-    )
-    .unwrap()
-}
+use serde_json::json;
 
 fn handler_router() -> Router {
     Router::new().route(
         "/items",
         get(|| async { axum::Json(json!({ "items": [{ "id": 1, "name": "gate" }] })) }),
     )
-}
-
-fn portcullis_router(cache: u64) -> Router {
-    let jwt = JwtAuthenticator::builder()
-        .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
-        .issuer("https://issuer.bench")
-        .audience(["bench-api"])
-        .cache_max_bytes(cache)
-        .build()
-        .unwrap();
-    handler_router().layer(AuthLayer::required().with(jwt))
-}
-
-async fn hand_written(
-    State(keys): State<Arc<(DecodingKey, Validation)>>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, StatusCode> {
-    let token = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(StatusCode::UNAUTHORIZED)?;
-    let data = jsonwebtoken::decode::<Value>(token, &keys.0, &keys.1)
-        .map_err(|_| StatusCode::UNAUTHORIZED)?;
-    request.extensions_mut().insert(data.claims);
-    Ok(next.run(request).await)
-}
-
-fn from_fn_router() -> Router {
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_issuer(&["https://issuer.bench"]);
-    validation.set_audience(&["bench-api"]);
-    let keys = Arc::new((DecodingKey::from_ec_pem(PUBLIC).unwrap(), validation));
-    handler_router().layer(from_fn_with_state(keys, hand_written))
 }
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -182,11 +120,19 @@ fn main() {
         ("bare axum", handler_router(), false),
         (
             "portcullis ES256, cached",
-            portcullis_router(32 << 20),
+            common::portcullis(handler_router(), 32 << 20),
             true,
         ),
-        ("portcullis ES256, no cache", portcullis_router(0), true),
-        ("from_fn + jsonwebtoken ES256", from_fn_router(), true),
+        (
+            "portcullis ES256, no cache",
+            common::portcullis(handler_router(), 0),
+            true,
+        ),
+        (
+            "from_fn + jsonwebtoken ES256",
+            common::from_fn(handler_router()),
+            true,
+        ),
     ];
     let mut addresses = Vec::new();
     for (_, router, _) in &variants {
@@ -203,7 +149,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let authorization = format!("Bearer {}", token());
+    let authorization = format!("Bearer {}", common::token());
     let mut results: Vec<Vec<Sample>> = variants.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (i, (name, _, needs_token)) in variants.iter().enumerate() {
