@@ -353,3 +353,186 @@ async fn lockouts_are_shared_between_replicas() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A three-node Redis Cluster of our own (no replicas), torn down on drop.
+struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    _dir: TempDir,
+}
+
+/// A scratch folder for the nodes' cluster configuration files, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl RedisCluster {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("portcullis-cluster-{}", unique_prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(redis_server_binary())
+                .current_dir(&dir)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server");
+            nodes.push(RedisServer {
+                child: Some(child),
+                port,
+            });
+        }
+        for node in &nodes {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+                assert!(Instant::now() < deadline, "cluster node did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let status =
+            Command::new(std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into()))
+                .args(["--cluster", "create"])
+                .args(&addresses)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("redis-cli must be installed with redis-server");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        // Wait until every slot is served.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let output =
+                Command::new(std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into()))
+                    .args(["-p", &nodes[0].port.to_string(), "cluster", "info"])
+                    .output()
+                    .unwrap();
+            if String::from_utf8_lossy(&output.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            nodes,
+            _dir: TempDir(dir),
+        }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_quota_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let replica = |redis: RedisBackend| {
+        let layer = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_minute(3))
+            .redis(
+                redis
+                    .on_failure(RedisFailure::FailClosed)
+                    .timeout(Duration::from_secs(1)),
+            )
+            .build()
+            .unwrap();
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(layer)
+    };
+    let a = replica(RedisBackend::connect_cluster(cluster.urls()).await.unwrap());
+    let b = replica(RedisBackend::connect_cluster(cluster.urls()).await.unwrap());
+    // Many clients, so their keys land in slots on every node.
+    for client in 0..12 {
+        let ip = format!("192.0.2.{}", 100 + client);
+        let mut statuses = Vec::new();
+        for i in 0..5 {
+            let app = if i % 2 == 0 { &a } else { &b };
+            let answer = send_timely(app, from(&ip, "/", &[])).await;
+            if answer.status == 200 {
+                assert!(
+                    answer.headers.contains_key("ratelimit"),
+                    "answered by the cluster"
+                );
+            }
+            statuses.push(answer.status.as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 200, 429, 429], "client {ip}");
+    }
+    // And the lockout works on the cluster too (keys of one client in different slots).
+    let lockout = LockoutLayer::builder()
+        .max_failures(2)
+        .redis(
+            RedisBackend::connect_cluster(cluster.urls())
+                .await
+                .unwrap()
+                .timeout(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap();
+    let jwt = portcullis::auth::JwtAuthenticator::builder()
+        .key(all_keys().remove(0))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .build()
+        .unwrap();
+    let app = app(AuthLayer::required().with(jwt)).layer(lockout);
+    for _ in 0..2 {
+        send_timely(
+            &app,
+            from(
+                "192.0.2.60",
+                "/me",
+                &[("authorization", "Bearer bad.token.value")],
+            ),
+        )
+        .await
+        .problem(401, "invalid-token");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while send_timely(
+        &app,
+        from(
+            "192.0.2.60",
+            "/me",
+            &[("authorization", "Bearer bad.token.value")],
+        ),
+    )
+    .await
+    .status
+        != 429
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster lockout never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

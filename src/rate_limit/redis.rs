@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use sha2::{Digest, Sha256};
 
 use super::Outcome;
@@ -69,7 +71,9 @@ pub enum RedisFailure {
 /// A Redis connection for [`RateLimitLayer`](super::RateLimitLayer) and
 /// [`LockoutLayer`](super::LockoutLayer) (feature `redis`).
 ///
-/// The connection is made lazily and re-made after failures (redis-rs `ConnectionManager`); the
+/// One server ([`connect`](Self::connect)) or a Redis Cluster
+/// ([`connect_cluster`](Self::connect_cluster)). The connection is made lazily and re-made after
+/// failures (redis-rs `ConnectionManager`, or its cluster client); the
 /// Lua scripts are sent by SHA (`EVALSHA`) and loaded again when the server answers `NOSCRIPT`
 /// (after a restart or `SCRIPT FLUSH`). Every call has a deadline (default 50 ms); past it the
 /// [`RedisFailure`] policy decides and a warning is logged (at most once a second).
@@ -90,7 +94,7 @@ pub enum RedisFailure {
 /// ```
 #[derive(Clone)]
 pub struct RedisBackend {
-    connection: ConnectionManager,
+    connection: Connection,
     gcra: Arc<Script>,
     record_failure: Arc<Script>,
     prefix: Arc<str>,
@@ -112,6 +116,32 @@ impl RedisBackend {
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|_| ConfigError::new("cannot set up the Redis connection"))?;
+        Ok(Self::with(Connection::Single(connection)).await)
+    }
+
+    /// Prepares a connection to a Redis Cluster from some of its nodes (`redis://host:port`).
+    /// Every key of one client shares a hash slot (the `{...}` tag), so each script runs on one
+    /// node; the cluster client follows slot moves and reconnects by itself.
+    pub async fn connect_cluster<I: IntoIterator<Item = T>, T: AsRef<str>>(
+        nodes: I,
+    ) -> Result<Self, ConfigError> {
+        let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        if nodes.is_empty() {
+            return Err(ConfigError::new(
+                "a Redis Cluster needs at least one node URL",
+            ));
+        }
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(Duration::from_millis(250))
+            .response_timeout(Duration::from_millis(250))
+            .retries(1)
+            .build()
+            .map_err(|_| ConfigError::new("not valid Redis Cluster node URLs"))?;
+        let connection = client.get_pending_async_connection_with_config(ClusterConfig::default());
+        Ok(Self::with(Connection::Cluster(connection)).await)
+    }
+
+    async fn with(connection: Connection) -> Self {
         let backend = Self {
             connection,
             gcra: Arc::new(Script::new(GCRA)),
@@ -122,7 +152,7 @@ impl RedisBackend {
             last_warning: Arc::new(AtomicU64::new(0)),
         };
         backend.warm_up().await;
-        Ok(backend)
+        backend
     }
 
     /// Connects and loads the scripts now, so the first requests do not pay for it; a Redis
@@ -248,12 +278,23 @@ impl RedisBackend {
     /// (the lockout is a second line behind the rate limit, and must not become a way to deny
     /// service to everyone).
     pub(super) async fn lockout_remaining(&self, subjects: &[String]) -> Option<Duration> {
-        let mut pipeline = redis::pipe();
-        for subject in subjects {
-            pipeline.cmd("PTTL").arg(self.key(subject, "lock"));
-        }
-        let mut connection = self.connection.clone();
-        let call = pipeline.query_async::<Vec<i64>>(&mut connection);
+        // One command per key: the keys of an address and of a user name live in different hash
+        // slots, which a Redis Cluster cannot serve in one pipeline.
+        let connection = self.connection.clone();
+        let keys: Vec<String> = subjects.iter().map(|s| self.key(s, "lock")).collect();
+        let call = async move {
+            let mut ttls = Vec::with_capacity(keys.len());
+            for key in keys {
+                let mut connection = connection.clone();
+                ttls.push(
+                    redis::cmd("PTTL")
+                        .arg(key)
+                        .query_async::<i64>(&mut connection)
+                        .await?,
+                );
+            }
+            Ok::<_, redis::RedisError>(ttls)
+        };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(ttls)) => ttls
                 .into_iter()
@@ -301,6 +342,41 @@ impl RedisBackend {
                 Ok(Err(error)) => self.warn("failure count", &error),
                 Err(elapsed) => self.warn("failure count", &elapsed),
             }
+        }
+    }
+}
+
+/// A single server or a cluster, behind one interface so every call site stays the same.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
         }
     }
 }
