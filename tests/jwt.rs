@@ -645,3 +645,35 @@ async fn sender_constrained_tokens_are_not_bearer_tokens() {
             .contains("sender-constrained")
     );
 }
+
+#[tokio::test]
+async fn revoked_tokens_are_refused_even_from_the_cache() {
+    use portcullis::auth::{InMemoryDenyList, JtiDenyList};
+    let revoked = Arc::new(InMemoryDenyList::new(1_000));
+    let jwt = JwtAuthenticator::builder()
+        .key(all_keys().remove(0))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .deny_list(revoked.clone())
+        .build()
+        .unwrap();
+    let app = common::app(AuthLayer::required().with(jwt));
+    let mut c = claims("alice", "");
+    c["jti"] = json!("token-1");
+    let token = Signer::es256().sign(&c);
+    assert_eq!(send(&app, bearer(&token)).await.status, 200);
+    assert_eq!(send(&app, bearer(&token)).await.status, 200, "now cached");
+    let until = UNIX_EPOCH + Duration::from_secs(now() + 3600);
+    assert!(revoked.deny(Some(ISSUER), "token-1", until));
+    assert!(revoked.is_denied(Some(ISSUER), "token-1"));
+    assert!(!revoked.is_denied(Some("https://other.test"), "token-1"));
+    let answer = send(&app, bearer(&token)).await;
+    answer.problem(401, "invalid-token");
+    assert!(answer.body["detail"].as_str().unwrap().contains("revoked"));
+    // Other tokens of the same subject are unaffected.
+    c["jti"] = json!("token-2");
+    assert_eq!(
+        send(&app, bearer(&Signer::es256().sign(&c))).await.status,
+        200
+    );
+}

@@ -50,6 +50,7 @@
 
 mod api_key;
 mod basic;
+mod deny;
 mod future;
 pub(crate) mod header;
 mod jwt;
@@ -69,6 +70,7 @@ pub use api_key::{
     ApiKey, ApiKeyAuthenticator, ApiKeyGrant, ApiKeyHash, ApiKeyStore, InMemoryKeyStore,
 };
 pub use basic::{BasicAuthenticator, BasicAuthenticatorBuilder, BasicUser, hash_password};
+pub use deny::{InMemoryDenyList, JtiDenyList};
 pub use future::ResponseFuture;
 pub use jwt::{JwtAuthenticator, JwtAuthenticatorBuilder, JwtKey};
 pub use layer::AuthLayer;

@@ -58,7 +58,6 @@
 //! token goes to the introspector, or is refused when there is none. A token from issuer A is
 //! never checked with B's keys, and B's audience never admits it.
 
-mod deny;
 mod http;
 mod introspection;
 mod issuer;
@@ -71,7 +70,7 @@ use ::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-pub use deny::{InMemoryDenyList, JtiDenyList};
+pub use crate::auth::{InMemoryDenyList, JtiDenyList};
 pub use introspection::{Introspector, IntrospectorBuilder};
 pub use issuer::{Issuer, IssuerBuilder};
 

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 pub use key::JwtKey;
 
-use super::{Authentication, Authenticator, header};
+use super::{Authentication, Authenticator, JtiDenyList, header};
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::{AuthMethod, ClaimMapping, Identity, system_time};
 
@@ -63,6 +63,7 @@ struct Inner {
     mapping: ClaimMapping,
     cache: Option<moka::sync::Cache<[u8; 32], Verified>>,
     clock: Clock,
+    deny: Option<Arc<dyn JtiDenyList>>,
 }
 
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -93,6 +94,7 @@ impl JwtAuthenticator {
             mapping: ClaimMapping::default(),
             cache_max_bytes: 32 * 1024 * 1024,
             clock: None,
+            deny: None,
             allow_no_keys: false,
         }
     }
@@ -102,6 +104,18 @@ impl JwtAuthenticator {
     /// This is what the [`AuthLayer`](crate::AuthLayer) calls; use it directly where a token
     /// arrives another way, e.g. in the first message of a WebSocket.
     pub fn verify(&self, token: &str) -> Result<Identity, Rejection> {
+        let identity = self.verify_signed(token)?;
+        // Revocation is checked on every use, cache hits included.
+        if let Some(deny) = &self.inner.deny
+            && let Some(serde_json::Value::String(jti)) = identity.claim("jti")
+            && deny.is_denied(identity.issuer(), jti)
+        {
+            return Err(invalid("revoked", "The access token was revoked."));
+        }
+        Ok(identity)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<Identity, Rejection> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
             return Err(invalid("too_large", "The access token is too large."));
@@ -533,6 +547,7 @@ pub struct JwtAuthenticatorBuilder {
     mapping: ClaimMapping,
     cache_max_bytes: u64,
     clock: Option<Clock>,
+    deny: Option<Arc<dyn JtiDenyList>>,
     /// Set by the OIDC issuer, whose keys arrive (and may all vanish) at run time.
     allow_no_keys: bool,
 }
@@ -613,6 +628,13 @@ impl JwtAuthenticatorBuilder {
     /// cannot make the cache outgrow its budget.
     pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
         self.cache_max_bytes = bytes;
+        self
+    }
+
+    /// Revoked tokens, by `jti`: consulted on every request, verified-token cache hits included.
+    /// Keep a clone of the `Arc` to revoke tokens at run time.
+    pub fn deny_list(mut self, list: Arc<dyn JtiDenyList>) -> Self {
+        self.deny = Some(list);
         self
     }
 
@@ -705,6 +727,7 @@ impl JwtAuthenticatorBuilder {
                 mapping: self.mapping,
                 cache,
                 clock,
+                deny: self.deny,
             }),
         })
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{PoisonError, RwLock};
 use std::time::SystemTime;
 
 /// Answers whether a token id has been revoked. Consulted on every request, verified-token cache
@@ -16,7 +16,9 @@ pub trait JtiDenyList: Send + Sync + 'static {
 /// `exp` (after which the token is refused anyway), and at most `max_entries` live entries are
 /// kept.
 pub struct InMemoryDenyList {
-    entries: Mutex<HashMap<(Option<String>, String), SystemTime>>,
+    // By `jti`, then issuer: a lookup borrows the request's strings instead of allocating, and
+    // readers (every request) do not block each other.
+    entries: RwLock<HashMap<String, Vec<(Option<String>, SystemTime)>>>,
     max_entries: usize,
 }
 
@@ -24,7 +26,7 @@ impl InMemoryDenyList {
     /// A list holding at most `max_entries` unexpired revocations.
     pub fn new(max_entries: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
             max_entries,
         }
     }
@@ -34,25 +36,29 @@ impl InMemoryDenyList {
     /// upstream (or remove the signing key) rather than silently forget a revocation.
     #[must_use]
     pub fn deny(&self, issuer: Option<&str>, jti: &str, expires_at: SystemTime) -> bool {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (issuer.map(str::to_owned), jti.to_owned());
-        if !entries.contains_key(&key) && entries.len() >= self.max_entries {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let known = entries
+            .get(jti)
+            .is_some_and(|issuers| issuers.iter().any(|(iss, _)| iss.as_deref() == issuer));
+        if !known && count(&entries) >= self.max_entries {
             let now = SystemTime::now();
-            entries.retain(|_, until| *until > now);
-            if entries.len() >= self.max_entries {
+            entries.retain(|_, issuers| {
+                issuers.retain(|(_, until)| *until > now);
+                !issuers.is_empty()
+            });
+            if count(&entries) >= self.max_entries {
                 return false;
             }
         }
-        entries.insert(key, expires_at);
+        let issuers = entries.entry(jti.to_owned()).or_default();
+        issuers.retain(|(iss, _)| iss.as_deref() != issuer);
+        issuers.push((issuer.map(str::to_owned), expires_at));
         true
     }
 
     /// Number of entries held (expired ones included until they are pruned).
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        count(&self.entries.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Whether the list holds no entry.
@@ -63,11 +69,17 @@ impl InMemoryDenyList {
 
 impl JtiDenyList for InMemoryDenyList {
     fn is_denied(&self, issuer: Option<&str>, jti: &str) -> bool {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .get(&(issuer.map(str::to_owned), jti.to_owned()))
-            .is_some_and(|until| *until > SystemTime::now())
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        entries.get(jti).is_some_and(|issuers| {
+            issuers
+                .iter()
+                .any(|(iss, until)| iss.as_deref() == issuer && *until > SystemTime::now())
+        })
     }
+}
+
+fn count(entries: &HashMap<String, Vec<(Option<String>, SystemTime)>>) -> usize {
+    entries.values().map(Vec::len).sum()
 }
 
 impl fmt::Debug for InMemoryDenyList {
