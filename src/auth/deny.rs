@@ -18,7 +18,7 @@ pub trait JtiDenyList: Send + Sync + 'static {
 pub struct InMemoryDenyList {
     // By `jti`, then issuer: a lookup borrows the request's strings instead of allocating, and
     // readers (every request) do not block each other.
-    entries: RwLock<HashMap<String, Vec<(Option<String>, SystemTime)>>>,
+    entries: RwLock<Revocations>,
     max_entries: usize,
 }
 
@@ -78,7 +78,10 @@ impl JtiDenyList for InMemoryDenyList {
     }
 }
 
-fn count(entries: &HashMap<String, Vec<(Option<String>, SystemTime)>>) -> usize {
+/// Issuers and expiry of the revoked tokens, by `jti`.
+type Revocations = HashMap<String, Vec<(Option<String>, SystemTime)>>;
+
+fn count(entries: &Revocations) -> usize {
     entries.values().map(Vec::len).sum()
 }
 
