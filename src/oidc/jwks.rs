@@ -139,12 +139,10 @@ impl Jwks {
         state.last_attempt = Some(now);
         let this = Arc::clone(self);
         let work = async move {
-            let outcome = this.fetch_and_apply().await;
-            let mut state = this.state();
-            this.completed.fetch_add(1, Ordering::AcqRel);
-            state.inflight = None;
-            drop(state);
-            outcome
+            // Clears the in-flight marker however the fetch ends: finished, panicked, or
+            // cancelled with its runtime. Otherwise every later refresh would join a dead one.
+            let _finished = FetchFinished(Arc::clone(&this));
+            this.fetch_and_apply().await
         };
         // On its own task when there is a runtime, so a cancelled request cannot stall the fetch
         // for the others waiting on it.
@@ -344,4 +342,15 @@ struct Usable {
     kid: String,
     json: String,
     key: JwtKey,
+}
+
+/// Marks the end of a fetch when dropped.
+struct FetchFinished(Arc<Jwks>);
+
+impl Drop for FetchFinished {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        self.0.completed.fetch_add(1, Ordering::AcqRel);
+        state.inflight = None;
+    }
 }
