@@ -9,7 +9,6 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use aho_corasick::AhoCorasick;
 use memchr::memmem;
 
 /// Finds secrets inside a string. Implement it to add your own detector, then add it with
@@ -47,6 +46,9 @@ impl Detector for CardNumber {
 
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
+        if b.len() < 13 {
+            return;
+        }
         let mut i = 0;
         while i < b.len() {
             if !b[i].is_ascii_digit() {
@@ -108,9 +110,15 @@ impl Detector for Jwt {
     }
 
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
+        static FINDER: OnceLock<memmem::Finder<'static>> = OnceLock::new();
         let b = text.as_bytes();
+        // `eyJ` + 8, a dot, 8, a dot: nothing shorter is a JWT.
+        if b.len() < 21 {
+            return;
+        }
+        let finder = FINDER.get_or_init(|| memmem::Finder::new(b"eyJ"));
         let mut from = 0;
-        while let Some(at) = memmem::find(&b[from..], b"eyJ") {
+        while let Some(at) = finder.find(&b[from..]) {
             let start = from + at;
             let mut j = start;
             let mut segments = 1;
@@ -186,50 +194,60 @@ const KEY_FORMATS: &[KeyFormat] = &[
     ("bearer ", token68, 8),
 ];
 
-/// One automaton for every prefix: a single pass over the text finds them all. Case-insensitive
-/// so that `Bearer`/`BEARER` match; the other prefixes are re-checked with their exact case.
-fn key_prefixes() -> Option<&'static AhoCorasick> {
-    static PREFIXES: OnceLock<Option<AhoCorasick>> = OnceLock::new();
-    PREFIXES
-        .get_or_init(|| {
-            AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .build(KEY_FORMATS.iter().map(|(prefix, _, _)| prefix))
-                .ok()
-        })
-        .as_ref()
-}
-
 impl Detector for ApiKey {
     fn name(&self) -> &'static str {
         "api_key"
     }
 
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
-        let Some(prefixes) = key_prefixes() else {
-            return;
-        };
         let b = text.as_bytes();
-        for hit in prefixes.find_iter(b) {
-            let Some(&(prefix, is_key_char, min)) = KEY_FORMATS.get(hit.pattern().as_usize())
-            else {
-                continue;
+        // The shortest format is a prefix of 5 and 10 characters, or `bearer ` and 8.
+        if b.len() < 15 {
+            return;
+        }
+        // A byte loop with a first-byte check instead of a multi-pattern automaton: most
+        // strings are short, where the automaton's set-up per call cost more than the scan.
+        let mut i = 0;
+        while i < b.len() {
+            // First and second byte of some prefix: rejects nearly every position at once.
+            let next = b.get(i + 1).copied().unwrap_or(0);
+            let candidate = match b[i] {
+                b'A' => matches!(next, b'K' | b'S'),
+                b'g' => next == b'h',
+                b's' | b'r' => next == b'k',
+                b'x' => next == b'o',
+                b'b' | b'B' => next | 0x20 == b'e',
+                _ => false,
             };
-            let matched = &b[hit.start()..hit.end()];
-            let bearer = prefix == "bearer ";
-            if !bearer && matched != prefix.as_bytes() {
+            if !candidate {
+                i += 1;
                 continue;
             }
-            let key_start = hit.end();
-            let key_end = key_start
-                + b[key_start..]
-                    .iter()
-                    .take_while(|&&c| is_key_char(c))
-                    .count();
-            if key_end - key_start >= min {
+            let rest = &b[i..];
+            let hit = KEY_FORMATS.iter().find(|(prefix, _, _)| {
+                let prefix = prefix.as_bytes();
+                match rest.get(..prefix.len()) {
+                    Some(head) if prefix[0] == b'b' => head.eq_ignore_ascii_case(prefix),
+                    Some(head) => head == prefix,
+                    None => false,
+                }
+            });
+            let Some(&(prefix, is_key_char, min)) = hit else {
+                i += 1;
+                continue;
+            };
+            let key_start = i + prefix.len();
+            let key_len = b[key_start..]
+                .iter()
+                .take_while(|&&c| is_key_char(c))
+                .count();
+            if key_len >= min {
                 // For `Bearer x`, only the credential is secret.
-                let start = if bearer { key_start } else { hit.start() };
-                found.push(start..key_end);
+                let start = if prefix == "bearer " { key_start } else { i };
+                found.push(start..key_start + key_len);
+                i = key_start + key_len;
+            } else {
+                i += 1;
             }
         }
     }
@@ -253,6 +271,10 @@ impl Detector for Email {
 
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
+        // `a@b.co` is the shortest address.
+        if b.len() < 6 {
+            return;
+        }
         let mut last_end = 0;
         for at in memchr::memchr_iter(b'@', b) {
             if at < last_end {
@@ -298,6 +320,10 @@ impl Detector for Iban {
 
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
+        // The shortest IBANs (Norway) have 15 characters.
+        if b.len() < 15 {
+            return;
+        }
         let mut i = 0;
         while i + 4 <= b.len() {
             let starts = b[i].is_ascii_uppercase()

@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use super::Redactions;
 use super::detect::Detector;
-use super::rules::{AllowOnly, Mask, Rule, Segment, Target, exempt, normalize};
+use super::rules::{AllowOnly, Mask, Rule, Segment, Target, exempt};
 use crate::identity::Identity;
 
 /// serde_json's own nesting limit; the pass recurses once per level.
@@ -449,10 +449,19 @@ impl Walk<'_> {
         if self.fields.is_empty() {
             return None;
         }
-        let name = normalize(key.as_bytes());
+        // Normalized into a stack buffer: this runs for every member of every response.
+        let mut name = [0u8; 64];
+        let mut len = 0;
+        for &b in key.as_bytes() {
+            if b.is_ascii_alphanumeric() && len < name.len() {
+                name[len] = b.to_ascii_lowercase();
+                len += 1;
+            }
+        }
+        let name = &name[..len];
         self.fields
             .iter()
-            .find(|(field, _)| *field == name.as_slice())
+            .find(|(field, _)| *field == name)
             .map(|&(_, rule)| rule)
     }
 
@@ -479,7 +488,8 @@ impl Walk<'_> {
                 _ => {}
             }
             let (key_token, escaped) = self.string_token()?;
-            let key = decode(self.input, key_token.clone(), escaped)?.into_owned();
+            let input = self.input;
+            let key = decode(input, key_token.clone(), escaped)?;
             self.expect(b':')?;
             let step = self.step(paths, allow, |seg| seg.matches_key(&key));
             let (child_paths, child_allow, path_rule) = match step {
