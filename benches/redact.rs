@@ -21,15 +21,15 @@ fn document(size: usize, secrets: bool) -> Vec<u8> {
     let mut i = 0u64;
     let mut total = 12;
     loop {
-        let secret = secrets && i % 4 == 0;
+        let secret = secrets && i.is_multiple_of(4);
         users.push(json!({
             "id": i,
             "name": format!("User number {i}"),
-            "role": if i % 3 == 0 { "editor" } else { "viewer" },
+            "role": if i.is_multiple_of(3) { "editor" } else { "viewer" },
             "email": if secret { format!("user{i}@example.com") } else { format!("user {i} at home") },
             "created_at": "2026-11-24T12:00:00Z",
             "balance": 1234.5 + i as f64,
-            "active": i % 2 == 0,
+            "active": i.is_multiple_of(2),
             "tags": ["alpha", "beta", "gamma"],
             "card_number": if secret { Value::from("4111 1111 1111 1111") } else { Value::Null },
             "bio": "Likes long walks, short meetings and well-formed JSON documents; lives in room 42.",
