@@ -13,10 +13,13 @@
 //!   `write:items` and answers 201; `DELETE /items/{id}` needs scope `admin`;
 //!   `GET /admin/audit` needs scope `admin` and role `admin`; so does `GET /admin/routes`, the
 //!   route inventory (every route, its methods and policy, and whether it is public).
-//! - `POST /items` takes `{ name, sku, price, quantity, tags?, contact_email?, notes? }` (rules on
+//! - `POST /items` takes `{ name, sku, price, quantity, tags?, contact_email?, notes?,
+//!   owner_email?, card_number? }` (rules on
 //!   [`NewItem`]), refuses unknown fields, and answers 201 with the stored item; failures are
 //!   problem+json: 422 with an `errors` array, 400 for malformed JSON, 415 for another media type,
 //!   413 over `MAX_BODY_BYTES` (default 65536; an invalid value stops start-up with a message).
+//! - Responses are redacted: readers see e-mail addresses as `[REDACTED]`, everyone sees card
+//!   numbers as `****` and their last four digits; writers and admins see e-mail addresses.
 //! - Scopes come from the space-separated `scope` claim, roles from `roles`.
 //! - Without configuration it trusts the embedded DEVELOPMENT key below (ES256). Never deploy it.
 //! - `RATE_LIMIT_PER_SECOND` (default 20) and `RATE_LIMIT_BURST` (default 40) limit each client
@@ -43,6 +46,7 @@ use portcullis::auth::{JwtAuthenticator, JwtKey};
 use portcullis::oidc::{Issuer, OidcAuthenticator};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, any_role, authenticated, public, require_scope};
+use portcullis::redact::{Email, RedactLayer, Rule};
 use portcullis::{Algorithm, AuthLayer, Identity, Rejection, RejectionKind, Valid, ValidateLayer};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -75,6 +79,12 @@ struct Item {
     tags: Vec<String>,
     contact_email: Option<String>,
     notes: Option<String>,
+    /// Masked by the `RedactLayer` for readers (e-mail detector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner_email: Option<String>,
+    /// Masked to its last four digits for everyone (card detector and field name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    card_number: Option<String>,
 }
 
 // A literal pattern, compiled on first use; it cannot fail on input.
@@ -108,6 +118,40 @@ struct NewItem {
         custom(function = "portcullis::validate::safe_text")
     )]
     notes: Option<String>,
+    #[validate(email, length(max = 254))]
+    owner_email: Option<String>,
+    #[validate(custom(function = "valid_card"))]
+    card_number: Option<String>,
+}
+
+/// 13 to 19 digits, optionally grouped by spaces or dashes, passing the Luhn check.
+fn valid_card(card: &str) -> Result<(), ValidationError> {
+    let digits: Vec<u32> = card.chars().filter_map(|c| c.to_digit(10)).collect();
+    let only_digits_and_separators = card
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == ' ' || c == '-');
+    let luhn: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
+        })
+        .sum();
+    if card.len() <= 23
+        && only_digits_and_separators
+        && (13..=19).contains(&digits.len())
+        && luhn.is_multiple_of(10)
+    {
+        Ok(())
+    } else {
+        Err(ValidationError::new("card_number")
+            .with_message("must be a payment card number (13 to 19 digits, Luhn-checked)".into()))
+    }
 }
 
 /// Each tag is 1 to 32 characters on one line.
@@ -128,7 +172,21 @@ struct Items(Arc<RwLock<(u64, BTreeMap<u64, Item>)>>);
 impl Items {
     fn seeded() -> Self {
         let items = Self::default();
-        for (name, sku) in [("portcullis", "PC-001"), ("drawbridge", "DB-002")] {
+        let seeds = [
+            (
+                "portcullis",
+                "PC-001",
+                "keeper@castle.example",
+                "4111 1111 1111 1111",
+            ),
+            (
+                "drawbridge",
+                "DB-002",
+                "warden@castle.example",
+                "5500 0000 0000 0004",
+            ),
+        ];
+        for (name, sku, owner, card) in seeds {
             items.insert(NewItem {
                 name: name.to_owned(),
                 sku: sku.to_owned(),
@@ -137,6 +195,8 @@ impl Items {
                 tags: None,
                 contact_email: None,
                 notes: None,
+                owner_email: Some(owner.to_owned()),
+                card_number: Some(card.to_owned()),
             });
         }
         items
@@ -157,6 +217,8 @@ impl Items {
             tags: new.tags.unwrap_or_default(),
             contact_email: new.contact_email,
             notes: new.notes,
+            owner_email: new.owner_email,
+            card_number: new.card_number,
         };
         guard.1.insert(item.id, item.clone());
         Some(item)
@@ -399,6 +461,10 @@ fn app(
             get(move || async move { Json(inventory.as_ref().clone()) }),
         )
         .with_state(Items::seeded())
+        // Innermost, so it sees the caller: e-mail addresses are masked except for writers and
+        // admins (who manage items), card numbers keep their last four digits for everyone,
+        // passwords, tokens and other secrets never leave. Put a CompressionLayer outside it.
+        .layer(RedactLayer::new().rule(Rule::detector(Email).except_roles(["writer", "admin"])))
         // Authorization runs inside authentication, so it sees the caller; anonymous requests
         // pass authentication and are answered 401 by the table unless the route is public.
         // Unknown paths get the table's 404 problem+json.

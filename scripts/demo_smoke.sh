@@ -52,6 +52,28 @@ expect 401 "token in the query is ignored"  "$base/me?access_token=$reader"
 expect 200 "reader lists items"             -H "$(auth "$reader")" "$base/items"
 expect 200 "reader gets item 1"             -H "$(auth "$reader")" "$base/items/1"
 expect 404 "missing item"                   -H "$(auth "$reader")" "$base/items/999"
+
+# Responses are redacted (RedactLayer): a reader never sees a full card number or an owner's
+# e-mail address; an admin sees the e-mail address, still not the card number.
+check_body() { # check_body DESCRIPTION BODY present|absent TEXT
+  case "$2" in
+    *"$4"*) [ "$3" = present ] && passed=$((passed + 1)) || { echo "FAIL: $1: $4 in $2"; failures=$((failures + 1)); } ;;
+    *) [ "$3" = absent ] && passed=$((passed + 1)) || { echo "FAIL: $1: no $4 in $2"; failures=$((failures + 1)); } ;;
+  esac
+}
+body=$(curl -s -H "$(auth "$reader")" "$base/items")
+check_body "reader: no card number" "$body" absent "4111 1111 1111 1111"
+check_body "reader: no card number" "$body" absent "5500 0000 0000 0004"
+check_body "reader: card last four" "$body" present '"card_number":"****1111"'
+check_body "reader: no owner e-mail" "$body" absent "keeper@castle.example"
+check_body "reader: no e-mail at all" "$body" absent "@"
+check_body "reader: e-mail masked" "$body" present '"owner_email":"[REDACTED]"'
+body=$(curl -s -H "$(auth "$reader")" "$base/items/2")
+check_body "reader item 2: no card number" "$body" absent "5500 0000 0000 0004"
+check_body "reader item 2: no e-mail" "$body" absent "warden@castle.example"
+body=$(curl -s -H "$(auth "$admin")" "$base/items")
+check_body "admin sees the owner e-mail" "$body" present '"owner_email":"keeper@castle.example"'
+check_body "admin: no card number" "$body" absent "4111 1111 1111 1111"
 item='{"name":"x","sku":"X-100","price":9.5,"quantity":3}'
 json='Content-Type: application/json'
 expect 403 "reader cannot create"           -H "$(auth "$reader")" -H "$json" -d "$item" "$base/items"
@@ -65,6 +87,10 @@ expect 413 "body over the default 64 KiB"  -H "$(auth "$writer")" -H "$json" --d
 expect 201 "5 KB item under the default"    -H "$(auth "$writer")" -H "$json" --data-binary "@$mid" "$base/items"
 expect 405 "unknown methods never reach a handler" -X FOO -H "$(auth "$admin")" "$base/items"
 expect 400 "no body on GET"                 -H "$(auth "$reader")" -X GET -H "$json" -d "$item" "$base/items"
+expect 201 "writer creates an item with owner and card" -H "$(auth "$writer")" -H "$json" \
+  -d '{"name":"Moat","sku":"MOAT-1","price":1,"quantity":1,"owner_email":"moat@castle.example","card_number":"4012-8888-8888-1881"}' "$base/items"
+expect 422 "card numbers are Luhn-checked" -H "$(auth "$writer")" -H "$json" \
+  -d '{"name":"Moat","sku":"MOAT-1","price":1,"quantity":1,"card_number":"4012-8888-8888-1882"}' "$base/items"
 
 # POST /items answers 201 with the stored item, and a field error with every problem at once,
 # without echoing what was sent.

@@ -10,6 +10,7 @@
 //! | [`rate_limit`] | [`RateLimitLayer`], [`LockoutLayer`](rate_limit::LockoutLayer) | how often: GCRA quotas, brute-force lockout |
 //! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
 //! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
+//! | [`redact`] | [`RedactLayer`] | what leaves: sensitive fields, paths and detected secrets masked in JSON responses; `Sensitive<T>` and header marking for logs |
 //! | `oidc` (feature `oidc`) | `OidcAuthenticator` in the [`AuthLayer`] | tokens from OpenID providers: discovery, JWKS rotation, introspection, revocation |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
@@ -53,6 +54,7 @@ pub mod identity;
 pub mod oidc;
 pub mod rate_limit;
 pub mod rbac;
+pub mod redact;
 pub mod validate;
 
 pub use auth::AuthLayer;
@@ -64,6 +66,7 @@ pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
 pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenticator};
 pub use rate_limit::RateLimitLayer;
 pub use rbac::RbacLayer;
+pub use redact::{RedactLayer, Redactions, Sensitive};
 pub use validate::{Valid, ValidateLayer};
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on

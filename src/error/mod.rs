@@ -89,6 +89,9 @@ pub enum RejectionKind {
     TooManyRequests,
     /// The request's header fields are larger than allowed (431).
     HeaderFieldsTooLarge,
+    /// The response could not be redacted (too large, compressed, a stream, not JSON), so it was
+    /// withheld rather than sent (406; see [`redact`](crate::redact)).
+    ResponseWithheld,
     /// The server failed; the detail never says how (500).
     Internal,
 }
@@ -112,6 +115,7 @@ impl RejectionKind {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnprocessableContent => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::ResponseWithheld => StatusCode::NOT_ACCEPTABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,6 +142,7 @@ impl RejectionKind {
             Self::UnsupportedMediaType => "urn:portcullis:problem:unsupported-media-type",
             Self::UnprocessableContent => "urn:portcullis:problem:unprocessable-content",
             Self::TooManyRequests => "urn:portcullis:problem:too-many-requests",
+            Self::ResponseWithheld => "urn:portcullis:problem:response-withheld",
             Self::Internal => "urn:portcullis:problem:internal",
         }
     }
@@ -162,6 +167,7 @@ impl RejectionKind {
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::UnprocessableContent => "Unprocessable content",
             Self::TooManyRequests => "Too many requests",
+            Self::ResponseWithheld => "Response withheld",
             Self::Internal => "Internal server error",
         }
     }
@@ -187,6 +193,9 @@ impl RejectionKind {
             Self::UnsupportedMediaType => "The request body has an unsupported media type.",
             Self::UnprocessableContent => "The request content is not acceptable.",
             Self::TooManyRequests => "Too many requests; retry later.",
+            Self::ResponseWithheld => {
+                "The response could not be checked for sensitive data, so it was not sent."
+            }
             Self::Internal => "The server could not complete the request.",
         }
     }

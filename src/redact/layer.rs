@@ -1,0 +1,237 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
+use sha2::{Digest, Sha256};
+use tower_layer::Layer;
+
+use super::detect::{ApiKey, CardNumber, Email, Iban, Jwt};
+use super::engine::Engine;
+use super::rules::{AllowOnly, DEFAULT_FIELDS, Mask, Rule};
+use super::sensitive::SENSITIVE_HEADERS;
+use super::{Redact, Redactions};
+use crate::error::ConfigError;
+use crate::identity::Identity;
+
+/// Redacts JSON responses and marks sensitive headers; see the [module docs](super).
+#[derive(Clone)]
+#[must_use]
+pub struct RedactLayer {
+    pub(super) config: Arc<RedactConfig>,
+}
+
+#[derive(Clone)]
+pub(super) struct RedactConfig {
+    pub(super) engine: Engine,
+    pub(super) max_body_bytes: usize,
+    pub(super) pass_oversized: bool,
+    pub(super) pass_encoded: bool,
+    pub(super) pass_streams: bool,
+    pub(super) sensitive_headers: Vec<HeaderName>,
+}
+
+impl Default for RedactLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RedactLayer {
+    /// The default rules: the field names in [`DEFAULT_FIELDS`](super::DEFAULT_FIELDS)
+    /// (`card_number` keeps its last four characters, the others are replaced), and the
+    /// detectors [`CardNumber`] (last four kept), [`Jwt`], [`ApiKey`], [`Email`] and [`Iban`]
+    /// (replaced). Bodies up to 4 MiB are redacted; larger, encoded and streamed JSON bodies are
+    /// withheld; fingerprints use a random key made now.
+    pub fn new() -> Self {
+        let mut layer = Self::empty();
+        for name in DEFAULT_FIELDS {
+            let mask = if *name == "card_number" {
+                Mask::LastFour
+            } else {
+                Mask::Replace
+            };
+            layer = layer.rule(Rule::field(name).mask(mask));
+        }
+        layer
+            .rule(Rule::detector(CardNumber).mask(Mask::LastFour))
+            .rule(Rule::detector(Jwt))
+            .rule(Rule::detector(ApiKey))
+            .rule(Rule::detector(Email))
+            .rule(Rule::detector(Iban))
+    }
+
+    /// No rules at all (add them with [`rule`](Self::rule)); the same limits as
+    /// [`new`](Self::new).
+    pub fn empty() -> Self {
+        Self {
+            config: Arc::new(RedactConfig {
+                engine: Engine {
+                    rules: Vec::new(),
+                    allow: Vec::new(),
+                    key: random_key().into(),
+                },
+                max_body_bytes: 4 * 1024 * 1024,
+                pass_oversized: false,
+                pass_encoded: false,
+                pass_streams: false,
+                sensitive_headers: SENSITIVE_HEADERS.to_vec(),
+            }),
+        }
+    }
+
+    /// Adds a rule. A rule for the same field name, path or detector name replaces the earlier
+    /// one, which is how defaults are changed: `.rule(Rule::detector(Email).except_roles(["admin"]))`.
+    pub fn rule(mut self, rule: Rule) -> Self {
+        let rules = &mut Arc::make_mut(&mut self.config).engine.rules;
+        match rules.iter_mut().find(|r| r.same_target(&rule)) {
+            Some(existing) => *existing = rule,
+            None => rules.push(rule),
+        }
+        self
+    }
+
+    /// Adds a field allowlist. For each response, the first allowlist whose routes and roles
+    /// apply is used; others are ignored.
+    pub fn allow_only(mut self, allow: AllowOnly) -> Self {
+        Arc::make_mut(&mut self.config).engine.allow.push(allow);
+        self
+    }
+
+    /// The key of [`Mask::Fingerprint`] (at least 32 bytes). Set it, from a secret store, to
+    /// correlate fingerprints across restarts and replicas; by default each layer makes a
+    /// random one.
+    pub fn fingerprint_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
+        if key.len() < 32 {
+            return Err(ConfigError::new("fingerprint_key needs at least 32 bytes"));
+        }
+        Arc::make_mut(&mut self.config).engine.key = key.into();
+        Ok(self)
+    }
+
+    /// The largest JSON body redacted (default 4 MiB); larger ones are withheld (see
+    /// [`pass_oversized_unredacted`](Self::pass_oversized_unredacted)). Bodies are buffered up
+    /// to this size, never beyond.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.config).max_body_bytes = bytes;
+        self
+    }
+
+    /// Lets JSON bodies over [`max_body_bytes`](Self::max_body_bytes) pass **unredacted**
+    /// instead of withholding them.
+    pub fn pass_oversized_unredacted(mut self) -> Self {
+        Arc::make_mut(&mut self.config).pass_oversized = true;
+        self
+    }
+
+    /// Lets JSON bodies with a `Content-Encoding` (gzip, br, ...) pass **unredacted** instead of
+    /// withholding them. Better: put the `RedactLayer` inside the compression layer.
+    pub fn pass_encoded_unredacted(mut self) -> Self {
+        Arc::make_mut(&mut self.config).pass_encoded = true;
+        self
+    }
+
+    /// Lets streams (`text/event-stream`, NDJSON, JSON sequences) pass **unredacted** instead
+    /// of withholding them.
+    pub fn pass_streams_unredacted(mut self) -> Self {
+        Arc::make_mut(&mut self.config).pass_streams = true;
+        self
+    }
+
+    /// Adds a header to mark sensitive (besides [`SENSITIVE_HEADERS`](super::SENSITIVE_HEADERS)).
+    pub fn sensitive_header(mut self, name: HeaderName) -> Self {
+        let headers = &mut Arc::make_mut(&mut self.config).sensitive_headers;
+        if !headers.contains(&name) {
+            headers.push(name);
+        }
+        self
+    }
+
+    /// Redacts a JSON document as the layer would for this caller and route (an axum route
+    /// pattern); `None` if it is not JSON (not UTF-8, bad syntax, nested over 128 levels). The
+    /// document comes back borrowed when nothing was redacted.
+    pub fn redact_json<'a>(
+        &self,
+        json: &'a [u8],
+        identity: Option<&Identity>,
+        route: Option<&str>,
+    ) -> Option<(Cow<'a, [u8]>, Redactions)> {
+        let (out, counts) = self.config.engine.redact(json, identity, route).ok()?;
+        Some((out.map_or(Cow::Borrowed(json), Cow::Owned), counts))
+    }
+
+    /// Masks every finding of the layer's detectors in free text (log lines, audit records),
+    /// whatever their roles; the text comes back borrowed when nothing was found.
+    pub fn scrub<'t>(&self, text: &'t str) -> (Cow<'t, str>, Redactions) {
+        let mut counts = Redactions::default();
+        let out = self.config.engine.scrub(text, &mut counts);
+        (out, counts)
+    }
+}
+
+/// 32 random bytes; if the system has no randomness to give, a hash of the time and process
+/// (still unique per process, and fingerprints are then merely weaker).
+fn random_key() -> Vec<u8> {
+    let mut key = vec![0u8; 32];
+    if getrandom::fill(&mut key).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let mut hash = Sha256::new();
+        hash.update(now.to_le_bytes());
+        hash.update(std::process::id().to_le_bytes());
+        key = hash.finalize().to_vec();
+    }
+    key
+}
+
+impl fmt::Debug for RedactLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedactLayer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RedactConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedactConfig")
+            .field("rules", &self.engine.rules)
+            .field("allow", &self.engine.allow)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("pass_oversized", &self.pass_oversized)
+            .field("pass_encoded", &self.pass_encoded)
+            .field("pass_streams", &self.pass_streams)
+            .field("sensitive_headers", &self.sensitive_headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for RedactLayer {
+    type Service = Redact<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Redact {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_checked_and_rules_replace() {
+        assert!(RedactLayer::new().fingerprint_key(&[1; 31]).is_err());
+        assert!(RedactLayer::new().fingerprint_key(&[1; 32]).is_ok());
+        let layer = RedactLayer::new();
+        let count = layer.config.engine.rules.len();
+        let layer = layer.rule(Rule::detector(Email).except_roles(["admin"]));
+        assert_eq!(layer.config.engine.rules.len(), count);
+        let layer = layer.rule(Rule::field("PassWord"));
+        assert_eq!(layer.config.engine.rules.len(), count);
+    }
+}

@@ -1,0 +1,137 @@
+//! Sensitive data never leaves in responses or logs (OWASP API3, excessive data exposure).
+//!
+//! [`RedactLayer`] rewrites JSON response bodies before they leave:
+//!
+//! - **field rules** mask members by name, at any depth, case- and punctuation-insensitively
+//!   (`password`, `token`, `api_key`, `card_number`, ... see [`DEFAULT_FIELDS`]);
+//! - **path rules** mask the values at a JSON path with wildcards (`$.users[*].email`);
+//! - **detectors** find secrets inside any string or number, whatever the field: payment cards
+//!   (Luhn-checked), JWTs, API keys (AWS, GitHub, Stripe, Slack, `Bearer ...`), e-mail
+//!   addresses, IBANs (mod-97-checked). Implement [`Detector`] to add your own.
+//! - **allowlists** ([`AllowOnly`]) drop every member not on a listed path, per route and role,
+//!   so a handler that returns a whole database row cannot leak a new column.
+//!
+//! Each rule has a [`Mask`]: remove, `"[REDACTED]"`, keep the last four characters, or a keyed
+//! HMAC fingerprint; and roles that see the value unmasked ([`Rule::except_roles`], read from the
+//! [`Identity`](crate::Identity) the [`AuthLayer`](crate::AuthLayer) put in the request, so the
+//! `RedactLayer` goes inside the `AuthLayer`). Each response that was examined carries a
+//! [`Redactions`] extension: how many values each rule (by detector name, or `field`, `path`,
+//! `allow_only`) masked, for metrics and audit.
+//!
+//! # HTTP
+//!
+//! Only `application/json` and `*+json` bodies are rewritten; other types pass untouched. The
+//! rewritten body keeps member order, numbers and escapes of everything not redacted, and gets
+//! a new `Content-Length` (`ETag` and digests of the original are removed). A body is buffered
+//! only up to [`max_body_bytes`](RedactLayer::max_body_bytes) (4 MiB).
+//!
+//! A JSON body that cannot be redacted is **withheld**, never passed through by accident: it is
+//! replaced by a problem+json response with status **406** (`urn:portcullis:problem:response-withheld`)
+//! and a `reason`: `response_too_large`, `encoded_response` (it has a `Content-Encoding`),
+//! `stream_not_redacted` (`text/event-stream`, NDJSON, JSON sequences), `invalid_json` or
+//! `response_body_error`. 406 ("no acceptable representation can be sent") was chosen because it
+//! is not a 5xx: the layer does not turn responses into server errors, and clients and monitors
+//! do not retry it as an outage. Each case can be allowed to pass unredacted explicitly
+//! ([`pass_oversized_unredacted`](RedactLayer::pass_oversized_unredacted),
+//! [`pass_encoded_unredacted`](RedactLayer::pass_encoded_unredacted),
+//! [`pass_streams_unredacted`](RedactLayer::pass_streams_unredacted)).
+//!
+//! **Put the `RedactLayer` inside (closer to the handler than) any `CompressionLayer`**, so it
+//! sees the JSON before it is compressed: `.layer(RedactLayer::new()).layer(CompressionLayer::new())`.
+//!
+//! # Logs
+//!
+//! [`Sensitive<T>`] prints and serializes as `[REDACTED]`. The layer marks the headers in
+//! [`SENSITIVE_HEADERS`] (and any added with [`sensitive_header`](RedactLayer::sensitive_header))
+//! as sensitive on requests and responses, as tower-http's `SetSensitiveHeadersLayer` does, so
+//! `TraceLayer` and `Debug` print them as `Sensitive`. [`RedactLayer::scrub`] runs the same
+//! detectors over free text.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Json, Router, routing::get};
+//! use portcullis::redact::{Email, Mask, RedactLayer, Redactions, Rule};
+//! use serde_json::{Value, json};
+//!
+//! async fn user() -> Json<Value> {
+//!     Json(json!({
+//!         "name": "Ada",
+//!         "email": "ada@example.com",
+//!         "password": "hunter2",
+//!         "card": "4111 1111 1111 1111",
+//!         "note": "call ada@example.com",
+//!     }))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let layer = RedactLayer::new()
+//!     .rule(Rule::path("$.email")?.mask(Mask::Fingerprint))
+//!     .rule(Rule::detector(Email).except_roles(["admin"]));
+//! let app: Router = Router::new().route("/user", get(user)).layer(layer);
+//!
+//! use tower::ServiceExt;
+//! let request = axum::http::Request::get("/user").body(axum::body::Body::empty())?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.extensions().get::<Redactions>().map(Redactions::total), Some(4));
+//! let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await?;
+//! let user: Value = serde_json::from_slice(&body)?;
+//! assert_eq!(user["name"], "Ada");
+//! assert!(user["email"].as_str().unwrap().starts_with("hmac:"));
+//! assert_eq!(user["password"], "[REDACTED]");
+//! assert_eq!(user["card"], "****1111");
+//! assert_eq!(user["note"], "call [REDACTED]");
+//! # Ok(())
+//! # }
+//! ```
+
+mod detect;
+mod engine;
+mod future;
+mod layer;
+mod rules;
+mod sensitive;
+mod service;
+
+pub use detect::{ApiKey, CardNumber, Detector, Email, Iban, Jwt};
+pub use future::ResponseFuture;
+pub use layer::RedactLayer;
+pub use rules::{AllowOnly, DEFAULT_FIELDS, Mask, Rule};
+pub use sensitive::{SENSITIVE_HEADERS, Sensitive};
+pub use service::Redact;
+
+/// How many values each rule masked in one response (or one [`RedactLayer::scrub`]), by name:
+/// a detector's [`name`](Detector::name), `field`, `path` or `allow_only` (members dropped by
+/// an allowlist). A response extension of every JSON response the layer examined.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redactions {
+    counts: Vec<(&'static str, u64)>,
+}
+
+impl Redactions {
+    /// The count for one name (0 if none).
+    pub fn get(&self, name: &str) -> u64 {
+        self.counts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// All values masked or dropped.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, c)| c).sum()
+    }
+
+    /// `(name, count)` pairs, in the order first seen.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.counts.iter().copied()
+    }
+
+    pub(crate) fn add(&mut self, name: &'static str) {
+        match self.counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => self.counts.push((name, 1)),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tower_service::Service;
+
+use super::future::{RequestInfo, ResponseFuture};
+use super::layer::RedactConfig;
+use crate::error::{Rejection, RejectionKind};
+use crate::identity::Identity;
+
+/// The service built by [`RedactLayer`](super::RedactLayer).
+#[derive(Clone)]
+pub struct Redact<S> {
+    pub(super) inner: S,
+    pub(super) config: Arc<RedactConfig>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Redact<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redact")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, B> Service<Request<B>> for Redact<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        mark_sensitive(request.headers_mut(), &self.config.sensitive_headers);
+        let info = RequestInfo {
+            config: self.config.clone(),
+            identity: request.extensions().get::<Identity>().cloned(),
+            route: request.extensions().get().cloned(),
+            head: request.method() == Method::HEAD,
+        };
+        ResponseFuture::new(self.inner.call(request), info)
+    }
+}
+
+fn mark_sensitive(headers: &mut HeaderMap, names: &[http::HeaderName]) {
+    for name in names {
+        if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
+            for value in entry.iter_mut() {
+                value.set_sensitive(true);
+            }
+        }
+    }
+}
+
+enum Kind {
+    Json,
+    Stream,
+    Other,
+}
+
+fn kind(headers: &HeaderMap) -> Kind {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Kind::Other;
+    };
+    let Ok(value) = value.to_str() else {
+        // Not even text: we cannot tell it is not JSON.
+        return Kind::Json;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let essence = essence.to_ascii_lowercase();
+    match essence.as_str() {
+        "text/event-stream"
+        | "application/x-ndjson"
+        | "application/jsonl"
+        | "application/json-seq"
+        | "application/stream+json" => Kind::Stream,
+        "application/json" => Kind::Json,
+        e if e.ends_with("+json") => Kind::Json,
+        _ => Kind::Other,
+    }
+}
+
+/// The response part of the layer: decides whether the body is rewritten, buffers it (never
+/// past the limit), redacts it and fixes the headers; or withholds it.
+pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -> Response {
+    let config = &info.config;
+    mark_sensitive(response.headers_mut(), &config.sensitive_headers);
+    let status = response.status();
+    if info.head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return response;
+    }
+    match kind(response.headers()) {
+        Kind::Other => return response,
+        Kind::Stream if config.pass_streams => return response,
+        Kind::Stream => return withhold("stream_not_redacted", status),
+        Kind::Json => {}
+    }
+    let encoded = response
+        .headers()
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return if config.pass_encoded {
+            response
+        } else {
+            withhold("encoded_response", status)
+        };
+    }
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
+        return if config.pass_oversized {
+            response
+        } else {
+            withhold("response_too_large", status)
+        };
+    }
+
+    let (mut parts, mut body) = response.into_parts();
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return withhold("response_body_error", status);
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: JSON responses do not carry any we keep
+        };
+        if buffer.len() + data.len() > config.max_body_bytes {
+            if !config.pass_oversized {
+                return withhold("response_too_large", status);
+            }
+            buffer.extend_from_slice(&data);
+            let head = futures_util::stream::once(async move { Ok(buffer.freeze()) });
+            let stream = head.chain(body.into_data_stream());
+            return Response::from_parts(parts, Body::from_stream(stream));
+        }
+        buffer.extend_from_slice(&data);
+    }
+    let bytes = buffer.freeze();
+    let route = info.route.as_ref().map(|r| r.as_str());
+    match config.engine.redact(&bytes, info.identity.as_ref(), route) {
+        Ok((None, counts)) => {
+            parts.extensions.insert(counts);
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        Ok((Some(redacted), counts)) => {
+            tracing::debug!(
+                target: "portcullis::redact",
+                redactions = counts.total(),
+                "response redacted"
+            );
+            parts.extensions.insert(counts);
+            let headers = &mut parts.headers;
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(redacted.len()));
+            // These described the unredacted body.
+            headers.remove(ETAG);
+            headers.remove("content-digest");
+            headers.remove("digest");
+            headers.remove("content-md5");
+            Response::from_parts(parts, Body::from(Bytes::from(redacted)))
+        }
+        Err(_) => withhold("invalid_json", status),
+    }
+}
+
+fn withhold(reason: &'static str, status: StatusCode) -> Response {
+    tracing::warn!(
+        target: "portcullis::redact",
+        reason,
+        status = status.as_u16(),
+        "response withheld: it could not be redacted"
+    );
+    let detail = match reason {
+        "response_too_large" => "The response is too large to be checked for sensitive data.",
+        "encoded_response" => {
+            "The response is compressed and cannot be checked for sensitive data."
+        }
+        "stream_not_redacted" => "Streamed responses are not checked for sensitive data.",
+        "invalid_json" => {
+            "The response is not valid JSON and cannot be checked for sensitive data."
+        }
+        _ => "The response body could not be read.",
+    };
+    Rejection::new(RejectionKind::ResponseWithheld)
+        .with_reason(reason)
+        .with_detail(detail)
+        .into_response()
+}
