@@ -525,3 +525,85 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn json_like_streams_and_foreign_charsets_never_pass_unredacted() {
+    for (content_type, outcome) in [
+        ("text/json", "rewritten"),
+        ("application/x-json", "rewritten"),
+        ("application/geo+json-seq", "stream"),
+        ("application/jsonlines", "stream"),
+        ("application/x-jsonlines", "stream"),
+        ("application/ndjson", "stream"),
+        ("application/json; charset=utf-7", "charset"),
+        ("application/json; charset=\"UTF-8\"", "rewritten"),
+    ] {
+        let response = move || with_type(content_type);
+        let (status, headers, _, body) = call(app(RedactLayer::new(), response, None)).await;
+        match outcome {
+            "rewritten" => {
+                assert_eq!(status, StatusCode::OK, "{content_type}");
+                assert!(
+                    !String::from_utf8_lossy(&body).contains(CARD),
+                    "{content_type}"
+                );
+            }
+            "stream" => assert_withheld(status, &headers, &body, "Streamed"),
+            _ => assert_withheld(status, &headers, &body, "not UTF-8"),
+        }
+    }
+}
+
+#[test]
+fn detectors_find_secrets_next_to_other_digits_and_unusual_shapes() {
+    let layer = RedactLayer::new();
+    let redacted = |doc: Value| {
+        let bytes = doc.to_string();
+        let (out, _) = layer.redact_json(bytes.as_bytes(), None, None).unwrap();
+        String::from_utf8(out.into_owned()).unwrap()
+    };
+    // A card followed by its CVV or expiry still counts as a card.
+    for note in [
+        "pay with 4111 1111 1111 1111 123 please",
+        "4111111111111111 12",
+        "41111111111111111227",
+    ] {
+        let out = redacted(json!({ "note": note }));
+        assert!(
+            !out.contains("4111 1111 1111 1111") && !out.contains(CARD),
+            "{note}: {out}"
+        );
+    }
+    // Encrypted (alg dir: empty key segment) and unsigned tokens with short payloads.
+    let jwe = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..aXYtaXYtaXY.Y2lwaGVydGV4dA.dGFnLXRhZw";
+    let unsigned = "eyJhbGciOiJub25lIn0.e30.";
+    for token in [jwe, unsigned] {
+        let out = redacted(json!({ "note": format!("token {token}") }));
+        assert!(!out.contains(token), "{token}: {out}");
+    }
+    // Internationalized e-mail addresses.
+    for address in ["ada@bücher.de", "josé@example.com"] {
+        let out = redacted(json!({ "note": format!("write to {address}") }));
+        assert!(
+            !out.contains(address) && !out.contains("jos"),
+            "{address}: {out}"
+        );
+    }
+}
+
+#[test]
+fn allowlists_cover_bare_values_and_missing_route_patterns() {
+    let layer =
+        RedactLayer::new().allow_only(AllowOnly::paths(["$.id"]).unwrap().on_routes(["/rows"]));
+    // A bare string at the top has no member to allow.
+    let (out, counts) = layer
+        .redact_json(br#""a whole secret row""#, None, Some("/rows"))
+        .unwrap();
+    assert_eq!(&*out, b"null");
+    assert_eq!(counts.get("allow_only"), 1);
+    // Without a route pattern, a route-scoped allowlist applies rather than nothing.
+    let (out, _) = layer
+        .redact_json(br#"{"id":1,"ssn_like":"x"}"#, None, None)
+        .unwrap();
+    assert_eq!(&*out, br#"{"id":1}"#);
+}

@@ -55,29 +55,74 @@ impl Detector for CardNumber {
                 i += 1;
                 continue;
             }
-            let start = i;
-            let mut digits = [0u8; 19];
-            let mut count = 0usize;
-            let mut end = i;
+            // One run of digit groups joined by single spaces or dashes.
             let mut j = i;
+            let mut digits = 0usize;
             loop {
+                while b.get(j).is_some_and(u8::is_ascii_digit) {
+                    j += 1;
+                    digits += 1;
+                }
                 match b.get(j) {
-                    Some(d) if d.is_ascii_digit() => {
-                        if count < digits.len() {
-                            digits[count] = d - b'0';
-                        }
-                        count += 1;
-                        j += 1;
-                        end = j;
-                    }
                     Some(b' ' | b'-') if b.get(j + 1).is_some_and(u8::is_ascii_digit) => j += 1,
                     _ => break,
                 }
             }
-            if (13..=19).contains(&count) && luhn(&digits[..count]) {
-                found.push(start..end);
+            // Most runs are short numbers: only a run long enough to hold a card is examined.
+            if digits >= 13 {
+                let groups: Vec<(usize, usize)> = b[i..j]
+                    .split(|c| !c.is_ascii_digit())
+                    .scan(i, |at, group| {
+                        let start = *at;
+                        *at += group.len() + 1;
+                        Some((start, start + group.len()))
+                    })
+                    .collect();
+                find_cards(b, &groups, found);
             }
-            i = end.max(i + 1);
+            i = j.max(i + 1);
+        }
+    }
+}
+
+/// Card numbers inside one run of digit groups. The whole run is the usual case; when it is
+/// not a card, windows that start and end on group boundaries are tried (a card followed by its
+/// CVV or expiry: `4111 1111 1111 1111 123`), and so are the prefixes of a long unbroken run
+/// (`41111111111111111227`). Over-matching only masks more.
+fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>) {
+    let digits_in = |from: usize, to: usize| -> Vec<u8> {
+        b[from..to]
+            .iter()
+            .filter(|d| d.is_ascii_digit())
+            .map(|d| d - b'0')
+            .collect()
+    };
+    let mut s = 0;
+    while s < groups.len() {
+        let mut matched = None;
+        for e in (s..groups.len()).rev() {
+            let digits = digits_in(groups[s].0, groups[e].1);
+            if (13..=19).contains(&digits.len()) && luhn(&digits) {
+                matched = Some(e);
+                break;
+            }
+        }
+        match matched {
+            Some(e) => {
+                found.push(groups[s].0..groups[e].1);
+                s = e + 1;
+            }
+            None => {
+                let (start, end) = groups[s];
+                if end - start > 19
+                    && let Some(len) = (13..=19)
+                        .rev()
+                        .find(|len| luhn(&digits_in(start, start + len)))
+                {
+                    found.push(start..start + len);
+                }
+                s += 1;
+            }
         }
     }
 }
@@ -122,13 +167,18 @@ impl Detector for Jwt {
             let start = from + at;
             let mut j = start;
             let mut segments = 1;
-            let mut shortest = usize::MAX;
+            let mut header = usize::MAX;
+            let mut later_content = false;
             let mut segment_start = j;
             while j < b.len() {
                 if is_b64url(b[j]) {
                     j += 1;
                 } else if b[j] == b'.' && segments < 5 {
-                    shortest = shortest.min(j - segment_start);
+                    if segments == 1 {
+                        header = j - segment_start;
+                    } else if j > segment_start {
+                        later_content = true;
+                    }
                     segments += 1;
                     j += 1;
                     segment_start = j;
@@ -136,9 +186,11 @@ impl Detector for Jwt {
                     break;
                 }
             }
-            // Header and payload are at least `eyJ` plus a few characters; the signature may
-            // be empty (`alg: none`), so it is not counted in `shortest`.
-            if segments >= 3 && shortest >= 8 {
+            later_content |= j > segment_start && segments > 1;
+            // The header is `eyJ` plus a few characters; any later segment may be empty (an
+            // unsigned token, an encrypted one with `alg: dir`, a `{}` payload is `e30`), but not
+            // all of them.
+            if segments >= 3 && header != usize::MAX && header >= 8 && later_content {
                 found.push(start..j);
                 from = j;
             } else {
@@ -257,11 +309,13 @@ impl Detector for ApiKey {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Email;
 
+/// Bytes of non-ASCII characters count as letters (internationalized addresses, RFC 6531);
+/// every byte of a multi-byte character is >= 0x80, so a match never splits a character.
 fn local_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+    b.is_ascii_alphanumeric() || b >= 0x80 || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
 }
 fn domain_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
+    b.is_ascii_alphanumeric() || b >= 0x80 || b == b'.' || b == b'-'
 }
 
 impl Detector for Email {

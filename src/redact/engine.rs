@@ -97,6 +97,11 @@ impl Engine {
             .allow
             .map(|a| (0..a.paths.len() as u32).map(|i| (i, 0)).collect());
         walk.ws();
+        // An allowlist lists members; a bare string or number at the top has none to allow.
+        if walk.allow.is_some() && !matches!(walk.peek(), b'{' | b'[') {
+            walk.counts.add("allow_only");
+            return Ok((Some(b"null".to_vec()), walk.counts));
+        }
         walk.value(&paths, allow.as_deref(), 0)?;
         let changed = walk.counts.total() > 0;
         Ok((changed.then_some(walk.out), walk.counts))

@@ -311,9 +311,15 @@ impl AllowOnly {
         self
     }
 
+    /// Without a route pattern (the layer is not under `Router::layer`, so there is no
+    /// `MatchedPath`) a route-scoped allowlist applies anyway: better to strip too much than to
+    /// let whole rows out.
     pub(super) fn applies(&self, route: Option<&str>, identity: Option<&Identity>) -> bool {
-        (self.routes.is_empty() || route.is_some_and(|r| self.routes.iter().any(|x| x == r)))
-            && !exempt(&self.except_roles, identity)
+        let on_route = match route {
+            None => true,
+            Some(route) => self.routes.is_empty() || self.routes.iter().any(|x| x == route),
+        };
+        on_route && !exempt(&self.except_roles, identity)
     }
 }
 

@@ -69,6 +69,9 @@ fn mark_sensitive(headers: &mut HeaderMap, names: &[http::HeaderName]) {
 enum Kind {
     Json,
     Stream,
+    /// JSON in a charset other than UTF-8: the bytes we would check are not the text the client
+    /// reads (`+ADQ-` is `4` in UTF-7), so it is withheld.
+    ForeignCharset,
     Other,
 }
 
@@ -80,17 +83,39 @@ fn kind(headers: &HeaderMap) -> Kind {
         // Not even text: we cannot tell it is not JSON.
         return Kind::Json;
     };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    let essence = essence.to_ascii_lowercase();
-    match essence.as_str() {
-        "text/event-stream"
-        | "application/x-ndjson"
-        | "application/jsonl"
-        | "application/json-seq"
-        | "application/stream+json" => Kind::Stream,
-        "application/json" => Kind::Json,
-        e if e.ends_with("+json") => Kind::Json,
-        _ => Kind::Other,
+    let mut parameters = value.split(';');
+    let essence = parameters
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let foreign_charset = parameters.any(|parameter| {
+        let (name, charset) = parameter.split_once('=').unwrap_or((parameter, ""));
+        name.trim().eq_ignore_ascii_case("charset")
+            && !charset
+                .trim()
+                .trim_matches('"')
+                .eq_ignore_ascii_case("utf-8")
+    });
+    // Streams by name or suffix (`+json-seq`, ND-JSON, JSON Lines, SSE); anything else that
+    // says JSON (`application/json`, `+json`, `text/json`, `application/x-json`, ...) is
+    // rewritten, or withheld when it turns out not to parse.
+    let kind = if essence == "text/event-stream"
+        || essence.ends_with("json-seq")
+        || essence.ends_with("stream+json")
+        || essence.contains("ndjson")
+        || essence.contains("jsonl")
+        || essence.contains("jsonlines")
+    {
+        Kind::Stream
+    } else if essence.contains("json") {
+        Kind::Json
+    } else {
+        Kind::Other
+    };
+    match kind {
+        Kind::Json | Kind::Stream if foreign_charset => Kind::ForeignCharset,
+        kind => kind,
     }
 }
 
@@ -111,6 +136,7 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         Kind::Other => return response,
         Kind::Stream if config.pass_streams => return response,
         Kind::Stream => return withhold("stream_not_redacted", status),
+        Kind::ForeignCharset => return withhold("foreign_charset", status),
         Kind::Json => {}
     }
     let encoded = response
@@ -200,6 +226,9 @@ fn withhold(reason: &'static str, status: StatusCode) -> Response {
         "stream_not_redacted" => "Streamed responses are not checked for sensitive data.",
         "invalid_json" => {
             "The response is not valid JSON and cannot be checked for sensitive data."
+        }
+        "foreign_charset" => {
+            "The response is not UTF-8 JSON and cannot be checked for sensitive data."
         }
         _ => "The response body could not be read.",
     };
