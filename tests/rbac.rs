@@ -788,3 +788,15 @@ async fn with_an_optional_auth_layer_anonymous_callers_get_its_challenge() {
 fn bearer_to(path: &str, token: &str) -> http::Request<axum::body::Body> {
     get_with(path, &[("authorization", &format!("Bearer {token}"))])
 }
+
+#[tokio::test]
+async fn guards_behind_a_discreet_layer_are_discreet_too() {
+    let app = Router::new()
+        .route("/admin", get(|_: RequireRole<Admin>| async { "admin" }))
+        .layer(RbacLayer::new(authenticated()).hide_details())
+        .layer(Extension(identity(&[], &["viewer"], json!({}))));
+    let answer = send(&app, get_with("/admin", &[])).await;
+    answer.problem(403, "forbidden");
+    assert_eq!(answer.body["detail"], "You are not allowed to do this.");
+    answer.leaks_nothing_of("admin]");
+}

@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use super::policy::Miss;
+use super::service::HideDetails;
 use crate::error::Rejection;
 use crate::identity::Identity;
 
@@ -62,7 +63,8 @@ impl<S: Scope, St: Send + Sync> FromRequestParts<St> for RequireScope<S> {
             Some(identity) if identity.has_scope(S::NAME) => return Ok(Self(PhantomData)),
             Some(_) => Miss::Scope(S::NAME.into()),
         };
-        Err(miss.into_rejection(&parts.extensions, false))
+        let hide = parts.extensions.get::<HideDetails>().is_some();
+        Err(miss.into_rejection(&parts.extensions, hide))
     }
 }
 
@@ -75,7 +77,8 @@ impl<R: Role, St: Send + Sync> FromRequestParts<St> for RequireRole<R> {
             Some(identity) if identity.has_role(R::NAME) => return Ok(Self(PhantomData)),
             Some(_) => Miss::Requirement(format!("any role of [{}]", R::NAME).into()),
         };
-        Err(miss.into_rejection(&parts.extensions, false))
+        let hide = parts.extensions.get::<HideDetails>().is_some();
+        Err(miss.into_rejection(&parts.extensions, hide))
     }
 }
 

@@ -47,6 +47,10 @@ where
         match decide(&self.config, &request) {
             Ok(decision) => {
                 request.extensions_mut().insert(decision.clone());
+                if self.config.hide_details {
+                    // The handler's guards answer as vaguely as the layer.
+                    request.extensions_mut().insert(HideDetails);
+                }
                 ResponseFuture::call(self.inner.call(request), decision)
             }
             Err((decision, rejection)) => {
@@ -62,6 +66,11 @@ where
         }
     }
 }
+
+/// Left in the request extensions by an [`RbacLayer`](super::RbacLayer) with `hide_details`, so
+/// the extractor guards behind it hide their details too.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct HideDetails;
 
 /// The decision for one request: allowed, or the decision and the rejection to answer with.
 fn decide<B>(config: &RbacConfig, request: &Request<B>) -> Result<Decision, (Decision, Rejection)> {
