@@ -1,4 +1,6 @@
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
@@ -30,6 +32,9 @@ pub struct JwtKey {
     pub(super) kid: Option<String>,
     pub(super) algorithm: Algorithm,
     pub(super) key: DecodingKey,
+    /// Whether the key is still installed: cached tokens it verified check this on every hit,
+    /// so removing one key drops exactly its tokens. Set afresh when a key is installed.
+    pub(super) live: Arc<AtomicBool>,
 }
 
 impl JwtKey {
@@ -132,6 +137,7 @@ impl JwtKey {
             kid: common.key_id.clone(),
             algorithm,
             key,
+            live: Arc::default(),
         })
     }
 
@@ -140,6 +146,7 @@ impl JwtKey {
             kid: None,
             algorithm,
             key,
+            live: Arc::default(),
         }
     }
 

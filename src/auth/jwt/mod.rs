@@ -5,7 +5,7 @@ mod strict;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,8 +52,6 @@ pub struct JwtAuthenticator {
 
 struct Inner {
     keys: RwLock<Vec<JwtKey>>,
-    /// Bumped whenever a key is removed; cache entries from an older epoch are ignored.
-    epoch: AtomicU64,
     issuer: Option<String>,
     audiences: Option<Vec<String>>,
     leeway: u64,
@@ -73,7 +71,8 @@ type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 struct Verified {
     identity: Identity,
     exp: Option<u64>,
-    epoch: u64,
+    /// The verifying key's installed flag (see `JwtKey::live`).
+    live: Arc<AtomicBool>,
     /// Estimated bytes held by the entry (the parsed claims take about three times the token).
     weight: u32,
 }
@@ -127,7 +126,7 @@ impl JwtAuthenticator {
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(hit) = cache.get(&digest) {
-            if hit.epoch == inner.epoch.load(Ordering::Acquire) {
+            if hit.live.load(Ordering::Acquire) {
                 let now = inner.now();
                 if let Some(exp) = hit.exp
                     && now.saturating_sub(inner.leeway) >= exp
@@ -153,7 +152,7 @@ impl JwtAuthenticator {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         check_new_key(&keys, &key)?;
-        keys.push(key);
+        keys.push(install(key));
         Ok(())
     }
 
@@ -166,15 +165,15 @@ impl JwtAuthenticator {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let before = keys.len();
-        keys.retain(|key| key.kid.as_deref() != Some(kid));
-        let removed = keys.len() != before;
-        if removed {
-            self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-            if let Some(cache) = &self.inner.cache {
-                cache.invalidate_all();
+        keys.retain(|key| {
+            let keep = key.kid.as_deref() != Some(kid);
+            if !keep {
+                // Its cached tokens see this on their next hit; others stay cached.
+                key.live.store(false, Ordering::Release);
             }
-        }
-        removed
+            keep
+        });
+        keys.len() != before
     }
 
     /// The ids of the configured keys (keys without an id are left out).
@@ -258,9 +257,6 @@ impl Inner {
     }
 
     fn verify_uncached(&self, token: &str) -> Result<Verified, Rejection> {
-        // Read the epoch before the keys: if a key is removed while we verify, the entry we
-        // produce carries the old epoch and is never served from the cache.
-        let epoch = self.epoch.load(Ordering::Acquire);
         let mut segments = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
             segments.next(),
@@ -275,7 +271,9 @@ impl Inner {
         }
         let header = decode_object(header_b64)?;
         let algorithm = self.check_header(&header)?;
-        {
+        // The entry we produce holds the key's flag: if the key is removed while we verify,
+        // the entry is never served from the cache.
+        let live = {
             let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
             let key = select_key(&keys, &header)?;
             if key.algorithm != algorithm {
@@ -298,10 +296,11 @@ impl Inner {
                     "The access token signature is invalid.",
                 ));
             }
-        }
+            key.live.clone()
+        };
         // Only a correctly signed payload is parsed.
         let claims = decode_object(payload_b64)?;
-        self.check_claims(claims, epoch, token.len())
+        self.check_claims(claims, live, token.len())
     }
 
     fn check_header(&self, header: &Map<String, Value>) -> Result<Algorithm, Rejection> {
@@ -352,7 +351,7 @@ impl Inner {
     fn check_claims(
         &self,
         claims: Map<String, Value>,
-        epoch: u64,
+        live: Arc<AtomicBool>,
         token_len: usize,
     ) -> Result<Verified, Rejection> {
         let now = self.now();
@@ -429,7 +428,7 @@ impl Inner {
         Ok(Verified {
             identity: builder.claims(claims).build(),
             exp,
-            epoch,
+            live,
             weight: u32::try_from(token_len.saturating_mul(3).saturating_add(256))
                 .unwrap_or(u32::MAX),
         })
@@ -469,6 +468,13 @@ fn select_key<'a>(
             )),
         },
     }
+}
+
+/// A key as installed in an authenticator: with its own flag, never shared with clones of the
+/// `JwtKey` the caller keeps.
+fn install(mut key: JwtKey) -> JwtKey {
+    key.live = Arc::new(AtomicBool::new(true));
+    key
 }
 
 fn check_new_key(keys: &[JwtKey], key: &JwtKey) -> Result<(), ConfigError> {
@@ -661,7 +667,7 @@ impl JwtAuthenticatorBuilder {
         let mut keys = Vec::with_capacity(self.keys.len());
         for key in self.keys {
             check_new_key(&keys, &key)?;
-            keys.push(key);
+            keys.push(install(key));
         }
         match (&self.audiences, self.any_audience) {
             (None, false) => {
@@ -713,7 +719,7 @@ impl JwtAuthenticatorBuilder {
         Ok(JwtAuthenticator {
             inner: Arc::new(Inner {
                 keys: RwLock::new(keys),
-                epoch: AtomicU64::new(0),
+
                 issuer: self.issuer,
                 audiences: if self.any_audience {
                     None
