@@ -213,7 +213,7 @@ impl Walk<'_> {
         }
     }
 
-    fn expect(&mut self, byte: u8) -> Pass {
+    fn expect_byte(&mut self, byte: u8) -> Pass {
         self.ws();
         if self.peek() != byte {
             return Err(NotJson);
@@ -495,7 +495,7 @@ impl Walk<'_> {
             let (key_token, escaped) = self.string_token()?;
             let input = self.input;
             let key = decode(input, key_token.clone(), escaped)?;
-            self.expect(b':')?;
+            self.expect_byte(b':')?;
             let step = self.step(paths, allow, |seg| seg.matches_key(&key));
             let (child_paths, child_allow, path_rule) = match step {
                 Step::Drop => {
