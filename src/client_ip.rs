@@ -28,14 +28,17 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, Request};
+use http::{HeaderMap, HeaderName, Request, Response};
 use ipnet::IpNet;
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -284,24 +287,54 @@ pub struct ClientIpService<S> {
     proxies: Arc<TrustedProxies>,
 }
 
-impl<S, B> Service<Request<B>> for ClientIpService<S>
+impl<S, B, ResBody> Service<Request<B>> for ClientIpService<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let ip = self
-            .proxies
-            .client_ip(peer(request.extensions()), request.headers());
-        request.extensions_mut().insert(ClientIp(ip));
-        self.inner.call(request)
+        let ip = ClientIp(
+            self.proxies
+                .client_ip(peer(request.extensions()), request.headers()),
+        );
+        request.extensions_mut().insert(ip);
+        ResponseFuture {
+            inner: self.inner.call(request),
+            ip,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ClientIpService`]: leaves the [`ClientIp`] in the response
+    /// extensions too, for layers outside this one (the audit layer).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        ip: ClientIp,
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &mut result {
+            response.extensions_mut().insert(*this.ip);
+        }
+        Poll::Ready(result)
     }
 }
 

@@ -11,6 +11,7 @@
 //! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
 //! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
 //! | [`redact`] | [`RedactLayer`] | what leaves: sensitive fields, paths and detected secrets masked in JSON responses; `Sensitive<T>` and header marking for logs |
+//! | [`audit`] | [`AuditLayer`] | what happened: one sealed, hash-chained audit event per request, security alerts, metrics |
 //! | `oidc` (feature `oidc`) | `OidcAuthenticator` in the [`AuthLayer`] | tokens from OpenID providers: discovery, JWKS rotation, introspection, revocation |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
@@ -45,6 +46,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod audit;
 pub mod auth;
 pub mod client_ip;
 mod decision;
@@ -57,6 +59,7 @@ pub mod rbac;
 pub mod redact;
 pub mod validate;
 
+pub use audit::AuditLayer;
 pub use auth::AuthLayer;
 pub use client_ip::ClientIp;
 pub use decision::Decision;

@@ -12,6 +12,7 @@ use tower_service::Service;
 use super::BoxAuthFuture;
 use super::layer::AuthConfig;
 use super::service::finish_rejection;
+use crate::identity::Identity;
 
 pin_project! {
     /// Response future of [`Auth`](super::Auth).
@@ -39,6 +40,8 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
+            // Left in the response extensions for outer layers (the audit layer).
+            identity: Option<Identity>,
         },
         Rejected {
             response: Option<Response>,
@@ -50,9 +53,9 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response>,
 {
-    pub(super) fn call(future: S::Future) -> Self {
+    pub(super) fn call(future: S::Future, identity: Option<Identity>) -> Self {
         Self {
-            state: State::Calling { future },
+            state: State::Calling { future, identity },
         }
     }
 
@@ -102,9 +105,12 @@ where
                     };
                     match outcome {
                         Ok(identity) => {
-                            parts.extensions.insert(identity);
+                            parts.extensions.insert(identity.clone());
                             let future = inner.call(Request::from_parts(parts, body));
-                            this.state.set(State::Calling { future });
+                            this.state.set(State::Calling {
+                                future,
+                                identity: Some(identity),
+                            });
                         }
                         Err(rejection) => {
                             let response = finish_rejection(config, rejection);
@@ -114,7 +120,13 @@ where
                         }
                     }
                 }
-                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Calling { future, identity } => {
+                    let mut result = ready!(future.poll(cx));
+                    if let (Ok(response), Some(identity)) = (&mut result, identity.take()) {
+                        response.extensions_mut().insert(identity);
+                    }
+                    return Poll::Ready(result);
+                }
                 StateProj::Rejected { response } => {
                     return match response.take() {
                         Some(response) => Poll::Ready(Ok(response)),

@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::layer::AuthConfig;
 use super::{Authentication, ResponseFuture, header};
+use crate::decision::Decision;
 use crate::error::{Rejection, RejectionKind};
 
 /// The service built by [`AuthLayer`](super::AuthLayer).
@@ -61,8 +62,11 @@ where
             match authenticator.authenticate(&parts) {
                 Authentication::NotPresent => continue,
                 Authentication::Authenticated(identity) => {
-                    parts.extensions.insert(identity);
-                    return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)));
+                    parts.extensions.insert(identity.clone());
+                    return ResponseFuture::call(
+                        self.inner.call(Request::from_parts(parts, body)),
+                        Some(identity),
+                    );
                 }
                 Authentication::Rejected(rejection) => return self.reject(rejection),
                 Authentication::Pending(future) => {
@@ -94,7 +98,7 @@ where
             );
         }
         parts.extensions.insert(self.config.challenge.clone());
-        ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)))
+        ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)), None)
     }
 }
 
@@ -125,5 +129,10 @@ pub(super) fn finish_rejection(config: &AuthConfig, mut rejection: Rejection) ->
         reason = rejection.reason(),
         "request not authenticated"
     );
-    rejection.into_response()
+    let reason = rejection.reason();
+    let mut response = rejection.into_response();
+    response
+        .extensions_mut()
+        .insert(Decision::denied("auth", reason));
+    response
 }

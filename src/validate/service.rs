@@ -10,6 +10,7 @@ use tower_service::Service;
 
 use super::ResponseFuture;
 use super::layer::{AllowedHost, ValidateConfig};
+use crate::decision::Decision;
 use crate::error::{Rejection, RejectionKind};
 
 /// The service built by [`ValidateLayer`](super::ValidateLayer).
@@ -49,7 +50,12 @@ where
                 reason = rejection.reason(),
                 "request refused"
             );
-            return ResponseFuture::rejected(rejection.into_response());
+            let reason = rejection.reason();
+            let mut response = rejection.into_response();
+            response
+                .extensions_mut()
+                .insert(Decision::denied("validate", reason));
+            return ResponseFuture::rejected(response);
         }
         request.extensions_mut().insert(self.config.limits);
         ResponseFuture::call(self.inner.call(request))

@@ -1,0 +1,266 @@
+//! Security alerts: patterns across requests that one event alone does not show.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::event::{AuditEvent, Outcome};
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// Many failed authentications from one client address (credential stuffing, token
+    /// guessing).
+    AuthFailuresFromIp,
+    /// Many failed logins for one user name, from anywhere (password spraying at one account).
+    AuthFailuresForUser,
+    /// Many 403s for one authenticated subject (probing for what it may reach: enumeration).
+    ForbiddenSpike,
+    /// A client was locked out by the brute-force lockout.
+    Lockout,
+}
+
+impl AlertKind {
+    /// The name used in records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthFailuresFromIp => "auth_failures_from_ip",
+            Self::AuthFailuresForUser => "auth_failures_for_user",
+            Self::ForbiddenSpike => "forbidden_spike",
+            Self::Lockout => "lockout",
+        }
+    }
+}
+
+/// A pattern worth a human's attention, raised once per key and window.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct SecurityAlert {
+    /// What was seen.
+    pub alert: AlertKind,
+    /// Whom it is about: the client address, the user-name fingerprint or the subject.
+    pub key: String,
+    /// How many matching requests were seen in the window when the alert was raised.
+    pub count: u32,
+    /// The window, in seconds.
+    pub window_secs: u64,
+    /// The request that crossed the threshold.
+    pub request_id: String,
+    /// When it was raised.
+    #[serde(serialize_with = "super::event::rfc3339")]
+    pub time: SystemTime,
+}
+
+/// "`count` matching requests within `window`".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Threshold {
+    /// Requests that raise the alert.
+    pub count: u32,
+    /// The window they must fall in.
+    pub window: Duration,
+}
+
+impl Threshold {
+    /// `count` requests within `window` (a count of 0 is treated as 1).
+    pub fn new(count: u32, window: Duration) -> Self {
+        Self {
+            count: count.max(1),
+            window,
+        }
+    }
+}
+
+/// Which patterns raise a [`SecurityAlert`], and how much memory tracking them may take.
+///
+/// Defaults: 10 failed authentications per client address or 5 per user name within a minute,
+/// 20 refusals (403) for one subject within a minute, and every lockout. Each rule can be
+/// changed or turned off (`None`).
+#[derive(Clone, Debug)]
+pub struct AlertRules {
+    auth_failures_per_ip: Option<Threshold>,
+    auth_failures_per_user: Option<Threshold>,
+    forbidden_per_subject: Option<Threshold>,
+    lockouts: Option<Threshold>,
+    max_tracked: usize,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        let minute = Duration::from_secs(60);
+        Self {
+            auth_failures_per_ip: Some(Threshold::new(10, minute)),
+            auth_failures_per_user: Some(Threshold::new(5, minute)),
+            forbidden_per_subject: Some(Threshold::new(20, minute)),
+            lockouts: Some(Threshold::new(1, minute)),
+            max_tracked: 10_000,
+        }
+    }
+}
+
+impl AlertRules {
+    /// No alerts at all.
+    pub fn none() -> Self {
+        Self {
+            auth_failures_per_ip: None,
+            auth_failures_per_user: None,
+            forbidden_per_subject: None,
+            lockouts: None,
+            max_tracked: 10_000,
+        }
+    }
+
+    /// Failed authentications (401, and 400s from the auth layer) from one client address.
+    pub fn auth_failures_per_ip(mut self, threshold: Option<Threshold>) -> Self {
+        self.auth_failures_per_ip = threshold;
+        self
+    }
+
+    /// Failed Basic logins for one user name.
+    pub fn auth_failures_per_user(mut self, threshold: Option<Threshold>) -> Self {
+        self.auth_failures_per_user = threshold;
+        self
+    }
+
+    /// 403s for one authenticated subject.
+    pub fn forbidden_per_subject(mut self, threshold: Option<Threshold>) -> Self {
+        self.forbidden_per_subject = threshold;
+        self
+    }
+
+    /// Requests refused by the brute-force lockout, per client address.
+    pub fn lockouts(mut self, threshold: Option<Threshold>) -> Self {
+        self.lockouts = threshold;
+        self
+    }
+
+    /// How many (rule, key) windows are tracked at once (default 10 000). When full, expired
+    /// windows are dropped; if none has expired, new keys are not tracked until one does, so an
+    /// attacker rotating addresses costs bounded memory (and the per-IP rule then misses them).
+    pub fn max_tracked(mut self, max: usize) -> Self {
+        self.max_tracked = max;
+        self
+    }
+}
+
+struct Window {
+    start: Instant,
+    count: u32,
+    raised: bool,
+}
+
+/// Counts matching events per key in fixed windows; runs on the audit thread.
+pub(crate) struct Detector {
+    rules: AlertRules,
+    windows: HashMap<(AlertKind, String), Window>,
+}
+
+impl Detector {
+    pub(crate) fn new(rules: AlertRules) -> Self {
+        Self {
+            rules,
+            windows: HashMap::new(),
+        }
+    }
+
+    /// The alerts `event` raises, seen at `now`.
+    pub(crate) fn observe(&mut self, event: &AuditEvent, now: Instant) -> Vec<SecurityAlert> {
+        let mut alerts = Vec::new();
+        let from_auth = event.layer.as_deref() == Some("auth");
+        let auth_failure = event.outcome == Outcome::Unauthenticated
+            || (from_auth && event.outcome == Outcome::Invalid);
+        let locked = event.layer.as_deref() == Some("lockout");
+        let ip = event.client_ip.map(|ip| ip.to_string());
+        let checks = [
+            (
+                AlertKind::AuthFailuresFromIp,
+                self.rules.auth_failures_per_ip,
+                auth_failure.then(|| ip.clone()).flatten(),
+            ),
+            (
+                AlertKind::AuthFailuresForUser,
+                self.rules.auth_failures_per_user,
+                auth_failure.then(|| event.attempted_user.clone()).flatten(),
+            ),
+            (
+                AlertKind::ForbiddenSpike,
+                self.rules.forbidden_per_subject,
+                (event.outcome == Outcome::Forbidden)
+                    .then(|| event.principal.as_ref().map(|p| p.subject.clone()))
+                    .flatten(),
+            ),
+            (
+                AlertKind::Lockout,
+                self.rules.lockouts,
+                locked.then(|| ip.clone()).flatten(),
+            ),
+        ];
+        for (kind, threshold, key) in checks {
+            if let (Some(threshold), Some(key)) = (threshold, key)
+                && let Some(count) = self.count(kind, key.clone(), threshold, now)
+            {
+                alerts.push(SecurityAlert {
+                    alert: kind,
+                    key,
+                    count,
+                    window_secs: threshold.window.as_secs(),
+                    request_id: event.request_id.clone(),
+                    time: SystemTime::now(),
+                });
+            }
+        }
+        alerts
+    }
+
+    /// Counts one more; the count when this crosses the threshold for the first time in the
+    /// window.
+    fn count(
+        &mut self,
+        kind: AlertKind,
+        key: String,
+        threshold: Threshold,
+        now: Instant,
+    ) -> Option<u32> {
+        let slot = (kind, key);
+        if !self.windows.contains_key(&slot) && self.windows.len() >= self.rules.max_tracked {
+            let rules = &self.rules;
+            self.windows
+                .retain(|(kind, _), w| now.duration_since(w.start) < rules.window_of(*kind));
+            if self.windows.len() >= self.rules.max_tracked {
+                return None;
+            }
+        }
+        let window = self.windows.entry(slot).or_insert(Window {
+            start: now,
+            count: 0,
+            raised: false,
+        });
+        if now.duration_since(window.start) >= threshold.window {
+            *window = Window {
+                start: now,
+                count: 0,
+                raised: false,
+            };
+        }
+        window.count = window.count.saturating_add(1);
+        if window.count >= threshold.count && !window.raised {
+            window.raised = true;
+            return Some(window.count);
+        }
+        None
+    }
+}
+
+impl AlertRules {
+    fn window_of(&self, kind: AlertKind) -> Duration {
+        let threshold = match kind {
+            AlertKind::AuthFailuresFromIp => self.auth_failures_per_ip,
+            AlertKind::AuthFailuresForUser => self.auth_failures_per_user,
+            AlertKind::ForbiddenSpike => self.forbidden_per_subject,
+            AlertKind::Lockout => self.lockouts,
+        };
+        threshold.map_or(Duration::ZERO, |t| t.window)
+    }
+}

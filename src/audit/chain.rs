@@ -1,0 +1,401 @@
+//! Tamper evidence: every record carries a sequence number and an HMAC chained to the record
+//! before it, so editing, removing, inserting or reordering a line breaks the chain.
+//!
+//! A sealed line is `{"seq":N,<the entry's members>,"prev":"<64 hex>","hash":"<64 hex>"}` where
+//! `hash` is HMAC-SHA256 under the audit key of every byte before `,"hash":`. Hashing the exact
+//! bytes written (not a re-serialization) means the verifier needs no canonical JSON form.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::alert::SecurityAlert;
+use super::event::AuditEvent;
+use crate::error::ConfigError;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// `prev` of the very first record.
+const GENESIS: [u8; 32] = [0; 32];
+/// `,"hash":"` + 64 hex digits + `"}`.
+const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
+/// Longest line the verifier reads; a longer one is reported as malformed.
+const MAX_LINE: u64 = 1 << 20;
+
+/// The secret that keys the audit chain. Keep it out of the log's reach: whoever holds it can
+/// rewrite the log undetectably.
+#[derive(Clone)]
+pub struct AuditKey(Arc<[u8]>);
+
+impl AuditKey {
+    /// A key of at least 32 bytes (shorter keys are a configuration error).
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        if secret.len() < 32 {
+            return Err(ConfigError::new("the audit key must be at least 32 bytes"));
+        }
+        Ok(Self(secret.into()))
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC takes keys of any length; this cannot fail.
+        HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// A short keyed fingerprint (`hmac:` + 16 hex digits) that correlates equal values.
+    pub(crate) fn fingerprint(&self, value: &[u8]) -> String {
+        let mut mac = self.mac();
+        mac.update(b"portcullis-audit-fingerprint\0");
+        mac.update(value);
+        let digest = mac.finalize().into_bytes();
+        format!("hmac:{}", hex(&digest[..8]))
+    }
+}
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+/// What a record holds: a request's event or a security alert.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+// Almost every entry is a request; boxing it would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum AuditEntry {
+    /// One request.
+    Request(AuditEvent),
+    /// A pattern across requests worth a human's attention.
+    Alert(SecurityAlert),
+}
+
+/// A sealed entry: its place in the chain and the exact line written for it.
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    seq: u64,
+    entry: AuditEntry,
+    line: String,
+}
+
+impl AuditRecord {
+    /// Position in the chain, from 1.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The entry.
+    pub fn entry(&self) -> &AuditEntry {
+        &self.entry
+    }
+
+    /// The sealed JSON line (without a newline): what file sinks write, and what
+    /// [`verify`] checks.
+    pub fn json(&self) -> &str {
+        &self.line
+    }
+
+    /// The record's hash, as hex.
+    pub fn hash(&self) -> &str {
+        &self.line[self.line.len() - 66..self.line.len() - 2]
+    }
+}
+
+/// Seals entries into records, one after the other.
+pub(crate) struct Chain {
+    key: AuditKey,
+    next_seq: u64,
+    prev: [u8; 32],
+}
+
+impl Chain {
+    pub(crate) fn new(key: AuditKey) -> Self {
+        Self {
+            key,
+            next_seq: 1,
+            prev: GENESIS,
+        }
+    }
+
+    /// Continues after `line` when it is a record sealed with this key; otherwise keeps the
+    /// chain as it is (the verifier will then report the break, which is the truth).
+    pub(crate) fn resume_after(&mut self, line: &str) {
+        let mut verifier = Verifier::new(self.key.clone());
+        if verifier.check_line(line.as_bytes()).is_ok()
+            && let Some(last) = verifier.last
+        {
+            self.next_seq = last.seq + 1;
+            self.prev = last.hash;
+        }
+    }
+
+    pub(crate) fn seal(&mut self, entry: AuditEntry) -> Result<AuditRecord, serde_json::Error> {
+        let body = serde_json::to_string(&entry)?;
+        // `body` is a JSON object with at least its "type" member: `{"type":...}`.
+        let members = body
+            .strip_prefix('{')
+            .and_then(|b| b.strip_suffix('}'))
+            .ok_or_else(|| serde::ser::Error::custom("entry is not an object"))?;
+        let seq = self.next_seq;
+        let mut line = String::with_capacity(body.len() + 180);
+        line.push_str("{\"seq\":");
+        line.push_str(&seq.to_string());
+        line.push(',');
+        line.push_str(members);
+        line.push_str(",\"prev\":\"");
+        line.push_str(&hex(&self.prev));
+        line.push('"');
+        let mut mac = self.key.mac();
+        mac.update(line.as_bytes());
+        let hash: [u8; 32] = mac.finalize().into_bytes().into();
+        line.push_str(",\"hash\":\"");
+        line.push_str(&hex(&hash));
+        line.push_str("\"}");
+        self.next_seq += 1;
+        self.prev = hash;
+        Ok(AuditRecord { seq, entry, line })
+    }
+}
+
+/// What a verified log holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChainSummary {
+    /// Records checked.
+    pub records: u64,
+    /// Sequence number of the first record (1 unless older records were rotated away).
+    pub first_seq: u64,
+    /// Sequence number of the last record. Compare it with what the service last wrote: removing
+    /// records from the *end* of a log cannot be seen from the log alone.
+    pub last_seq: u64,
+    /// Hash of the last record, as hex.
+    pub last_hash: String,
+}
+
+impl ChainSummary {
+    /// Whether the first record continues an older one not checked here (a rotated-away file).
+    pub fn starts_mid_chain(&self) -> bool {
+        self.first_seq > 1
+    }
+}
+
+/// The first place a log stops being the one the service wrote.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ChainBreak {
+    /// The file, when verifying files.
+    pub file: Option<String>,
+    /// The line number in that file, from 1.
+    pub line: u64,
+    /// What is wrong there.
+    pub problem: Problem,
+}
+
+/// What is wrong at a [`ChainBreak`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The line is not a sealed record (cut, edited structure, too long, not UTF-8).
+    Malformed,
+    /// The line's hash does not match its content under this key: it was edited (or the key is
+    /// wrong).
+    BadHash,
+    /// The sequence number is not the one expected: records are missing, repeated or reordered.
+    Gap {
+        /// The number expected.
+        expected: u64,
+        /// The number found.
+        found: u64,
+    },
+    /// The record does not point at the hash of the one before it.
+    Unlinked,
+    /// The file could not be read.
+    Io(io::Error),
+}
+
+impl fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}:")?;
+        }
+        write!(f, "{}: ", self.line)?;
+        match &self.problem {
+            Problem::Malformed => f.write_str("not a sealed audit record"),
+            Problem::BadHash => f.write_str("hash mismatch: the record was altered"),
+            Problem::Gap { expected, found } => write!(
+                f,
+                "expected record {expected}, found {found}: records missing or reordered"
+            ),
+            Problem::Unlinked => f.write_str("not linked to the record before it"),
+            Problem::Io(error) => write!(f, "cannot read: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ChainBreak {}
+
+/// Verifies one log read from `reader`.
+pub fn verify(key: &AuditKey, reader: impl BufRead) -> Result<ChainSummary, ChainBreak> {
+    let mut verifier = Verifier::new(key.clone());
+    verifier.read(reader, None)?;
+    verifier.summary().ok_or(ChainBreak {
+        file: None,
+        line: 0,
+        problem: Problem::Malformed,
+    })
+}
+
+/// Verifies files as one chain, oldest first (`audit.jsonl.2`, `audit.jsonl.1`, `audit.jsonl`
+/// after rotation). Empty files are allowed; an all-empty set is reported as malformed.
+pub fn verify_files<P: AsRef<Path>>(
+    key: &AuditKey,
+    paths: &[P],
+) -> Result<ChainSummary, ChainBreak> {
+    let mut verifier = Verifier::new(key.clone());
+    for path in paths {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|error| ChainBreak {
+            file: Some(name.clone()),
+            line: 0,
+            problem: Problem::Io(error),
+        })?;
+        verifier.read(BufReader::new(file), Some(name))?;
+    }
+    verifier.summary().ok_or(ChainBreak {
+        file: None,
+        line: 0,
+        problem: Problem::Malformed,
+    })
+}
+
+struct Last {
+    seq: u64,
+    hash: [u8; 32],
+}
+
+struct Verifier {
+    key: AuditKey,
+    first_seq: Option<u64>,
+    records: u64,
+    last: Option<Last>,
+}
+
+#[derive(Deserialize)]
+struct Link<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    prev: &'a str,
+}
+
+impl Verifier {
+    fn new(key: AuditKey) -> Self {
+        Self {
+            key,
+            first_seq: None,
+            records: 0,
+            last: None,
+        }
+    }
+
+    fn read(&mut self, mut reader: impl BufRead, file: Option<String>) -> Result<(), ChainBreak> {
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            number += 1;
+            let at = |problem| ChainBreak {
+                file: file.clone(),
+                line: number,
+                problem,
+            };
+            let read = reader
+                .by_ref()
+                .take(MAX_LINE + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| at(Problem::Io(e)))?;
+            if read == 0 {
+                return Ok(());
+            }
+            // A line without its newline is one the writer did not finish.
+            if line.pop() != Some(b'\n') {
+                return Err(at(Problem::Malformed));
+            }
+            self.check_line(&line).map_err(at)?;
+        }
+    }
+
+    fn check_line(&mut self, line: &[u8]) -> Result<(), Problem> {
+        let split = line
+            .len()
+            .checked_sub(HASH_SUFFIX_LEN)
+            .ok_or(Problem::Malformed)?;
+        let (signed, suffix) = line.split_at(split);
+        let hash_hex = suffix
+            .strip_prefix(b",\"hash\":\"")
+            .and_then(|s| s.strip_suffix(b"\"}"))
+            .ok_or(Problem::Malformed)?;
+        let hash = unhex(hash_hex).ok_or(Problem::Malformed)?;
+        let mut mac = self.key.mac();
+        mac.update(signed);
+        // Constant-time comparison (hmac's `verify_slice`).
+        mac.verify_slice(&hash).map_err(|_| Problem::BadHash)?;
+        let mut object = signed.to_vec();
+        object.push(b'}');
+        let link: Link<'_> = serde_json::from_slice(&object).map_err(|_| Problem::Malformed)?;
+        let prev = unhex(link.prev.as_bytes()).ok_or(Problem::Malformed)?;
+        match &self.last {
+            Some(last) => {
+                if link.seq != last.seq + 1 {
+                    return Err(Problem::Gap {
+                        expected: last.seq + 1,
+                        found: link.seq,
+                    });
+                }
+                if prev != last.hash {
+                    return Err(Problem::Unlinked);
+                }
+            }
+            None if link.seq == 1 && prev != GENESIS => return Err(Problem::Unlinked),
+            None => {}
+        }
+        self.first_seq.get_or_insert(link.seq);
+        self.records += 1;
+        self.last = Some(Last {
+            seq: link.seq,
+            hash,
+        });
+        Ok(())
+    }
+
+    fn summary(&self) -> Option<ChainSummary> {
+        let last = self.last.as_ref()?;
+        Some(ChainSummary {
+            records: self.records,
+            first_seq: self.first_seq?,
+            last_seq: last.seq,
+            last_hash: hex(&last.hash),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
+fn unhex(text: &[u8]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    // Lower-case only: the writer never produces upper case, so any is an edit.
+    if text.iter().any(u8::is_ascii_uppercase) {
+        return None;
+    }
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}

@@ -1,0 +1,303 @@
+//! The audit event, and how a finished request is classified into one.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use axum::extract::MatchedPath;
+use http::{HeaderValue, Method, StatusCode, Uri};
+use serde::{Serialize, Serializer};
+
+use super::RequestId;
+use crate::decision::Decision;
+use crate::error::{Rejection, RejectionKind};
+use crate::identity::Identity;
+
+/// Longest path kept in an event, in bytes; the rest is cut (a path is attacker-controlled).
+const MAX_PATH: usize = 1024;
+/// Longest `User-Agent` kept in an event, in bytes.
+const MAX_USER_AGENT: usize = 256;
+/// Longest method name kept (extension methods are arbitrary tokens).
+const MAX_METHOD: usize = 32;
+
+/// How a request ended, from a security point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every layer let it through and the handler answered (whatever its status, below 500).
+    Allowed,
+    /// Refused for missing or bad credentials (401), or a credential that could not be read.
+    Unauthenticated,
+    /// Authenticated but not allowed (403).
+    Forbidden,
+    /// Refused by a rate limit or a brute-force lockout (429).
+    RateLimited,
+    /// Refused as malformed, too large, of the wrong type or for the wrong route (other 4xx).
+    Invalid,
+    /// The server failed (5xx), or the request was abandoned before it was answered.
+    Error,
+}
+
+impl Outcome {
+    /// The name used in events and metrics: `allowed`, `unauthenticated`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
+            Self::Invalid => "invalid",
+            Self::Error => "error",
+        }
+    }
+
+    fn of_rejection(kind: RejectionKind) -> Self {
+        match kind {
+            RejectionKind::MissingCredentials
+            | RejectionKind::InvalidToken
+            | RejectionKind::InvalidCredentials
+            | RejectionKind::InsufficientUserAuthentication => Self::Unauthenticated,
+            RejectionKind::InsufficientScope | RejectionKind::Forbidden => Self::Forbidden,
+            RejectionKind::TooManyRequests => Self::RateLimited,
+            RejectionKind::ResponseWithheld | RejectionKind::Internal => Self::Error,
+            _ => Self::Invalid,
+        }
+    }
+}
+
+/// The authenticated caller, as far as an audit trail needs it: never a token or a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Principal {
+    /// The subject (`sub` claim, API key owner, Basic user).
+    pub subject: String,
+    /// The token issuer, for tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// How the caller authenticated: `jwt`, `api_key`, `basic`, ...
+    pub method: &'static str,
+    /// The id of the API key used (never the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+}
+
+/// One request, as the audit trail records it.
+///
+/// Built on the audit thread from what the layers left in the request and response extensions;
+/// the path and `User-Agent` are cut to a bounded length and scrubbed with the redaction
+/// detectors before anything sees them.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct AuditEvent {
+    /// When the request arrived.
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
+    /// The request id: the caller's `X-Request-Id` when acceptable, else a generated one.
+    pub request_id: String,
+    /// The request method.
+    pub method: String,
+    /// The matched route template (`/items/{id}`), when the router matched one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The request path, without the query string (which often carries secrets), scrubbed.
+    pub path: String,
+    /// The response status (499 when the request was abandoned before an answer).
+    pub status: u16,
+    /// How the request ended.
+    pub outcome: Outcome,
+    /// The layer that decided: `auth`, `rbac`, `rate_limit`, `lockout`, `validate`, `handler`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<Cow<'static, str>>,
+    /// That layer's machine-readable reason (`expired`, `missing_scope`, `rate_limited`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Cow<'static, str>>,
+    /// The authenticated caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<Principal>,
+    /// For a refused Basic login, a keyed fingerprint of the user name tried (`hmac:...`): it
+    /// correlates attempts without writing what may be a mistyped password to the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempted_user: Option<String>,
+    /// The client address ([`ClientIp`](crate::ClientIp) when a `ClientIpLayer` ran, else the
+    /// socket peer when known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<IpAddr>,
+    /// The `User-Agent`, cut and scrubbed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Time from the request reaching the audit layer to the response head leaving it.
+    pub latency_us: u64,
+    /// How many values the redaction layer masked in the response.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub redacted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+pub(super) fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    let time = time::OffsetDateTime::from(*time);
+    let text = time
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(&text)
+}
+
+/// What the request path hands to the audit thread: cheap clones only (reference-counted
+/// method, URI, header values and identity); the strings are built on the audit thread.
+pub(crate) struct RawEvent {
+    pub(crate) time: SystemTime,
+    pub(crate) latency_us: u64,
+    pub(crate) request_id: RequestId,
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) route: Option<MatchedPath>,
+    pub(crate) user_agent: Option<HeaderValue>,
+    pub(crate) attempted_user: Option<HeaderValue>,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) status: StatusCode,
+    pub(crate) rejection: Option<(RejectionKind, &'static str)>,
+    pub(crate) decision: Option<Decision>,
+    pub(crate) redacted: u64,
+    pub(crate) cancelled: bool,
+}
+
+impl RawEvent {
+    pub(crate) fn classify(
+        &self,
+    ) -> (
+        Outcome,
+        Option<Cow<'static, str>>,
+        Option<Cow<'static, str>>,
+    ) {
+        if self.cancelled {
+            return (
+                Outcome::Error,
+                Some("audit".into()),
+                Some("cancelled".into()),
+            );
+        }
+        let layer = self.decision.as_ref().map(|d| Cow::Borrowed(d.layer));
+        let reason = self.decision.as_ref().map(|d| d.reason.clone());
+        if let Some((kind, rejection_reason)) = self.rejection {
+            let denied_by = self.decision.as_ref().filter(|d| !d.allowed);
+            let layer = denied_by.map_or(Cow::Borrowed("handler"), |d| Cow::Borrowed(d.layer));
+            return (
+                Outcome::of_rejection(kind),
+                Some(layer),
+                Some(Cow::Borrowed(rejection_reason)),
+            );
+        }
+        if self.status.is_server_error() {
+            return (Outcome::Error, Some("handler".into()), reason);
+        }
+        match self.decision.as_ref().filter(|d| !d.allowed) {
+            // A layer refused and a renderer replaced the rejection: classify by status.
+            Some(_) => (Outcome::of_status(self.status), layer, reason),
+            None => (Outcome::Allowed, layer, reason),
+        }
+    }
+
+    /// Builds the event; `scrub` masks detected secrets in free text.
+    pub(crate) fn into_event(
+        self,
+        scrub: impl Fn(&str) -> String,
+        fingerprint: impl Fn(&[u8]) -> String,
+    ) -> AuditEvent {
+        let (outcome, layer, reason) = self.classify();
+        let principal = self.identity.as_ref().map(|identity| Principal {
+            subject: identity.subject().to_owned(),
+            issuer: identity.issuer().map(str::to_owned),
+            method: identity.method().as_str(),
+            api_key_id: identity.api_key_id().map(str::to_owned),
+        });
+        let attempted_user = match (outcome, &self.attempted_user) {
+            (Outcome::Unauthenticated | Outcome::RateLimited, Some(header)) => {
+                basic_user(header).map(|user| fingerprint(user.as_bytes()))
+            }
+            _ => None,
+        };
+        AuditEvent {
+            time: self.time,
+            request_id: self.request_id.as_str().to_owned(),
+            method: cut(self.method.as_str(), MAX_METHOD).to_owned(),
+            route: self.route.as_ref().map(|r| r.as_str().to_owned()),
+            path: scrub(cut(self.uri.path(), MAX_PATH)),
+            status: self.status.as_u16(),
+            outcome,
+            layer,
+            reason,
+            principal,
+            attempted_user,
+            client_ip: self.client_ip,
+            user_agent: self
+                .user_agent
+                .as_ref()
+                .map(|ua| scrub(cut(&String::from_utf8_lossy(ua.as_bytes()), MAX_USER_AGENT))),
+            latency_us: self.latency_us,
+            redacted: self.redacted,
+        }
+    }
+}
+
+impl Outcome {
+    fn of_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            401 => Self::Unauthenticated,
+            403 => Self::Forbidden,
+            429 => Self::RateLimited,
+            400..=499 => Self::Invalid,
+            500.. => Self::Error,
+            _ => Self::Allowed,
+        }
+    }
+}
+
+/// The user name of a `Basic` credential, decoded as the Basic authenticator does.
+fn basic_user(authorization: &HeaderValue) -> Option<String> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::AUTHORIZATION, authorization.clone());
+    crate::auth::basic_user_name(&headers)
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// What a finished response carries for the audit trail.
+pub(crate) fn rejection_of(rejection: &Rejection) -> (RejectionKind, &'static str) {
+    (rejection.kind(), rejection.reason())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_respects_char_boundaries() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("abc", 10), "abc");
+    }
+
+    #[test]
+    fn basic_user_reads_only_the_name() {
+        let header = |v: &'static str| HeaderValue::from_static(v);
+        assert_eq!(
+            basic_user(&header("Basic YWxpY2U6czNjcmV0")).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(basic_user(&header("Bearer abc")), None);
+        assert_eq!(basic_user(&header("Basic !!!")), None);
+    }
+}

@@ -1,0 +1,165 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tower_layer::Layer;
+
+use super::alert::{AlertRules, Detector, SecurityAlert};
+use super::chain::{AuditKey, Chain};
+use super::pipeline::{AlertCallback, AuditHandle, Counters, Overflow, Worker};
+use super::service::Audit;
+use super::sink::{AuditSink, TracingSink};
+use crate::error::ConfigError;
+use crate::redact::RedactLayer;
+
+/// Records one sealed [`AuditEvent`](super::AuditEvent) per request and echoes its
+/// [`RequestId`](super::RequestId); see the [module docs](super).
+#[derive(Clone)]
+#[must_use]
+pub struct AuditLayer {
+    pub(super) handle: AuditHandle,
+    pub(super) trust_request_id: bool,
+}
+
+impl AuditLayer {
+    /// Starts configuring an audit layer whose chain is keyed with `key`.
+    pub fn builder(key: AuditKey) -> AuditLayerBuilder {
+        AuditLayerBuilder {
+            key,
+            sinks: Vec::new(),
+            capacity: 8192,
+            overflow: Overflow::Drop,
+            alerts: AlertRules::default(),
+            on_alert: None,
+            scrubber: RedactLayer::new(),
+            trust_request_id: true,
+        }
+    }
+
+    /// The handle that flushes, shuts down and counts the audit thread.
+    pub fn handle(&self) -> AuditHandle {
+        self.handle.clone()
+    }
+}
+
+impl fmt::Debug for AuditLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLayer")
+            .field("handle", &self.handle)
+            .field("trust_request_id", &self.trust_request_id)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for AuditLayer {
+    type Service = Audit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Audit {
+            inner,
+            handle: self.handle.clone(),
+            trust_request_id: self.trust_request_id,
+        }
+    }
+}
+
+/// Configures an [`AuditLayer`].
+#[must_use]
+pub struct AuditLayerBuilder {
+    key: AuditKey,
+    sinks: Vec<Box<dyn AuditSink>>,
+    capacity: usize,
+    overflow: Overflow,
+    alerts: AlertRules,
+    on_alert: Option<AlertCallback>,
+    scrubber: RedactLayer,
+    trust_request_id: bool,
+}
+
+impl fmt::Debug for AuditLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLayerBuilder")
+            .field("sinks", &self.sinks.len())
+            .field("capacity", &self.capacity)
+            .field("overflow", &self.overflow)
+            .field("alerts", &self.alerts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLayerBuilder {
+    /// Adds a sink; records go to every sink, in the order added. Without any, records go to
+    /// [`TracingSink`].
+    pub fn sink(mut self, sink: impl AuditSink) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// How many events may wait for the sinks (default 8192; at least 1).
+    pub fn queue_capacity(mut self, events: usize) -> Self {
+        self.capacity = events.max(1);
+        self
+    }
+
+    /// What to do when the queue is full (default [`Overflow::Drop`]).
+    pub fn overflow(mut self, policy: Overflow) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// Which patterns raise security alerts (default [`AlertRules::default`]).
+    pub fn alerts(mut self, rules: AlertRules) -> Self {
+        self.alerts = rules;
+        self
+    }
+
+    /// Calls `callback` with every alert, on the audit thread (alerts also go to the sinks).
+    pub fn on_alert(mut self, callback: impl Fn(&SecurityAlert) + Send + Sync + 'static) -> Self {
+        self.on_alert = Some(Arc::new(callback));
+        self
+    }
+
+    /// The detectors that scrub free text (path, `User-Agent`); default: those of
+    /// [`RedactLayer::new`].
+    pub fn scrubber(mut self, redact: RedactLayer) -> Self {
+        self.scrubber = redact;
+        self
+    }
+
+    /// Ignore the caller's `X-Request-Id` and always generate one (default: keep an acceptable
+    /// one, for tracing across services).
+    pub fn generate_request_ids(mut self) -> Self {
+        self.trust_request_id = false;
+        self
+    }
+
+    /// Starts the audit thread and returns the layer.
+    pub fn build(mut self) -> Result<AuditLayer, ConfigError> {
+        if self.sinks.is_empty() {
+            self.sinks.push(Box::new(TracingSink));
+        }
+        let (queue, receiver) = mpsc::channel(self.capacity);
+        let counters = Arc::new(Counters::default());
+        let worker = Worker {
+            sinks: self.sinks,
+            chain: Chain::new(self.key.clone()),
+            key: self.key,
+            detector: Detector::new(self.alerts),
+            on_alert: self.on_alert,
+            scrubber: self.scrubber,
+            counters: counters.clone(),
+        };
+        worker
+            .spawn(receiver)
+            .map_err(|_| ConfigError::new("the audit thread could not be started"))?;
+        Ok(AuditLayer {
+            handle: AuditHandle {
+                queue,
+                counters,
+                overflow: self.overflow,
+                capacity: self.capacity,
+            },
+            trust_request_id: self.trust_request_id,
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! The bounded queue between requests and sinks, and the audit thread that drains it.
+//!
+//! The audit thread is a plain OS thread (with a small single-threaded tokio runtime for its
+//! timers), not a task on the server's runtime: a sink that blocks on a disk or a database then
+//! blocks only that thread, never a request.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::alert::{Detector, SecurityAlert};
+use super::chain::{AuditEntry, AuditKey, AuditRecord, Chain};
+use super::event::RawEvent;
+use super::sink::AuditSink;
+use crate::redact::RedactLayer;
+
+/// Records written per sink call, at most.
+const BATCH: usize = 256;
+/// How long the queue must stay idle before sinks are flushed.
+const IDLE_FLUSH: Duration = Duration::from_millis(200);
+
+/// What happens to an event when the queue is full (a sink is slower than the traffic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop the event and count it ([`AuditStats::dropped`], metric
+    /// `portcullis_audit_dropped_total`): requests never wait for the audit trail.
+    Drop,
+    /// Hold the response up to this long for room in the queue, then drop and count: trades
+    /// latency for completeness under bursts.
+    Wait(Duration),
+}
+
+pub(crate) type AlertCallback = Arc<dyn Fn(&SecurityAlert) + Send + Sync>;
+
+pub(crate) enum Message {
+    Event(Box<RawEvent>),
+    Flush(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    written: AtomicU64,
+    sink_errors: AtomicU64,
+    alerts: AtomicU64,
+}
+
+/// Counts since the audit layer was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditStats {
+    /// Events taken into the queue.
+    pub accepted: u64,
+    /// Events dropped: queue full (per the [`Overflow`] policy) or audit shut down.
+    pub dropped: u64,
+    /// Records (events and alerts) sealed and handed to the sinks.
+    pub written: u64,
+    /// Sink calls that failed (or panicked).
+    pub sink_errors: u64,
+    /// Security alerts raised.
+    pub alerts: u64,
+}
+
+/// Controls the audit thread: flush it, shut it down, read its counts.
+///
+/// Shut down after the server has drained its connections (`axum::serve(..)
+/// .with_graceful_shutdown(..)`): [`shutdown`](Self::shutdown) returns once every accepted
+/// event is written and flushed.
+#[derive(Clone)]
+pub struct AuditHandle {
+    pub(crate) queue: mpsc::Sender<Message>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) overflow: Overflow,
+    pub(crate) capacity: usize,
+}
+
+impl fmt::Debug for AuditHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditHandle")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditHandle {
+    /// Waits until every event accepted so far is written and the sinks flushed.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Writes and flushes every accepted event, then stops the audit thread. Events that arrive
+    /// later are dropped and counted. Calling it again returns at once.
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Message::Shutdown(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> AuditStats {
+        let c = &self.counters;
+        AuditStats {
+            accepted: c.accepted.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            sink_errors: c.sink_errors.load(Ordering::Relaxed),
+            alerts: c.alerts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Events waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.capacity - self.queue.capacity()
+    }
+
+    /// Hands an event over without waiting; `Err` gives it back when the queue is full.
+    pub(crate) fn try_submit(&self, event: Box<RawEvent>) -> Result<(), Box<RawEvent>> {
+        match self.queue.try_send(Message::Event(event)) {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(Message::Event(event))) => Err(event),
+            Err(_) => {
+                self.dropped();
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands an event over, waiting up to `deadline` for room; drops and counts it after that.
+    pub(crate) async fn submit_within(&self, event: Box<RawEvent>, deadline: Duration) {
+        match self
+            .queue
+            .send_timeout(Message::Event(event), deadline)
+            .await
+        {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => self.dropped(),
+        }
+    }
+
+    pub(crate) fn dropped(&self) {
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("portcullis_audit_dropped_total").increment(1);
+    }
+}
+
+/// Everything the audit thread owns.
+pub(crate) struct Worker {
+    pub(crate) sinks: Vec<Box<dyn AuditSink>>,
+    pub(crate) chain: Chain,
+    pub(crate) key: AuditKey,
+    pub(crate) detector: Detector,
+    pub(crate) on_alert: Option<AlertCallback>,
+    pub(crate) scrubber: RedactLayer,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Worker {
+    /// Starts the audit thread.
+    pub(crate) fn spawn(mut self, mut queue: mpsc::Receiver<Message>) -> std::io::Result<()> {
+        if let Some(line) = self.sinks.iter_mut().find_map(|s| s.last_line()) {
+            self.chain.resume_after(&line);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        std::thread::Builder::new()
+            .name("portcullis-audit".into())
+            .spawn(move || runtime.block_on(self.run(&mut queue)))?;
+        Ok(())
+    }
+
+    async fn run(mut self, queue: &mut mpsc::Receiver<Message>) {
+        let mut messages = Vec::with_capacity(BATCH);
+        let mut records = Vec::with_capacity(BATCH);
+        let mut unflushed = false;
+        loop {
+            messages.clear();
+            let received = if unflushed {
+                match tokio::time::timeout(IDLE_FLUSH, queue.recv_many(&mut messages, BATCH)).await
+                {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.flush_sinks();
+                        unflushed = false;
+                        continue;
+                    }
+                }
+            } else {
+                queue.recv_many(&mut messages, BATCH).await
+            };
+            if received == 0 {
+                // Every sender is gone: the layer was dropped without a shutdown.
+                self.flush_sinks();
+                return;
+            }
+            #[cfg(feature = "metrics")]
+            metrics::gauge!("portcullis_audit_queue_depth").set(queue.len() as f64);
+            let mut shutdown = None;
+            for message in messages.drain(..) {
+                match message {
+                    Message::Event(raw) => self.seal_event(*raw, &mut records),
+                    Message::Flush(done) => {
+                        self.write(&mut records);
+                        self.flush_sinks();
+                        let _ = done.send(());
+                    }
+                    Message::Shutdown(done) => shutdown = Some(done),
+                }
+            }
+            if let Some(done) = shutdown {
+                queue.close();
+                // Whatever was queued before the close was accepted: write it too.
+                while let Some(message) = queue.recv().await {
+                    match message {
+                        Message::Event(raw) => self.seal_event(*raw, &mut records),
+                        Message::Flush(done) | Message::Shutdown(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+                self.write(&mut records);
+                self.flush_sinks();
+                let _ = done.send(());
+                return;
+            }
+            self.write(&mut records);
+            unflushed = true;
+        }
+    }
+
+    fn seal_event(&mut self, raw: RawEvent, records: &mut Vec<AuditRecord>) {
+        let scrubber = &self.scrubber;
+        let key = &self.key;
+        let event = raw.into_event(
+            |text| scrubber.scrub(text).0.into_owned(),
+            |user| key.fingerprint(user),
+        );
+        #[cfg(feature = "metrics")]
+        record_metrics(&event);
+        let alerts = self.detector.observe(&event, Instant::now());
+        self.seal(AuditEntry::Request(event), records);
+        for alert in alerts {
+            self.counters.alerts.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            metrics::counter!("portcullis_security_alerts_total", "alert" => alert.alert.as_str())
+                .increment(1);
+            if let Some(callback) = &self.on_alert
+                && catch_unwind(AssertUnwindSafe(|| callback(&alert))).is_err()
+            {
+                tracing::error!(target: "portcullis::audit", "the alert callback panicked");
+            }
+            self.seal(AuditEntry::Alert(alert), records);
+        }
+    }
+
+    fn seal(&mut self, entry: AuditEntry, records: &mut Vec<AuditRecord>) {
+        match self.chain.seal(entry) {
+            Ok(record) => records.push(record),
+            Err(error) => {
+                tracing::error!(target: "portcullis::audit", %error, "an audit record could not be serialized");
+                self.counters.sink_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn write(&mut self, records: &mut Vec<AuditRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        for sink in &mut self.sinks {
+            let result = catch_unwind(AssertUnwindSafe(|| sink.write(records)));
+            if !matches!(result, Ok(Ok(()))) {
+                self.counters.sink_errors.fetch_add(1, Ordering::Relaxed);
+                report(result);
+            }
+        }
+        self.counters
+            .written
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        records.clear();
+    }
+
+    fn flush_sinks(&mut self) {
+        for sink in &mut self.sinks {
+            let result = catch_unwind(AssertUnwindSafe(|| sink.flush()));
+            if !matches!(result, Ok(Ok(()))) {
+                self.counters.sink_errors.fetch_add(1, Ordering::Relaxed);
+                report(result);
+            }
+        }
+    }
+}
+
+fn report(result: std::thread::Result<std::io::Result<()>>) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("portcullis_audit_sink_errors_total").increment(1);
+    match result {
+        Ok(Err(error)) => {
+            tracing::error!(target: "portcullis::audit", %error, "an audit sink failed");
+        }
+        _ => tracing::error!(target: "portcullis::audit", "an audit sink panicked"),
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn record_metrics(event: &super::AuditEvent) {
+    use super::Outcome;
+    let layer = event.layer.clone().unwrap_or("none".into());
+    metrics::counter!(
+        "portcullis_requests_total",
+        "outcome" => event.outcome.as_str(),
+        "layer" => layer.clone(),
+    )
+    .increment(1);
+    match event.outcome {
+        Outcome::Unauthenticated => {
+            let reason = event.reason.clone().unwrap_or("unknown".into());
+            metrics::counter!("portcullis_auth_failures_total", "reason" => reason).increment(1);
+        }
+        Outcome::RateLimited => {
+            metrics::counter!("portcullis_rate_limited_total", "layer" => layer).increment(1);
+        }
+        _ => {}
+    }
+}

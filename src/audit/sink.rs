@@ -1,0 +1,382 @@
+//! Where sealed records go. Sinks run on the audit thread, never on a request path, so they may
+//! block (write a file, call a database) without slowing requests down.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::chain::{AuditEntry, AuditRecord};
+
+/// A destination for audit records: the tracing subscriber, a file, a database, a queue.
+///
+/// Implement it for your own destination. Calls come from the audit thread, in chain order; a
+/// call may block. An error is counted and reported through `tracing` (target
+/// `portcullis::audit`); the records of a failed batch are not retried.
+pub trait AuditSink: Send + 'static {
+    /// Writes records, oldest first.
+    fn write(&mut self, records: &[AuditRecord]) -> io::Result<()>;
+
+    /// Makes what was written durable. Called when the queue goes idle and on shutdown.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The last sealed line this sink kept from an earlier run, so the chain continues across
+    /// restarts instead of starting over (only the first sink asked that has one is used).
+    fn last_line(&mut self) -> Option<String> {
+        None
+    }
+}
+
+/// Emits each record as a `tracing` event with target `audit` and structured fields (INFO for
+/// requests, WARN for alerts). The default sink.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingSink;
+
+impl AuditSink for TracingSink {
+    fn write(&mut self, records: &[AuditRecord]) -> io::Result<()> {
+        for record in records {
+            match record.entry() {
+                AuditEntry::Request(e) => tracing::info!(
+                    target: "audit",
+                    seq = record.seq(),
+                    request_id = %e.request_id,
+                    method = %e.method,
+                    route = e.route.as_deref(),
+                    path = %e.path,
+                    status = e.status,
+                    outcome = e.outcome.as_str(),
+                    layer = e.layer.as_deref(),
+                    reason = e.reason.as_deref(),
+                    subject = e.principal.as_ref().map(|p| p.subject.as_str()),
+                    issuer = e.principal.as_ref().and_then(|p| p.issuer.as_deref()),
+                    auth_method = e.principal.as_ref().map(|p| p.method),
+                    api_key_id = e.principal.as_ref().and_then(|p| p.api_key_id.as_deref()),
+                    attempted_user = e.attempted_user.as_deref(),
+                    client_ip = e.client_ip.map(tracing::field::display),
+                    user_agent = e.user_agent.as_deref(),
+                    latency_us = e.latency_us,
+                    redacted = e.redacted,
+                    hash = record.hash(),
+                    "request"
+                ),
+                AuditEntry::Alert(a) => tracing::warn!(
+                    target: "audit",
+                    seq = record.seq(),
+                    alert = a.alert.as_str(),
+                    key = %a.key,
+                    count = a.count,
+                    window_secs = a.window_secs,
+                    request_id = %a.request_id,
+                    hash = record.hash(),
+                    "security alert"
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes each record as one JSON line to any writer (standard output, a socket, a pipe).
+pub struct JsonLines<W> {
+    writer: W,
+    buffer: Vec<u8>,
+}
+
+impl<W: Write + Send + 'static> JsonLines<W> {
+    /// Lines to `writer`, one `write_all` per batch.
+    pub fn new(writer: W) -> Self {
+        Self {
+            writer,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl JsonLines<io::Stdout> {
+    /// Lines to standard output.
+    pub fn stdout() -> Self {
+        Self::new(io::stdout())
+    }
+}
+
+impl<W> fmt::Debug for JsonLines<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonLines").finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send + 'static> AuditSink for JsonLines<W> {
+    fn write(&mut self, records: &[AuditRecord]) -> io::Result<()> {
+        self.buffer.clear();
+        for record in records {
+            self.buffer.extend_from_slice(record.json().as_bytes());
+            self.buffer.push(b'\n');
+        }
+        self.writer.write_all(&self.buffer)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// When the file sink asks the disk to make writes durable (`fsync`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fsync {
+    /// After every batch: nothing acknowledged by the disk is lost on a power cut; slowest.
+    EveryBatch,
+    /// At most this long after a write (and when the queue goes idle, and on shutdown).
+    Interval(Duration),
+    /// Only on rotation and shutdown; the OS decides otherwise. A crashed *process* loses
+    /// nothing either way (writes go straight to the file); a power cut may.
+    Never,
+}
+
+/// An append-only JSON Lines file with size-based rotation.
+///
+/// When a write would take the file past `max_bytes`, it is renamed to `NAME.1` (the old
+/// `NAME.1` to `NAME.2`, ..., keeping `keep` old files) and a new one is started; the chain
+/// continues across files, so verify them together, oldest first. On start the chain continues
+/// from the file's last line. On Unix new files are created with mode `0600`.
+pub struct JsonLinesFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+    keep: usize,
+    fsync: Fsync,
+    last_sync: Instant,
+    unsynced: bool,
+    buffer: Vec<u8>,
+}
+
+/// Configures a [`JsonLinesFile`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct JsonLinesFileBuilder {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    fsync: Fsync,
+}
+
+impl JsonLinesFile {
+    /// Starts configuring a file sink at `path`. Defaults: rotate at 100 MiB, keep 10 old files,
+    /// `fsync` at most one second after a write.
+    pub fn builder(path: impl Into<PathBuf>) -> JsonLinesFileBuilder {
+        JsonLinesFileBuilder {
+            path: path.into(),
+            max_bytes: 100 << 20,
+            keep: 10,
+            fsync: Fsync::Interval(Duration::from_secs(1)),
+        }
+    }
+
+    /// The files of a rotated log, oldest first, as [`verify_files`](super::verify_files)
+    /// wants them: `NAME.k`, ..., `NAME.1`, `NAME` (those that exist).
+    pub fn rotated_files(path: impl AsRef<Path>) -> Vec<PathBuf> {
+        let path = path.as_ref();
+        let mut files: Vec<PathBuf> = (1..=u16::MAX as usize)
+            .map(|n| numbered(path, n))
+            .take_while(|p| p.exists())
+            .collect();
+        files.reverse();
+        if path.exists() {
+            files.push(path.to_owned());
+        }
+        files
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        if self.keep == 0 {
+            fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                let from = numbered(&self.path, n);
+                if from.exists() {
+                    fs::rename(&from, numbered(&self.path, n + 1))?;
+                }
+            }
+            fs::rename(&self.path, numbered(&self.path, 1))?;
+        }
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    fn write_buffer(&mut self) -> io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.file.write_all(&self.buffer)?;
+            self.size += self.buffer.len() as u64;
+            self.buffer.clear();
+            self.unsynced = true;
+        }
+        Ok(())
+    }
+}
+
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true).read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+impl JsonLinesFileBuilder {
+    /// Rotates when the file would grow past this many bytes (a single record larger than this
+    /// still gets a file of its own).
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes.max(1);
+        self
+    }
+
+    /// How many rotated files to keep (0: none, the log is cut at each rotation).
+    pub fn keep(mut self, files: usize) -> Self {
+        self.keep = files;
+        self
+    }
+
+    /// When to `fsync`.
+    pub fn fsync(mut self, policy: Fsync) -> Self {
+        self.fsync = policy;
+        self
+    }
+
+    /// Opens (or creates) the file for appending.
+    pub fn open(self) -> io::Result<JsonLinesFile> {
+        let file = open_append(&self.path)?;
+        let size = file.metadata()?.len();
+        Ok(JsonLinesFile {
+            path: self.path,
+            file,
+            size,
+            max_bytes: self.max_bytes,
+            keep: self.keep,
+            fsync: self.fsync,
+            last_sync: Instant::now(),
+            unsynced: false,
+            buffer: Vec::new(),
+        })
+    }
+}
+
+impl fmt::Debug for JsonLinesFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonLinesFile")
+            .field("path", &self.path)
+            .field("max_bytes", &self.max_bytes)
+            .field("keep", &self.keep)
+            .field("fsync", &self.fsync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditSink for JsonLinesFile {
+    fn write(&mut self, records: &[AuditRecord]) -> io::Result<()> {
+        for record in records {
+            let len = record.json().len() as u64 + 1;
+            let pending = self.size + self.buffer.len() as u64;
+            if pending > 0 && pending + len > self.max_bytes {
+                self.write_buffer()?;
+                self.rotate()?;
+            }
+            self.buffer.extend_from_slice(record.json().as_bytes());
+            self.buffer.push(b'\n');
+        }
+        self.write_buffer()?;
+        match self.fsync {
+            Fsync::EveryBatch => self.sync(),
+            Fsync::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
+            Fsync::Interval(_) | Fsync::Never => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.fsync {
+            Fsync::Never => Ok(()),
+            _ => self.sync(),
+        }
+    }
+
+    fn last_line(&mut self) -> Option<String> {
+        const TAIL: u64 = 1 << 20;
+        let start = self.size.saturating_sub(TAIL);
+        let mut tail = Vec::new();
+        self.file.seek(SeekFrom::Start(start)).ok()?;
+        (&mut self.file).take(TAIL).read_to_end(&mut tail).ok()?;
+        // A process killed mid-write leaves a cut line: end it, so the next record starts on a
+        // line of its own (the verifier reports the cut line, which is the truth).
+        if tail.last().is_some_and(|b| *b != b'\n') {
+            self.file.write_all(b"\n").ok()?;
+            self.size += 1;
+            let cut = tail.iter().rposition(|b| *b == b'\n')?;
+            tail.truncate(cut + 1);
+        }
+        tail.pop();
+        let begin = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        String::from_utf8(tail.split_off(begin)).ok()
+    }
+}
+
+/// Keeps the most recent records in memory, for an admin endpoint or a test. Clone it: one
+/// clone goes to the audit layer as a sink, the other reads.
+#[derive(Clone, Debug)]
+pub struct RecentEvents {
+    records: Arc<Mutex<VecDeque<AuditRecord>>>,
+    capacity: usize,
+}
+
+impl RecentEvents {
+    /// Keeps the last `capacity` records.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            records: Arc::new(Mutex::new(VecDeque::with_capacity(capacity.min(4096)))),
+            capacity,
+        }
+    }
+
+    /// The records kept, oldest first.
+    pub fn records(&self) -> Vec<AuditRecord> {
+        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        records.iter().cloned().collect()
+    }
+}
+
+impl AuditSink for RecentEvents {
+    fn write(&mut self, new: &[AuditRecord]) -> io::Result<()> {
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        for record in new {
+            if records.len() == self.capacity {
+                records.pop_front();
+            }
+            if self.capacity > 0 {
+                records.push_back(record.clone());
+            }
+        }
+        Ok(())
+    }
+}

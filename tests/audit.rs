@@ -1,0 +1,763 @@
+//! AuditLayer through a real stack: one event per request, whatever the outcome; no secret in
+//! any record; the hash chain catches tampering; slow sinks never slow requests; shutdown loses
+//! nothing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{self, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use http::{Method, Request, StatusCode};
+use portcullis::audit::{
+    AlertKind, AlertRules, AuditEntry, AuditEvent, AuditHandle, AuditKey, AuditLayer, AuditRecord,
+    AuditSink, JsonLinesFile, Outcome, Overflow, Problem, RecentEvents, RequestId, SecurityAlert,
+    Threshold, verify, verify_files,
+};
+use portcullis::auth::JwtAuthenticator;
+use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
+use portcullis::rbac::{RbacLayer, RouteTable, authenticated, require_scope};
+use portcullis::{AuthLayer, ValidateLayer};
+use proptest::prelude::*;
+use serde_json::json;
+use tower::ServiceExt;
+
+const KEY: &[u8] = b"the audit key for tests, 32+ bytes long";
+
+fn key() -> AuditKey {
+    AuditKey::new(KEY).unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "portcullis-audit-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn token(sub: &str, scope: &str) -> String {
+    Signer::hs256().sign(&claims(sub, scope))
+}
+
+/// The recommended order, as in the demo: validate → per-IP limit → lockout → auth → RBAC.
+fn stack(audit: AuditLayer, burst: u32) -> Router {
+    let mut jwt = JwtAuthenticator::builder();
+    for key in all_keys() {
+        jwt = jwt.key(key);
+    }
+    let jwt = jwt.issuer(ISSUER).audience([AUDIENCE]).build().unwrap();
+    let table = RouteTable::builder()
+        .route(Method::GET, "/items", require_scope("read:items"))
+        .route(Method::GET, "/admin", require_scope("admin"))
+        .route(Method::GET, "/boom", authenticated())
+        .route(Method::GET, "/slow", authenticated())
+        .route(Method::GET, "/id", authenticated())
+        .build()
+        .unwrap();
+    Router::new()
+        .route(
+            "/items",
+            get(|| async { axum::Json(json!({ "items": [] })) }),
+        )
+        .route("/admin", get(|| async { "admin" }))
+        .route("/boom", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "late"
+            }),
+        )
+        .route("/id", get(|id: RequestId| async move { id.to_string() }))
+        .layer(RbacLayer::table(table))
+        .layer(AuthLayer::optional().with(jwt))
+        .layer(
+            LockoutLayer::builder()
+                .max_failures(3)
+                .window(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .layer(
+            RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_second(1).burst(burst))
+                .build()
+                .unwrap(),
+        )
+        .layer(ValidateLayer::new().deny_body_on([Method::GET]))
+        .layer(audit)
+}
+
+fn request(path: &str, id: &str, ip: [u8; 4], headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::get(path).header("x-request-id", id);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request = builder.body(Body::empty()).unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((ip, 40000))));
+    request
+}
+
+fn with_body(request: Request<Body>, body: &'static str) -> Request<Body> {
+    let (parts, _) = request.into_parts();
+    Request::from_parts(parts, Body::from(body))
+}
+
+fn events(recent: &RecentEvents) -> Vec<AuditEvent> {
+    recent
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.entry() {
+            AuditEntry::Request(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alerts(recent: &RecentEvents) -> Vec<SecurityAlert> {
+    recent
+        .records()
+        .into_iter()
+        .filter_map(|r| match r.entry() {
+            AuditEntry::Alert(alert) => Some(alert.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn call(app: &Router, request: Request<Body>) -> http::Response<Body> {
+    app.clone().oneshot(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn every_outcome_gives_exactly_one_event_with_the_right_fields() {
+    let recent = RecentEvents::new(1000);
+    let audit = AuditLayer::builder(key())
+        .sink(recent.clone())
+        .alerts(AlertRules::none())
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    let app = stack(audit, 2);
+    let reader = format!("Bearer {}", token("alice", "read:items"));
+    let bad = format!(
+        "Bearer {}",
+        Signer::es256_foreign().sign(&claims("mallory", "admin"))
+    );
+
+    let cases: Vec<(&str, Request<Body>, u16)> = vec![
+        (
+            "allowed",
+            request(
+                "/items",
+                "t-allowed",
+                [10, 0, 0, 1],
+                &[("authorization", &reader)],
+            ),
+            200,
+        ),
+        (
+            "bad-token",
+            request(
+                "/items",
+                "t-bad-token",
+                [10, 0, 0, 2],
+                &[("authorization", &bad)],
+            ),
+            401,
+        ),
+        (
+            "anonymous",
+            request("/items", "t-anonymous", [10, 0, 0, 3], &[]),
+            401,
+        ),
+        (
+            "forbidden",
+            request(
+                "/admin",
+                "t-forbidden",
+                [10, 0, 0, 4],
+                &[("authorization", &reader)],
+            ),
+            403,
+        ),
+        (
+            "invalid",
+            with_body(request("/items", "t-invalid", [10, 0, 0, 5], &[]), "hello"),
+            400,
+        ),
+        (
+            "error",
+            request(
+                "/boom",
+                "t-error",
+                [10, 0, 0, 6],
+                &[("authorization", &reader)],
+            ),
+            500,
+        ),
+        (
+            "limited-1",
+            request(
+                "/items",
+                "t-limited-1",
+                [10, 0, 0, 7],
+                &[("authorization", &reader)],
+            ),
+            200,
+        ),
+        (
+            "limited-2",
+            request(
+                "/items",
+                "t-limited-2",
+                [10, 0, 0, 7],
+                &[("authorization", &reader)],
+            ),
+            200,
+        ),
+        (
+            "limited-3",
+            request(
+                "/items",
+                "t-limited-3",
+                [10, 0, 0, 7],
+                &[("authorization", &reader)],
+            ),
+            429,
+        ),
+    ];
+    let sent = cases.len() + 1;
+    for (name, request, status) in cases {
+        let response = call(&app, request).await;
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        assert_eq!(response.headers()["x-request-id"], format!("t-{name}"));
+    }
+    // Abandoned: the client goes away while the handler is still working.
+    let slow = request(
+        "/slow",
+        "t-cancelled",
+        [10, 0, 0, 8],
+        &[("authorization", &reader)],
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), call(&app, slow))
+            .await
+            .is_err()
+    );
+
+    handle.flush().await;
+    let events = events(&recent);
+    assert_eq!(events.len(), sent, "one event per request");
+    let by_id: HashMap<&str, &AuditEvent> =
+        events.iter().map(|e| (e.request_id.as_str(), e)).collect();
+    assert_eq!(by_id.len(), sent, "request ids are distinct");
+    let check = |id: &str, outcome: Outcome, status: u16, layer: &str| {
+        let event = by_id[id];
+        assert_eq!(event.outcome, outcome, "{id}: {event:?}");
+        assert_eq!(event.status, status, "{id}");
+        assert_eq!(event.layer.as_deref(), Some(layer), "{id}: {event:?}");
+        assert!(event.reason.is_some(), "{id}: a reason");
+        assert_eq!(event.method, "GET");
+        event
+    };
+    let allowed = check("t-allowed", Outcome::Allowed, 200, "rbac");
+    let principal = allowed.principal.as_ref().expect("the caller is recorded");
+    assert_eq!(principal.subject, "alice");
+    assert_eq!(principal.issuer.as_deref(), Some(ISSUER));
+    assert_eq!(principal.method, "jwt");
+    assert_eq!(allowed.route.as_deref(), Some("/items"));
+    assert_eq!(allowed.path, "/items");
+    assert_eq!(allowed.client_ip, Some([10, 0, 0, 1].into()));
+    check("t-bad-token", Outcome::Unauthenticated, 401, "auth");
+    assert!(by_id["t-bad-token"].principal.is_none());
+    check("t-anonymous", Outcome::Unauthenticated, 401, "rbac");
+    let forbidden = check("t-forbidden", Outcome::Forbidden, 403, "rbac");
+    assert_eq!(forbidden.principal.as_ref().unwrap().subject, "alice");
+    check("t-invalid", Outcome::Invalid, 400, "validate");
+    check("t-error", Outcome::Error, 500, "handler");
+    check("t-limited-2", Outcome::Allowed, 200, "rbac");
+    check("t-limited-3", Outcome::RateLimited, 429, "rate_limit");
+    let cancelled = by_id["t-cancelled"];
+    assert_eq!((cancelled.outcome, cancelled.status), (Outcome::Error, 499));
+    assert_eq!(cancelled.reason.as_deref(), Some("cancelled"));
+    let stats = handle.stats();
+    assert_eq!((stats.accepted, stats.dropped), (sent as u64, 0));
+}
+
+#[tokio::test]
+async fn the_request_id_reaches_the_handler_and_is_generated_when_unusable() {
+    let recent = RecentEvents::new(10);
+    let audit = AuditLayer::builder(key())
+        .sink(recent.clone())
+        .build()
+        .unwrap();
+    let app = stack(audit, 100);
+    let reader = format!("Bearer {}", token("alice", "read:items"));
+    let response = call(
+        &app,
+        request(
+            "/id",
+            "abc-123",
+            [10, 1, 0, 1],
+            &[("authorization", &reader)],
+        ),
+    )
+    .await;
+    assert_eq!(response.headers()["x-request-id"], "abc-123");
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"abc-123");
+
+    let hostile = format!("{}\"}}{{\"outcome\":\"allowed", "x".repeat(10));
+    let response = call(
+        &app,
+        request(
+            "/id",
+            &hostile,
+            [10, 1, 0, 2],
+            &[("authorization", &reader)],
+        ),
+    )
+    .await;
+    let echoed = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(echoed, hostile);
+    assert_eq!(echoed.len(), 32);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], echoed.as_bytes());
+}
+
+#[tokio::test]
+async fn no_record_holds_a_credential_password_or_detected_secret() {
+    let dir = temp_dir("secrets");
+    let path = dir.join("audit.jsonl");
+    let recent = RecentEvents::new(100);
+    let audit = AuditLayer::builder(key())
+        .sink(JsonLinesFile::builder(&path).open().unwrap())
+        .sink(recent.clone())
+        .alerts(
+            AlertRules::default()
+                .auth_failures_per_user(Some(Threshold::new(2, Duration::from_secs(60)))),
+        )
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    let app = stack(audit, 100);
+    let jwt = token("alice", "read:items");
+    let card = "4111111111111111";
+    let github = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    let aws = "AKIAIOSFODNN7EXAMPLE";
+    let password = "hunter2-Sup3rSecret";
+    let user = "alice.smith@example.com";
+    let basic = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+    let secrets = [
+        jwt.as_str(),
+        card,
+        github,
+        aws,
+        password,
+        user,
+        &basic[6..],
+        "query-secret",
+    ];
+
+    let requests = [
+        request(
+            "/items",
+            "s-1",
+            [10, 2, 0, 1],
+            &[("authorization", &format!("Bearer {jwt}"))],
+        ),
+        request("/items", "s-2", [10, 2, 0, 2], &[("authorization", &basic)]),
+        request("/items", "s-3", [10, 2, 0, 3], &[("authorization", &basic)]),
+        request(
+            &format!("/items/{card}?access_token=query-secret"),
+            "s-4",
+            [10, 2, 0, 4],
+            &[],
+        ),
+        request(&format!("/tokens/{jwt}"), "s-5", [10, 2, 0, 5], &[]),
+        request(
+            "/items",
+            "s-6",
+            [10, 2, 0, 6],
+            &[("user-agent", &format!("curl/8 {github} {aws}"))],
+        ),
+    ];
+    for request in requests {
+        let response = call(&app, request).await;
+        assert!(response.status().as_u16() < 500);
+    }
+    handle.shutdown().await;
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(file.lines().count() as u64, handle.stats().written);
+    for secret in secrets {
+        assert!(!file.contains(secret), "{secret} leaked into the audit log");
+    }
+    let events = events(&recent);
+    let s2 = events.iter().find(|e| e.request_id == "s-2").unwrap();
+    let fingerprint = s2
+        .attempted_user
+        .clone()
+        .expect("a refused Basic login is correlated");
+    assert!(fingerprint.starts_with("hmac:"));
+    let s3 = events.iter().find(|e| e.request_id == "s-3").unwrap();
+    assert_eq!(s3.attempted_user.as_ref(), Some(&fingerprint));
+    let user_alerts: Vec<_> = alerts(&recent)
+        .into_iter()
+        .filter(|a| a.alert == AlertKind::AuthFailuresForUser)
+        .collect();
+    assert_eq!(user_alerts.len(), 1);
+    assert_eq!(user_alerts[0].key, fingerprint);
+    let s4 = events.iter().find(|e| e.request_id == "s-4").unwrap();
+    assert!(s4.path.starts_with("/items/"), "{}", s4.path);
+    assert!(!s4.path.contains('?'));
+    let s6 = events.iter().find(|e| e.request_id == "s-6").unwrap();
+    assert!(s6.user_agent.as_deref().unwrap().starts_with("curl/8 "));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Writes `n` sealed records to a file and returns its lines.
+async fn sealed_lines(n: usize) -> Vec<String> {
+    let dir = temp_dir("lines");
+    let path = dir.join("audit.jsonl");
+    let audit = AuditLayer::builder(key())
+        .sink(JsonLinesFile::builder(&path).open().unwrap())
+        .alerts(AlertRules::none())
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(audit);
+    for i in 0..n {
+        let request = Request::get(format!("/?n={i}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(call(&app, request).await.status(), 200);
+    }
+    handle.shutdown().await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
+fn check(
+    lines: &[String],
+) -> Result<portcullis::audit::ChainSummary, portcullis::audit::ChainBreak> {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    verify(&key(), BufReader::new(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn removing_inserting_reordering_or_rekeying_lines_is_detected() {
+    let lines = sealed_lines(12).await;
+    let summary = check(&lines).unwrap();
+    assert_eq!(
+        (summary.records, summary.first_seq, summary.last_seq),
+        (12, 1, 12)
+    );
+    assert_eq!(summary.last_hash.len(), 64);
+
+    for i in 0..11 {
+        let mut removed = lines.clone();
+        removed.remove(i);
+        if i == 0 {
+            // Without the first record the log reads as one continuing an older (rotated)
+            // file: the summary says so.
+            assert!(check(&removed).unwrap().starts_mid_chain());
+        } else {
+            let broken = check(&removed).unwrap_err();
+            assert_eq!(broken.line, i as u64 + 1, "removing line {}", i + 1);
+            assert!(
+                matches!(broken.problem, Problem::Gap { expected, found } if found == expected + 1)
+            );
+        }
+
+        let mut swapped = lines.clone();
+        swapped.swap(i, i + 1);
+        // Swapping the first two reads as a log starting at record 2, broken at line 2.
+        let expected = if i == 0 { 2 } else { i as u64 + 1 };
+        assert_eq!(check(&swapped).unwrap_err().line, expected);
+
+        let mut duplicated = lines.clone();
+        duplicated.insert(i + 1, lines[i].clone());
+        assert_eq!(check(&duplicated).unwrap_err().line, i as u64 + 2);
+    }
+    // Cutting the tail cannot be seen in the log itself, only in the summary.
+    assert_eq!(check(&lines[..11]).unwrap().last_seq, 11);
+    // A line cut mid-write.
+    let mut text = lines.join("\n");
+    text.push_str("\n{\"seq\":13,");
+    assert_eq!(
+        verify(&key(), BufReader::new(text.as_bytes()))
+            .unwrap_err()
+            .line,
+        13
+    );
+    // Another key: nothing verifies.
+    let other = AuditKey::new(b"another audit key, also 32 bytes long").unwrap();
+    let text = lines.join("\n") + "\n";
+    let broken = verify(&other, BufReader::new(text.as_bytes())).unwrap_err();
+    assert!(matches!(broken.problem, Problem::BadHash));
+    assert_eq!(broken.line, 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Changing any byte of any line is caught at that line.
+    #[test]
+    fn changing_any_byte_is_detected_at_its_line(line in 0usize..8, at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        static LINES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let lines = LINES.get_or_init(|| {
+            tokio::runtime::Runtime::new().unwrap().block_on(sealed_lines(8))
+        });
+        let mut bytes = lines[line].clone().into_bytes();
+        let at = at.index(bytes.len());
+        prop_assume!(bytes[at] != byte);
+        bytes[at] = byte;
+        let mut text = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            text.extend_from_slice(if i == line { &bytes } else { l.as_bytes() });
+            text.push(b'\n');
+        }
+        let broken = verify(&key(), BufReader::new(&text[..])).unwrap_err();
+        prop_assert_eq!(broken.line, line as u64 + 1);
+    }
+}
+
+#[tokio::test]
+async fn the_chain_continues_across_restarts_and_rotation() {
+    let dir = temp_dir("rotation");
+    let path = dir.join("audit.jsonl");
+    for run in 0..3 {
+        let audit = AuditLayer::builder(key())
+            .sink(
+                JsonLinesFile::builder(&path)
+                    .max_bytes(4096)
+                    .keep(100)
+                    .open()
+                    .unwrap(),
+            )
+            .alerts(AlertRules::none())
+            .build()
+            .unwrap();
+        let handle = audit.handle();
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(audit);
+        for _ in 0..20 {
+            call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+        }
+        handle.shutdown().await;
+        let files = JsonLinesFile::rotated_files(&path);
+        assert!(files.len() > run + 1, "rotated: {files:?}");
+        let summary = verify_files(&key(), &files).unwrap();
+        assert_eq!(
+            (summary.first_seq, summary.last_seq),
+            (1, 20 * (run as u64 + 1))
+        );
+    }
+    let files = JsonLinesFile::rotated_files(&path);
+    for file in &files {
+        assert!(std::fs::metadata(file).unwrap().len() <= 4096);
+    }
+    // Verifying from a middle file on: the chain is intact but starts mid-way.
+    let tail = verify_files(&key(), &files[files.len() - 2..]).unwrap();
+    assert!(tail.starts_mid_chain());
+    // A rotated file gone missing is a gap.
+    let mut gapped = files.clone();
+    gapped.remove(1);
+    let broken = verify_files(&key(), &gapped).unwrap_err();
+    assert!(matches!(broken.problem, Problem::Gap { .. }), "{broken}");
+    assert_eq!(
+        broken.file.as_deref(),
+        Some(&*files[2].display().to_string())
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A sink that does not return until its sender is dropped.
+struct Stuck(std::sync::mpsc::Receiver<()>);
+
+impl AuditSink for Stuck {
+    fn write(&mut self, _: &[AuditRecord]) -> io::Result<()> {
+        let _ = self.0.recv();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_that_blocks_does_not_block_requests() {
+    for overflow in [Overflow::Drop, Overflow::Wait(Duration::from_millis(20))] {
+        let (held, gate) = std::sync::mpsc::channel();
+        let audit = AuditLayer::builder(key())
+            .sink(Stuck(gate))
+            .queue_capacity(4)
+            .overflow(overflow)
+            .build()
+            .unwrap();
+        let handle = audit.handle();
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(audit);
+        // A liveness bound, not a speed measurement: with the sink stuck, this must finish.
+        let all = async {
+            for _ in 0..50 {
+                let response = call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+                assert_eq!(response.status(), 200);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("requests were held up");
+        let stats = handle.stats();
+        assert_eq!(
+            stats.accepted + stats.dropped,
+            50,
+            "{overflow:?}: {stats:?}"
+        );
+        assert!(stats.dropped >= 40, "{overflow:?}: {stats:?}");
+        assert!(handle.queue_depth() <= 4);
+        drop(held);
+        handle.shutdown().await;
+        assert_eq!(handle.stats().written, handle.stats().accepted);
+    }
+}
+
+/// A sink that takes its time, so events are still queued when shutdown starts.
+struct Slow(RecentEvents);
+
+impl AuditSink for Slow {
+    fn write(&mut self, records: &[AuditRecord]) -> io::Result<()> {
+        std::thread::sleep(Duration::from_millis(5));
+        self.0.write(records)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_every_accepted_event() {
+    let recent = RecentEvents::new(10_000);
+    let audit = AuditLayer::builder(key())
+        .sink(Slow(recent.clone()))
+        .queue_capacity(10_000)
+        .alerts(AlertRules::none())
+        .build()
+        .unwrap();
+    let handle: AuditHandle = audit.handle();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(audit);
+    let tasks: Vec<_> = (0..2000)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                call(&app, Request::get("/").body(Body::empty()).unwrap())
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert!(
+        handle.queue_depth() > 0,
+        "the sink is slower than the requests"
+    );
+    handle.shutdown().await;
+    let stats = handle.stats();
+    assert_eq!((stats.accepted, stats.dropped), (2000, 0));
+    assert_eq!(events(&recent).len(), 2000);
+    // After shutdown new events are dropped and counted, not lost silently.
+    call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(handle.stats().dropped, 1);
+}
+
+#[tokio::test]
+async fn alerts_reach_the_sinks_and_the_callback() {
+    let recent = RecentEvents::new(1000);
+    let raised = Arc::new(Mutex::new(Vec::<SecurityAlert>::new()));
+    let seen = raised.clone();
+    let minute = Duration::from_secs(60);
+    let audit = AuditLayer::builder(key())
+        .sink(recent.clone())
+        .alerts(
+            AlertRules::default()
+                .auth_failures_per_ip(Some(Threshold::new(2, minute)))
+                .forbidden_per_subject(Some(Threshold::new(3, minute))),
+        )
+        .on_alert(move |alert| seen.lock().unwrap().push(alert.clone()))
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    let app = stack(audit, 100);
+    let bad = format!(
+        "Bearer {}",
+        Signer::es256_foreign().sign(&claims("mallory", "admin"))
+    );
+    // Failed logins from one address: an alert at the 2nd, then the lockout (after 3) refuses.
+    for i in 0..5 {
+        let id = format!("a-{i}");
+        call(
+            &app,
+            request("/items", &id, [10, 3, 0, 1], &[("authorization", &bad)]),
+        )
+        .await;
+    }
+    // An authenticated caller probing admin routes.
+    let reader = format!("Bearer {}", token("bob", "read:items"));
+    for i in 0..4 {
+        let id = format!("f-{i}");
+        let ip = [10, 3, 1, i as u8];
+        let response = call(
+            &app,
+            request("/admin", &id, ip, &[("authorization", &reader)]),
+        )
+        .await;
+        assert_eq!(response.status(), 403);
+    }
+    handle.flush().await;
+    let raised = raised.lock().unwrap().clone();
+    let kinds: Vec<AlertKind> = raised.iter().map(|a| a.alert).collect();
+    assert_eq!(
+        kinds,
+        [
+            AlertKind::AuthFailuresFromIp,
+            AlertKind::Lockout,
+            AlertKind::ForbiddenSpike
+        ],
+        "{raised:?}"
+    );
+    assert_eq!(raised[0].key, "10.3.0.1");
+    assert_eq!(raised[0].request_id, "a-1");
+    assert_eq!(raised[2].key, "bob");
+    assert_eq!(raised[2].count, 3);
+    let recorded: Vec<AlertKind> = alerts(&recent).iter().map(|a| a.alert).collect();
+    assert_eq!(recorded, kinds, "alerts are records in the chain too");
+    assert_eq!(handle.stats().alerts, 3);
+}
