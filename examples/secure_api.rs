@@ -29,6 +29,15 @@
 //!   tokens only (`typ` `at+jwt`), a plain `http://` issuer only on a loopback address. An invalid
 //!   value or an unreachable provider stops start-up with a message (needs `--features oidc`).
 //!   The dev keys are then not trusted, so a non-loopback `BIND_ADDR` is allowed.
+//! - Every request, refused or not, is audited: one hash-chained JSON line per request (and per
+//!   security alert) on standard output (logs go to standard error), and appended to the file
+//!   named by `AUDIT_LOG_FILE` when set (an unopenable file stops start-up with a message).
+//!   `GET /admin/audit` answers `{ "events": [...], "audit_enabled": true }` with the 100 most
+//!   recent records, oldest first. The chain is keyed with `AUDIT_HMAC_KEY` (at least 32
+//!   bytes), else with a published DEVELOPMENT key; check a file with
+//!   `cargo run --example audit_verify -- FILE`. Every response carries `X-Request-Id` (the
+//!   caller's when it is a safe id, else a generated one). On Ctrl-C or SIGTERM the server
+//!   drains and the audit trail is flushed before exit.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,6 +50,7 @@ use axum::http::{Method, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::{EncodingKey, Header};
+use portcullis::audit::{AuditKey, AuditLayer, JsonLines, JsonLinesFile, RecentEvents};
 use portcullis::auth::{JwtAuthenticator, JwtKey};
 #[cfg(feature = "oidc")]
 use portcullis::oidc::{Issuer, OidcAuthenticator};
@@ -60,6 +70,9 @@ const DEV_PUBLIC_KEY: &str = include_str!("dev_keys/es256_dev_public.pem");
 const DEV_KID: &str = "portcullis-dev-es256";
 const DEV_ISSUER: &str = "urn:portcullis:dev-issuer";
 const DEV_AUDIENCE: &str = "portcullis-demo";
+/// The published development audit key, used when `AUDIT_HMAC_KEY` is unset. Anyone can forge
+/// a chain under it: set your own key for anything but a demo.
+const DEV_AUDIT_KEY: &str = "portcullis-DEVELOPMENT-audit-key-do-not-deploy";
 const DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 
 /// The demo store never holds more than this many items, whatever clients send; with bodies of
@@ -252,6 +265,8 @@ fn serve() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,portcullis=debug".into()),
         )
+        // Standard output carries the audit trail, one JSON line per record.
+        .with_writer(std::io::stderr)
         .init();
     let bind = match setting("BIND_ADDR", "127.0.0.1:3000", |v| {
         v.parse::<SocketAddr>().ok()
@@ -302,6 +317,15 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let recent = RecentEvents::new(100);
+    let audit = match audit_layer(recent.clone()) {
+        Ok(audit) => audit,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let audit_trail = audit.handle();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -326,7 +350,7 @@ fn serve() -> ExitCode {
                 }
             },
         };
-        let app = match app(layer, &limits, max_body_bytes) {
+        let app = match app(layer, audit, recent, &limits, max_body_bytes) {
             Ok(app) => app,
             Err(message) => {
                 eprintln!("configuration error: {message}");
@@ -346,15 +370,14 @@ fn serve() -> ExitCode {
                 "portcullis demo listening on http://{bind}, trusting {url} for audience {audience:?}"
             ),
         }
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        // Connect info gives the rate limiter and the lockout each client's address.
+        // Connect info gives the rate limiter, the lockout and the audit each client's address.
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        match axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+        // Every request has been answered: write and flush every audit record before exiting.
+        audit_trail.shutdown().await;
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("server error: {error}");
@@ -362,6 +385,51 @@ fn serve() -> ExitCode {
             }
         }
     })
+}
+
+/// Ctrl-C, or SIGTERM (what `kill` and container runtimes send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The audit trail: JSON lines on standard output, the recent records in memory for
+/// `/admin/audit`, and the file named by `AUDIT_LOG_FILE` when set.
+fn audit_layer(recent: RecentEvents) -> Result<AuditLayer, String> {
+    let key = match optional_setting("AUDIT_HMAC_KEY")? {
+        Some(key) => AuditKey::new(key).map_err(|e| format!("AUDIT_HMAC_KEY: {e}"))?,
+        None => {
+            eprintln!(
+                "WARNING: AUDIT_HMAC_KEY is unset; the audit chain uses the published development key"
+            );
+            AuditKey::new(DEV_AUDIT_KEY).map_err(|e| e.to_string())?
+        }
+    };
+    let mut audit = AuditLayer::builder(key)
+        .sink(JsonLines::stdout())
+        .sink(recent);
+    if let Some(path) = optional_setting("AUDIT_LOG_FILE")? {
+        let file = JsonLinesFile::builder(&path)
+            .open()
+            .map_err(|e| format!("AUDIT_LOG_FILE: cannot open {path:?}: {e}"))?;
+        audit = audit.sink(file);
+    }
+    audit.build().map_err(|e| e.to_string())
 }
 
 /// Reads an optional setting; a present but invalid value is an error naming the variable.
@@ -433,6 +501,8 @@ impl Limits {
 
 fn app(
     auth: AuthLayer,
+    audit: AuditLayer,
+    recent: RecentEvents,
     limits: &Limits,
     max_body_bytes: usize,
 ) -> Result<Router, portcullis::ConfigError> {
@@ -455,7 +525,7 @@ fn app(
         .route("/me", get(me))
         .route("/items", get(list_items).post(create_item))
         .route("/items/{id}", get(get_item).delete(delete_item))
-        .route("/admin/audit", get(audit))
+        .route("/admin/audit", get(move || recent_audit(recent.clone())))
         .route(
             "/admin/routes",
             get(move || async move { Json(inventory.as_ref().clone()) }),
@@ -487,7 +557,9 @@ fn app(
             ValidateLayer::new()
                 .deny_body_on([Method::GET, Method::HEAD, Method::DELETE])
                 .max_body_bytes(max_body_bytes),
-        ))
+        )
+        // Outside everything: every request is recorded, whichever layer refuses it.
+        .layer(audit))
 }
 
 async fn me(identity: Identity) -> Json<Value> {
@@ -542,10 +614,14 @@ async fn delete_item(
     }
 }
 
-/// Recent audit events. The AuditLayer does not exist yet, so there are none to show; the route
-/// and its access rule (scope `admin` and role `admin`, in the table) are already in place.
-async fn audit() -> Json<Value> {
-    Json(json!({ "events": [], "audit_enabled": false }))
+/// The most recent audit records (requests and alerts), oldest first, as they were sealed.
+async fn recent_audit(recent: RecentEvents) -> Json<Value> {
+    let events: Vec<Value> = recent
+        .records()
+        .iter()
+        .filter_map(|record| serde_json::from_str(record.json()).ok())
+        .collect();
+    Json(json!({ "events": events, "audit_enabled": true }))
 }
 
 /// A development token for one of the demo roles, signed with the embedded dev key.

@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --example secure_api --features oidc --locked --quiet
+cargo build --example secure_api --example audit_verify --features oidc --locked --quiet
 bin=target/debug/examples/secure_api
+verify=target/debug/examples/audit_verify
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 log=$(mktemp)
+audit_dir=$(mktemp -d)
 big=$(mktemp)
 mid=$(mktemp)
 # A 70 KB body (over the default 64 KiB limit) and a valid 5 KB item (under it).
@@ -19,7 +21,7 @@ python3 -c 'import json; print(json.dumps({"name":"x","sku":"X-100","price":1,"q
 # Generous limits here: this script fires requests faster than a person would.
 BIND_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_SECOND=1000 RATE_LIMIT_BURST=1000 "$bin" >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -f "$log" "$big" "$mid"' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -f "$log" "$big" "$mid"; rm -rf "$audit_dir"' EXIT
 
 for _ in $(seq 1 100); do
   curl -fsS "$base/health" >/dev/null 2>&1 && break
@@ -203,6 +205,61 @@ pid=$!
 for _ in $(seq 1 100); do curl -fsS "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
 for _ in 1 2 3 4 5; do curl -s -o /dev/null -H "Authorization: Bearer bad.token.value" "$base/me"; done
 expect 429 "locked out after failed logins" -H "$(auth "$reader")" "$base/me"
+
+# The audit trail (AuditLayer): request ids echoed, recent records for admins, a hash-chained
+# file that survives a clean shutdown and reveals tampering.
+kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+audit_file="$audit_dir/audit.jsonl"
+AUDIT_LOG_FILE="$audit_file" BIND_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_SECOND=1000 RATE_LIMIT_BURST=1000 \
+  "$bin" >"$audit_dir/stdout" 2>>"$log" &
+pid=$!
+for _ in $(seq 1 100); do curl -fsS "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
+echoed=$(curl -s -o /dev/null -D - -H "X-Request-Id: smoke-audit-1" -H "$(auth "$reader")" "$base/items" | tr -d '\r' | grep -i '^x-request-id:' || true)
+if [ "$echoed" = "x-request-id: smoke-audit-1" ]; then passed=$((passed + 1)); else
+  echo "FAIL: X-Request-Id not echoed: '$echoed'"; failures=$((failures + 1)); fi
+generated=$(curl -s -o /dev/null -D - -H 'X-Request-Id: {"bad":1}' "$base/health" | tr -d '\r' | grep -i '^x-request-id:' || true)
+case "$generated" in
+  "x-request-id: "[0-9a-f]*) passed=$((passed + 1)) ;;
+  *) echo "FAIL: unsafe X-Request-Id not replaced: '$generated'"; failures=$((failures + 1)) ;;
+esac
+expect 401 "audited refusal" -H "X-Request-Id: smoke-audit-2" -H "Authorization: Bearer bad.token.value" "$base/items"
+recent=$(curl -s -H "$(auth "$admin")" "$base/admin/audit")
+for want in '"audit_enabled":true' '"request_id":"smoke-audit-1"' '"outcome":"unauthenticated"' '"subject":"dev-reader"'; do
+  case "$recent" in
+    *"$want"*) passed=$((passed + 1)) ;;
+    *) echo "FAIL: /admin/audit lacks $want: $recent"; failures=$((failures + 1)) ;;
+  esac
+done
+kill "$pid" 2>/dev/null || true   # SIGTERM: drain, flush the audit trail, exit
+wait "$pid" 2>/dev/null || true
+if grep -q '"request_id":"smoke-audit-2"' "$audit_dir/stdout"; then passed=$((passed + 1)); else
+  echo "FAIL: no audit line on standard output"; failures=$((failures + 1)); fi
+lines=$(wc -l <"$audit_file")
+if [ "$lines" -ge 5 ] && "$verify" "$audit_file" >/dev/null; then passed=$((passed + 1)); else
+  echo "FAIL: audit file ($lines lines) does not verify: $("$verify" "$audit_file")"; failures=$((failures + 1)); fi
+for token in "$reader" "$admin"; do
+  if grep -qF -e "${token##*.}" "$audit_file" "$audit_dir/stdout"; then
+    echo "FAIL: a token reached the audit trail"; failures=$((failures + 1))
+  else
+    passed=$((passed + 1))
+  fi
+done
+sed -i '2s/"status":[0-9]*/"status":299/' "$audit_file"
+if out=$("$verify" "$audit_file"); then
+  echo "FAIL: an edited audit file verified"; failures=$((failures + 1))
+else
+  case "$out" in *"BROKEN at $audit_file:2"*) passed=$((passed + 1)) ;;
+    *) echo "FAIL: tampering reported as: $out"; failures=$((failures + 1)) ;; esac
+fi
+for bad in "AUDIT_HMAC_KEY=short" "AUDIT_LOG_FILE=$audit_dir/missing/dir/audit.jsonl"; do
+  if out=$(env "$bad" BIND_ADDR="127.0.0.1:$port" "$bin" 2>&1); then
+    echo "FAIL: $bad was accepted"; failures=$((failures + 1))
+  else
+    case "$out" in *"${bad%%=*}"*) passed=$((passed + 1)) ;;
+      *) echo "FAIL: $bad: no clear message: $out"; failures=$((failures + 1)) ;; esac
+  fi
+done
 
 for bad in "nope" "http://issuer.example" ""; do
   if OIDC_ISSUER_URL="$bad" BIND_ADDR="127.0.0.1:$port" "$bin" >/dev/null 2>&1; then

@@ -218,6 +218,8 @@ pub enum Problem {
     Unlinked,
     /// The file could not be read.
     Io(io::Error),
+    /// There was no record at all.
+    Empty,
 }
 
 impl fmt::Display for ChainBreak {
@@ -235,6 +237,7 @@ impl fmt::Display for ChainBreak {
             ),
             Problem::Unlinked => f.write_str("not linked to the record before it"),
             Problem::Io(error) => write!(f, "cannot read: {error}"),
+            Problem::Empty => f.write_str("no records"),
         }
     }
 }
@@ -248,12 +251,12 @@ pub fn verify(key: &AuditKey, reader: impl BufRead) -> Result<ChainSummary, Chai
     verifier.summary().ok_or(ChainBreak {
         file: None,
         line: 0,
-        problem: Problem::Malformed,
+        problem: Problem::Empty,
     })
 }
 
 /// Verifies files as one chain, oldest first (`audit.jsonl.2`, `audit.jsonl.1`, `audit.jsonl`
-/// after rotation). Empty files are allowed; an all-empty set is reported as malformed.
+/// after rotation). Empty files are allowed; no record at all is [`Problem::Empty`].
 pub fn verify_files<P: AsRef<Path>>(
     key: &AuditKey,
     paths: &[P],
@@ -272,7 +275,7 @@ pub fn verify_files<P: AsRef<Path>>(
     verifier.summary().ok_or(ChainBreak {
         file: None,
         line: 0,
-        problem: Problem::Malformed,
+        problem: Problem::Empty,
     })
 }
 
