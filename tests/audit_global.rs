@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +36,7 @@ mod recorder {
         Counter, CounterFn, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder,
         SharedString, Unit,
     };
+    use std::collections::HashMap;
 
     #[derive(Clone, Default)]
     pub struct Counting(pub Arc<Mutex<HashMap<String, f64>>>);
