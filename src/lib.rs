@@ -11,6 +11,7 @@
 //! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
 //! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
 //! | [`redact`] | [`RedactLayer`] | what leaves: sensitive fields, paths and detected secrets masked in JSON responses; `Sensitive<T>` and header marking for logs |
+//! | [`stack`] | [`Portcullis`] | all of the above in one layer, in the recommended order |
 //! | [`audit`] | [`AuditLayer`] | what happened: one sealed, hash-chained audit event per request, security alerts, metrics |
 //! | `oidc` (feature `oidc`) | `OidcAuthenticator` in the [`AuthLayer`] | tokens from OpenID providers: discovery, JWKS rotation, introspection, revocation |
 //!
@@ -57,6 +58,7 @@ pub mod oidc;
 pub mod rate_limit;
 pub mod rbac;
 pub mod redact;
+pub mod stack;
 pub mod validate;
 
 pub use audit::AuditLayer;
@@ -70,6 +72,7 @@ pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenti
 pub use rate_limit::RateLimitLayer;
 pub use rbac::RbacLayer;
 pub use redact::{RedactLayer, Redactions, Sensitive};
+pub use stack::Portcullis;
 pub use validate::{Valid, ValidateLayer};
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on

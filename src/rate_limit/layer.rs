@@ -238,6 +238,16 @@ impl fmt::Debug for RateLimitLayer {
     }
 }
 
+impl RateLimitLayer {
+    /// Whether this limit counts by who the caller is, so it must run after authentication.
+    pub(crate) fn counts_by_identity(&self) -> bool {
+        matches!(
+            self.config.key_by,
+            KeyBy::Subject | KeyBy::ApiKeyId | KeyBy::RouteAndSubject
+        )
+    }
+}
+
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 

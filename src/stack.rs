@@ -1,0 +1,362 @@
+//! The whole stack in one layer, in the recommended order.
+//!
+//! [`Portcullis::builder`] takes the layers you configured (each is also usable alone) and wraps
+//! a router in them, outermost first:
+//!
+//! | # | layer | why here |
+//! |---|---|---|
+//! | 1 | [`AuditLayer`] (also the request id) | sees every request and every refusal below it |
+//! | 2 | [`ClientIpLayer`] | every layer below keys, limits and logs by the real client address |
+//! | 3 | transport security | plain HTTP is refused before any credential is looked at |
+//! | 4 | per-IP [`RateLimitLayer`], then [`LockoutLayer`] | floods and credential stuffing are throttled before any expensive check |
+//! | 5 | [`ValidateLayer`] | malformed or oversized requests are refused before authentication spends work on them |
+//! | 6 | [`AuthLayer`] | who is calling |
+//! | 7 | per-subject [`RateLimitLayer`] | needs the subject |
+//! | 8 | [`RbacLayer`] | needs the identity; deny by default |
+//! | 9 | [`RedactLayer`] | innermost, so it sees the identity for role rules and every handler body |
+//!
+//! The builder adds no behaviour beyond this wiring. Mistakes that would only show at request
+//! time are errors from [`build`](PortcullisBuilder::build): authorization, a lockout or a
+//! per-subject limit without an authenticator, a per-IP limit keyed by identity (it runs before
+//! authentication), a per-subject limit that is not keyed by identity, or nothing configured.
+//! See `docs/architecture.md` for the full reasoning.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use portcullis::Portcullis;
+//! use portcullis::auth::JwtAuthenticator;
+//! use portcullis::auth::JwtKey;
+//! use portcullis::rate_limit::{KeyBy, Quota};
+//! use portcullis::rbac::{RouteTable, require_scope};
+//! use portcullis::{Algorithm, AuthLayer, RateLimitLayer, RbacLayer, RedactLayer, ValidateLayer};
+//!
+//! # fn main() -> Result<(), portcullis::ConfigError> {
+//! let jwt = JwtAuthenticator::builder()
+//!     .key(JwtKey::hmac(b"a secret of at least thirty-two bytes!!", Algorithm::HS256)?)
+//!     .issuer("https://issuer.example")
+//!     .audience(["items-api"])
+//!     .build()?;
+//! let table = RouteTable::builder()
+//!     .route(http::Method::GET, "/items", require_scope("read:items"))
+//!     .build()?;
+//! let security = Portcullis::builder()
+//!     .rate_limit_per_ip(RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_second(50)).build()?)
+//!     .validate(ValidateLayer::new())
+//!     .auth(AuthLayer::optional().with(jwt))
+//!     .rbac(RbacLayer::table(table))
+//!     .redact(RedactLayer::new())
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/items", get(|| async { "[]" }))
+//!     .layer(security);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use futures_util::future::Either;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::audit::AuditLayer;
+use crate::auth::AuthLayer;
+use crate::client_ip::{ClientIpLayer, TrustedProxies};
+use crate::error::ConfigError;
+use crate::rate_limit::{LockoutLayer, RateLimitLayer};
+use crate::rbac::RbacLayer;
+use crate::redact::RedactLayer;
+use crate::validate::ValidateLayer;
+
+/// Every configured portcullis layer, as one [`Layer`] in the recommended order.
+#[derive(Clone)]
+#[must_use]
+pub struct Portcullis {
+    audit: Option<AuditLayer>,
+    client_ip: Option<ClientIpLayer>,
+    rate_limit_per_ip: Option<RateLimitLayer>,
+    lockout: Option<LockoutLayer>,
+    validate: Option<ValidateLayer>,
+    auth: Option<AuthLayer>,
+    rate_limit_per_subject: Option<RateLimitLayer>,
+    rbac: Option<RbacLayer>,
+    redact: Option<RedactLayer>,
+}
+
+/// Collects the layers of a [`Portcullis`] stack.
+#[derive(Default)]
+#[must_use]
+pub struct PortcullisBuilder {
+    audit: Option<AuditLayer>,
+    client_ip: Option<ClientIpLayer>,
+    rate_limit_per_ip: Option<RateLimitLayer>,
+    lockout: Option<LockoutLayer>,
+    validate: Option<ValidateLayer>,
+    auth: Option<AuthLayer>,
+    rate_limit_per_subject: Option<RateLimitLayer>,
+    rbac: Option<RbacLayer>,
+    redact: Option<RedactLayer>,
+}
+
+impl Portcullis {
+    /// Starts an empty stack.
+    pub fn builder() -> PortcullisBuilder {
+        PortcullisBuilder::default()
+    }
+}
+
+impl PortcullisBuilder {
+    /// Audit every request (outermost; also assigns the request id).
+    pub fn audit(mut self, layer: AuditLayer) -> Self {
+        self.audit = Some(layer);
+        self
+    }
+
+    /// Read the client address through these trusted proxies.
+    pub fn client_ip(mut self, proxies: TrustedProxies) -> Self {
+        self.client_ip = Some(ClientIpLayer::new(proxies));
+        self
+    }
+
+    /// A limit for everyone, before authentication: keyed by client address, route or a global
+    /// budget (not by identity, which is not known yet).
+    pub fn rate_limit_per_ip(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_limit_per_ip = Some(layer);
+        self
+    }
+
+    /// Lock out addresses and user names after repeated failed logins.
+    pub fn lockout(mut self, layer: LockoutLayer) -> Self {
+        self.lockout = Some(layer);
+        self
+    }
+
+    /// Refuse malformed requests before authentication.
+    pub fn validate(mut self, layer: ValidateLayer) -> Self {
+        self.validate = Some(layer);
+        self
+    }
+
+    /// Authenticate callers.
+    pub fn auth(mut self, layer: AuthLayer) -> Self {
+        self.auth = Some(layer);
+        self
+    }
+
+    /// A limit per caller, after authentication: keyed by subject, API key or route and subject.
+    pub fn rate_limit_per_subject(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_limit_per_subject = Some(layer);
+        self
+    }
+
+    /// Authorize requests (deny by default).
+    pub fn rbac(mut self, layer: RbacLayer) -> Self {
+        self.rbac = Some(layer);
+        self
+    }
+
+    /// Redact responses.
+    pub fn redact(mut self, layer: RedactLayer) -> Self {
+        self.redact = Some(layer);
+        self
+    }
+
+    /// Checks the combination and returns the stack.
+    pub fn build(self) -> Result<Portcullis, ConfigError> {
+        let needs_auth = [
+            (self.rbac.is_some(), "authorization (rbac)"),
+            (self.lockout.is_some(), "a lockout"),
+            (
+                self.rate_limit_per_subject.is_some(),
+                "a per-subject rate limit",
+            ),
+        ];
+        if self.auth.is_none()
+            && let Some((_, what)) = needs_auth.iter().find(|(set, _)| *set)
+        {
+            return Err(ConfigError::new(format!(
+                "{what} needs an authenticator: add .auth(..)"
+            )));
+        }
+        if self
+            .rate_limit_per_ip
+            .as_ref()
+            .is_some_and(RateLimitLayer::counts_by_identity)
+        {
+            return Err(ConfigError::new(
+                "rate_limit_per_ip runs before authentication: key it by client IP, route or \
+                 globally, or use rate_limit_per_subject",
+            ));
+        }
+        if self
+            .rate_limit_per_subject
+            .as_ref()
+            .is_some_and(|limit| !limit.counts_by_identity())
+        {
+            return Err(ConfigError::new(
+                "rate_limit_per_subject must be keyed by subject, API key id or route and subject",
+            ));
+        }
+        let configured = self.audit.is_some()
+            || self.client_ip.is_some()
+            || self.rate_limit_per_ip.is_some()
+            || self.validate.is_some()
+            || self.auth.is_some()
+            || self.redact.is_some();
+        if !configured {
+            return Err(ConfigError::new("no layer configured"));
+        }
+        Ok(Portcullis {
+            audit: self.audit,
+            client_ip: self.client_ip,
+            rate_limit_per_ip: self.rate_limit_per_ip,
+            lockout: self.lockout,
+            validate: self.validate,
+            auth: self.auth,
+            rate_limit_per_subject: self.rate_limit_per_subject,
+            rbac: self.rbac,
+            redact: self.redact,
+        })
+    }
+}
+
+impl fmt::Debug for Portcullis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut layers = Vec::new();
+        let present = [
+            (self.audit.is_some(), "audit"),
+            (self.client_ip.is_some(), "client_ip"),
+            (self.rate_limit_per_ip.is_some(), "rate_limit_per_ip"),
+            (self.lockout.is_some(), "lockout"),
+            (self.validate.is_some(), "validate"),
+            (self.auth.is_some(), "auth"),
+            (
+                self.rate_limit_per_subject.is_some(),
+                "rate_limit_per_subject",
+            ),
+            (self.rbac.is_some(), "rbac"),
+            (self.redact.is_some(), "redact"),
+        ];
+        for (set, name) in present {
+            if set {
+                layers.push(name);
+            }
+        }
+        f.debug_struct("Portcullis")
+            .field("layers", &layers)
+            .finish()
+    }
+}
+
+impl fmt::Debug for PortcullisBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortcullisBuilder").finish_non_exhaustive()
+    }
+}
+
+/// `inner` wrapped in `layer` when it is configured.
+fn maybe<L: Layer<S>, S>(layer: &Option<L>, inner: S) -> Maybe<L::Service, S> {
+    match layer {
+        Some(layer) => Maybe::On {
+            service: layer.layer(inner),
+        },
+        None => Maybe::Off { service: inner },
+    }
+}
+
+type Inner9<S> = Maybe<crate::redact::Redact<S>, S>;
+type Inner8<S> = Maybe<crate::rbac::Rbac<Inner9<S>>, Inner9<S>>;
+type Inner7<S> = Maybe<crate::rate_limit::RateLimit<Inner8<S>>, Inner8<S>>;
+type Inner6<S> = Maybe<crate::auth::Auth<Inner7<S>>, Inner7<S>>;
+type Inner5<S> = Maybe<crate::validate::Validate<Inner6<S>>, Inner6<S>>;
+type Inner4<S> = Maybe<crate::rate_limit::LockoutService<Inner5<S>>, Inner5<S>>;
+type Inner3<S> = Maybe<crate::rate_limit::RateLimit<Inner4<S>>, Inner4<S>>;
+type Inner2<S> = Maybe<crate::client_ip::ClientIpService<Inner3<S>>, Inner3<S>>;
+type Inner1<S> = Maybe<crate::audit::Audit<Inner2<S>>, Inner2<S>>;
+
+impl<S> Layer<S> for Portcullis {
+    type Service = PortcullisService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let s = maybe(&self.redact, inner);
+        let s = maybe(&self.rbac, s);
+        let s = maybe(&self.rate_limit_per_subject, s);
+        let s = maybe(&self.auth, s);
+        let s = maybe(&self.validate, s);
+        let s = maybe(&self.lockout, s);
+        let s = maybe(&self.rate_limit_per_ip, s);
+        let s = maybe(&self.client_ip, s);
+        PortcullisService {
+            inner: maybe(&self.audit, s),
+        }
+    }
+}
+
+/// The service built by [`Portcullis`]: the configured layers around `S`.
+#[derive(Clone)]
+pub struct PortcullisService<S> {
+    inner: Inner1<S>,
+}
+
+impl<S> fmt::Debug for PortcullisService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortcullisService").finish_non_exhaustive()
+    }
+}
+
+impl<S, R> Service<R> for PortcullisService<S>
+where
+    Inner1<S>: Service<R>,
+{
+    type Response = <Inner1<S> as Service<R>>::Response;
+    type Error = <Inner1<S> as Service<R>>::Error;
+    type Future = <Inner1<S> as Service<R>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.inner.call(request)
+    }
+}
+
+/// A layer's service when it is configured, the bare inner service when it is not.
+#[derive(Clone, Debug)]
+pub enum Maybe<A, B> {
+    /// The layer is configured.
+    On {
+        /// The layer's service.
+        service: A,
+    },
+    /// It is not.
+    Off {
+        /// The inner service.
+        service: B,
+    },
+}
+
+impl<A, B, R> Service<R> for Maybe<A, B>
+where
+    A: Service<R>,
+    B: Service<R, Response = A::Response, Error = A::Error>,
+{
+    type Response = A::Response;
+    type Error = A::Error;
+    type Future = Either<A::Future, B::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::On { service } => service.poll_ready(cx),
+            Self::Off { service } => service.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        match self {
+            Self::On { service } => Either::Left(service.call(request)),
+            Self::Off { service } => Either::Right(service.call(request)),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! `Portcullis::builder()`: the layers in the recommended order, and configuration mistakes
+//! refused at build time.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use common::*;
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use portcullis::audit::{AlertRules, AuditEntry, AuditHandle, AuditKey, AuditLayer, RecentEvents};
+use portcullis::auth::JwtAuthenticator;
+use portcullis::client_ip::TrustedProxies;
+use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
+use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
+use portcullis::redact::{Email, Rule};
+use portcullis::{AuthLayer, Portcullis, RedactLayer, ValidateLayer};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn auth() -> AuthLayer {
+    let jwt = JwtAuthenticator::builder()
+        .key(all_keys().remove(3))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .build()
+        .unwrap();
+    AuthLayer::optional().with(jwt)
+}
+
+fn table() -> RbacLayer {
+    RbacLayer::table(
+        RouteTable::builder()
+            .route(Method::GET, "/items", require_scope("read:items"))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn limit(key: KeyBy, burst: u32) -> RateLimitLayer {
+    RateLimitLayer::builder(key, Quota::per_second(1).burst(burst))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn mistakes_are_refused_at_build_time() {
+    let cases = [
+        ("rbac without auth", Portcullis::builder().rbac(table())),
+        (
+            "lockout without auth",
+            Portcullis::builder().lockout(LockoutLayer::builder().build().unwrap()),
+        ),
+        (
+            "per-subject limit without auth",
+            Portcullis::builder().rate_limit_per_subject(limit(KeyBy::Subject, 5)),
+        ),
+        (
+            "per-ip limit keyed by subject",
+            Portcullis::builder()
+                .auth(auth())
+                .rate_limit_per_ip(limit(KeyBy::Subject, 5)),
+        ),
+        (
+            "per-subject limit keyed by ip",
+            Portcullis::builder()
+                .auth(auth())
+                .rate_limit_per_subject(limit(KeyBy::ClientIp, 5)),
+        ),
+        ("nothing", Portcullis::builder()),
+    ];
+    for (what, builder) in cases {
+        assert!(builder.build().is_err(), "{what} was accepted");
+    }
+    let stack = Portcullis::builder()
+        .auth(auth())
+        .rbac(table())
+        .build()
+        .unwrap();
+    assert_eq!(
+        format!("{stack:?}"),
+        r#"Portcullis { layers: ["auth", "rbac"] }"#
+    );
+}
+
+fn app(recent: &RecentEvents) -> (Router, AuditHandle) {
+    let audit =
+        AuditLayer::builder(AuditKey::new(b"the audit key for tests, 32+ bytes long").unwrap())
+            .sink(recent.clone())
+            .alerts(AlertRules::none())
+            .build()
+            .unwrap();
+    let handle = audit.handle();
+    let security = Portcullis::builder()
+        .audit(audit)
+        .client_ip(TrustedProxies::new(["10.0.0.0/8"]).unwrap())
+        .rate_limit_per_ip(limit(KeyBy::ClientIp, 4))
+        .lockout(LockoutLayer::builder().build().unwrap())
+        .validate(ValidateLayer::new().deny_body_on([Method::GET]))
+        .auth(auth())
+        .rate_limit_per_subject(limit(KeyBy::Subject, 2))
+        .rbac(table())
+        .redact(RedactLayer::new().rule(Rule::detector(Email).except_roles(["admin"])))
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route(
+            "/items",
+            get(|| async { axum::Json(json!({ "owner": "keeper@castle.example" })) }),
+        )
+        .layer(security);
+    (router, handle)
+}
+
+fn items(ip: [u8; 4], token: Option<&str>, body: &'static str) -> Request<Body> {
+    let mut builder = Request::get("/items");
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    let mut request = builder.body(Body::from(body)).unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((ip, 5000))));
+    request
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (u16, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn layers_run_in_the_recommended_order() {
+    let recent = RecentEvents::new(100);
+    let (app, handle) = app(&recent);
+    let reader = Signer::hs256().sign(&claims("reader", "read:items"));
+    let mut admin_claims = claims("admin", "read:items");
+    admin_claims["roles"] = json!(["admin"]);
+    let admin = Signer::hs256().sign(&admin_claims);
+    let forged = Signer::es256_foreign().sign(&claims("mallory", "read:items"));
+
+    // Validation before authentication: a GET with a body and a forged token is a 400.
+    assert_eq!(
+        send(&app, items([192, 0, 2, 1], Some(&forged), "x"))
+            .await
+            .0,
+        400
+    );
+    // Redaction inside authentication: the role rule sees the caller.
+    let (status, body) = send(&app, items([192, 0, 2, 2], Some(&reader), "")).await;
+    assert_eq!((status, body["owner"].as_str()), (200, Some("[REDACTED]")));
+    let (status, body) = send(&app, items([192, 0, 2, 3], Some(&admin), "")).await;
+    assert_eq!(
+        (status, body["owner"].as_str()),
+        (200, Some("keeper@castle.example"))
+    );
+    // The per-subject limit (burst 2) counts the subject, across addresses.
+    assert_eq!(
+        send(&app, items([192, 0, 2, 4], Some(&reader), "")).await.0,
+        200
+    );
+    assert_eq!(
+        send(&app, items([192, 0, 2, 5], Some(&reader), "")).await.0,
+        429
+    );
+    // The per-IP limit (burst 4) runs before authentication: forged tokens from one address
+    // are throttled (or locked out) without reaching the verifier after the budget is spent.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            send(&app, items([198, 51, 100, 1], Some(&forged), ""))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(&statuses[..4], [401, 401, 401, 401], "{statuses:?}");
+    assert_eq!(&statuses[4..], [429, 429], "{statuses:?}");
+
+    // The audit layer, outermost, saw every request and who refused it.
+    handle.flush().await;
+    let layers: Vec<String> = recent
+        .records()
+        .iter()
+        .filter_map(|r| match r.entry() {
+            AuditEntry::Request(e) => Some(e.layer.clone().unwrap_or_default().into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            "validate",
+            "rbac",
+            "rbac",
+            "rbac",
+            "rate_limit",
+            "auth",
+            "auth",
+            "auth",
+            "auth",
+            "rate_limit",
+            "rate_limit"
+        ]
+    );
+}
