@@ -116,32 +116,58 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let variants: Vec<(&str, Router, bool)> = vec![
-        ("bare axum", handler_router(), false),
+    let es256 = Some(format!("Bearer {}", common::token()));
+    let rs256 = Some(format!("Bearer {}", common::rs256_token()));
+    let audit_dir = std::env::temp_dir().join(format!("portcullis-load-{}", std::process::id()));
+    std::fs::create_dir_all(&audit_dir).unwrap();
+    let (full_cached, audit_cached) =
+        common::full_stack(handler_router(), 32 << 20, &audit_dir.join("cached.jsonl"));
+    let (full_cold, audit_cold) =
+        common::full_stack(handler_router(), 0, &audit_dir.join("cold.jsonl"));
+    let variants: Vec<(&str, Router, Option<String>)> = vec![
+        ("bare axum", handler_router(), None),
         (
-            "portcullis ES256, cached",
+            "portcullis AuthLayer ES256, cached",
             common::portcullis(handler_router(), 32 << 20),
-            true,
+            es256.clone(),
         ),
         (
-            "portcullis ES256, no cache",
+            "portcullis AuthLayer ES256, no cache",
             common::portcullis(handler_router(), 0),
-            true,
+            es256.clone(),
         ),
         (
             "from_fn + jsonwebtoken ES256",
             common::from_fn(handler_router()),
-            true,
+            es256.clone(),
+        ),
+        (
+            "portcullis full stack, ES256 cached",
+            full_cached,
+            es256.clone(),
+        ),
+        (
+            "portcullis full stack, cold (no token cache)",
+            full_cold,
+            es256.clone(),
+        ),
+        (
+            "hand-assembled: TraceLayer + tower_governor + from_fn RS256 + role check",
+            common::hand_assembled(handler_router()),
+            rs256,
         ),
     ];
     let mut addresses = Vec::new();
     for (_, router, _) in &variants {
-        let router = router.clone();
+        // Connect info: the per-IP limits (portcullis's and tower_governor's) key by the peer.
+        let service = router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
         let listener = server_runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         addresses.push(listener.local_addr().unwrap());
-        server_runtime.spawn(async move { axum::serve(listener, router).await.unwrap() });
+        server_runtime.spawn(async move { axum::serve(listener, service).await.unwrap() });
     }
 
     let client_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -149,11 +175,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let authorization = format!("Bearer {}", common::token());
     let mut results: Vec<Vec<Sample>> = variants.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        for (i, (name, _, needs_token)) in variants.iter().enumerate() {
-            let header = needs_token.then(|| authorization.clone());
+        for (i, (name, _, header)) in variants.iter().enumerate() {
+            let header = header.clone();
             let sample = client_runtime.block_on(drive(
                 addresses[i],
                 header,
@@ -177,6 +202,7 @@ fn main() {
     println!("| variant | requests/s | p50 | p99 | vs bare |");
     println!("|---|---:|---:|---:|---:|");
     let mut bare_rps = 0.0;
+    let mut rps_of = Vec::new();
     for (i, (name, _, _)) in variants.iter().enumerate() {
         let samples = &results[i];
         let requests: u64 = samples.iter().map(|s| s.requests).sum();
@@ -190,6 +216,7 @@ fn main() {
         if i == 0 {
             bare_rps = rps;
         }
+        rps_of.push(rps);
         println!(
             "| {name} | {rps:.0} | {} µs | {} µs | {:.0} % |",
             percentile(&latencies, 0.50),
@@ -197,4 +224,23 @@ fn main() {
             100.0 * rps / bare_rps
         );
     }
+    let (full, hand) = (rps_of[4], rps_of[6]);
+    println!();
+    println!(
+        "full stack (cached) vs bare: {:.0} %; vs hand-assembled: {:.1}x; cold full stack vs bare: {:.0} %",
+        100.0 * full / bare_rps,
+        full / hand,
+        100.0 * rps_of[5] / bare_rps
+    );
+    client_runtime.block_on(async {
+        for (name, handle) in [("cached", audit_cached), ("cold", audit_cold)] {
+            handle.shutdown().await;
+            let stats = handle.stats();
+            println!(
+                "audit ({name}): {} records written, {} dropped (queue full)",
+                stats.written, stats.dropped
+            );
+        }
+    });
+    let _ = std::fs::remove_dir_all(&audit_dir);
 }

@@ -77,3 +77,132 @@ pub fn from_fn(handler: Router) -> Router {
     let keys = Arc::new((DecodingKey::from_ec_pem(PUBLIC).unwrap(), validation));
     handler.layer(from_fn_with_state(keys, hand_written))
 }
+
+pub const RS_PRIVATE: &[u8] = include_bytes!("../../tests/fixtures/rs256_private.pem");
+pub const RS_PUBLIC: &[u8] = include_bytes!("../../tests/fixtures/rs256_public.pem");
+
+/// A valid RS256 token for a day (for the hand-assembled stack).
+pub fn rs256_token() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1",
+        "scope": "read:items", "iat": now, "exp": now + 86_400,
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &claims,
+        &EncodingKey::from_rsa_pem(RS_PRIVATE).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The whole portcullis stack around `handler` (route `GET /items`, scope `read:items`): audit to
+/// a JSON Lines file at `audit_path`, per-IP limit and lockout, validation, ES256 JWT with a
+/// verified-token cache of `cache_bytes` (0: off), per-subject limit, RBAC table, redaction.
+/// Quotas are far above what the load test sends: it measures the cost, not the refusals.
+pub fn full_stack(
+    handler: Router,
+    cache_bytes: u64,
+    audit_path: &std::path::Path,
+) -> (Router, portcullis::audit::AuditHandle) {
+    use portcullis::audit::{AuditKey, AuditLayer, Fsync, JsonLinesFile, Overflow};
+    use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
+    use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
+    use portcullis::{Portcullis, RedactLayer, ValidateLayer};
+
+    let _ = std::fs::remove_file(audit_path);
+    let audit =
+        AuditLayer::builder(AuditKey::new(b"load test audit key, 32 bytes or more").unwrap())
+            .sink(
+                JsonLinesFile::builder(audit_path)
+                    .max_bytes(64 << 20)
+                    .keep(1)
+                    .fsync(Fsync::Interval(std::time::Duration::from_secs(1)))
+                    .open()
+                    .unwrap(),
+            )
+            .queue_capacity(65_536)
+            .overflow(Overflow::Drop)
+            .build()
+            .unwrap();
+    let handle = audit.handle();
+    let jwt = JwtAuthenticator::builder()
+        .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .cache_max_bytes(cache_bytes)
+        .build()
+        .unwrap();
+    let generous = || Quota::per_second(1_000_000).burst(1_000_000);
+    let table = RouteTable::builder()
+        .route(http::Method::GET, "/items", require_scope("read:items"))
+        .build()
+        .unwrap();
+    let security = Portcullis::builder()
+        .audit(audit)
+        .rate_limit_per_ip(
+            RateLimitLayer::builder(KeyBy::ClientIp, generous())
+                .build()
+                .unwrap(),
+        )
+        .lockout(LockoutLayer::builder().build().unwrap())
+        .validate(ValidateLayer::new())
+        .auth(AuthLayer::required().with(jwt))
+        .rate_limit_per_subject(
+            RateLimitLayer::builder(KeyBy::Subject, generous())
+                .build()
+                .unwrap(),
+        )
+        .rbac(RbacLayer::table(table))
+        .redact(RedactLayer::new())
+        .build()
+        .unwrap();
+    (handler.layer(security), handle)
+}
+
+/// RS256 verification, then the role (scope) check people write next to it.
+async fn hand_written_rs256(
+    State(keys): State<Arc<(DecodingKey, Validation)>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, StatusCode> {
+    let token = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(StatusCode::UNAUTHORIZED)?;
+    let data = jsonwebtoken::decode::<Value>(token, &keys.0, &keys.1)
+        .map_err(|_| StatusCode::UNAUTHORIZED)?;
+    let allowed = data.claims["scope"]
+        .as_str()
+        .is_some_and(|s| s.split(' ').any(|s| s == "read:items"));
+    if !allowed {
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok(next.run(request).await)
+}
+
+/// The typical hand-assembled stack: tower-http `TraceLayer`, `tower_governor` per peer IP,
+/// `jsonwebtoken` RS256 in a `from_fn` middleware and a role check. Served with connect info.
+pub fn hand_assembled(handler: Router) -> Router {
+    use tower_governor::GovernorLayer;
+    use tower_governor::governor::GovernorConfigBuilder;
+
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    let keys = Arc::new((DecodingKey::from_rsa_pem(RS_PUBLIC).unwrap(), validation));
+    let governor = GovernorConfigBuilder::default()
+        .per_nanosecond(1)
+        .burst_size(1_000_000)
+        .finish()
+        .unwrap();
+    handler
+        .layer(from_fn_with_state(keys, hand_written_rs256))
+        .layer(GovernorLayer::new(governor))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
