@@ -11,6 +11,7 @@
 //! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
 //! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
 //! | [`redact`] | [`RedactLayer`] | what leaves: sensitive fields, paths and detected secrets masked in JSON responses; `Sensitive<T>` and header marking for logs |
+//! | [`transport`] | [`TransportSecurityLayer`] | is the connection safe: HTTPS only behind trusted proxies, HSTS and API security headers |
 //! | `oidc` (feature `oidc`) | `OidcAuthenticator` in the [`AuthLayer`] | tokens from OpenID providers: discovery, JWKS rotation, introspection, revocation |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
@@ -55,6 +56,7 @@ pub mod oidc;
 pub mod rate_limit;
 pub mod rbac;
 pub mod redact;
+pub mod transport;
 pub mod validate;
 
 pub use auth::AuthLayer;
@@ -67,6 +69,7 @@ pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenti
 pub use rate_limit::RateLimitLayer;
 pub use rbac::RbacLayer;
 pub use redact::{RedactLayer, Redactions, Sensitive};
+pub use transport::TransportSecurityLayer;
 pub use validate::{Valid, ValidateLayer};
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
