@@ -15,7 +15,8 @@
 //!   rustls's default cipher suites, all AEAD with ECDHE forward secrecy: TLS 1.3
 //!   `AES_256_GCM_SHA384`, `AES_128_GCM_SHA256`, `CHACHA20_POLY1305_SHA256`; TLS 1.2 ECDHE-ECDSA and
 //!   ECDHE-RSA with AES-GCM or ChaCha20-Poly1305. No CBC, no RSA key exchange, no SHA-1 MACs.
-//!   ALPN offers `h2` and `http/1.1`. A handshake gets 10 s, request headers 30 s.
+//!   ALPN offers `h2` and `http/1.1`. A handshake gets 10 s, request headers 30 s; at most 1024
+//!   connections are open at once.
 //! - Every request carries `ConnectInfo<SocketAddr>` and the `TlsConnection` marker, so the
 //!   `TransportSecurityLayer` knows it came over TLS and answers with HSTS and the API headers.
 //! - `GET /health` is public; `GET /me` needs the API key printed at start (`X-Api-Key`).
@@ -44,6 +45,8 @@ use tower::ServiceExt;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open connections at most; accepting waits beyond that instead of exhausting file descriptors.
+const MAX_CONNECTIONS: usize = 1024;
 
 /// The API: public health, and the caller's subject behind an API key.
 pub fn app(keys: InMemoryKeyStore) -> Router {
@@ -102,7 +105,11 @@ fn load_pem(
 /// Accepts TLS connections until the listener fails, serving `app` on each with the peer
 /// address and the [`TlsConnection`] marker in every request.
 pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = connections.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -115,6 +122,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router) {
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             // A client that never finishes its handshake must not hold the connection forever.
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,

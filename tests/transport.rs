@@ -317,6 +317,7 @@ async fn redirects_are_for_plain_gets_and_heads_without_credentials() {
         );
         assert!(!response.headers().contains_key(HSTS));
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["cache-control"], "no-store");
         let decision = response.extensions().get::<Decision>().unwrap();
         assert_eq!(decision.reason, "redirect_to_https");
     }
@@ -452,6 +453,18 @@ async fn loopback_http_is_an_explicit_opt_in() {
         &[("host", "localhost")],
     );
     assert!(!send(&on, custom).await.headers().contains_key(HSTS));
+    // A loopback peer that forwards for someone else is a local proxy relaying the internet.
+    for forwarding in [
+        ("x-forwarded-for", "198.51.100.7"),
+        ("x-real-ip", "198.51.100.7"),
+        ("forwarded", "for=198.51.100.7"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "api.example.com"),
+        ("via", "1.1 nginx"),
+    ] {
+        let request = get_from("127.0.0.1:5000", &[("host", "127.0.0.1:3000"), forwarding]);
+        assert_refused(send(&on, request).await, "https_required").await;
+    }
     // A loopback peer asking for a public host is a local proxy forwarding the internet.
     let response = send(
         &on,

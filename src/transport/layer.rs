@@ -156,16 +156,17 @@ impl TransportSecurityLayer {
 
     /// Believes the proto header of these proxies (`Forwarded` if their
     /// [`ProxyHeader`](crate::client_ip::ProxyHeader) is `Forwarded`, else `X-Forwarded-Proto`)
-    /// when they are the socket peer. Use the same value as your
+    /// when they are the socket peer. They must overwrite `X-Forwarded-Proto` (or append to
+    /// `Forwarded`), never pass a client's on. Use the same value as your
     /// [`ClientIpLayer`](crate::client_ip::ClientIpLayer).
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         Arc::make_mut(&mut self.config).proxies = proxies;
         self
     }
 
-    /// Answers plain `GET` and `HEAD` requests without credentials with a 308 to the same path
-    /// and query on `https://` and the request's own host (its port dropped: it is the plain
-    /// HTTP one). A host that is not one well-formed name or IP literal is refused, not echoed;
+    /// Answers plain `GET` and `HEAD` requests without credentials with a 308 (`no-store`) to
+    /// the same path and query on `https://` and the request's own host (its port dropped: it is
+    /// the plain HTTP one). Other plain requests are still refused. A host that is not one well-formed name or IP literal is refused, not echoed;
     /// still, any well-formed host is: prefer [`redirect_to`](Self::redirect_to), or put a
     /// [`ValidateLayer`](crate::ValidateLayer) with `allowed_hosts` outside this layer.
     pub fn redirect(mut self) -> Self {
@@ -187,9 +188,9 @@ impl TransportSecurityLayer {
     }
 
     /// Serves plain HTTP from a loopback peer to a loopback host (`localhost`, `127.0.0.1`,
-    /// `[::1]`), for local development; without HSTS. Never for a trusted proxy's requests. A
-    /// proxy on the same machine is a loopback peer too: list it in
-    /// [`trusted_proxies`](Self::trusted_proxies), or leave this off.
+    /// `[::1]`), for local development; without HSTS. Never for a trusted proxy's requests, nor
+    /// for requests with a forwarding header. A proxy on the same machine is a loopback peer
+    /// too: list it in [`trusted_proxies`](Self::trusted_proxies), or leave this off.
     pub fn allow_loopback_http(mut self) -> Self {
         Arc::make_mut(&mut self.config).loopback_http = true;
         self

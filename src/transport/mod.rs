@@ -13,23 +13,27 @@
 //!   the [`TrustedProxies`](crate::client_ip::TrustedProxies) and says so in the header its
 //!   [`ProxyHeader`](crate::client_ip::ProxyHeader) implies: `Forwarded: proto=https` (RFC 7239)
 //!   for [`ProxyHeader::Forwarded`](crate::client_ip::ProxyHeader::Forwarded),
-//!   `X-Forwarded-Proto: https` otherwise. The other header is ignored: your proxy may pass it on
-//!   from the client untouched.
+//!   `X-Forwarded-Proto: https` otherwise. The other header is never read. Your proxy must
+//!   overwrite `X-Forwarded-Proto` (nginx: `proxy_set_header X-Forwarded-Proto $scheme`; AWS ALB
+//!   does) or append to `Forwarded`; one that passes a client's header on untouched lets the
+//!   client claim HTTPS. A trusted proxy's header is believed over the connection it came on: it
+//!   describes the client's hop, the one that matters.
 //!
-//! Everything else is plain HTTP, in particular:
+//! Everything else is plain HTTP, and so fails closed:
 //!
 //! - a proto header from a peer that is not a trusted proxy (anyone can write `https`);
-//! - a trusted proxy's header that is ambiguous: two `X-Forwarded-Proto` lines or a list
-//!   (`https, http`), two `proto` parameters in one `Forwarded` element, an unreadable element,
-//!   more than 32 elements. A trusted proxy that sends a proto header is believed over the
-//!   connection itself: it describes the client's hop, which is the one that matters;
+//! - an ambiguous header from a trusted proxy: two `X-Forwarded-Proto` lines or a list
+//!   (`https, http`; there is no telling which proxy wrote which), two `proto` parameters in one
+//!   `Forwarded` element, an unreadable element on our side of the chain, more than 32 elements;
 //! - the request target's scheme: `GET https://host/ HTTP/1.1` (absolute form) and HTTP/2's
 //!   `:scheme` are written by the client, so `https` there proves nothing about the connection.
 //!
-//! For `Forwarded`, elements are read right to left as [`ClientIpLayer`](crate::client_ip::ClientIpLayer)
-//! does: each was appended by a trusted proxy describing the connection it received, so the
+//! `Forwarded` elements are read right to left, as [`ClientIpLayer`](crate::client_ip::ClientIpLayer)
+//! reads them: each was appended by a trusted proxy describing the connection it received, so the
 //! `proto` that counts is the one of the element whose `for=` is not a trusted proxy (the client's
-//! hop). What a client wrote to the left of it is never read.
+//! hop); the hops between your proxies may be plain HTTP. What a client wrote to the left of its
+//! hop is never read. So list only your proxies as trusted: an address in those networks is
+//! believed about the hop before it.
 //!
 //! # Plain HTTP
 //!
@@ -46,11 +50,13 @@
 //! in clear, and a redirect would hide the mistake), and so are requests with credentials. The
 //! `Location` host is the configured canonical host, or else the request's own host, used only
 //! when it is exactly one well-formed host name or IP literal (the `Host` header and the target's
-//! authority agreeing); anything else is refused, never echoed.
+//! authority agreeing; `X-Forwarded-Host` is never read); anything else is refused, never echoed.
+//! Redirects carry `Cache-Control: no-store`.
 //!
 //! [`allow_loopback_http`](TransportSecurityLayer::allow_loopback_http) lets plain HTTP through
 //! from a loopback peer to a loopback host (`localhost`, `127.0.0.1`, `[::1]`) for local
-//! development. It is off by default, and never applies to a trusted proxy.
+//! development. It is off by default, and never applies to a trusted proxy or to a request with a
+//! forwarding header (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `Via`).
 //!
 //! # Response headers
 //!

@@ -19,6 +19,16 @@ use crate::decision::Decision;
 use crate::error::{Rejection, RejectionKind};
 use crate::identity::Identity;
 
+/// Headers only a proxy writes.
+const FORWARDING_HEADERS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "via",
+];
+
 /// The service built by [`TransportSecurityLayer`](super::TransportSecurityLayer).
 #[derive(Clone)]
 pub struct TransportSecurity<S> {
@@ -77,14 +87,20 @@ impl TransportConfig {
             || request.extensions().get::<Identity>().is_some()
     }
 
-    /// A plain request from a loopback peer, that is not a trusted proxy, to a loopback host.
+    /// A plain request from a loopback peer, that is not a trusted proxy, to a loopback host,
+    /// carrying no forwarding header: a proxy on this machine that relays the internet to us is
+    /// a loopback peer too, and usually says so in one of them.
     fn loopback_exempt<B>(&self, request: &Request<B>) -> bool {
         if !self.loopback_http {
             return false;
         }
         let peer = client_ip::peer(request.extensions()).to_canonical();
+        let headers = request.headers();
         peer.is_loopback()
             && !self.proxies.trusts_peer(peer)
+            && !FORWARDING_HEADERS
+                .iter()
+                .any(|name| headers.contains_key(*name))
             && Host::of_request(request).is_some_and(|host| host.is_loopback())
     }
 
@@ -137,6 +153,11 @@ impl TransportConfig {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
         response.headers_mut().insert(LOCATION, location);
+        // 308 is cacheable by default; a shared cache that keys on less than the Host we read
+        // must not hand one client's redirect to another.
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
             .extensions_mut()
             .insert(Decision::denied("transport", "redirect_to_https"));
