@@ -11,7 +11,7 @@
 //! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
 //! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
 //! | [`redact`] | [`RedactLayer`] | what leaves: sensitive fields, paths and detected secrets masked in JSON responses; `Sensitive<T>` and header marking for logs |
-//! | [`transport`] | [`TransportSecurityLayer`] | is the connection safe: HTTPS only behind trusted proxies, HSTS and API security headers |
+//! | [`transport`] | [`TransportSecurityLayer`] | is the connection safe: HTTPS only, served here or behind trusted proxies; HSTS and API security headers |
 //! | `oidc` (feature `oidc`) | `OidcAuthenticator` in the [`AuthLayer`] | tokens from OpenID providers: discovery, JWKS rotation, introspection, revocation |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
