@@ -166,6 +166,22 @@ impl TrustedProxies {
         }
         last_trusted
     }
+
+    /// Whether forwarding headers from this socket peer are believed: it is a trusted proxy and
+    /// a header is configured.
+    pub(crate) fn trusts_peer(&self, peer: IpAddr) -> bool {
+        self.header.is_some() && self.trusts(canonical(peer))
+    }
+
+    /// Whether an address named in a forwarding header is one of the proxies.
+    pub(crate) fn is_proxy(&self, ip: IpAddr) -> bool {
+        self.trusts(canonical(ip))
+    }
+
+    /// The header the proxies write, if any.
+    pub(crate) fn proxy_header(&self) -> Option<ProxyHeader> {
+        self.header
+    }
 }
 
 /// The `for=` address of one RFC 7239 element: `for=192.0.2.60`, `for="[2001:db8::1]:4711"`,

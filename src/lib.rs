@@ -13,6 +13,7 @@
 //! | [`redact`] | [`RedactLayer`] | what leaves: sensitive fields, paths and detected secrets masked in JSON responses; `Sensitive<T>` and header marking for logs |
 //! | [`stack`] | [`Portcullis`] | all of the above in one layer, in the recommended order |
 //! | [`audit`] | [`AuditLayer`] | what happened: one sealed, hash-chained audit event per request, security alerts, metrics |
+//! | [`transport`] | [`TransportSecurityLayer`] | is the connection safe: HTTPS only, served here or behind trusted proxies; HSTS and API security headers |
 //! | `oidc` (feature `oidc`) | `OidcAuthenticator` in the [`AuthLayer`] | tokens from OpenID providers: discovery, JWKS rotation, introspection, revocation |
 //!
 //! Every layer is secure by default and fails closed: a request it cannot judge is refused with a
@@ -59,6 +60,7 @@ pub mod rate_limit;
 pub mod rbac;
 pub mod redact;
 pub mod stack;
+pub mod transport;
 pub mod validate;
 
 pub use audit::AuditLayer;
@@ -73,6 +75,7 @@ pub use rate_limit::RateLimitLayer;
 pub use rbac::RbacLayer;
 pub use redact::{RedactLayer, Redactions, Sensitive};
 pub use stack::Portcullis;
+pub use transport::TransportSecurityLayer;
 pub use validate::{Valid, ValidateLayer};
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
