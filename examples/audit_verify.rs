@@ -1,13 +1,17 @@
 //! Checks an audit log written by the `AuditLayer`'s file sink.
 //!
 //! ```text
-//! cargo run --example audit_verify -- audit.jsonl                 # the file and its rotated files
-//! cargo run --example audit_verify -- audit.jsonl.2 audit.jsonl.1 # exactly these, oldest first
+//! AUDIT_HMAC_KEY=... cargo run --example audit_verify -- audit.jsonl    # with its rotated files
+//! cargo run --example audit_verify -- --dev-key audit.jsonl             # the demo's dev key
+//! cargo run --example audit_verify -- --allow-partial audit.jsonl.3 audit.jsonl.2
 //! ```
 //!
-//! The key comes from `AUDIT_HMAC_KEY` (the demo's development key when unset). Exit status: 0
-//! when the chain is intact, 1 with the first broken record (file, line, what is wrong), 2 for
-//! usage errors.
+//! The key comes from `AUDIT_HMAC_KEY`; `--dev-key` uses the demo's published development key
+//! instead (anyone can forge a log under it: never for a real log). A log must start at the
+//! first record, unless `--allow-partial` says that older files were rotated away on purpose.
+//! Exit status: 0 when the chain is intact, 1 with the first broken record (file, line, what is
+//! wrong), 2 for usage errors. Compare the printed last record with the `last_seq` the service
+//! logged when it closed the trail: records cut from the end cannot be seen in the log itself.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,12 +22,36 @@ use portcullis::audit::{AuditKey, JsonLinesFile, verify_files};
 const DEV_AUDIT_KEY: &str = "portcullis-DEVELOPMENT-audit-key-do-not-deploy";
 
 fn main() -> ExitCode {
-    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    if args.is_empty() {
-        eprintln!("usage: audit_verify FILE [FILE...]");
+    let mut dev_key = false;
+    let mut allow_partial = false;
+    let mut files = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.to_str() {
+            Some("--dev-key") => dev_key = true,
+            Some("--allow-partial") => allow_partial = true,
+            Some(flag) if flag.starts_with("--") => {
+                eprintln!("unknown option {flag}");
+                return ExitCode::from(2);
+            }
+            _ => files.push(PathBuf::from(arg)),
+        }
+    }
+    if files.is_empty() {
+        eprintln!("usage: audit_verify [--dev-key] [--allow-partial] FILE [FILE...]");
         return ExitCode::from(2);
     }
-    let secret = std::env::var("AUDIT_HMAC_KEY").unwrap_or_else(|_| DEV_AUDIT_KEY.to_owned());
+    let secret = match (std::env::var("AUDIT_HMAC_KEY"), dev_key) {
+        (Ok(secret), false) => secret,
+        (Err(_), true) => DEV_AUDIT_KEY.to_owned(),
+        (Ok(_), true) => {
+            eprintln!("AUDIT_HMAC_KEY is set: drop --dev-key");
+            return ExitCode::from(2);
+        }
+        (Err(_), false) => {
+            eprintln!("set AUDIT_HMAC_KEY to the log's key (or pass --dev-key for the demo's)");
+            return ExitCode::from(2);
+        }
+    };
     let key = match AuditKey::new(secret) {
         Ok(key) => key,
         Err(error) => {
@@ -31,23 +59,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One file: verify it with its rotated predecessors, oldest first.
-    let files = match args.as_slice() {
+    // One file: verify it with all its rotated predecessors, oldest first.
+    let files = match files.as_slice() {
         [one] if one.exists() => JsonLinesFile::rotated_files(one),
-        _ => args,
+        _ => files,
     };
     match verify_files(&key, &files) {
+        Ok(summary) if summary.starts_mid_chain() && !allow_partial => {
+            println!(
+                "BROKEN: the log starts at record {}, not 1: its beginning is missing \
+                 (pass --allow-partial if older files were rotated away on purpose)",
+                summary.first_seq
+            );
+            ExitCode::FAILURE
+        }
         Ok(summary) => {
             println!(
                 "ok: {} records, {} to {}, last hash {}",
                 summary.records, summary.first_seq, summary.last_seq, summary.last_hash
             );
-            if summary.starts_mid_chain() {
-                println!(
-                    "note: the chain starts at record {}; older records are in files not checked here",
-                    summary.first_seq
-                );
-            }
             ExitCode::SUCCESS
         }
         Err(broken) => {

@@ -35,7 +35,7 @@
 //!   `GET /admin/audit` answers `{ "events": [...], "audit_enabled": true }` with the 100 most
 //!   recent records, oldest first. The chain is keyed with `AUDIT_HMAC_KEY` (at least 32
 //!   bytes), else with a published DEVELOPMENT key; check a file with
-//!   `cargo run --example audit_verify -- FILE`. Every response carries `X-Request-Id` (the
+//!   `cargo run --example audit_verify -- --dev-key FILE` (or with `AUDIT_HMAC_KEY` set). Every response carries `X-Request-Id` (the
 //!   caller's when it is a safe id, else a generated one). On Ctrl-C or SIGTERM the server
 //!   drains and the audit trail is flushed before exit.
 
@@ -376,7 +376,12 @@ fn serve() -> ExitCode {
             .with_graceful_shutdown(shutdown_signal())
             .await;
         // Every request has been answered: write and flush every audit record before exiting.
-        audit_trail.shutdown().await;
+        if tokio::time::timeout(Duration::from_secs(10), audit_trail.shutdown())
+            .await
+            .is_err()
+        {
+            eprintln!("the audit trail did not flush within 10 s: a sink is stuck");
+        }
         match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -236,8 +236,8 @@ wait "$pid" 2>/dev/null || true
 if grep -q '"request_id":"smoke-audit-2"' "$audit_dir/stdout"; then passed=$((passed + 1)); else
   echo "FAIL: no audit line on standard output"; failures=$((failures + 1)); fi
 lines=$(wc -l <"$audit_file")
-if [ "$lines" -ge 5 ] && "$verify" "$audit_file" >/dev/null; then passed=$((passed + 1)); else
-  echo "FAIL: audit file ($lines lines) does not verify: $("$verify" "$audit_file")"; failures=$((failures + 1)); fi
+if [ "$lines" -ge 5 ] && "$verify" --dev-key "$audit_file" >/dev/null; then passed=$((passed + 1)); else
+  echo "FAIL: audit file ($lines lines) does not verify: $("$verify" --dev-key "$audit_file")"; failures=$((failures + 1)); fi
 for token in "$reader" "$admin"; do
   if grep -qF -e "${token##*.}" "$audit_file" "$audit_dir/stdout"; then
     echo "FAIL: a token reached the audit trail"; failures=$((failures + 1))
@@ -245,8 +245,14 @@ for token in "$reader" "$admin"; do
     passed=$((passed + 1))
   fi
 done
+cp "$audit_file" "$audit_dir/headless.jsonl"
+sed -i 1d "$audit_dir/headless.jsonl"
+case "$("$verify" --dev-key "$audit_dir/headless.jsonl")" in
+  *"starts at record 2"*) passed=$((passed + 1)) ;;
+  *) echo "FAIL: a log missing its first record verified"; failures=$((failures + 1)) ;;
+esac
 sed -i '2s/"status":[0-9]*/"status":299/' "$audit_file"
-if out=$("$verify" "$audit_file"); then
+if out=$("$verify" --dev-key "$audit_file"); then
   echo "FAIL: an edited audit file verified"; failures=$((failures + 1))
 else
   case "$out" in *"BROKEN at $audit_file:2"*) passed=$((passed + 1)) ;;

@@ -220,7 +220,7 @@ pub(crate) fn forwarded_for(element: &str) -> Option<IpAddr> {
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are the IPv4 client they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | 1 | [`AuditLayer`] (also the request id) | sees every request and every refusal below it |
 //! | 2 | [`ClientIpLayer`] | every layer below keys, limits and logs by the real client address |
-//! | 3 | transport security | plain HTTP is refused before any credential is looked at |
+//! | 3 | [`TransportSecurityLayer`] | plain HTTP is refused before any credential is looked at |
 //! | 4 | per-IP [`RateLimitLayer`], then [`LockoutLayer`] | floods and credential stuffing are throttled before any expensive check |
 //! | 5 | [`ValidateLayer`] | malformed or oversized requests are refused before authentication spends work on them |
 //! | 6 | [`AuthLayer`] | who is calling |
@@ -67,6 +67,7 @@ use crate::error::ConfigError;
 use crate::rate_limit::{LockoutLayer, RateLimitLayer};
 use crate::rbac::RbacLayer;
 use crate::redact::RedactLayer;
+use crate::transport::TransportSecurityLayer;
 use crate::validate::ValidateLayer;
 
 /// Every configured portcullis layer, as one [`Layer`] in the recommended order.
@@ -75,6 +76,7 @@ use crate::validate::ValidateLayer;
 pub struct Portcullis {
     audit: Option<AuditLayer>,
     client_ip: Option<ClientIpLayer>,
+    transport: Option<TransportSecurityLayer>,
     rate_limit_per_ip: Option<RateLimitLayer>,
     lockout: Option<LockoutLayer>,
     validate: Option<ValidateLayer>,
@@ -90,6 +92,7 @@ pub struct Portcullis {
 pub struct PortcullisBuilder {
     audit: Option<AuditLayer>,
     client_ip: Option<ClientIpLayer>,
+    transport: Option<TransportSecurityLayer>,
     rate_limit_per_ip: Option<RateLimitLayer>,
     lockout: Option<LockoutLayer>,
     validate: Option<ValidateLayer>,
@@ -116,6 +119,12 @@ impl PortcullisBuilder {
     /// Read the client address through these trusted proxies.
     pub fn client_ip(mut self, proxies: TrustedProxies) -> Self {
         self.client_ip = Some(ClientIpLayer::new(proxies));
+        self
+    }
+
+    /// Refuse plain HTTP, set HSTS and the API security headers.
+    pub fn transport(mut self, layer: TransportSecurityLayer) -> Self {
+        self.transport = Some(layer);
         self
     }
 
@@ -200,6 +209,7 @@ impl PortcullisBuilder {
         }
         let configured = self.audit.is_some()
             || self.client_ip.is_some()
+            || self.transport.is_some()
             || self.rate_limit_per_ip.is_some()
             || self.validate.is_some()
             || self.auth.is_some()
@@ -210,6 +220,7 @@ impl PortcullisBuilder {
         Ok(Portcullis {
             audit: self.audit,
             client_ip: self.client_ip,
+            transport: self.transport,
             rate_limit_per_ip: self.rate_limit_per_ip,
             lockout: self.lockout,
             validate: self.validate,
@@ -227,6 +238,7 @@ impl fmt::Debug for Portcullis {
         let present = [
             (self.audit.is_some(), "audit"),
             (self.client_ip.is_some(), "client_ip"),
+            (self.transport.is_some(), "transport"),
             (self.rate_limit_per_ip.is_some(), "rate_limit_per_ip"),
             (self.lockout.is_some(), "lockout"),
             (self.validate.is_some(), "validate"),
@@ -271,7 +283,8 @@ type Inner7<S> = Maybe<crate::rate_limit::RateLimit<Inner8<S>>, Inner8<S>>;
 type Inner6<S> = Maybe<crate::auth::Auth<Inner7<S>>, Inner7<S>>;
 type Inner5<S> = Maybe<crate::validate::Validate<Inner6<S>>, Inner6<S>>;
 type Inner4<S> = Maybe<crate::rate_limit::LockoutService<Inner5<S>>, Inner5<S>>;
-type Inner3<S> = Maybe<crate::rate_limit::RateLimit<Inner4<S>>, Inner4<S>>;
+type Inner3b<S> = Maybe<crate::rate_limit::RateLimit<Inner4<S>>, Inner4<S>>;
+type Inner3<S> = Maybe<crate::transport::TransportSecurity<Inner3b<S>>, Inner3b<S>>;
 type Inner2<S> = Maybe<crate::client_ip::ClientIpService<Inner3<S>>, Inner3<S>>;
 type Inner1<S> = Maybe<crate::audit::Audit<Inner2<S>>, Inner2<S>>;
 
@@ -286,6 +299,7 @@ impl<S> Layer<S> for Portcullis {
         let s = maybe(&self.validate, s);
         let s = maybe(&self.lockout, s);
         let s = maybe(&self.rate_limit_per_ip, s);
+        let s = maybe(&self.transport, s);
         let s = maybe(&self.client_ip, s);
         PortcullisService {
             inner: maybe(&self.audit, s),

@@ -54,21 +54,20 @@ pub struct SecurityAlert {
     pub time: SystemTime,
 }
 
-/// "`count` matching requests within `window`".
+/// "`count` matching requests within `window`" (fixed windows, starting at the first match).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Threshold {
-    /// Requests that raise the alert.
-    pub count: u32,
-    /// The window they must fall in.
-    pub window: Duration,
+    count: u32,
+    window: Duration,
 }
 
 impl Threshold {
-    /// `count` requests within `window` (a count of 0 is treated as 1).
+    /// `count` requests within `window`; a count of 0 is taken as 1 and a window under a second
+    /// as one second.
     pub fn new(count: u32, window: Duration) -> Self {
         Self {
             count: count.max(1),
-            window,
+            window: window.max(Duration::from_secs(1)),
         }
     }
 }
@@ -136,11 +135,13 @@ impl AlertRules {
         self
     }
 
-    /// How many (rule, key) windows are tracked at once (default 10 000). When full, expired
-    /// windows are dropped; if none has expired, new keys are not tracked until one does, so an
-    /// attacker rotating addresses costs bounded memory (and the per-IP rule then misses them).
+    /// How many keys each rule tracks at once (default 10 000, at least 16). When a rule's table
+    /// is full, expired windows are dropped (at most once a second); if none has expired, new
+    /// keys are not tracked until one does. Memory stays bounded whatever clients send, and one
+    /// rule flooded with fresh keys (addresses, user names) does not blind the others. IPv6
+    /// clients are counted per /64, as the rate limiter does.
     pub fn max_tracked(mut self, max: usize) -> Self {
-        self.max_tracked = max;
+        self.max_tracked = max.max(16);
         self
     }
 }
@@ -151,33 +152,41 @@ struct Window {
     raised: bool,
 }
 
+/// One rule's windows.
+#[derive(Default)]
+struct Table {
+    windows: HashMap<String, Window>,
+    last_sweep: Option<Instant>,
+}
+
 /// Counts matching events per key in fixed windows; runs on the audit thread.
 pub(crate) struct Detector {
     rules: AlertRules,
-    windows: HashMap<(AlertKind, String), Window>,
+    tables: [Table; 4],
 }
 
 impl Detector {
     pub(crate) fn new(rules: AlertRules) -> Self {
         Self {
             rules,
-            windows: HashMap::new(),
+            tables: Default::default(),
         }
     }
 
     /// The alerts `event` raises, seen at `now`.
     pub(crate) fn observe(&mut self, event: &AuditEvent, now: Instant) -> Vec<SecurityAlert> {
         let mut alerts = Vec::new();
-        let from_auth = event.layer.as_deref() == Some("auth");
-        let auth_failure = event.outcome == Outcome::Unauthenticated
-            || (from_auth && event.outcome == Outcome::Invalid);
+        // A credential was presented and refused (not a request that simply carried none).
+        let auth_failure = event.layer.as_deref() == Some("auth")
+            && matches!(event.outcome, Outcome::Unauthenticated | Outcome::Invalid)
+            && event.reason.as_deref() != Some("missing_credentials");
         let locked = event.layer.as_deref() == Some("lockout");
-        let ip = event.client_ip.map(|ip| ip.to_string());
+        let client = event.client_ip.map(group);
         let checks = [
             (
                 AlertKind::AuthFailuresFromIp,
                 self.rules.auth_failures_per_ip,
-                auth_failure.then(|| ip.clone()).flatten(),
+                auth_failure.then(|| client.clone()).flatten(),
             ),
             (
                 AlertKind::AuthFailuresForUser,
@@ -194,12 +203,12 @@ impl Detector {
             (
                 AlertKind::Lockout,
                 self.rules.lockouts,
-                locked.then(|| ip.clone()).flatten(),
+                locked.then(|| client.clone()).flatten(),
             ),
         ];
-        for (kind, threshold, key) in checks {
+        for (i, (kind, threshold, key)) in checks.into_iter().enumerate() {
             if let (Some(threshold), Some(key)) = (threshold, key)
-                && let Some(count) = self.count(kind, key.clone(), threshold, now)
+                && let Some(count) = self.count(i, key.clone(), threshold, now)
             {
                 alerts.push(SecurityAlert {
                     alert: kind,
@@ -214,25 +223,32 @@ impl Detector {
         alerts
     }
 
-    /// Counts one more; the count when this crosses the threshold for the first time in the
-    /// window.
+    /// Counts one more for `key` in rule `rule`; the count when this crosses the threshold for
+    /// the first time in the window.
     fn count(
         &mut self,
-        kind: AlertKind,
+        rule: usize,
         key: String,
         threshold: Threshold,
         now: Instant,
     ) -> Option<u32> {
-        let slot = (kind, key);
-        if !self.windows.contains_key(&slot) && self.windows.len() >= self.rules.max_tracked {
-            let rules = &self.rules;
-            self.windows
-                .retain(|(kind, _), w| now.duration_since(w.start) < rules.window_of(*kind));
-            if self.windows.len() >= self.rules.max_tracked {
+        let max = self.rules.max_tracked;
+        let table = &mut self.tables[rule];
+        if !table.windows.contains_key(&key) && table.windows.len() >= max {
+            let swept_lately = table
+                .last_sweep
+                .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1));
+            if !swept_lately {
+                table.last_sweep = Some(now);
+                table
+                    .windows
+                    .retain(|_, w| now.duration_since(w.start) < threshold.window);
+            }
+            if table.windows.len() >= max {
                 return None;
             }
         }
-        let window = self.windows.entry(slot).or_insert(Window {
+        let window = table.windows.entry(key).or_insert(Window {
             start: now,
             count: 0,
             raised: false,
@@ -253,14 +269,25 @@ impl Detector {
     }
 }
 
-impl AlertRules {
-    fn window_of(&self, kind: AlertKind) -> Duration {
-        let threshold = match kind {
-            AlertKind::AuthFailuresFromIp => self.auth_failures_per_ip,
-            AlertKind::AuthFailuresForUser => self.auth_failures_per_user,
-            AlertKind::ForbiddenSpike => self.forbidden_per_subject,
-            AlertKind::Lockout => self.lockouts,
-        };
-        threshold.map_or(Duration::ZERO, |t| t.window)
+/// An IPv4 address as is, an IPv6 address as its /64 (one subscriber's usual allocation).
+fn group(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        assert_eq!(group("2001:db8::1".parse().unwrap()), "2001:db8::/64");
+        assert_eq!(group("2001:db8::ffff:1".parse().unwrap()), "2001:db8::/64");
+        assert_eq!(group("192.0.2.7".parse().unwrap()), "192.0.2.7");
     }
 }

@@ -136,6 +136,11 @@ impl Chain {
         }
     }
 
+    /// The last sequence number sealed (0 before any) and its hash.
+    pub(crate) fn head(&self) -> (u64, String) {
+        (self.next_seq - 1, hex(&self.prev))
+    }
+
     pub(crate) fn seal(&mut self, entry: AuditEntry) -> Result<AuditRecord, serde_json::Error> {
         let body = serde_json::to_string(&entry)?;
         // `body` is a JSON object with at least its "type" member: `{"type":...}`.
@@ -230,7 +235,9 @@ impl fmt::Display for ChainBreak {
         write!(f, "{}: ", self.line)?;
         match &self.problem {
             Problem::Malformed => f.write_str("not a sealed audit record"),
-            Problem::BadHash => f.write_str("hash mismatch: the record was altered"),
+            Problem::BadHash => {
+                f.write_str("hash mismatch: the record was altered (or this is not its key)")
+            }
             Problem::Gap { expected, found } => write!(
                 f,
                 "expected record {expected}, found {found}: records missing or reordered"

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use axum::extract::MatchedPath;
-use http::{HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderValue, Method, StatusCode};
 use serde::{Serialize, Serializer};
 
 use super::RequestId;
@@ -19,13 +19,16 @@ const MAX_PATH: usize = 1024;
 const MAX_USER_AGENT: usize = 256;
 /// Longest method name kept (extension methods are arbitrary tokens).
 const MAX_METHOD: usize = 32;
+/// How much of the path and `User-Agent` is scrubbed before the cut: more than is kept, so a
+/// secret across the cut is still found whole.
+const SCRUB_WINDOW: usize = 4096;
 
 /// How a request ended, from a security point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Outcome {
-    /// Every layer let it through and the handler answered (whatever its status, below 500).
+    /// Every layer let it through and the handler answered with a 1xx, 2xx or 3xx.
     Allowed,
     /// Refused for missing or bad credentials (401), or a credential that could not be read.
     Unauthenticated,
@@ -35,8 +38,10 @@ pub enum Outcome {
     RateLimited,
     /// Refused as malformed, too large, of the wrong type or for the wrong route (other 4xx).
     Invalid,
-    /// The server failed (5xx), or the request was abandoned before it was answered.
+    /// The server failed (5xx, or the handler panicked).
     Error,
+    /// The client went away before the answer (recorded with status 499).
+    Cancelled,
 }
 
 impl Outcome {
@@ -49,6 +54,7 @@ impl Outcome {
             Self::RateLimited => "rate_limited",
             Self::Invalid => "invalid",
             Self::Error => "error",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -145,27 +151,73 @@ pub(super) fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result
     serializer.serialize_str(&text)
 }
 
-/// What the request path hands to the audit thread: cheap clones only (reference-counted
-/// method, URI, header values and identity); the strings are built on the audit thread.
+/// What the request path hands to the audit thread. Free text is copied, cut to a bounded
+/// length, so a queued event never holds on to a request's header buffer (or a password); the
+/// rest are reference-counted clones. Scrubbing and formatting happen on the audit thread.
 pub(crate) struct RawEvent {
     pub(crate) time: SystemTime,
     pub(crate) latency_us: u64,
     pub(crate) request_id: RequestId,
     pub(crate) method: Method,
-    pub(crate) uri: Uri,
+    pub(crate) path: String,
     pub(crate) route: Option<MatchedPath>,
-    pub(crate) user_agent: Option<HeaderValue>,
-    pub(crate) attempted_user: Option<HeaderValue>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) attempted_user: Option<String>,
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) identity: Option<Identity>,
     pub(crate) status: StatusCode,
     pub(crate) rejection: Option<(RejectionKind, &'static str)>,
     pub(crate) decision: Option<Decision>,
     pub(crate) redacted: u64,
-    pub(crate) cancelled: bool,
+    pub(crate) ended: Ended,
+}
+
+/// How the inner service ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// With a response (or an error, recorded as a 500).
+    Answered,
+    /// Dropped before answering: the client went away.
+    Cancelled,
+    /// Dropped while unwinding from a panic.
+    Panicked,
 }
 
 impl RawEvent {
+    /// Copies what the event needs from a request, bounded.
+    pub(crate) fn new(
+        request_id: RequestId,
+        parts: (&Method, &http::Uri, &http::HeaderMap, &http::Extensions),
+        client_ip: Option<IpAddr>,
+    ) -> Self {
+        let (method, uri, headers, extensions) = parts;
+        let text = |value: &HeaderValue, max| {
+            cut(&String::from_utf8_lossy(value.as_bytes()), max).to_owned()
+        };
+        RawEvent {
+            time: SystemTime::now(),
+            latency_us: 0,
+            request_id,
+            method: method.clone(),
+            path: cut(uri.path(), SCRUB_WINDOW).to_owned(),
+            route: extensions.get::<MatchedPath>().cloned(),
+            user_agent: headers
+                .get(http::header::USER_AGENT)
+                .map(|ua| text(ua, SCRUB_WINDOW)),
+            // Only a Basic credential names a user worth correlating: keep the name, never the
+            // password.
+            attempted_user: crate::auth::basic_user_name(headers)
+                .map(|user| cut(&user, MAX_USER_AGENT).to_owned()),
+            client_ip,
+            identity: extensions.get::<Identity>().cloned(),
+            status: StatusCode::OK,
+            rejection: None,
+            decision: None,
+            redacted: 0,
+            ended: Ended::Cancelled,
+        }
+    }
+
     pub(crate) fn classify(
         &self,
     ) -> (
@@ -173,17 +225,25 @@ impl RawEvent {
         Option<Cow<'static, str>>,
         Option<Cow<'static, str>>,
     ) {
-        if self.cancelled {
-            return (
-                Outcome::Error,
-                Some("audit".into()),
-                Some("cancelled".into()),
-            );
+        match self.ended {
+            Ended::Answered => {}
+            Ended::Cancelled => {
+                return (
+                    Outcome::Cancelled,
+                    Some("client".into()),
+                    Some("cancelled".into()),
+                );
+            }
+            Ended::Panicked => {
+                return (
+                    Outcome::Error,
+                    Some("handler".into()),
+                    Some("panicked".into()),
+                );
+            }
         }
-        let layer = self.decision.as_ref().map(|d| Cow::Borrowed(d.layer));
-        let reason = self.decision.as_ref().map(|d| d.reason.clone());
+        let denied_by = self.decision.as_ref().filter(|d| !d.allowed);
         if let Some((kind, rejection_reason)) = self.rejection {
-            let denied_by = self.decision.as_ref().filter(|d| !d.allowed);
             let layer = denied_by.map_or(Cow::Borrowed("handler"), |d| Cow::Borrowed(d.layer));
             return (
                 Outcome::of_rejection(kind),
@@ -191,14 +251,18 @@ impl RawEvent {
                 Some(Cow::Borrowed(rejection_reason)),
             );
         }
-        if self.status.is_server_error() {
-            return (Outcome::Error, Some("handler".into()), reason);
+        let layer = self.decision.as_ref().map(|d| Cow::Borrowed(d.layer));
+        let reason = self.decision.as_ref().map(|d| d.reason.clone());
+        if self.status.is_client_error() || self.status.is_server_error() {
+            // Refused without a `Rejection`: by the handler (a bare 403 from an object-level
+            // check, axum's own 404/405/422) or by a layer whose rejection was re-rendered.
+            let (layer, reason) = match denied_by {
+                Some(d) => (Some(Cow::Borrowed(d.layer)), Some(d.reason.clone())),
+                None => (Some(Cow::Borrowed("handler")), None),
+            };
+            return (Outcome::of_status(self.status), layer, reason);
         }
-        match self.decision.as_ref().filter(|d| !d.allowed) {
-            // A layer refused and a renderer replaced the rejection: classify by status.
-            Some(_) => (Outcome::of_status(self.status), layer, reason),
-            None => (Outcome::Allowed, layer, reason),
-        }
+        (Outcome::Allowed, layer, reason)
     }
 
     /// Builds the event; `scrub` masks detected secrets in free text.
@@ -214,18 +278,22 @@ impl RawEvent {
             method: identity.method().as_str(),
             api_key_id: identity.api_key_id().map(str::to_owned),
         });
-        let attempted_user = match (outcome, &self.attempted_user) {
-            (Outcome::Unauthenticated | Outcome::RateLimited, Some(header)) => {
-                basic_user(header).map(|user| fingerprint(user.as_bytes()))
-            }
+        let attempted_user = match outcome {
+            Outcome::Unauthenticated | Outcome::RateLimited => self
+                .attempted_user
+                .as_deref()
+                .map(|user| fingerprint(user.as_bytes())),
             _ => None,
         };
+        // Scrub a window wider than what is kept, so a secret that straddles the cut is still
+        // seen whole; percent-decode first, so `alice%40example.com` is an e-mail address too.
+        let path = percent_encoding::percent_decode_str(&self.path).decode_utf8_lossy();
         AuditEvent {
             time: self.time,
             request_id: self.request_id.as_str().to_owned(),
             method: cut(self.method.as_str(), MAX_METHOD).to_owned(),
             route: self.route.as_ref().map(|r| r.as_str().to_owned()),
-            path: scrub(cut(self.uri.path(), MAX_PATH)),
+            path: cut(&scrub(&path), MAX_PATH).to_owned(),
             status: self.status.as_u16(),
             outcome,
             layer,
@@ -235,8 +303,8 @@ impl RawEvent {
             client_ip: self.client_ip,
             user_agent: self
                 .user_agent
-                .as_ref()
-                .map(|ua| scrub(cut(&String::from_utf8_lossy(ua.as_bytes()), MAX_USER_AGENT))),
+                .as_deref()
+                .map(|ua| cut(&scrub(ua), MAX_USER_AGENT).to_owned()),
             latency_us: self.latency_us,
             redacted: self.redacted,
         }
@@ -254,13 +322,6 @@ impl Outcome {
             _ => Self::Allowed,
         }
     }
-}
-
-/// The user name of a `Basic` credential, decoded as the Basic authenticator does.
-fn basic_user(authorization: &HeaderValue) -> Option<String> {
-    let mut headers = http::HeaderMap::new();
-    headers.insert(http::header::AUTHORIZATION, authorization.clone());
-    crate::auth::basic_user_name(&headers)
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -288,16 +349,5 @@ mod tests {
     fn cut_respects_char_boundaries() {
         assert_eq!(cut("héllo", 2), "h");
         assert_eq!(cut("abc", 10), "abc");
-    }
-
-    #[test]
-    fn basic_user_reads_only_the_name() {
-        let header = |v: &'static str| HeaderValue::from_static(v);
-        assert_eq!(
-            basic_user(&header("Basic YWxpY2U6czNjcmV0")).as_deref(),
-            Some("alice")
-        );
-        assert_eq!(basic_user(&header("Bearer abc")), None);
-        assert_eq!(basic_user(&header("Basic !!!")), None);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use super::event::{RawEvent, rejection_of};
+use super::event::{Ended, RawEvent, rejection_of};
 use super::pipeline::{AuditHandle, Overflow};
 use super::request_id::X_REQUEST_ID;
 use crate::client_ip::ClientIp;
@@ -43,6 +43,10 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(mut raw) = self.finish() {
             raw.status = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+            if std::thread::panicking() {
+                raw.ended = Ended::Panicked;
+                raw.status = StatusCode::INTERNAL_SERVER_ERROR;
+            }
             if self.handle.try_submit(raw).is_err() {
                 self.handle.dropped();
             }
@@ -91,7 +95,7 @@ where
         let Some(mut raw) = this.pending.finish() else {
             return Poll::Ready(result);
         };
-        raw.cancelled = false;
+        raw.ended = Ended::Answered;
         match &mut result {
             Ok(response) => {
                 read_response(&mut raw, response);

@@ -95,9 +95,9 @@ impl AuditLayerBuilder {
         self
     }
 
-    /// How many events may wait for the sinks (default 8192; at least 1).
+    /// How many events may wait for the sinks (default 8192; from 1 to 1 048 576).
     pub fn queue_capacity(mut self, events: usize) -> Self {
-        self.capacity = events.max(1);
+        self.capacity = events.clamp(1, 1 << 20);
         self
     }
 

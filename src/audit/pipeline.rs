@@ -48,6 +48,7 @@ pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     pub(crate) dropped: AtomicU64,
     written: AtomicU64,
+    last_seq: AtomicU64,
     sink_errors: AtomicU64,
     alerts: AtomicU64,
 }
@@ -60,8 +61,12 @@ pub struct AuditStats {
     pub accepted: u64,
     /// Events dropped: queue full (per the [`Overflow`] policy) or audit shut down.
     pub dropped: u64,
-    /// Records (events and alerts) sealed and handed to the sinks.
+    /// Records (events and alerts) written by every sink without an error.
     pub written: u64,
+    /// Sequence number of the last record sealed: note it outside the log (it is also logged
+    /// when the audit trail closes, and a metric), since records cut from the end of a log
+    /// cannot be seen in the log itself.
+    pub last_seq: u64,
     /// Sink calls that failed (or panicked).
     pub sink_errors: u64,
     /// Security alerts raised.
@@ -99,7 +104,8 @@ impl AuditHandle {
     }
 
     /// Writes and flushes every accepted event, then stops the audit thread. Events that arrive
-    /// later are dropped and counted. Calling it again returns at once.
+    /// later are dropped and counted. Calling it again returns at once. A sink that never
+    /// returns keeps this waiting: bound it with `tokio::time::timeout` if a sink may hang.
     pub async fn shutdown(&self) {
         let (done, wait) = oneshot::channel();
         if self.queue.send(Message::Shutdown(done)).await.is_ok() {
@@ -114,6 +120,7 @@ impl AuditHandle {
             accepted: c.accepted.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             written: c.written.load(Ordering::Relaxed),
+            last_seq: c.last_seq.load(Ordering::Relaxed),
             sink_errors: c.sink_errors.load(Ordering::Relaxed),
             alerts: c.alerts.load(Ordering::Relaxed),
         }
@@ -141,11 +148,22 @@ impl AuditHandle {
 
     /// Hands an event over, waiting up to `deadline` for room; drops and counts it after that.
     pub(crate) async fn submit_within(&self, event: Box<RawEvent>, deadline: Duration) {
-        match self
+        /// Counts the event as dropped if the wait itself is dropped (the client went away).
+        struct Unsent<'a>(&'a AuditHandle, bool);
+        impl Drop for Unsent<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.dropped();
+                }
+            }
+        }
+        let mut unsent = Unsent(self, false);
+        let sent = self
             .queue
             .send_timeout(Message::Event(event), deadline)
-            .await
-        {
+            .await;
+        unsent.1 = true;
+        match sent {
             Ok(()) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
             }
@@ -208,41 +226,63 @@ impl Worker {
             if received == 0 {
                 // Every sender is gone: the layer was dropped without a shutdown.
                 self.flush_sinks();
+                self.report_head();
                 return;
             }
             #[cfg(feature = "metrics")]
             metrics::gauge!("portcullis_audit_queue_depth").set(queue.len() as f64);
-            let mut shutdown = None;
+            let mut flushes = Vec::new();
+            let mut shutdowns = Vec::new();
             for message in messages.drain(..) {
                 match message {
-                    Message::Event(raw) => self.seal_event(*raw, &mut records),
-                    Message::Flush(done) => {
-                        self.write(&mut records);
-                        self.flush_sinks();
-                        let _ = done.send(());
-                    }
-                    Message::Shutdown(done) => shutdown = Some(done),
+                    Message::Event(raw) => self.seal_guarded(*raw, &mut records),
+                    Message::Flush(done) => flushes.push(done),
+                    Message::Shutdown(done) => shutdowns.push(done),
                 }
             }
-            if let Some(done) = shutdown {
+            if !shutdowns.is_empty() {
                 queue.close();
                 // Whatever was queued before the close was accepted: write it too.
                 while let Some(message) = queue.recv().await {
                     match message {
-                        Message::Event(raw) => self.seal_event(*raw, &mut records),
-                        Message::Flush(done) | Message::Shutdown(done) => {
-                            let _ = done.send(());
-                        }
+                        Message::Event(raw) => self.seal_guarded(*raw, &mut records),
+                        Message::Flush(done) => flushes.push(done),
+                        Message::Shutdown(done) => shutdowns.push(done),
                     }
                 }
-                self.write(&mut records);
-                self.flush_sinks();
-                let _ = done.send(());
-                return;
             }
             self.write(&mut records);
-            unflushed = true;
+            if !flushes.is_empty() || !shutdowns.is_empty() {
+                self.flush_sinks();
+                unflushed = false;
+            } else {
+                unflushed = true;
+            }
+            // Answered only once everything before them is written and flushed.
+            for done in flushes.drain(..).chain(shutdowns.drain(..)) {
+                let _ = done.send(());
+            }
+            if queue.is_closed() {
+                self.report_head();
+                return;
+            }
         }
+    }
+
+    /// Seals one event; a panic while building it (a scrubber, a detector, a metrics recorder)
+    /// costs that event, counted and logged, never the audit thread.
+    fn seal_guarded(&mut self, raw: RawEvent, records: &mut Vec<AuditRecord>) {
+        if catch_unwind(AssertUnwindSafe(|| self.seal_event(raw, records))).is_err() {
+            self.counters.sink_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(target: "portcullis::audit", "building an audit event panicked; the event is lost");
+        }
+    }
+
+    /// Logs the head of the chain: an external witness to compare a log's last record with
+    /// (cutting records off the end of a log is not visible in the log itself).
+    fn report_head(&self) {
+        let (seq, hash) = self.chain.head();
+        tracing::info!(target: "portcullis::audit", last_seq = seq, last_hash = %hash, "audit trail closed");
     }
 
     fn seal_event(&mut self, raw: RawEvent, records: &mut Vec<AuditRecord>) {
@@ -272,7 +312,14 @@ impl Worker {
 
     fn seal(&mut self, entry: AuditEntry, records: &mut Vec<AuditRecord>) {
         match self.chain.seal(entry) {
-            Ok(record) => records.push(record),
+            Ok(record) => {
+                self.counters
+                    .last_seq
+                    .store(record.seq(), Ordering::Relaxed);
+                #[cfg(feature = "metrics")]
+                metrics::gauge!("portcullis_audit_last_seq").set(record.seq() as f64);
+                records.push(record);
+            }
             Err(error) => {
                 tracing::error!(target: "portcullis::audit", %error, "an audit record could not be serialized");
                 self.counters.sink_errors.fetch_add(1, Ordering::Relaxed);
@@ -284,16 +331,20 @@ impl Worker {
         if records.is_empty() {
             return;
         }
+        let mut all_written = true;
         for sink in &mut self.sinks {
             let result = catch_unwind(AssertUnwindSafe(|| sink.write(records)));
             if !matches!(result, Ok(Ok(()))) {
+                all_written = false;
                 self.counters.sink_errors.fetch_add(1, Ordering::Relaxed);
                 report(result);
             }
         }
-        self.counters
-            .written
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        if all_written {
+            self.counters
+                .written
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+        }
         records.clear();
     }
 

@@ -19,7 +19,11 @@ const MAX_LEN: usize = 128;
 ///
 /// The caller's `X-Request-Id` is kept when it is 1 to 128 characters of `A-Z a-z 0-9 - _ . :`
 /// (enough for UUIDs, ULIDs and trace ids, too little to smuggle log syntax); anything else is
-/// replaced by 32 random hex digits. Ids are unique, not secret.
+/// replaced by 32 random hex digits. Generated ids are unique (not secret); a caller's id is
+/// kept as sent, so two requests may carry the same one: use
+/// [`generate_request_ids`](super::AuditLayerBuilder::generate_request_ids) when clients are not
+/// trusted to name their requests. The request's own `X-Request-Id` header is set to the id, so
+/// inner layers and handlers that read the header see the recorded one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestId(HeaderValue);
 

@@ -1,18 +1,17 @@
 use std::fmt;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath};
-use http::header::{AUTHORIZATION, USER_AGENT};
-use http::{Request, Response, StatusCode};
+use axum::extract::ConnectInfo;
+use http::{Request, Response};
 use tower_service::Service;
 
 use super::RequestId;
 use super::event::RawEvent;
 use super::future::{Pending, ResponseFuture};
 use super::pipeline::AuditHandle;
-use crate::client_ip::ClientIp;
-use crate::identity::Identity;
+use super::request_id::X_REQUEST_ID;
+use crate::client_ip::{ClientIp, canonical};
 
 /// The service built by [`AuditLayer`](super::AuditLayer).
 #[derive(Clone)]
@@ -46,41 +45,32 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let request_id = RequestId::resolve(request.headers(), self.trust_request_id);
+        // An outer audit layer already named this request: keep its id.
+        let request_id = match request.extensions().get::<RequestId>() {
+            Some(id) => id.clone(),
+            None => RequestId::resolve(request.headers(), self.trust_request_id),
+        };
         request.extensions_mut().insert(request_id.clone());
+        // Inner layers and handlers that read the header see the id that is recorded.
+        request
+            .headers_mut()
+            .insert(&X_REQUEST_ID, request_id.header_value().clone());
         let extensions = request.extensions();
         let client_ip = extensions.get::<ClientIp>().map(|ip| ip.0).or_else(|| {
             extensions
                 .get::<ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip())
+                .map(|c| canonical(c.0.ip()))
         });
-        let headers = request.headers();
-        // Only a Basic credential names a user worth correlating; nothing else is kept.
-        let attempted_user = headers
-            .get(AUTHORIZATION)
-            .filter(|v| {
-                v.as_bytes()
-                    .get(..6)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(b"basic "))
-            })
-            .cloned();
-        let raw = RawEvent {
-            time: SystemTime::now(),
-            latency_us: 0,
+        let raw = RawEvent::new(
             request_id,
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            route: extensions.get::<MatchedPath>().cloned(),
-            user_agent: headers.get(USER_AGENT).cloned(),
-            attempted_user,
+            (
+                request.method(),
+                request.uri(),
+                request.headers(),
+                extensions,
+            ),
             client_ip,
-            identity: extensions.get::<Identity>().cloned(),
-            status: StatusCode::OK,
-            rejection: None,
-            decision: None,
-            redacted: 0,
-            cancelled: true,
-        };
+        );
         ResponseFuture::new(
             self.inner.call(request),
             Pending::new(raw, start, self.handle.clone()),

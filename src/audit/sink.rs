@@ -47,18 +47,18 @@ impl AuditSink for TracingSink {
                     request_id = %e.request_id,
                     method = %e.method,
                     route = e.route.as_deref(),
-                    path = %e.path,
+                    path = ?e.path,
                     status = e.status,
                     outcome = e.outcome.as_str(),
                     layer = e.layer.as_deref(),
                     reason = e.reason.as_deref(),
-                    subject = e.principal.as_ref().map(|p| p.subject.as_str()),
+                    subject = e.principal.as_ref().map(|p| tracing::field::debug(&p.subject)),
                     issuer = e.principal.as_ref().and_then(|p| p.issuer.as_deref()),
                     auth_method = e.principal.as_ref().map(|p| p.method),
                     api_key_id = e.principal.as_ref().and_then(|p| p.api_key_id.as_deref()),
                     attempted_user = e.attempted_user.as_deref(),
                     client_ip = e.client_ip.map(tracing::field::display),
-                    user_agent = e.user_agent.as_deref(),
+                    user_agent = e.user_agent.as_deref().map(tracing::field::debug),
                     latency_us = e.latency_us,
                     redacted = e.redacted,
                     hash = record.hash(),
@@ -68,7 +68,7 @@ impl AuditSink for TracingSink {
                     target: "audit",
                     seq = record.seq(),
                     alert = a.alert.as_str(),
-                    key = %a.key,
+                    key = ?a.key,
                     count = a.count,
                     window_secs = a.window_secs,
                     request_id = %a.request_id,
@@ -133,7 +133,7 @@ pub enum Fsync {
     EveryBatch,
     /// At most this long after a write (and when the queue goes idle, and on shutdown).
     Interval(Duration),
-    /// Only on rotation and shutdown; the OS decides otherwise. A crashed *process* loses
+    /// Never explicitly (except before a rotation): the OS decides. A crashed *process* loses
     /// nothing either way (writes go straight to the file); a power cut may.
     Never,
 }
@@ -143,7 +143,12 @@ pub enum Fsync {
 /// When a write would take the file past `max_bytes`, it is renamed to `NAME.1` (the old
 /// `NAME.1` to `NAME.2`, ..., keeping `keep` old files) and a new one is started; the chain
 /// continues across files, so verify them together, oldest first. On start the chain continues
-/// from the file's last line. On Unix new files are created with mode `0600`.
+/// from the file's last line (a line cut by a crash is removed first, with a warning). The file
+/// is locked while open: a second writer on the same path is refused instead of interleaving
+/// two chains. On Unix new files are created with mode `0600`.
+///
+/// A failed write is rolled back to the last complete line; a failed rotation is logged and
+/// the current file keeps growing until a rotation succeeds (tried again at most once a minute).
 pub struct JsonLinesFile {
     path: PathBuf,
     file: File,
@@ -154,6 +159,7 @@ pub struct JsonLinesFile {
     last_sync: Instant,
     unsynced: bool,
     buffer: Vec<u8>,
+    rotation_failed: Option<Instant>,
 }
 
 /// Configures a [`JsonLinesFile`].
@@ -182,11 +188,28 @@ impl JsonLinesFile {
     /// wants them: `NAME.k`, ..., `NAME.1`, `NAME` (those that exist).
     pub fn rotated_files(path: impl AsRef<Path>) -> Vec<PathBuf> {
         let path = path.as_ref();
-        let mut files: Vec<PathBuf> = (1..=u16::MAX as usize)
-            .map(|n| numbered(path, n))
-            .take_while(|p| p.exists())
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let prefix = match path.file_name() {
+            Some(name) => format!("{}.", name.to_string_lossy()),
+            None => return Vec::new(),
+        };
+        // Every `NAME.N` there is, so a missing middle file shows up as a gap in the chain
+        // instead of silently ending the list.
+        let mut numbered: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let n = name.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+                Some((n, entry.path()))
+            })
             .collect();
-        files.reverse();
+        numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+        let mut files: Vec<PathBuf> = numbered.into_iter().map(|(_, p)| p).collect();
         if path.exists() {
             files.push(path.to_owned());
         }
@@ -203,6 +226,25 @@ impl JsonLinesFile {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
+        if self
+            .rotation_failed
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return Ok(());
+        }
+        if let Err(error) = self.try_rotate() {
+            tracing::error!(
+                target: "portcullis::audit",
+                path = %self.path.display(),
+                %error,
+                "audit log rotation failed; appending to the current file"
+            );
+            self.rotation_failed = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn try_rotate(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
         if self.keep == 0 {
             fs::remove_file(&self.path)?;
@@ -215,20 +257,33 @@ impl JsonLinesFile {
             }
             fs::rename(&self.path, numbered(&self.path, 1))?;
         }
-        self.file = open_append(&self.path)?;
+        self.file = open_locked(&self.path)?;
         self.size = 0;
         self.unsynced = false;
+        self.rotation_failed = None;
         Ok(())
     }
 
     fn write_buffer(&mut self) -> io::Result<()> {
-        if !self.buffer.is_empty() {
-            self.file.write_all(&self.buffer)?;
-            self.size += self.buffer.len() as u64;
-            self.buffer.clear();
-            self.unsynced = true;
+        if self.buffer.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let written = self.file.write_all(&self.buffer);
+        let len = self.buffer.len() as u64;
+        self.buffer.clear();
+        match written {
+            Ok(()) => {
+                self.size += len;
+                self.unsynced = true;
+                Ok(())
+            }
+            Err(error) => {
+                // A partial write (disk full) would leave a cut line for the next record to be
+                // glued onto: roll the file back to its last complete line.
+                let _ = self.file.set_len(self.size);
+                Err(error)
+            }
+        }
     }
 }
 
@@ -238,12 +293,43 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
+/// Opens for appending and takes the file's exclusive lock, so two writers never share it.
+fn open_locked(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.create(true).append(true).read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    let file = options.open(path)?;
+    file.try_lock().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another writer holds this audit log open",
+        )
+    })?;
+    Ok(file)
+}
+
+/// The last complete line of `bytes` (which ends with a newline), if any.
+fn last_complete_line(mut bytes: Vec<u8>) -> Option<String> {
+    if bytes.pop() != Some(b'\n') {
+        return None;
+    }
+    let begin = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let line = bytes.split_off(begin);
+    if line.is_empty() {
+        return None;
+    }
+    String::from_utf8(line).ok()
+}
+
+/// Up to the last MiB of `file`.
+fn tail(file: &mut File, size: u64) -> Option<Vec<u8>> {
+    const TAIL: u64 = 1 << 20;
+    let start = size.saturating_sub(TAIL);
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(start)).ok()?;
+    file.take(TAIL).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 impl JsonLinesFileBuilder {
@@ -268,7 +354,7 @@ impl JsonLinesFileBuilder {
 
     /// Opens (or creates) the file for appending.
     pub fn open(self) -> io::Result<JsonLinesFile> {
-        let file = open_append(&self.path)?;
+        let file = open_locked(&self.path)?;
         let size = file.metadata()?.len();
         Ok(JsonLinesFile {
             path: self.path,
@@ -280,6 +366,7 @@ impl JsonLinesFileBuilder {
             last_sync: Instant::now(),
             unsynced: false,
             buffer: Vec::new(),
+            rotation_failed: None,
         })
     }
 }
@@ -323,22 +410,29 @@ impl AuditSink for JsonLinesFile {
     }
 
     fn last_line(&mut self) -> Option<String> {
-        const TAIL: u64 = 1 << 20;
-        let start = self.size.saturating_sub(TAIL);
-        let mut tail = Vec::new();
-        self.file.seek(SeekFrom::Start(start)).ok()?;
-        (&mut self.file).take(TAIL).read_to_end(&mut tail).ok()?;
-        // A process killed mid-write leaves a cut line: end it, so the next record starts on a
-        // line of its own (the verifier reports the cut line, which is the truth).
-        if tail.last().is_some_and(|b| *b != b'\n') {
-            self.file.write_all(b"\n").ok()?;
-            self.size += 1;
-            let cut = tail.iter().rposition(|b| *b == b'\n')?;
-            tail.truncate(cut + 1);
+        let mut bytes = tail(&mut self.file, self.size)?;
+        // A process killed mid-write leaves a cut line: remove it, so the next record starts
+        // on a line of its own (it was never a complete record).
+        if bytes.last().is_some_and(|b| *b != b'\n') {
+            let cut = bytes.len() - bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let keep = self.size - cut as u64;
+            tracing::warn!(
+                target: "portcullis::audit",
+                path = %self.path.display(),
+                bytes = cut,
+                "removing a record cut short by a crash from the end of the audit log"
+            );
+            self.file.set_len(keep).ok()?;
+            self.size = keep;
+            bytes.truncate(bytes.len() - cut);
         }
-        tail.pop();
-        let begin = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        String::from_utf8(tail.split_off(begin)).ok()
+        if let Some(line) = last_complete_line(bytes) {
+            return Some(line);
+        }
+        // Empty (just rotated, or created by hand): the chain goes on from the previous file.
+        let mut previous = File::open(numbered(&self.path, 1)).ok()?;
+        let size = previous.metadata().ok()?.len();
+        last_complete_line(tail(&mut previous, size)?)
     }
 }
 
