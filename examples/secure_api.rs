@@ -57,7 +57,9 @@ use portcullis::oidc::{Issuer, OidcAuthenticator};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, any_role, authenticated, public, require_scope};
 use portcullis::redact::{Email, RedactLayer, Rule};
-use portcullis::{Algorithm, AuthLayer, Identity, Rejection, RejectionKind, Valid, ValidateLayer};
+use portcullis::{
+    Algorithm, AuthLayer, Identity, Portcullis, Rejection, RejectionKind, Valid, ValidateLayer,
+};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -536,35 +538,45 @@ fn app(
             get(move || async move { Json(inventory.as_ref().clone()) }),
         )
         .with_state(Items::seeded())
-        // Innermost, so it sees the caller: e-mail addresses are masked except for writers and
-        // admins (who manage items), card numbers keep their last four digits for everyone,
-        // passwords, tokens and other secrets never leave. Put a CompressionLayer outside it.
-        .layer(RedactLayer::new().rule(Rule::detector(Email).except_roles(["writer", "admin"])))
-        // Authorization runs inside authentication, so it sees the caller; anonymous requests
-        // pass authentication and are answered 401 by the table unless the route is public.
-        // Unknown paths get the table's 404 problem+json.
-        .layer(RbacLayer::table(table))
-        .layer(auth)
-        // Repeated bad credentials from one address lock it out for a while (429).
-        .layer(LockoutLayer::builder().build()?)
-        // Every client gets the same budget for the whole API, counted before anything else.
-        .layer(
-            RateLimitLayer::builder(
-                KeyBy::ClientIp,
-                Quota::per_second(limits.per_second).burst(limits.burst),
-            )
-            .name("per-client")
-            .build()?,
+        .layer(security_stack(auth, audit, table, limits, max_body_bytes)?))
+}
+
+/// Every layer, in the recommended order (`Portcullis::builder()` does the ordering):
+/// audit (outermost: every request is recorded, whichever layer refuses it) → per-client rate
+/// limit and lockout (floods and guessing are throttled before anything costly) → validation
+/// (unknown methods, oversized URIs or headers, bodies on GET, HEAD or DELETE) → authentication
+/// → the route table (anonymous requests pass authentication and are answered 401 unless the
+/// route is public; unknown paths get its 404) → redaction (innermost, so it sees the caller).
+fn security_stack(
+    auth: AuthLayer,
+    audit: AuditLayer,
+    table: RouteTable,
+    limits: &Limits,
+    max_body_bytes: usize,
+) -> Result<Portcullis, portcullis::ConfigError> {
+    let per_client = Quota::per_second(limits.per_second).burst(limits.burst);
+    Portcullis::builder()
+        .audit(audit)
+        // Every client gets the same budget for the whole API.
+        .rate_limit_per_ip(
+            RateLimitLayer::builder(KeyBy::ClientIp, per_client)
+                .name("per-client")
+                .build()?,
         )
-        // Outermost: unknown methods, oversized URIs or headers and bodies on GET, HEAD or DELETE
-        // are refused before anything else looks at the request.
-        .layer(
+        // Repeated bad credentials from one address lock it out for a while (429).
+        .lockout(LockoutLayer::builder().build()?)
+        .validate(
             ValidateLayer::new()
                 .deny_body_on([Method::GET, Method::HEAD, Method::DELETE])
                 .max_body_bytes(max_body_bytes),
         )
-        // Outside everything: every request is recorded, whichever layer refuses it.
-        .layer(audit))
+        .auth(auth)
+        .rbac(RbacLayer::table(table))
+        // E-mail addresses are masked except for writers and admins (who manage items), card
+        // numbers keep their last four digits for everyone, passwords, tokens and other secrets
+        // never leave. Put a CompressionLayer outside the whole stack.
+        .redact(RedactLayer::new().rule(Rule::detector(Email).except_roles(["writer", "admin"])))
+        .build()
 }
 
 async fn me(identity: Identity) -> Json<Value> {
