@@ -26,6 +26,13 @@ pub trait Detector: Send + Sync + 'static {
     /// Appends the byte ranges of `text` that hold a secret. Ranges may overlap; ranges that are
     /// out of bounds or not on character boundaries are ignored.
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>);
+
+    /// The length in bytes of the shortest text that can hold a secret (default 1): `find` is not
+    /// called for shorter strings. Most strings in a response are short names and words, and
+    /// skipping them costs less than a call each.
+    fn min_len(&self) -> usize {
+        1
+    }
 }
 
 impl fmt::Debug for dyn Detector {
@@ -44,9 +51,14 @@ impl Detector for CardNumber {
         "card_number"
     }
 
+    /// 13 digits: the shortest card numbers.
+    fn min_len(&self) -> usize {
+        13
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
-        if b.len() < 13 {
+        if b.len() < self.min_len() {
             return;
         }
         let mut i = 0;
@@ -154,11 +166,15 @@ impl Detector for Jwt {
         "jwt"
     }
 
+    /// `eyJ` + 8, a dot, 8, a dot: nothing shorter is a JWT.
+    fn min_len(&self) -> usize {
+        21
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         static FINDER: OnceLock<memmem::Finder<'static>> = OnceLock::new();
         let b = text.as_bytes();
-        // `eyJ` + 8, a dot, 8, a dot: nothing shorter is a JWT.
-        if b.len() < 21 {
+        if b.len() < self.min_len() {
             return;
         }
         let finder = FINDER.get_or_init(|| memmem::Finder::new(b"eyJ"));
@@ -251,10 +267,14 @@ impl Detector for ApiKey {
         "api_key"
     }
 
+    /// The shortest format is a prefix of 5 and 10 characters, or `bearer ` and 8.
+    fn min_len(&self) -> usize {
+        15
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
-        // The shortest format is a prefix of 5 and 10 characters, or `bearer ` and 8.
-        if b.len() < 15 {
+        if b.len() < self.min_len() {
             return;
         }
         // A byte loop with a first-byte check instead of a multi-pattern automaton: most
@@ -323,10 +343,14 @@ impl Detector for Email {
         "email"
     }
 
+    /// `a@b.co` is the shortest address.
+    fn min_len(&self) -> usize {
+        6
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
-        // `a@b.co` is the shortest address.
-        if b.len() < 6 {
+        if b.len() < self.min_len() {
             return;
         }
         let mut last_end = 0;
@@ -372,10 +396,14 @@ impl Detector for Iban {
         "iban"
     }
 
+    /// The shortest IBANs (Norway) have 15 characters.
+    fn min_len(&self) -> usize {
+        15
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
-        // The shortest IBANs (Norway) have 15 characters.
-        if b.len() < 15 {
+        if b.len() < self.min_len() {
             return;
         }
         let mut i = 0;

@@ -49,7 +49,7 @@ struct Walk<'a> {
     engine: &'a Engine,
     fields: Vec<(&'a [u8], usize)>,
     paths: Vec<(&'a [Segment], usize)>,
-    detectors: Vec<(&'a dyn Detector, usize)>,
+    detectors: Vec<Scanner<'a>>,
     allow: Option<&'a AllowOnly>,
     /// The input, checked to be UTF-8 once: every string's content is then a slice of it.
     text: &'a str,
@@ -105,7 +105,7 @@ impl Engine {
             match &rule.target {
                 Target::Field(name, _) => walk.fields.push((name, i)),
                 Target::Path(path) => walk.paths.push((&path.segments, i)),
-                Target::Detector(d) => walk.detectors.push((d.as_ref(), i)),
+                Target::Detector(d) => walk.detectors.push(Scanner::new(d.as_ref(), i)),
             }
         }
         let paths: Vec<State> = (0..walk.paths.len() as u32).map(|i| (i, 0)).collect();
@@ -130,12 +130,12 @@ impl Engine {
     }
     /// Scrubs free text with the detectors that apply to `identity` (all, for `None`).
     pub(super) fn scrub<'t>(&self, text: &'t str, counts: &mut Redactions) -> Cow<'t, str> {
-        let detectors: Vec<(&dyn Detector, usize)> = self
+        let detectors: Vec<Scanner<'_>> = self
             .rules
             .iter()
             .enumerate()
             .filter_map(|(i, rule)| match &rule.target {
-                Target::Detector(d) => Some((d.as_ref(), i)),
+                Target::Detector(d) => Some(Scanner::new(d.as_ref(), i)),
                 _ => None,
             })
             .collect();
@@ -173,22 +173,43 @@ impl Engine {
     }
 }
 
+/// A detector, its rule and its [`min_len`](Detector::min_len), asked once per pass rather
+/// than once per string.
+struct Scanner<'a> {
+    detector: &'a dyn Detector,
+    rule: usize,
+    min_len: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(detector: &'a dyn Detector, rule: usize) -> Self {
+        Self {
+            detector,
+            rule,
+            min_len: detector.min_len(),
+        }
+    }
+}
+
 /// Runs `detectors` over `text`; returns it with every finding masked (borrowed if none).
 fn scan<'t>(
     engine: &Engine,
-    detectors: &[(&dyn Detector, usize)],
+    detectors: &[Scanner<'_>],
     text: &'t str,
     found: &mut Vec<Range<usize>>,
     counts: &mut Redactions,
 ) -> Cow<'t, str> {
     // (range, rule index), merged below.
     let mut hits: Vec<(Range<usize>, usize)> = Vec::new();
-    for &(detector, rule) in detectors {
+    for scanner in detectors {
+        if text.len() < scanner.min_len {
+            continue;
+        }
         found.clear();
-        detector.find(text, found);
+        scanner.detector.find(text, found);
         for range in found.drain(..) {
             if range.start < range.end && text.get(range.clone()).is_some() {
-                hits.push((range, rule));
+                hits.push((range, scanner.rule));
             }
         }
     }
