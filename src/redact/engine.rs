@@ -646,9 +646,10 @@ impl<'a> Walk<'a> {
             }
         }
         let name = &name[..len];
+        // The first byte before the rest: a `memcmp` call per same-length name cost more.
         self.fields
             .iter()
-            .find(|(field, _)| *field == name)
+            .find(|(field, _)| field.first() == name.first() && *field == name)
             .map(|&(_, rule)| rule)
     }
 
