@@ -544,11 +544,12 @@ fn must_accept(bytes: &[u8]) -> Option<bool> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(_) => Some(true),
         Err(e) if e.to_string().starts_with("number out of range") => {
-            // serde_json stopped at the number. Ignoring values it reads the rest, but lets lone
-            // surrogates and any nesting through, which the pass refuses.
+            // serde_json stopped at the number. Ignoring values it reads the rest, but lets
+            // invalid UTF-8, lone surrogates and any nesting through, which the pass refuses.
+            let utf8 = std::str::from_utf8(bytes).is_ok();
             let nesting = bytes.iter().filter(|&&b| b == b'[' || b == b'{').count();
             let escapes = bytes.windows(2).any(|w| w == b"\\u");
-            (nesting < 127 && !escapes)
+            (utf8 && nesting < 127 && !escapes)
                 .then(|| serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok())
         }
         Err(_) => Some(false),

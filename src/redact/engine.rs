@@ -1054,6 +1054,9 @@ mod tests {
                 .unwrap();
             assert_eq!(&*out, doc.as_bytes());
         }
+        // Still refused for what else is wrong (serde_json ignoring values checks no UTF-8).
+        assert!(!accepts(b"{\"a\":1e400,\"password\":\"\xb1\"}"));
+        assert!(!accepts(br#"[1e400,"\uD800"]"#));
     }
 
     fn nested(levels: usize, open: &str, inner: &str, close: &str) -> String {
