@@ -1,9 +1,11 @@
 //! Value detectors: find secrets inside any string, whatever field holds them.
 //!
 //! Every built-in detector is a hand-written scanner rather than a regular expression: the layer
-//! runs all of them over every string of every response, and a cheap pre-filter (a digit, `@`,
-//! `eyJ`, a known key prefix) rejects almost every string after one pass over its bytes, which a
-//! dozen regexes could not do at the throughput we aim for (200 MB/s on one core).
+//! runs all of them over every string of every response, strings shorter than a detector's
+//! [`min_len`](Detector::min_len) are not even passed to it, and a cheap pre-filter (enough
+//! digits or capitals, `@`, `eyJ`, a known key prefix) rejects almost every other string after
+//! one pass over its bytes, which a dozen regexes could not do at the throughput we aim for
+//! (200 MB/s on one core).
 
 use std::fmt;
 use std::ops::Range;
@@ -14,9 +16,9 @@ use memchr::memmem;
 /// Finds secrets inside a string. Implement it to add your own detector, then add it with
 /// [`Rule::detector`](super::Rule::detector).
 ///
-/// `find` must be fast on strings that hold no secret: it runs on every string and number of
-/// every JSON response the layer rewrites, and on every text given to
-/// [`RedactLayer::scrub`](super::RedactLayer::scrub).
+/// `find` must be fast on strings that hold no secret: it runs on every string and number (at
+/// least [`min_len`](Self::min_len) bytes long) of every JSON response the layer rewrites, and on
+/// every text given to [`RedactLayer::scrub`](super::RedactLayer::scrub).
 pub trait Detector: Send + Sync + 'static {
     /// A short, stable name (`card_number`): it counts the detector's findings in
     /// [`Redactions`](super::Redactions) and identifies its rule (a rule for a detector of the
