@@ -526,6 +526,262 @@ proptest! {
     }
 }
 
+// --- The pass as a JSON parser ------------------------------------------------------------
+
+/// Layers that get past values every way: walked, masked (`password`), removed (`b`) and
+/// dropped by an allowlist.
+fn parsing_layers() -> [RedactLayer; 2] {
+    [
+        RedactLayer::new().rule(Rule::field("b").mask(Mask::Remove)),
+        RedactLayer::new().allow_only(AllowOnly::paths(["$.a[*].b", "$.c", "$[0]"]).unwrap()),
+    ]
+}
+
+/// Whether the pass must accept `bytes`: exactly when serde_json parses them into a `Value`
+/// (same grammar, UTF-8, paired surrogates, nesting limit), except numbers beyond `f64` such as
+/// `1e400`: JSON, copied as sent, but not a `Value`. `None` when that cannot be told cheaply.
+fn must_accept(bytes: &[u8]) -> Option<bool> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(_) => Some(true),
+        Err(e) if e.to_string().starts_with("number out of range") => {
+            // serde_json stopped at the number. Ignoring values it reads the rest, but lets
+            // invalid UTF-8, lone surrogates and any nesting through, which the pass refuses.
+            let utf8 = std::str::from_utf8(bytes).is_ok();
+            let nesting = bytes.iter().filter(|&&b| b == b'[' || b == b'{').count();
+            let escapes = bytes.windows(2).any(|w| w == b"\\u");
+            (utf8 && nesting < 127 && !escapes)
+                .then(|| serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok())
+        }
+        Err(_) => Some(false),
+    }
+}
+
+fn same_verdict_as_serde_json(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let must = must_accept(bytes);
+    let parses = serde_json::from_slice::<Value>(bytes).is_ok();
+    for layer in parsing_layers() {
+        let got = layer.redact_json(bytes, None, None);
+        if let Some(must) = must {
+            prop_assert_eq!(got.is_some(), must, "{:?}", String::from_utf8_lossy(bytes));
+        }
+        if let Some((out, _)) = got {
+            let json = serde_json::from_slice::<serde::de::IgnoredAny>(&out);
+            prop_assert!(json.is_ok(), "{:?}", String::from_utf8_lossy(&out));
+            if parses {
+                prop_assert!(serde_json::from_slice::<Value>(&out).is_ok());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Documents with what the grammar cares about: floats, escapes, control characters.
+fn rich_document() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[\\x00-\\x7f]{0,6}".prop_map(Value::from),
+        text().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map("[a-c]|password|[\\x00-\\x7f]{0,3}", inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A byte that JSON syntax cares about, or any byte.
+fn edit_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        any::<u8>(),
+        prop::sample::select(b"{}[]\",:\\ \n-+.019eEuDtrfaln".to_vec()),
+    ]
+}
+
+/// A serialized document with up to two bytes set, inserted or deleted.
+fn mutated_document() -> impl Strategy<Value = Vec<u8>> {
+    let edit = (0..3u8, any::<prop::sample::Index>(), edit_byte());
+    (
+        rich_document(),
+        any::<bool>(),
+        prop::collection::vec(edit, 0..3),
+    )
+        .prop_map(|(doc, pretty, edits)| {
+            let mut bytes = if pretty {
+                serde_json::to_vec_pretty(&doc)
+            } else {
+                serde_json::to_vec(&doc)
+            }
+            .unwrap();
+            for (kind, at, byte) in edits {
+                let i = at.index(bytes.len() + 1);
+                match kind {
+                    0 if i < bytes.len() => bytes[i] = byte,
+                    2 if i < bytes.len() => {
+                        bytes.remove(i);
+                    }
+                    _ => bytes.insert(i, byte),
+                }
+            }
+            bytes
+        })
+}
+
+/// Near-JSON made of tokens, some broken: lone surrogates, bad escapes, leading zeros.
+fn token_soup() -> impl Strategy<Value = Vec<u8>> {
+    let token = prop::sample::select(vec![
+        &b"{"[..],
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b" ",
+        b"\n",
+        b"\"",
+        b"\"a\"",
+        b"\"password\"",
+        b"\"b\"",
+        b"\\",
+        b"\\u",
+        b"\\uD83D",
+        b"\\uDE00",
+        b"\\u00e9",
+        b"\\n",
+        b"\\x",
+        b"0",
+        b"1",
+        b"-",
+        b".",
+        b"e",
+        b"+",
+        b"true",
+        b"nul",
+        b"null",
+        b"1e400",
+        b"\x01",
+        b"\xc3\xa9",
+        b"\xff",
+        b"\xed\xa0\x80",
+    ]);
+    prop::collection::vec(token, 0..24).prop_map(|tokens| tokens.concat())
+}
+
+/// Documents whose structure is sound but whose scalars and separators are each one of a few
+/// valid or broken spellings: every rule of the grammar, in every position.
+fn lexeme_document() -> impl Strategy<Value = Vec<u8>> {
+    let scalar = prop::sample::select(vec![
+        &b"0"[..],
+        b"-0",
+        b"12",
+        b"-1.5e-3",
+        b"1E+2",
+        b"1e400",
+        b"01",
+        b"-",
+        b"1.",
+        b".5",
+        b"1e",
+        b"+1",
+        b"true",
+        b"null",
+        b"tru",
+        b"nulll",
+        b"\"a\"",
+        b"\"4111 1111 1111 1111\"",
+        b"\"\\u00e9\\n\\uD83D\\uDE00\"",
+        b"\"\xc3\xa9\"",
+        b"\"\\uD800\"",
+        b"\"\\uDE00\\uD83D\"",
+        b"\"\\x\"",
+        b"\"\\u12\"",
+        b"\"\t\"",
+        b"\"\xff\"",
+        b"\"\xed\xa0\x80\"",
+    ]);
+    let key = prop::sample::select(vec![
+        &b"\"a\""[..],
+        b"\"b\"",
+        b"\"c\"",
+        b"\"password\"",
+        b"\"\\u0062\"",
+        b"\"\\uDC00\"",
+        b"a",
+    ]);
+    let comma = prop::sample::select(vec![&b","[..], b",", b",", b" , ", b",,", b""]);
+    let colon = prop::sample::select(vec![&b":"[..], b":", b" : ", b"", b"::"]);
+    let trailing = prop::sample::select(vec![&b""[..], b"", b"", b"", b",", b" x"]);
+    let leaf = scalar.prop_map(<[u8]>::to_vec);
+    let end = trailing.clone();
+    let doc = leaf.prop_recursive(4, 24, 4, move |inner| {
+        let member = (key.clone(), colon.clone(), inner.clone())
+            .prop_map(|(k, c, v)| [k, c, &v[..]].concat());
+        prop_oneof![
+            (
+                prop::collection::vec((inner, comma.clone()), 0..4),
+                trailing.clone()
+            )
+                .prop_map(|(items, end)| join(b"[", items, end, b"]")),
+            (
+                prop::collection::vec((member, comma.clone()), 0..4),
+                trailing.clone()
+            )
+                .prop_map(|(items, end)| join(b"{", items, end, b"}")),
+        ]
+    });
+    (doc, end).prop_map(|(doc, end)| [&doc[..], end].concat())
+}
+
+/// `open`, the items with the separator drawn after each but the last, `end`, `close`.
+fn join(open: &[u8], items: Vec<(Vec<u8>, &[u8])>, end: &[u8], close: &[u8]) -> Vec<u8> {
+    let mut out = open.to_vec();
+    let last = items.len().saturating_sub(1);
+    for (i, (item, comma)) in items.into_iter().enumerate() {
+        out.extend_from_slice(&item);
+        if i < last {
+            out.extend_from_slice(comma);
+        }
+    }
+    out.extend_from_slice(end);
+    out.extend_from_slice(close);
+    out
+}
+
+/// Nested arrays and objects around a value, some under members that are masked or removed.
+fn nesting() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(0..4u8, 118..134).prop_map(|levels| {
+        let mut doc = String::new();
+        for &level in &levels {
+            doc.push_str(["[", "{\"a\":", "{\"password\":", "[0,{\"b\":"][level as usize]);
+        }
+        doc.push('1');
+        for &level in levels.iter().rev() {
+            doc.push_str(["]", "}", "}", "}]"][level as usize]);
+        }
+        doc.into_bytes()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The pass is its own JSON parser: it accepts and refuses exactly what serde_json does.
+    #[test]
+    fn accepts_what_serde_json_accepts(bytes in prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..48),
+        token_soup(),
+        mutated_document(),
+        lexeme_document(),
+        nesting(),
+    ]) {
+        same_verdict_as_serde_json(&bytes)?;
+    }
+}
+
 #[tokio::test]
 async fn json_like_streams_and_foreign_charsets_never_pass_unredacted() {
     for (content_type, outcome) in [

@@ -1,9 +1,11 @@
 //! Value detectors: find secrets inside any string, whatever field holds them.
 //!
 //! Every built-in detector is a hand-written scanner rather than a regular expression: the layer
-//! runs all of them over every string of every response, and a cheap pre-filter (a digit, `@`,
-//! `eyJ`, a known key prefix) rejects almost every string after one pass over its bytes, which a
-//! dozen regexes could not do at the throughput we aim for (200 MB/s on one core).
+//! runs all of them over every string of every response, strings shorter than a detector's
+//! [`min_len`](Detector::min_len) are not even passed to it, and a cheap pre-filter (enough
+//! digits or capitals, `@`, `eyJ`, a known key prefix) rejects almost every other string after
+//! one pass over its bytes, which a dozen regexes could not do at the throughput we aim for
+//! (200 MB/s on one core).
 
 use std::fmt;
 use std::ops::Range;
@@ -14,9 +16,9 @@ use memchr::memmem;
 /// Finds secrets inside a string. Implement it to add your own detector, then add it with
 /// [`Rule::detector`](super::Rule::detector).
 ///
-/// `find` must be fast on strings that hold no secret: it runs on every string and number of
-/// every JSON response the layer rewrites, and on every text given to
-/// [`RedactLayer::scrub`](super::RedactLayer::scrub).
+/// `find` must be fast on strings that hold no secret: it runs on every string and number (at
+/// least [`min_len`](Self::min_len) bytes long) of every JSON response the layer rewrites, and on
+/// every text given to [`RedactLayer::scrub`](super::RedactLayer::scrub).
 pub trait Detector: Send + Sync + 'static {
     /// A short, stable name (`card_number`): it counts the detector's findings in
     /// [`Redactions`](super::Redactions) and identifies its rule (a rule for a detector of the
@@ -26,6 +28,13 @@ pub trait Detector: Send + Sync + 'static {
     /// Appends the byte ranges of `text` that hold a secret. Ranges may overlap; ranges that are
     /// out of bounds or not on character boundaries are ignored.
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>);
+
+    /// The length in bytes of the shortest text that can hold a secret (default 1): `find` is not
+    /// called for shorter strings. Most strings in a response are short names and words, and
+    /// skipping them costs less than a call each.
+    fn min_len(&self) -> usize {
+        1
+    }
 }
 
 impl fmt::Debug for dyn Detector {
@@ -44,9 +53,15 @@ impl Detector for CardNumber {
         "card_number"
     }
 
+    /// 13 digits: the shortest card numbers.
+    fn min_len(&self) -> usize {
+        13
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
-        if b.len() < 13 {
+        // Counting digits first (vectorized) skips the byte loop for most strings.
+        if b.len() < self.min_len() || count(b, |c| c.is_ascii_digit()) < 13 {
             return;
         }
         let mut i = 0;
@@ -127,6 +142,15 @@ fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>
     }
 }
 
+/// How many bytes of `b` are `what`: counted in bytes, not in the `usize`s of
+/// `filter().count()`, so that it vectorizes 16 or 32 bytes at a time.
+fn count(b: &[u8], what: impl Fn(u8) -> bool) -> usize {
+    b.chunks(255)
+        .map(|chunk| chunk.iter().fold(0u8, |n, &c| n + u8::from(what(c))))
+        .map(usize::from)
+        .sum()
+}
+
 fn luhn(digits: &[u8]) -> bool {
     let mut sum = 0u32;
     for (n, &d) in digits.iter().rev().enumerate() {
@@ -154,11 +178,15 @@ impl Detector for Jwt {
         "jwt"
     }
 
+    /// `eyJ` + 8, a dot, 8, a dot: nothing shorter is a JWT.
+    fn min_len(&self) -> usize {
+        21
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         static FINDER: OnceLock<memmem::Finder<'static>> = OnceLock::new();
         let b = text.as_bytes();
-        // `eyJ` + 8, a dot, 8, a dot: nothing shorter is a JWT.
-        if b.len() < 21 {
+        if b.len() < self.min_len() {
             return;
         }
         let finder = FINDER.get_or_init(|| memmem::Finder::new(b"eyJ"));
@@ -225,6 +253,15 @@ fn alnum_underscore(b: u8) -> bool {
 fn slack(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-'
 }
+/// The first two bytes of some key prefix (`AK`, `AS`, `gh`, `sk`, `rk`, `xo`, `be`, `BE`...).
+fn starts_key(x: u8, y: u8) -> bool {
+    (x == b'A' && (y == b'K' || y == b'S'))
+        | (x == b'g' && y == b'h')
+        | ((x == b's' || x == b'r') && y == b'k')
+        | (x == b'x' && y == b'o')
+        | (x | 0x20 == b'b' && y | 0x20 == b'e')
+}
+
 fn token68(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
 }
@@ -251,38 +288,38 @@ impl Detector for ApiKey {
         "api_key"
     }
 
+    /// The shortest format is a prefix of 5 and 10 characters, or `bearer ` and 8.
+    fn min_len(&self) -> usize {
+        15
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
-        // The shortest format is a prefix of 5 and 10 characters, or `bearer ` and 8.
-        if b.len() < 15 {
+        // Whether any two bytes could start a key, over the whole string without a branch
+        // (vectorized): most strings have no such pair and end here.
+        let pairs = b.iter().zip(b.iter().skip(1));
+        if b.len() < self.min_len() || !pairs.fold(false, |any, (&x, &y)| any | starts_key(x, y)) {
             return;
         }
-        // A byte loop with a first-byte check instead of a multi-pattern automaton: most
+        // A byte loop with a two-byte check instead of a multi-pattern automaton: most
         // strings are short, where the automaton's set-up per call cost more than the scan.
         let mut i = 0;
         while i < b.len() {
-            // First and second byte of some prefix: rejects nearly every position at once.
             let next = b.get(i + 1).copied().unwrap_or(0);
-            let candidate = match b[i] {
-                b'A' => matches!(next, b'K' | b'S'),
-                b'g' => next == b'h',
-                b's' | b'r' => next == b'k',
-                b'x' => next == b'o',
-                b'b' | b'B' => next | 0x20 == b'e',
-                _ => false,
-            };
-            if !candidate {
+            if !starts_key(b[i], next) {
                 i += 1;
                 continue;
             }
             let rest = &b[i..];
             let hit = KEY_FORMATS.iter().find(|(prefix, _, _)| {
                 let prefix = prefix.as_bytes();
-                match rest.get(..prefix.len()) {
-                    Some(head) if prefix[0] == b'b' => head.eq_ignore_ascii_case(prefix),
-                    Some(head) => head == prefix,
-                    None => false,
-                }
+                let any_case = prefix[0] == b'b';
+                // Byte by byte: these prefixes are too short for a `memcmp` call to pay.
+                rest.len() >= prefix.len()
+                    && rest
+                        .iter()
+                        .zip(prefix)
+                        .all(|(c, p)| c == p || any_case && c.eq_ignore_ascii_case(p))
             });
             let Some(&(prefix, is_key_char, min)) = hit else {
                 i += 1;
@@ -323,10 +360,14 @@ impl Detector for Email {
         "email"
     }
 
+    /// `a@b.co` is the shortest address.
+    fn min_len(&self) -> usize {
+        6
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
-        // `a@b.co` is the shortest address.
-        if b.len() < 6 {
+        if b.len() < self.min_len() {
             return;
         }
         let mut last_end = 0;
@@ -372,10 +413,16 @@ impl Detector for Iban {
         "iban"
     }
 
+    /// The shortest IBANs (Norway) have 15 characters.
+    fn min_len(&self) -> usize {
+        15
+    }
+
     fn find(&self, text: &str, found: &mut Vec<Range<usize>>) {
         let b = text.as_bytes();
-        // The shortest IBANs (Norway) have 15 characters.
-        if b.len() < 15 {
+        // An IBAN has 15 or more capitals and digits: counted first (vectorized), this skips
+        // the byte loop for most strings.
+        if b.len() < self.min_len() || count(b, upper_alnum) < 15 {
             return;
         }
         let mut i = 0;
@@ -473,7 +520,12 @@ mod tests {
             hits(&ApiKey, "Authorization: Bearer abc.def-ghi"),
             ["abc.def-ghi"]
         );
+        assert_eq!(
+            hits(&ApiKey, "AUTHORIZATION: BEARER abc.def-ghi"),
+            ["abc.def-ghi"]
+        );
         assert!(hits(&ApiKey, "akiaiosfodnn7example").is_empty());
+        assert!(hits(&ApiKey, "GHP_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_empty());
         assert_eq!(
             hits(&Email, "mail a.b+c@ex-ample.co.uk."),
             ["a.b+c@ex-ample.co.uk"]

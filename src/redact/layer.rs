@@ -148,8 +148,9 @@ impl RedactLayer {
     }
 
     /// Redacts a JSON document as the layer would for this caller and route (an axum route
-    /// pattern); `None` if it is not JSON (not UTF-8, bad syntax, nested over 128 levels). The
-    /// document comes back borrowed when nothing was redacted.
+    /// pattern); `None` if it is not JSON (not UTF-8, bad syntax, arrays and objects nested 128
+    /// levels deep, where serde_json stops too). The document comes back borrowed when nothing
+    /// was redacted.
     pub fn redact_json<'a>(
         &self,
         json: &'a [u8],
