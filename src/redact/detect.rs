@@ -103,7 +103,11 @@ impl Detector for CardNumber {
 /// Card numbers inside one run of digit groups. The whole run is the usual case; when it is
 /// not a card, windows that start and end on group boundaries are tried (a card followed by its
 /// CVV or expiry: `4111 1111 1111 1111 123`), and so are the prefixes of a long unbroken run
-/// (`41111111111111111227`). Over-matching only masks more.
+/// (`41111111111111111227`, masked whole; runs over 23 digits are not cards). Over-matching only
+/// masks more.
+/// Longest unbroken run of digits still read as a card (19 digits) with an expiry or CVV (4).
+const MAX_GLUED_RUN: usize = 23;
+
 fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>) {
     let digits_in = |from: usize, to: usize| -> Vec<u8> {
         b[from..to]
@@ -128,13 +132,14 @@ fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>
                 s = e + 1;
             }
             None => {
+                // A card with its expiry or CVV glued on: the whole run is masked, so no
+                // Luhn-valid remainder is left behind. Longer runs (hashes, ids, zero padding)
+                // are not cards.
                 let (start, end) = groups[s];
-                if end - start > 19
-                    && let Some(len) = (13..=19)
-                        .rev()
-                        .find(|len| luhn(&digits_in(start, start + len)))
+                if (20..=MAX_GLUED_RUN).contains(&(end - start))
+                    && (13..=19).any(|len| luhn(&digits_in(start, start + len)))
                 {
-                    found.push(start..start + len);
+                    found.push(start..end);
                 }
                 s += 1;
             }
@@ -503,6 +508,17 @@ mod tests {
         );
         assert!(hits(&CardNumber, "4111111111111112").is_empty());
         assert!(hits(&CardNumber, "call 555 1234").is_empty());
+    }
+
+    #[test]
+    fn a_card_with_a_glued_expiry_is_masked_whole_and_long_digit_runs_are_not_cards() {
+        assert_eq!(
+            hits(&CardNumber, "41111111111111111227"),
+            ["41111111111111111227"]
+        );
+        // Hashes, ids and zero padding: Luhn-valid windows inside, but not card numbers.
+        assert!(hits(&CardNumber, &"8".repeat(28)).is_empty());
+        assert!(hits(&CardNumber, &"0".repeat(64)).is_empty());
     }
 
     #[test]
