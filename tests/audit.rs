@@ -662,11 +662,22 @@ impl AuditSink for Slow {
     }
 }
 
+/// A sink that holds its first write until released, then writes to `RecentEvents`.
+struct Gated(std::sync::mpsc::Receiver<()>, RecentEvents);
+
+impl AuditSink for Gated {
+    fn write(&mut self, records: &[AuditRecord]) -> io::Result<()> {
+        let _ = self.0.recv();
+        self.1.write(records)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_writes_every_accepted_event() {
     let recent = RecentEvents::new(10_000);
+    let (release, gate) = std::sync::mpsc::channel();
     let audit = AuditLayer::builder(key())
-        .sink(Slow(recent.clone()))
+        .sink(Gated(gate, recent.clone()))
         .queue_capacity(10_000)
         .alerts(AlertRules::none())
         .build()
@@ -688,11 +699,14 @@ async fn shutdown_writes_every_accepted_event() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    assert!(
-        handle.queue_depth() > 0,
-        "the sink is slower than the requests"
-    );
-    handle.shutdown().await;
+    // The sink holds its first batch: the rest is still queued when shutdown starts.
+    assert!(handle.queue_depth() > 0);
+    let shutdown = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.shutdown().await }
+    });
+    drop(release);
+    shutdown.await.unwrap();
     let stats = handle.stats();
     assert_eq!((stats.accepted, stats.dropped), (2000, 0));
     assert_eq!(events(&recent).len(), 2000);

@@ -20,6 +20,10 @@ use crate::redact::RedactLayer;
 
 /// Records written per sink call, at most.
 const BATCH: usize = 256;
+/// How often a busy audit thread drains the queue.
+const TICK: Duration = Duration::from_millis(1);
+/// Empty ticks before the audit thread parks until the next event.
+const IDLE_TICKS: u32 = 50;
 /// How long the queue must stay idle before sinks are flushed.
 const IDLE_FLUSH: Duration = Duration::from_millis(200);
 
@@ -208,10 +212,12 @@ impl Worker {
         let mut messages = Vec::with_capacity(BATCH);
         let mut records = Vec::with_capacity(BATCH);
         let mut unflushed = false;
+        let mut idle = 0;
         loop {
             messages.clear();
             let received = if unflushed {
-                match tokio::time::timeout(IDLE_FLUSH, queue.recv_many(&mut messages, BATCH)).await
+                match tokio::time::timeout(IDLE_FLUSH, receive(queue, &mut messages, &mut idle))
+                    .await
                 {
                     Ok(n) => n,
                     Err(_) => {
@@ -221,7 +227,7 @@ impl Worker {
                     }
                 }
             } else {
-                queue.recv_many(&mut messages, BATCH).await
+                receive(queue, &mut messages, &mut idle).await
             };
             if received == 0 {
                 // Every sender is gone: the layer was dropped without a shutdown.
@@ -356,6 +362,36 @@ impl Worker {
                 report(result);
             }
         }
+    }
+}
+
+/// Waits for the next messages. While events keep coming the queue is drained on a short tick
+/// rather than woken per event: a parked receiver makes every sender wake it (a futex system call
+/// on the request path), a ticking one costs senders nothing. After `IDLE_TICKS` empty ticks it
+/// parks again, so an idle service does not spin. Returns 0 when every sender is gone.
+async fn receive(
+    queue: &mut mpsc::Receiver<Message>,
+    messages: &mut Vec<Message>,
+    idle: &mut u32,
+) -> usize {
+    loop {
+        while messages.len() < BATCH {
+            match queue.try_recv() {
+                Ok(message) => messages.push(message),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return messages.len(),
+            }
+        }
+        if !messages.is_empty() {
+            *idle = 0;
+            return messages.len();
+        }
+        if *idle < IDLE_TICKS {
+            *idle += 1;
+            tokio::time::sleep(TICK).await;
+            continue;
+        }
+        return queue.recv_many(messages, BATCH).await;
     }
 }
 

@@ -1,0 +1,156 @@
+//! Per-request cost of each layer of the full stack alone, and of the whole stack, in process
+//! (`Router::oneshot`, current-thread runtime): where the full stack's time goes. The load test
+//! (`benches/load.rs`) measures the same stack over HTTP.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use portcullis::audit::{AuditKey, AuditLayer, Fsync, JsonLinesFile, Overflow};
+use portcullis::auth::{JwtAuthenticator, JwtKey};
+use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
+use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
+use portcullis::{
+    Algorithm, AuthLayer, Portcullis, RedactLayer, TransportSecurityLayer, ValidateLayer,
+};
+use serde_json::json;
+use tower::ServiceExt;
+
+fn handler_router() -> Router {
+    Router::new().route(
+        "/items",
+        get(|| async { axum::Json(json!({ "items": [{ "id": 1, "name": "gate" }] })) }),
+    )
+}
+
+fn auth() -> AuthLayer {
+    let jwt = JwtAuthenticator::builder()
+        .key(JwtKey::ec_pem(common::PUBLIC, Algorithm::ES256).unwrap())
+        .issuer(common::ISSUER)
+        .audience([common::AUDIENCE])
+        .cache_max_bytes(32 << 20)
+        .build()
+        .unwrap();
+    AuthLayer::required().with(jwt)
+}
+
+fn generous(key: KeyBy) -> RateLimitLayer {
+    RateLimitLayer::builder(key, Quota::per_second(1_000_000).burst(1_000_000))
+        .build()
+        .unwrap()
+}
+
+fn rbac() -> RbacLayer {
+    RbacLayer::table(
+        RouteTable::builder()
+            .route(http::Method::GET, "/items", require_scope("read:items"))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn audit() -> AuditLayer {
+    let path = std::env::temp_dir().join(format!(
+        "portcullis-bench-stack-{}.jsonl",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    AuditLayer::builder(AuditKey::new(b"benchmark audit key, at least 32 bytes").unwrap())
+        .sink(
+            JsonLinesFile::builder(&path)
+                .max_bytes(64 << 20)
+                .keep(0)
+                .fsync(Fsync::Interval(Duration::from_secs(1)))
+                .open()
+                .unwrap(),
+        )
+        .queue_capacity(1 << 20)
+        .overflow(Overflow::Drop)
+        .build()
+        .unwrap()
+}
+
+fn per_layer(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let bearer = format!("Bearer {}", common::token());
+    let cases: Vec<(&str, Router)> = vec![
+        ("bare", handler_router()),
+        ("audit_file", handler_router().layer(audit())),
+        (
+            "transport",
+            handler_router().layer(TransportSecurityLayer::new()),
+        ),
+        (
+            "rate_limit_ip",
+            handler_router().layer(generous(KeyBy::ClientIp)),
+        ),
+        ("validate", handler_router().layer(ValidateLayer::new())),
+        ("auth_es256_cached", handler_router().layer(auth())),
+        (
+            "auth_lockout",
+            handler_router()
+                .layer(auth())
+                .layer(LockoutLayer::builder().build().unwrap()),
+        ),
+        (
+            "auth_rate_limit_subject",
+            handler_router()
+                .layer(generous(KeyBy::Subject))
+                .layer(auth()),
+        ),
+        ("auth_rbac", handler_router().layer(rbac()).layer(auth())),
+        ("redact", handler_router().layer(RedactLayer::new())),
+        (
+            "full_stack",
+            handler_router().layer(
+                Portcullis::builder()
+                    .audit(audit())
+                    .transport(TransportSecurityLayer::new())
+                    .rate_limit_per_ip(generous(KeyBy::ClientIp))
+                    .lockout(LockoutLayer::builder().build().unwrap())
+                    .validate(ValidateLayer::new())
+                    .auth(auth())
+                    .rate_limit_per_subject(generous(KeyBy::Subject))
+                    .rbac(rbac())
+                    .redact(RedactLayer::new())
+                    .build()
+                    .unwrap(),
+            ),
+        ),
+    ];
+    let mut group = c.benchmark_group("stack_per_request");
+    for (name, router) in cases {
+        let bearer = bearer.clone();
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let mut request = axum::http::Request::get("/items")
+                    .header("authorization", &bearer)
+                    .header("host", "api.example")
+                    .header("user-agent", "bench/1.0")
+                    .body(Body::empty())
+                    .unwrap();
+                request
+                    .extensions_mut()
+                    .insert(portcullis::transport::TlsConnection::new());
+                let response = router.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), 200);
+                let body = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap();
+                black_box(body)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, per_layer);
+criterion_main!(benches);
