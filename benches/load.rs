@@ -124,6 +124,12 @@ fn main() {
         common::full_stack(handler_router(), 32 << 20, &audit_dir.join("cached.jsonl"));
     let (full_cold, audit_cold) =
         common::full_stack(handler_router(), 0, &audit_dir.join("cold.jsonl"));
+    let (no_audit, _) = common::full_stack_with(
+        handler_router(),
+        32 << 20,
+        &audit_dir.join("unused.jsonl"),
+        false,
+    );
     let variants: Vec<(&str, Router, Option<String>)> = vec![
         ("bare axum", handler_router(), None),
         (
@@ -149,6 +155,11 @@ fn main() {
         (
             "portcullis full stack, cold (no token cache)",
             full_cold,
+            es256.clone(),
+        ),
+        (
+            "portcullis full stack without audit, ES256 cached",
+            no_audit,
             es256.clone(),
         ),
         (
@@ -224,7 +235,7 @@ fn main() {
             100.0 * rps / bare_rps
         );
     }
-    let (full, hand) = (rps_of[4], rps_of[6]);
+    let (full, hand) = (rps_of[4], rps_of[7]);
     println!();
     println!(
         "full stack (cached) vs bare: {:.0} %; vs hand-assembled: {:.1}x; cold full stack vs bare: {:.0} %",

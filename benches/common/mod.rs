@@ -108,6 +108,16 @@ pub fn full_stack(
     cache_bytes: u64,
     audit_path: &std::path::Path,
 ) -> (Router, portcullis::audit::AuditHandle) {
+    full_stack_with(handler, cache_bytes, audit_path, true)
+}
+
+/// [`full_stack`], with or without the audit layer (its thread competes for the same cores).
+pub fn full_stack_with(
+    handler: Router,
+    cache_bytes: u64,
+    audit_path: &std::path::Path,
+    with_audit: bool,
+) -> (Router, portcullis::audit::AuditHandle) {
     use portcullis::audit::{AuditKey, AuditLayer, Fsync, JsonLinesFile, Overflow};
     use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
     use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
@@ -141,8 +151,12 @@ pub fn full_stack(
         .route(http::Method::GET, "/items", require_scope("read:items"))
         .build()
         .unwrap();
-    let security = Portcullis::builder()
-        .audit(audit)
+    let builder = if with_audit {
+        Portcullis::builder().audit(audit)
+    } else {
+        Portcullis::builder()
+    };
+    let security = builder
         .rate_limit_per_ip(
             RateLimitLayer::builder(KeyBy::ClientIp, generous())
                 .build()

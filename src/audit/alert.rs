@@ -269,14 +269,12 @@ impl Detector {
     }
 }
 
-/// An IPv4 address as is, an IPv6 address as its /64 (one subscriber's usual allocation).
+/// An IPv4 address as is, an IPv6 address as its /64 (one subscriber's usual allocation), the
+/// grouping the rate limiter uses.
 fn group(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            format!("{}/64", std::net::Ipv6Addr::from(bits))
-        }
+    match crate::rate_limit::group(ip, 64) {
+        ip @ std::net::IpAddr::V4(_) => ip.to_string(),
+        ip @ std::net::IpAddr::V6(_) => format!("{ip}/64"),
     }
 }
 

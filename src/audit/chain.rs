@@ -155,13 +155,13 @@ impl Chain {
         line.push(',');
         line.push_str(members);
         line.push_str(",\"prev\":\"");
-        line.push_str(&hex(&self.prev));
+        push_hex(&mut line, &self.prev);
         line.push('"');
         let mut mac = self.key.mac();
         mac.update(line.as_bytes());
         let hash: [u8; 32] = mac.finalize().into_bytes().into();
         line.push_str(",\"hash\":\"");
-        line.push_str(&hex(&hash));
+        push_hex(&mut line, &hash);
         line.push_str("\"}");
         self.next_seq += 1;
         self.prev = hash;
@@ -393,6 +393,14 @@ impl Verifier {
             last_seq: last.seq,
             last_hash: hex(&last.hash),
         })
+    }
+}
+
+/// Appends the 64 hex digits of a hash without an intermediate `String`.
+fn push_hex(line: &mut String, bytes: &[u8; 32]) {
+    let mut digits = [0u8; 64];
+    if hex::encode_to_slice(bytes, &mut digits).is_ok() {
+        line.push_str(std::str::from_utf8(&digits).unwrap_or_default());
     }
 }
 

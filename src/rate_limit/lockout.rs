@@ -301,11 +301,22 @@ struct Subjects {
 
 fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
     let ip = group(crate::client_ip::of(request.extensions()), config.v6_prefix);
-    let mut texts = vec![format!("ip:{ip}")];
-    if let Some(user) = crate::auth::basic_user_name(request.headers()) {
-        texts.push(format!("user:{user}"));
+    let user = crate::auth::basic_user_name(request.headers());
+    // Keys hash the values themselves; the text forms are only built for a shared backend.
+    let mut keys = vec![config.hasher.hash_one(("ip", ip))];
+    if let Some(user) = &user {
+        keys.push(config.hasher.hash_one(("user", user)));
     }
-    let keys = texts.iter().map(|t| config.hasher.hash_one(t)).collect();
+    #[cfg(feature = "redis")]
+    let texts = if config.redis.is_some() {
+        let mut texts = vec![format!("ip:{ip}")];
+        texts.extend(user.map(|user| format!("user:{user}")));
+        texts
+    } else {
+        Vec::new()
+    };
+    #[cfg(not(feature = "redis"))]
+    let texts = Vec::new();
     Subjects { keys, texts }
 }
 

@@ -57,6 +57,7 @@ use std::time::Duration;
 
 pub use future::ResponseFuture;
 pub use key::KeyBy;
+pub(crate) use key::group;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 pub use lockout::{LockoutLayer, LockoutLayerBuilder, LockoutService};
 pub use quota::Quota;
