@@ -17,8 +17,8 @@
 //!
 //! The builder adds no behaviour beyond this wiring. Mistakes that would only show at request
 //! time are errors from [`build`](PortcullisBuilder::build): authorization, a lockout or a
-//! per-subject limit without an authenticator, a per-IP limit keyed by identity (it runs before
-//! authentication), a per-subject limit that is not keyed by identity, or nothing configured.
+//! per-subject limit without an authenticator, a per-IP limit keyed by identity or a header (it
+//! runs before authentication), a per-subject limit that is not, or nothing configured.
 //! See `docs/architecture.md` for the full reasoning.
 //!
 //! ```
@@ -128,8 +128,10 @@ impl PortcullisBuilder {
         self
     }
 
-    /// A limit for everyone, before authentication: keyed by client address, route or a global
-    /// budget (not by identity, which is not known yet).
+    /// A limit for everyone, before authentication: keyed by client address (or route and
+    /// address). Not by identity, which is not known yet, nor by a header, whose every new value
+    /// would be a fresh budget. A `Route` or `Global` key here lets one anonymous client spend
+    /// everyone's budget: use it only as a ceiling above per-address limits.
     pub fn rate_limit_per_ip(mut self, layer: RateLimitLayer) -> Self {
         self.rate_limit_per_ip = Some(layer);
         self
@@ -153,7 +155,8 @@ impl PortcullisBuilder {
         self
     }
 
-    /// A limit per caller, after authentication: keyed by subject, API key or route and subject.
+    /// A limit per caller, after authentication: keyed by subject, API key, route and subject,
+    /// or a header.
     pub fn rate_limit_per_subject(mut self, layer: RateLimitLayer) -> Self {
         self.rate_limit_per_subject = Some(layer);
         self
@@ -194,8 +197,8 @@ impl PortcullisBuilder {
             .is_some_and(RateLimitLayer::counts_by_identity)
         {
             return Err(ConfigError::new(
-                "rate_limit_per_ip runs before authentication: key it by client IP, route or \
-                 globally, or use rate_limit_per_subject",
+                "rate_limit_per_ip runs before authentication: key it by client IP (not by \
+                 identity or a header), or use rate_limit_per_subject",
             ));
         }
         if self
@@ -204,7 +207,8 @@ impl PortcullisBuilder {
             .is_some_and(|limit| !limit.counts_by_identity())
         {
             return Err(ConfigError::new(
-                "rate_limit_per_subject must be keyed by subject, API key id or route and subject",
+                "rate_limit_per_subject must be keyed by subject, API key id, route and subject, \
+                 or a header",
             ));
         }
         let configured = self.audit.is_some()

@@ -955,3 +955,82 @@ async fn a_response_abandoned_while_waiting_for_room_is_counted() {
     drop(held);
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_layer_without_shutdown_still_writes_what_was_queued() {
+    let recent = RecentEvents::new(10_000);
+    let (release, gate) = std::sync::mpsc::channel();
+    let audit = AuditLayer::builder(key())
+        .sink(Gated(gate, recent.clone()))
+        .queue_capacity(10_000)
+        .alerts(AlertRules::none())
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(audit);
+    for _ in 0..1000 {
+        call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    }
+    // Every sender goes away while most events are still queued behind the held sink.
+    drop(app);
+    drop(release);
+    let written = async {
+        while events(&recent).len() < 1000 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), written)
+        .await
+        .expect("the queued events were written");
+}
+
+/// A sink whose every write waits for a permit (or for the permits' sender to be dropped).
+struct Metered(std::sync::mpsc::Receiver<()>, RecentEvents);
+
+impl AuditSink for Metered {
+    fn write(&mut self, records: &[AuditRecord]) -> io::Result<()> {
+        let _ = self.0.recv();
+        self.1.write(records)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_shutdown_or_flush_waits_for_the_first_to_finish() {
+    let recent = RecentEvents::new(10_000);
+    let (permits, gate) = std::sync::mpsc::channel();
+    let audit = AuditLayer::builder(key())
+        .sink(Metered(gate, recent.clone()))
+        .alerts(AlertRules::none())
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(audit);
+    for _ in 0..500 {
+        call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    }
+    let first = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.shutdown().await }
+    });
+    // Writes go through one permit at a time until the shutdown has closed the queue (a new
+    // request is then dropped, not accepted).
+    while handle.stats().dropped == 0 {
+        let _ = permits.send(());
+        call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let second = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            handle.flush().await;
+            handle.shutdown().await;
+        }
+    });
+    drop(permits);
+    second.await.unwrap();
+    // Checked before the first shutdown is awaited: the second returned only once all was written.
+    assert_eq!(events(&recent).len() as u64, handle.stats().accepted);
+}

@@ -71,6 +71,13 @@ fn mistakes_are_refused_at_build_time() {
                 .auth(auth())
                 .rate_limit_per_subject(limit(KeyBy::ClientIp, 5)),
         ),
+        (
+            "per-ip limit keyed by a header",
+            Portcullis::builder().rate_limit_per_ip(limit(
+                KeyBy::Header(http::HeaderName::from_static("x-tenant")),
+                5,
+            )),
+        ),
         ("nothing", Portcullis::builder()),
     ];
     for (what, builder) in cases {

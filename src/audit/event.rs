@@ -191,8 +191,10 @@ impl RawEvent {
         client_ip: Option<IpAddr>,
     ) -> Self {
         let (method, uri, headers, extensions) = parts;
-        let text = |value: &HeaderValue, max| {
-            cut(&String::from_utf8_lossy(value.as_bytes()), max).to_owned()
+        // Cut the bytes first: a huge header of invalid UTF-8 is never copied whole.
+        let text = |value: &HeaderValue, max: usize| {
+            let bytes = value.as_bytes();
+            String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned()
         };
         RawEvent {
             time: SystemTime::now(),
@@ -253,6 +255,19 @@ impl RawEvent {
         }
         let layer = self.decision.as_ref().map(|d| Cow::Borrowed(d.layer));
         let reason = self.decision.as_ref().map(|d| d.reason.clone());
+        if let Some(d) = denied_by
+            && !(self.status.is_client_error() || self.status.is_server_error())
+        {
+            // Refused, but answered with another status (a redirect to HTTPS, a renderer that
+            // turns refusals into 200s): the deciding layer says what kind of refusal it was.
+            let outcome = match d.layer {
+                "auth" => Outcome::Unauthenticated,
+                "rbac" => Outcome::Forbidden,
+                "rate_limit" | "lockout" => Outcome::RateLimited,
+                _ => Outcome::Invalid,
+            };
+            return (outcome, layer, reason);
+        }
         if self.status.is_client_error() || self.status.is_server_error() {
             // Refused without a `Rejection`: by the handler (a bare 403 from an object-level
             // check, axum's own 404/405/422) or by a layer whose rejection was re-rendered.
@@ -286,14 +301,25 @@ impl RawEvent {
             _ => None,
         };
         // Scrub a window wider than what is kept, so a secret that straddles the cut is still
-        // seen whole; percent-decode first, so `alice%40example.com` is an e-mail address too.
-        let path = percent_encoding::percent_decode_str(&self.path).decode_utf8_lossy();
+        // seen whole. The path is kept as sent (`%2F` and `/` stay apart, attack bytes stay
+        // visible) unless its percent-decoded form holds a secret (`alice%40example.com`):
+        // then the decoded, scrubbed form is kept.
+        let path = {
+            let raw = scrub(&self.path);
+            if self.path.contains('%') {
+                let decoded = percent_encoding::percent_decode_str(&self.path).decode_utf8_lossy();
+                let scrubbed = scrub(&decoded);
+                if scrubbed != decoded { scrubbed } else { raw }
+            } else {
+                raw
+            }
+        };
         AuditEvent {
             time: self.time,
             request_id: self.request_id.as_str().to_owned(),
             method: cut(self.method.as_str(), MAX_METHOD).to_owned(),
             route: self.route.as_ref().map(|r| r.as_str().to_owned()),
-            path: cut(&scrub(&path), MAX_PATH).to_owned(),
+            path: cut(&path, MAX_PATH).to_owned(),
             status: self.status.as_u16(),
             outcome,
             layer,

@@ -140,6 +140,7 @@ impl AuditLayerBuilder {
         }
         let (queue, receiver) = mpsc::channel(self.capacity);
         let counters = Arc::new(Counters::default());
+        let (finished_tx, finished) = tokio::sync::watch::channel(false);
         let worker = Worker {
             sinks: self.sinks,
             chain: Chain::new(self.key.clone()),
@@ -148,6 +149,7 @@ impl AuditLayerBuilder {
             on_alert: self.on_alert,
             scrubber: self.scrubber,
             counters: counters.clone(),
+            finished: finished_tx,
         };
         worker
             .spawn(receiver)
@@ -155,6 +157,7 @@ impl AuditLayerBuilder {
         Ok(AuditLayer {
             handle: AuditHandle {
                 queue,
+                finished,
                 counters,
                 overflow: self.overflow,
                 capacity: self.capacity,

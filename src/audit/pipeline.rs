@@ -85,6 +85,8 @@ pub struct AuditStats {
 #[derive(Clone)]
 pub struct AuditHandle {
     pub(crate) queue: mpsc::Sender<Message>,
+    /// Turns true when the audit thread has written, flushed and stopped.
+    pub(crate) finished: tokio::sync::watch::Receiver<bool>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) overflow: Overflow,
     pub(crate) capacity: usize,
@@ -104,6 +106,8 @@ impl AuditHandle {
         let (done, wait) = oneshot::channel();
         if self.queue.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
+        } else {
+            self.finished().await;
         }
     }
 
@@ -114,7 +118,15 @@ impl AuditHandle {
         let (done, wait) = oneshot::channel();
         if self.queue.send(Message::Shutdown(done)).await.is_ok() {
             let _ = wait.await;
+        } else {
+            // Another caller's shutdown is under way (or done): wait for it to finish.
+            self.finished().await;
         }
+    }
+
+    async fn finished(&self) {
+        let mut finished = self.finished.clone();
+        let _ = finished.wait_for(|done| *done).await;
     }
 
     /// The counts so far.
@@ -191,6 +203,7 @@ pub(crate) struct Worker {
     pub(crate) on_alert: Option<AlertCallback>,
     pub(crate) scrubber: RedactLayer,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) finished: tokio::sync::watch::Sender<bool>,
 }
 
 impl Worker {
@@ -198,6 +211,8 @@ impl Worker {
     pub(crate) fn spawn(mut self, mut queue: mpsc::Receiver<Message>) -> std::io::Result<()> {
         if let Some(line) = self.sinks.iter_mut().find_map(|s| s.last_line()) {
             self.chain.resume_after(&line);
+            let (seq, _) = self.chain.head();
+            self.counters.last_seq.store(seq, Ordering::Relaxed);
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -213,6 +228,7 @@ impl Worker {
         let mut records = Vec::with_capacity(BATCH);
         let mut unflushed = false;
         let mut idle = 0;
+        let mut closing = false;
         loop {
             messages.clear();
             let received = if unflushed {
@@ -233,6 +249,7 @@ impl Worker {
                 // Every sender is gone: the layer was dropped without a shutdown.
                 self.flush_sinks();
                 self.report_head();
+                self.finished.send_replace(true);
                 return;
             }
             #[cfg(feature = "metrics")]
@@ -247,6 +264,7 @@ impl Worker {
                 }
             }
             if !shutdowns.is_empty() {
+                closing = true;
                 queue.close();
                 // Whatever was queued before the close was accepted: write it too.
                 while let Some(message) = queue.recv().await {
@@ -268,8 +286,9 @@ impl Worker {
             for done in flushes.drain(..).chain(shutdowns.drain(..)) {
                 let _ = done.send(());
             }
-            if queue.is_closed() {
+            if closing {
                 self.report_head();
+                self.finished.send_replace(true);
                 return;
             }
         }

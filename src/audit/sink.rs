@@ -143,7 +143,8 @@ pub enum Fsync {
 /// When a write would take the file past `max_bytes`, it is renamed to `NAME.1` (the old
 /// `NAME.1` to `NAME.2`, ..., keeping `keep` old files) and a new one is started; the chain
 /// continues across files, so verify them together, oldest first. On start the chain continues
-/// from the file's last line (a line cut by a crash is removed first, with a warning). The file
+/// from the file's last line (a line cut by a crash is removed when the file is opened, with a
+/// warning). The file
 /// is locked while open: a second writer on the same path is refused instead of interleaving
 /// two chains. On Unix new files are created with mode `0600`.
 ///
@@ -225,11 +226,14 @@ impl JsonLinesFile {
         Ok(())
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
-        if self
-            .rotation_failed
+    /// Whether a failed rotation is waiting out its minute before the next try.
+    fn rotation_cooling(&self) -> bool {
+        self.rotation_failed
             .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
-        {
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if self.rotation_cooling() {
             return Ok(());
         }
         if let Err(error) = self.try_rotate() {
@@ -244,10 +248,20 @@ impl JsonLinesFile {
         Ok(())
     }
 
+    /// The new file is created and locked before anything is renamed, and the old one is put
+    /// back if the swap fails, so a failure never leaves the sink writing to a renamed or
+    /// deleted file.
     fn try_rotate(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
-        if self.keep == 0 {
-            fs::remove_file(&self.path)?;
+        let fresh_path = {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(".new");
+            PathBuf::from(name)
+        };
+        let fresh = open_locked(&fresh_path)?;
+        fresh.set_len(0)?;
+        let moved = if self.keep == 0 {
+            fs::remove_file(&self.path)
         } else {
             for n in (1..self.keep).rev() {
                 let from = numbered(&self.path, n);
@@ -255,9 +269,19 @@ impl JsonLinesFile {
                     fs::rename(&from, numbered(&self.path, n + 1))?;
                 }
             }
-            fs::rename(&self.path, numbered(&self.path, 1))?;
+            fs::rename(&self.path, numbered(&self.path, 1))
+        };
+        if let Err(error) = moved {
+            let _ = fs::remove_file(&fresh_path);
+            return Err(error);
         }
-        self.file = open_locked(&self.path)?;
+        if let Err(error) = fs::rename(&fresh_path, &self.path) {
+            if self.keep > 0 {
+                let _ = fs::rename(numbered(&self.path, 1), &self.path);
+            }
+            return Err(error);
+        }
+        self.file = fresh;
         self.size = 0;
         self.unsynced = false;
         self.rotation_failed = None;
@@ -300,13 +324,14 @@ fn open_locked(path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options.open(path)?;
-    file.try_lock().map_err(|_| {
-        io::Error::new(
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
             io::ErrorKind::WouldBlock,
             "another writer holds this audit log open",
-        )
-    })?;
-    Ok(file)
+        )),
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
+    }
 }
 
 /// The last complete line of `bytes` (which ends with a newline), if any.
@@ -354,8 +379,23 @@ impl JsonLinesFileBuilder {
 
     /// Opens (or creates) the file for appending.
     pub fn open(self) -> io::Result<JsonLinesFile> {
-        let file = open_locked(&self.path)?;
-        let size = file.metadata()?.len();
+        let mut file = open_locked(&self.path)?;
+        let mut size = file.metadata()?.len();
+        // A process killed mid-write leaves a cut line: remove it, so the next record starts on
+        // a line of its own (it was never a complete record).
+        if let Some(bytes) = tail(&mut file, size)
+            && bytes.last().is_some_and(|b| *b != b'\n')
+        {
+            let cut = bytes.len() - bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            tracing::warn!(
+                target: "portcullis::audit",
+                path = %self.path.display(),
+                bytes = cut,
+                "removing a record cut short by a crash from the end of the audit log"
+            );
+            size -= cut as u64;
+            file.set_len(size)?;
+        }
         Ok(JsonLinesFile {
             path: self.path,
             file,
@@ -387,7 +427,7 @@ impl AuditSink for JsonLinesFile {
         for record in records {
             let len = record.json().len() as u64 + 1;
             let pending = self.size + self.buffer.len() as u64;
-            if pending > 0 && pending + len > self.max_bytes {
+            if pending > 0 && pending + len > self.max_bytes && !self.rotation_cooling() {
                 self.write_buffer()?;
                 self.rotate()?;
             }
@@ -410,22 +450,7 @@ impl AuditSink for JsonLinesFile {
     }
 
     fn last_line(&mut self) -> Option<String> {
-        let mut bytes = tail(&mut self.file, self.size)?;
-        // A process killed mid-write leaves a cut line: remove it, so the next record starts
-        // on a line of its own (it was never a complete record).
-        if bytes.last().is_some_and(|b| *b != b'\n') {
-            let cut = bytes.len() - bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            let keep = self.size - cut as u64;
-            tracing::warn!(
-                target: "portcullis::audit",
-                path = %self.path.display(),
-                bytes = cut,
-                "removing a record cut short by a crash from the end of the audit log"
-            );
-            self.file.set_len(keep).ok()?;
-            self.size = keep;
-            bytes.truncate(bytes.len() - cut);
-        }
+        let bytes = tail(&mut self.file, self.size)?;
         if let Some(line) = last_complete_line(bytes) {
             return Some(line);
         }

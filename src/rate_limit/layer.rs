@@ -239,11 +239,12 @@ impl fmt::Debug for RateLimitLayer {
 }
 
 impl RateLimitLayer {
-    /// Whether this limit counts by who the caller is, so it must run after authentication.
+    /// Whether this limit counts by who the caller is (or by a value the caller chooses), so it
+    /// belongs after authentication.
     pub(crate) fn counts_by_identity(&self) -> bool {
         matches!(
             self.config.key_by,
-            KeyBy::Subject | KeyBy::ApiKeyId | KeyBy::RouteAndSubject
+            KeyBy::Subject | KeyBy::ApiKeyId | KeyBy::RouteAndSubject | KeyBy::Header(_)
         )
     }
 }

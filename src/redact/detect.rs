@@ -103,10 +103,10 @@ impl Detector for CardNumber {
 /// Card numbers inside one run of digit groups. The whole run is the usual case; when it is
 /// not a card, windows that start and end on group boundaries are tried (a card followed by its
 /// CVV or expiry: `4111 1111 1111 1111 123`), and so are the prefixes of a long unbroken run
-/// (`41111111111111111227`, masked whole; runs over 23 digits are not cards). Over-matching only
+/// (`41111111111111111227`, masked whole; runs over 32 digits are not cards). Over-matching only
 /// masks more.
-/// Longest unbroken run of digits still read as a card (19 digits) with an expiry or CVV (4).
-const MAX_GLUED_RUN: usize = 23;
+/// Longest unbroken run of digits still searched for a card with other digits glued on.
+const MAX_GLUED_RUN: usize = 32;
 
 fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>) {
     let digits_in = |from: usize, to: usize| -> Vec<u8> {
@@ -132,11 +132,15 @@ fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>
                 s = e + 1;
             }
             None => {
-                // A card with its expiry or CVV glued on: the whole run is masked, so no
-                // Luhn-valid remainder is left behind. Longer runs (hashes, ids, zero padding)
-                // are not cards.
+                // A card with digits glued after it (an expiry, a CVV, a date): when a 13-19
+                // digit prefix of the run is Luhn-valid, the whole run is masked, so no card
+                // digits are left behind. Runs of one repeated digit and runs over 32 digits
+                // (hashes, padding) are not cards; a card with digits glued *before* it is not
+                // found (every window of a long id would pass Luhn one time in ten).
                 let (start, end) = groups[s];
-                if (20..=MAX_GLUED_RUN).contains(&(end - start))
+                let run = &b[start..end];
+                if (20..=MAX_GLUED_RUN).contains(&run.len())
+                    && run.iter().any(|d| *d != run[0])
                     && (13..=19).any(|len| luhn(&digits_in(start, start + len)))
                 {
                     found.push(start..end);
@@ -516,7 +520,12 @@ mod tests {
             hits(&CardNumber, "41111111111111111227"),
             ["41111111111111111227"]
         );
-        // Hashes, ids and zero padding: Luhn-valid windows inside, but not card numbers.
+        // A card with a date glued on: the whole run.
+        assert_eq!(
+            hits(&CardNumber, "411111111111111120261231"),
+            ["411111111111111120261231"]
+        );
+        // Hashes and padding: Luhn-valid windows inside, but not card numbers.
         assert!(hits(&CardNumber, &"8".repeat(28)).is_empty());
         assert!(hits(&CardNumber, &"0".repeat(64)).is_empty());
     }
