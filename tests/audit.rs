@@ -1033,4 +1033,5 @@ async fn a_second_shutdown_or_flush_waits_for_the_first_to_finish() {
     second.await.unwrap();
     // Checked before the first shutdown is awaited: the second returned only once all was written.
     assert_eq!(events(&recent).len() as u64, handle.stats().accepted);
+    first.await.unwrap();
 }
