@@ -74,20 +74,11 @@ use crate::validate::ValidateLayer;
 #[derive(Clone)]
 #[must_use]
 pub struct Portcullis {
-    audit: Option<AuditLayer>,
-    client_ip: Option<ClientIpLayer>,
-    transport: Option<TransportSecurityLayer>,
-    rate_limit_per_ip: Option<RateLimitLayer>,
-    lockout: Option<LockoutLayer>,
-    validate: Option<ValidateLayer>,
-    auth: Option<AuthLayer>,
-    rate_limit_per_subject: Option<RateLimitLayer>,
-    rbac: Option<RbacLayer>,
-    redact: Option<RedactLayer>,
+    layers: PortcullisBuilder,
 }
 
 /// Collects the layers of a [`Portcullis`] stack.
-#[derive(Default)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct PortcullisBuilder {
     audit: Option<AuditLayer>,
@@ -221,18 +212,7 @@ impl PortcullisBuilder {
         if !configured {
             return Err(ConfigError::new("no layer configured"));
         }
-        Ok(Portcullis {
-            audit: self.audit,
-            client_ip: self.client_ip,
-            transport: self.transport,
-            rate_limit_per_ip: self.rate_limit_per_ip,
-            lockout: self.lockout,
-            validate: self.validate,
-            auth: self.auth,
-            rate_limit_per_subject: self.rate_limit_per_subject,
-            rbac: self.rbac,
-            redact: self.redact,
-        })
+        Ok(Portcullis { layers: self })
     }
 }
 
@@ -240,19 +220,19 @@ impl fmt::Debug for Portcullis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut layers = Vec::new();
         let present = [
-            (self.audit.is_some(), "audit"),
-            (self.client_ip.is_some(), "client_ip"),
-            (self.transport.is_some(), "transport"),
-            (self.rate_limit_per_ip.is_some(), "rate_limit_per_ip"),
-            (self.lockout.is_some(), "lockout"),
-            (self.validate.is_some(), "validate"),
-            (self.auth.is_some(), "auth"),
+            (self.layers.audit.is_some(), "audit"),
+            (self.layers.client_ip.is_some(), "client_ip"),
+            (self.layers.transport.is_some(), "transport"),
+            (self.layers.rate_limit_per_ip.is_some(), "rate_limit_per_ip"),
+            (self.layers.lockout.is_some(), "lockout"),
+            (self.layers.validate.is_some(), "validate"),
+            (self.layers.auth.is_some(), "auth"),
             (
-                self.rate_limit_per_subject.is_some(),
+                self.layers.rate_limit_per_subject.is_some(),
                 "rate_limit_per_subject",
             ),
-            (self.rbac.is_some(), "rbac"),
-            (self.redact.is_some(), "redact"),
+            (self.layers.rbac.is_some(), "rbac"),
+            (self.layers.redact.is_some(), "redact"),
         ];
         for (set, name) in present {
             if set {
@@ -296,17 +276,17 @@ impl<S> Layer<S> for Portcullis {
     type Service = PortcullisService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let s = maybe(&self.redact, inner);
-        let s = maybe(&self.rbac, s);
-        let s = maybe(&self.rate_limit_per_subject, s);
-        let s = maybe(&self.auth, s);
-        let s = maybe(&self.validate, s);
-        let s = maybe(&self.lockout, s);
-        let s = maybe(&self.rate_limit_per_ip, s);
-        let s = maybe(&self.transport, s);
-        let s = maybe(&self.client_ip, s);
+        let s = maybe(&self.layers.redact, inner);
+        let s = maybe(&self.layers.rbac, s);
+        let s = maybe(&self.layers.rate_limit_per_subject, s);
+        let s = maybe(&self.layers.auth, s);
+        let s = maybe(&self.layers.validate, s);
+        let s = maybe(&self.layers.lockout, s);
+        let s = maybe(&self.layers.rate_limit_per_ip, s);
+        let s = maybe(&self.layers.transport, s);
+        let s = maybe(&self.layers.client_ip, s);
         PortcullisService {
-            inner: maybe(&self.audit, s),
+            inner: maybe(&self.layers.audit, s),
         }
     }
 }
