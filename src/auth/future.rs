@@ -13,6 +13,7 @@ use super::BoxAuthFuture;
 use super::layer::AuthConfig;
 use super::service::finish_rejection;
 use crate::identity::Identity;
+use crate::rate_limit::PendingAttempt;
 
 pin_project! {
     /// Response future of [`Auth`](super::Auth).
@@ -105,6 +106,9 @@ where
                     };
                     match outcome {
                         Ok(identity) => {
+                            if let Some(attempt) = parts.extensions.get::<PendingAttempt>() {
+                                attempt.accepted();
+                            }
                             parts.extensions.insert(identity.clone());
                             let future = inner.call(Request::from_parts(parts, body));
                             this.state.set(State::Calling {

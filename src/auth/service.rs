@@ -10,6 +10,7 @@ use super::layer::AuthConfig;
 use super::{Authentication, ResponseFuture, header};
 use crate::decision::Decision;
 use crate::error::{Rejection, RejectionKind};
+use crate::rate_limit::PendingAttempt;
 
 /// The service built by [`AuthLayer`](super::AuthLayer).
 #[derive(Clone)]
@@ -62,6 +63,9 @@ where
             match authenticator.authenticate(&parts) {
                 Authentication::NotPresent => continue,
                 Authentication::Authenticated(identity) => {
+                    if let Some(attempt) = parts.extensions.get::<PendingAttempt>() {
+                        attempt.accepted();
+                    }
                     parts.extensions.insert(identity.clone());
                     return ResponseFuture::call(
                         self.inner.call(Request::from_parts(parts, body)),

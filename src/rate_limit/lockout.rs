@@ -292,6 +292,27 @@ impl Drop for Attempt {
     }
 }
 
+/// An attempt the authentication layer settles as soon as it accepts the credential, so a slow
+/// handler does not hold one of the address's attempts: otherwise `max_failures` concurrent
+/// authenticated requests from one address (a browser, a NAT) would lock it out without any
+/// failure. A request whose credential is refused keeps its attempt until its answer is known.
+#[derive(Clone)]
+pub(crate) struct PendingAttempt(Arc<Mutex<Option<Attempt>>>);
+
+impl PendingAttempt {
+    /// The credential was accepted: release the attempt, not a failure.
+    pub(crate) fn accepted(&self) {
+        self.settle(false);
+    }
+
+    fn settle(&self, failed: bool) {
+        let attempt = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(attempt) = attempt {
+            attempt.finish(failed);
+        }
+    }
+}
+
 /// What a request is counted as: its address and, for Basic, the user it tries to be.
 struct Subjects {
     keys: Vec<u64>,
@@ -451,11 +472,13 @@ where
                 response: Some(locked_out(wait)),
             };
         }
-        let attempt = Attempt {
+        let attempt = PendingAttempt(Arc::new(Mutex::new(Some(Attempt {
             config,
             keys: subjects.keys,
             done: false,
-        };
+        }))));
+        let mut request = request;
+        request.extensions_mut().insert(attempt.clone());
         LockoutFuture::Called {
             future: self.inner.call(request),
             attempt: Some(attempt),
@@ -471,7 +494,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            attempt: Option<Attempt>,
+            attempt: Option<PendingAttempt>,
         },
         /// Refused before calling.
         Ready {
@@ -495,7 +518,7 @@ where
             LockoutProj::Called { future, attempt } => {
                 let response = ready!(future.poll(cx))?;
                 if let Some(attempt) = attempt.take() {
-                    attempt.finish(is_failure(&response));
+                    attempt.settle(is_failure(&response));
                 }
                 Poll::Ready(Ok(response))
             }

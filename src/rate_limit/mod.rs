@@ -59,6 +59,7 @@ pub use future::ResponseFuture;
 pub use key::KeyBy;
 pub(crate) use key::group;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
+pub(crate) use lockout::PendingAttempt;
 pub use lockout::{LockoutLayer, LockoutLayerBuilder, LockoutService};
 pub use quota::Quota;
 #[cfg(feature = "redis")]
