@@ -57,11 +57,11 @@ where
 }
 
 fn mark_sensitive(headers: &mut HeaderMap, names: &[http::HeaderName]) {
-    for name in names {
-        if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
-            for value in entry.iter_mut() {
-                value.set_sensitive(true);
-            }
+    // One pass over the (few) headers present; `entry()` per name would clone each name and may
+    // grow the map.
+    for (name, value) in headers.iter_mut() {
+        if names.contains(name) {
+            value.set_sensitive(true);
         }
     }
 }
