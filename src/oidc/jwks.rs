@@ -111,20 +111,31 @@ impl Jwks {
     /// For a token whose kid was unknown at `generation`: a fetch finished since then (retry at
     /// once), the one in flight, a new one, or `None` when the cool-down forbids it.
     pub(crate) fn refresh_since(self: &Arc<Self>, generation: u64) -> Option<Refresh> {
-        if self.generation() != generation {
+        self.start_refresh(true, Some(generation))
+    }
+
+    /// Joins the refresh in flight, or starts one unless the cool-down forbids it (`None`).
+    /// Single-flight: however many callers ask at once, one fetch happens.
+    pub(crate) fn refresh(self: &Arc<Self>, respect_cooldown: bool) -> Option<Refresh> {
+        self.start_refresh(respect_cooldown, None)
+    }
+
+    fn start_refresh(
+        self: &Arc<Self>,
+        respect_cooldown: bool,
+        seen_generation: Option<u64>,
+    ) -> Option<Refresh> {
+        let mut state = self.state();
+        // Checked under the lock a finishing fetch takes to count itself, so a fetch that ends
+        // between the caller's miss and this call is seen (retry at once) instead of followed
+        // by a second one.
+        if seen_generation.is_some_and(|seen| seen != self.generation()) {
             return Some(
                 futures_util::future::ready(Outcome::Fresh(None))
                     .boxed()
                     .shared(),
             );
         }
-        self.refresh(true)
-    }
-
-    /// Joins the refresh in flight, or starts one unless the cool-down forbids it (`None`).
-    /// Single-flight: however many callers ask at once, one fetch happens.
-    pub(crate) fn refresh(self: &Arc<Self>, respect_cooldown: bool) -> Option<Refresh> {
-        let mut state = self.state();
         if let Some(inflight) = &state.inflight {
             return Some(inflight.clone());
         }
