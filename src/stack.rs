@@ -261,14 +261,15 @@ fn maybe<L: Layer<S>, S>(layer: &Option<L>, inner: S) -> Maybe<L::Service, S> {
     }
 }
 
-type Inner9<S> = Maybe<crate::redact::Redact<S>, S>;
-type Inner8<S> = Maybe<crate::rbac::Rbac<Inner9<S>>, Inner9<S>>;
-type Inner7<S> = Maybe<crate::rate_limit::RateLimit<Inner8<S>>, Inner8<S>>;
-type Inner6<S> = Maybe<crate::auth::Auth<Inner7<S>>, Inner7<S>>;
-type Inner5<S> = Maybe<crate::validate::Validate<Inner6<S>>, Inner6<S>>;
-type Inner4<S> = Maybe<crate::rate_limit::LockoutService<Inner5<S>>, Inner5<S>>;
-type Inner3b<S> = Maybe<crate::rate_limit::RateLimit<Inner4<S>>, Inner4<S>>;
-type Inner3<S> = Maybe<crate::transport::TransportSecurity<Inner3b<S>>, Inner3b<S>>;
+// The service types, innermost (10) to outermost (1), one `Maybe` per optional layer.
+type Inner10<S> = Maybe<crate::redact::Redact<S>, S>;
+type Inner9<S> = Maybe<crate::rbac::Rbac<Inner10<S>>, Inner10<S>>;
+type Inner8<S> = Maybe<crate::rate_limit::RateLimit<Inner9<S>>, Inner9<S>>;
+type Inner7<S> = Maybe<crate::auth::Auth<Inner8<S>>, Inner8<S>>;
+type Inner6<S> = Maybe<crate::validate::Validate<Inner7<S>>, Inner7<S>>;
+type Inner5<S> = Maybe<crate::rate_limit::LockoutService<Inner6<S>>, Inner6<S>>;
+type Inner4<S> = Maybe<crate::rate_limit::RateLimit<Inner5<S>>, Inner5<S>>;
+type Inner3<S> = Maybe<crate::transport::TransportSecurity<Inner4<S>>, Inner4<S>>;
 type Inner2<S> = Maybe<crate::client_ip::ClientIpService<Inner3<S>>, Inner3<S>>;
 type Inner1<S> = Maybe<crate::audit::Audit<Inner2<S>>, Inner2<S>>;
 

@@ -22,6 +22,14 @@ pub const AUDIENCE: &str = "bench-api";
 
 /// A valid ES256 access token for a day.
 pub fn token() -> String {
+    signed(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_pem(PRIVATE).unwrap(),
+    )
+}
+
+/// A day-long access token for scope `read:items`, signed with `key`.
+fn signed(alg: Algorithm, key: &EncodingKey) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -30,12 +38,7 @@ pub fn token() -> String {
         "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1",
         "scope": "read:items", "iat": now, "exp": now + 86_400,
     });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::ES256),
-        &claims,
-        &EncodingKey::from_ec_pem(PRIVATE).unwrap(),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&Header::new(alg), &claims, key).unwrap()
 }
 
 /// `handler` behind portcullis's AuthLayer with an ES256 key and a verified-token cache of
@@ -83,20 +86,10 @@ pub const RS_PUBLIC: &[u8] = include_bytes!("../../tests/fixtures/rs256_public.p
 
 /// A valid RS256 token for a day (for the hand-assembled stack).
 pub fn rs256_token() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1",
-        "scope": "read:items", "iat": now, "exp": now + 86_400,
-    });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::RS256),
-        &claims,
+    signed(
+        Algorithm::RS256,
         &EncodingKey::from_rsa_pem(RS_PRIVATE).unwrap(),
     )
-    .unwrap()
 }
 
 /// The whole portcullis stack around `handler` (route `GET /items`, scope `read:items`): audit to

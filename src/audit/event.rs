@@ -10,7 +10,7 @@ use serde::{Serialize, Serializer};
 
 use super::RequestId;
 use crate::decision::Decision;
-use crate::error::{Rejection, RejectionKind};
+use crate::error::RejectionKind;
 use crate::identity::Identity;
 
 /// Longest path kept in an event, in bytes; the rest is cut (a path is attacker-controlled).
@@ -360,11 +360,6 @@ fn cut(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// What a finished response carries for the audit trail.
-pub(crate) fn rejection_of(rejection: &Rejection) -> (RejectionKind, &'static str) {
-    (rejection.kind(), rejection.reason())
 }
 
 #[cfg(test)]

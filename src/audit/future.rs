@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use super::event::{Ended, RawEvent, rejection_of};
+use super::event::{Ended, RawEvent};
 use super::pipeline::{AuditHandle, Overflow};
 use super::request_id::X_REQUEST_ID;
 use crate::client_ip::ClientIp;
@@ -129,7 +129,9 @@ where
 fn read_response<B>(raw: &mut RawEvent, response: &Response<B>) {
     raw.status = response.status();
     let extensions = response.extensions();
-    raw.rejection = extensions.get::<Rejection>().map(rejection_of);
+    raw.rejection = extensions
+        .get::<Rejection>()
+        .map(|r| (r.kind(), r.reason()));
     raw.decision = extensions.get::<Decision>().cloned();
     raw.redacted = extensions.get::<Redactions>().map_or(0, Redactions::total);
     if raw.identity.is_none() {
