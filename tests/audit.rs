@@ -1035,3 +1035,75 @@ async fn a_second_shutdown_or_flush_waits_for_the_first_to_finish() {
     assert_eq!(events(&recent).len() as u64, handle.stats().accepted);
     first.await.unwrap();
 }
+
+/// Events are recycled between requests (the audit thread hands their buffers back): nothing of
+/// one request may show up in the next one's event.
+#[tokio::test]
+async fn a_recycled_event_carries_nothing_of_the_request_before() {
+    let recent = RecentEvents::new(10_000);
+    let audit = AuditLayer::builder(key())
+        .sink(recent.clone())
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    let app = stack(audit, 10_000);
+    let reader = format!("Bearer {}", token("alice", "read:items"));
+    let long_agent = format!("agent/{}", "x".repeat(3000));
+    for round in 0..600u32 {
+        // A rich request (identity, long User-Agent, Basic user), then a bare one; with the
+        // audit thread recycling between rounds, bare requests reuse rich requests' buffers.
+        let rich_path = format!("/items/{}", "p".repeat(round as usize % 700));
+        let rich = if round % 2 == 0 {
+            request(
+                "/items",
+                &format!("rich-{round}"),
+                [10, 7, 0, 1],
+                &[("authorization", &reader), ("user-agent", &long_agent)],
+            )
+        } else {
+            request(
+                &rich_path,
+                &format!("rich-{round}"),
+                [10, 7, 0, 1],
+                &[
+                    ("authorization", "Basic YWxpY2U6d3Jvbmc="),
+                    ("user-agent", &long_agent),
+                ],
+            )
+        };
+        call(&app, rich).await;
+        call(&app, request("/", &format!("bare-{round}"), [10, 7, 0, 2], &[])).await;
+        if round % 50 == 0 {
+            handle.flush().await;
+        }
+    }
+    handle.shutdown().await;
+    let events = events(&recent);
+    assert_eq!(events.len(), 1200);
+    let bare: Vec<_> = events
+        .iter()
+        .filter(|e| e.request_id.starts_with("bare-"))
+        .collect();
+    assert_eq!(bare.len(), 600);
+    for event in bare {
+        assert_eq!(event.path, "/", "{event:?}");
+        assert!(event.user_agent.is_none(), "{event:?}");
+        assert!(event.principal.is_none(), "{event:?}");
+        assert!(event.attempted_user.is_none(), "{event:?}");
+        assert!(event.route.is_none(), "{event:?}");
+        assert_eq!(event.redacted, 0);
+        assert_eq!(event.client_ip, Some([10, 7, 0, 2].into()));
+    }
+    let rich_with_identity = events
+        .iter()
+        .filter(|e| e.request_id.starts_with("rich-") && e.principal.is_some())
+        .count();
+    assert_eq!(rich_with_identity, 300);
+    // The User-Agent is kept cut (256 bytes) whatever buffer it was copied through.
+    assert!(
+        events
+            .iter()
+            .filter_map(|e| e.user_agent.as_ref())
+            .all(|ua| ua.len() == 256 && ua.starts_with("agent/"))
+    );
+}

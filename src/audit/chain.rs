@@ -111,6 +111,11 @@ impl AuditRecord {
 /// Seals entries into records, one after the other.
 pub(crate) struct Chain {
     key: AuditKey,
+    /// The HMAC with the key already absorbed, cloned per record: keying costs two SHA-256
+    /// blocks, a fifth of sealing a typical record.
+    keyed: HmacSha256,
+    /// Reused for serializing each entry before it is framed.
+    scratch: Vec<u8>,
     next_seq: u64,
     prev: [u8; 32],
 }
@@ -118,7 +123,9 @@ pub(crate) struct Chain {
 impl Chain {
     pub(crate) fn new(key: AuditKey) -> Self {
         Self {
+            keyed: key.mac(),
             key,
+            scratch: Vec::with_capacity(1024),
             next_seq: 1,
             prev: GENESIS,
         }
@@ -142,22 +149,25 @@ impl Chain {
     }
 
     pub(crate) fn seal(&mut self, entry: AuditEntry) -> Result<AuditRecord, serde_json::Error> {
-        let body = serde_json::to_string(&entry)?;
-        // `body` is a JSON object with at least its "type" member: `{"type":...}`.
-        let members = body
-            .strip_prefix('{')
-            .and_then(|b| b.strip_suffix('}'))
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, &entry)?;
+        // The entry is a JSON object with at least its "type" member: `{"type":...}`.
+        let members = self
+            .scratch
+            .strip_prefix(b"{")
+            .and_then(|b| b.strip_suffix(b"}"))
+            .and_then(|b| std::str::from_utf8(b).ok())
             .ok_or_else(|| serde::ser::Error::custom("entry is not an object"))?;
         let seq = self.next_seq;
-        let mut line = String::with_capacity(body.len() + 180);
+        let mut line = String::with_capacity(members.len() + 200);
         line.push_str("{\"seq\":");
-        line.push_str(&seq.to_string());
+        line.push_str(itoa::Buffer::new().format(seq));
         line.push(',');
         line.push_str(members);
         line.push_str(",\"prev\":\"");
         push_hex(&mut line, &self.prev);
         line.push('"');
-        let mut mac = self.key.mac();
+        let mut mac = self.keyed.clone();
         mac.update(line.as_bytes());
         let hash: [u8; 32] = mac.finalize().into_bytes().into();
         line.push_str(",\"hash\":\"");

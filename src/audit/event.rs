@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use axum::extract::MatchedPath;
-use http::{HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde::{Serialize, Serializer};
 
 use super::RequestId;
@@ -144,24 +144,36 @@ fn is_zero(n: &u64) -> bool {
 }
 
 pub(super) fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    let time = time::OffsetDateTime::from(*time);
-    let text = time
-        .format(&time::format_description::well_known::Rfc3339)
+    // Formatted on the stack: this runs for every record.
+    let mut text = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    time::OffsetDateTime::from(*time)
+        .format_into(&mut cursor, &time::format_description::well_known::Rfc3339)
         .map_err(serde::ser::Error::custom)?;
-    serializer.serialize_str(&text)
+    let len = cursor.position() as usize;
+    let text = std::str::from_utf8(&text[..len]).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(text)
 }
 
 /// What the request path hands to the audit thread. Free text is copied, cut to a bounded
 /// length, so a queued event never holds on to a request's header buffer (or a password); the
 /// rest are reference-counted clones. Scrubbing and formatting happen on the audit thread.
+///
+/// Events live in boxes the audit thread hands back once it has used them (see
+/// [`EventPool`](super::pipeline::EventPool)): the text buffers keep their capacity, so the
+/// request path copies into memory it already has instead of allocating, and nothing it
+/// allocated is freed on the audit thread (a free from another thread takes the allocator lock
+/// the request path needs too).
 pub(crate) struct RawEvent {
     pub(crate) time: SystemTime,
     pub(crate) latency_us: u64,
-    pub(crate) request_id: RequestId,
+    pub(crate) request_id: String,
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) route: Option<MatchedPath>,
-    pub(crate) user_agent: Option<String>,
+    /// `None` when the request had no `User-Agent`; the buffer is kept either way.
+    pub(crate) user_agent: String,
+    pub(crate) has_user_agent: bool,
     pub(crate) attempted_user: Option<String>,
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) identity: Option<Identity>,
@@ -172,7 +184,7 @@ pub(crate) struct RawEvent {
     pub(crate) ended: Ended,
 }
 
-/// How the inner service ended.
+/// How a request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ended {
     /// With a response (or an error, recorded as a 500).
@@ -183,40 +195,81 @@ pub(crate) enum Ended {
     Panicked,
 }
 
+/// Text buffers above this capacity are given back to the allocator when an event is recycled,
+/// so one long path does not pin its memory in the pool.
+const KEEP_CAPACITY: usize = 512;
+
 impl RawEvent {
-    /// Copies what the event needs from a request, bounded.
-    pub(crate) fn new(
-        request_id: RequestId,
-        parts: (&Method, &http::Uri, &http::HeaderMap, &http::Extensions),
-        client_ip: Option<IpAddr>,
-    ) -> Self {
-        let (method, uri, headers, extensions) = parts;
-        // Cut the bytes first: a huge header of invalid UTF-8 is never copied whole.
-        let text = |value: &HeaderValue, max: usize| {
-            let bytes = value.as_bytes();
-            String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned()
-        };
-        RawEvent {
-            time: SystemTime::now(),
+    pub(crate) fn empty() -> Self {
+        Self {
+            time: SystemTime::UNIX_EPOCH,
             latency_us: 0,
-            request_id,
-            method: method.clone(),
-            path: cut(uri.path(), SCRUB_WINDOW).to_owned(),
-            route: extensions.get::<MatchedPath>().cloned(),
-            user_agent: headers
-                .get(http::header::USER_AGENT)
-                .map(|ua| text(ua, SCRUB_WINDOW)),
-            // Only a Basic credential names a user worth correlating: keep the name, never the
-            // password.
-            attempted_user: crate::auth::basic_user_name(headers)
-                .map(|user| cut(&user, MAX_USER_AGENT).to_owned()),
-            client_ip,
-            identity: extensions.get::<Identity>().cloned(),
+            request_id: String::new(),
+            method: Method::GET,
+            path: String::new(),
+            route: None,
+            user_agent: String::new(),
+            has_user_agent: false,
+            attempted_user: None,
+            client_ip: None,
+            identity: None,
             status: StatusCode::OK,
             rejection: None,
             decision: None,
             redacted: 0,
             ended: Ended::Cancelled,
+        }
+    }
+
+    /// Copies what the event needs from a request, bounded, into this (recycled) event.
+    pub(crate) fn capture(
+        &mut self,
+        request_id: &RequestId,
+        parts: (&Method, &http::Uri, &http::HeaderMap, &http::Extensions),
+        client_ip: Option<IpAddr>,
+    ) {
+        let (method, uri, headers, extensions) = parts;
+        self.time = SystemTime::now();
+        self.latency_us = 0;
+        self.request_id.clear();
+        self.request_id.push_str(request_id.as_str());
+        self.method = method.clone();
+        self.path.clear();
+        self.path.push_str(cut(uri.path(), SCRUB_WINDOW));
+        self.route = extensions.get::<MatchedPath>().cloned();
+        self.user_agent.clear();
+        self.has_user_agent = false;
+        if let Some(ua) = headers.get(http::header::USER_AGENT) {
+            // Cut the bytes first: a huge header of invalid UTF-8 is never copied whole.
+            let bytes = ua.as_bytes();
+            let bytes = &bytes[..bytes.len().min(SCRUB_WINDOW)];
+            self.user_agent.push_str(&String::from_utf8_lossy(bytes));
+            self.has_user_agent = true;
+        }
+        // Only a Basic credential names a user worth correlating: keep the name, never the
+        // password.
+        self.attempted_user =
+            crate::auth::basic_user_name(headers).map(|user| cut(&user, MAX_USER_AGENT).to_owned());
+        self.client_ip = client_ip;
+        self.identity = extensions.get::<Identity>().cloned();
+        self.status = StatusCode::OK;
+        self.rejection = None;
+        self.decision = None;
+        self.redacted = 0;
+        self.ended = Ended::Cancelled;
+    }
+
+    /// Lets go of what the event shares with requests, keeping its text buffers for the next.
+    pub(crate) fn recycle(&mut self) {
+        self.route = None;
+        self.identity = None;
+        self.decision = None;
+        self.attempted_user = None;
+        for text in [&mut self.request_id, &mut self.path, &mut self.user_agent] {
+            text.clear();
+            if text.capacity() > KEEP_CAPACITY {
+                *text = String::new();
+            }
         }
     }
 
@@ -281,8 +334,8 @@ impl RawEvent {
     }
 
     /// Builds the event; `scrub` masks detected secrets in free text.
-    pub(crate) fn into_event(
-        self,
+    pub(crate) fn to_event(
+        &self,
         scrub: impl Fn(&str) -> String,
         fingerprint: impl Fn(&[u8]) -> String,
     ) -> AuditEvent {
@@ -316,10 +369,10 @@ impl RawEvent {
         };
         AuditEvent {
             time: self.time,
-            request_id: self.request_id.as_str().to_owned(),
+            request_id: self.request_id.clone(),
             method: cut(self.method.as_str(), MAX_METHOD).to_owned(),
             route: self.route.as_ref().map(|r| r.as_str().to_owned()),
-            path: cut(&path, MAX_PATH).to_owned(),
+            path: truncated(path, MAX_PATH),
             status: self.status.as_u16(),
             outcome,
             layer,
@@ -328,9 +381,8 @@ impl RawEvent {
             attempted_user,
             client_ip: self.client_ip,
             user_agent: self
-                .user_agent
-                .as_deref()
-                .map(|ua| cut(&scrub(ua), MAX_USER_AGENT).to_owned()),
+                .has_user_agent
+                .then(|| truncated(scrub(&self.user_agent), MAX_USER_AGENT)),
             latency_us: self.latency_us,
             redacted: self.redacted,
         }
@@ -348,6 +400,13 @@ impl Outcome {
             _ => Self::Allowed,
         }
     }
+}
+
+/// [`cut`], in place.
+fn truncated(mut text: String, max: usize) -> String {
+    let len = cut(&text, max).len();
+    text.truncate(len);
+    text
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.

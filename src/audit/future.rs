@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::event::{Ended, RawEvent};
@@ -19,14 +19,22 @@ use crate::redact::Redactions;
 /// handler panicked), it still submits its event, as abandoned, so every request is recorded.
 pub(crate) struct Pending {
     raw: Option<Box<RawEvent>>,
+    /// The request id, echoed in the response.
+    id: HeaderValue,
     start: Instant,
     handle: AuditHandle,
 }
 
 impl Pending {
-    pub(crate) fn new(raw: RawEvent, start: Instant, handle: AuditHandle) -> Self {
+    pub(crate) fn new(
+        raw: Box<RawEvent>,
+        id: HeaderValue,
+        start: Instant,
+        handle: AuditHandle,
+    ) -> Self {
         Self {
-            raw: Some(Box::new(raw)),
+            raw: Some(raw),
+            id,
             start,
             handle,
         }
@@ -47,8 +55,9 @@ impl Drop for Pending {
                 raw.ended = Ended::Panicked;
                 raw.status = StatusCode::INTERNAL_SERVER_ERROR;
             }
-            if self.handle.try_submit(raw).is_err() {
+            if let Err(raw) = self.handle.try_submit(raw) {
                 self.handle.dropped();
+                self.handle.pool.give_back(raw);
             }
         }
     }
@@ -101,7 +110,7 @@ where
                 read_response(&mut raw, response);
                 response
                     .headers_mut()
-                    .insert(&X_REQUEST_ID, raw.request_id.header_value().clone());
+                    .insert(&X_REQUEST_ID, this.pending.id.clone());
             }
             Err(_) => raw.status = StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +120,7 @@ where
         };
         let Overflow::Wait(deadline) = handle.overflow else {
             handle.dropped();
+            handle.pool.give_back(raw);
             return Poll::Ready(result);
         };
         let handle = handle.clone();

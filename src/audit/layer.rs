@@ -6,7 +6,7 @@ use tower_layer::Layer;
 
 use super::alert::{AlertRules, Detector, SecurityAlert};
 use super::chain::{AuditKey, Chain};
-use super::pipeline::{AlertCallback, AuditHandle, Counters, Overflow, Worker};
+use super::pipeline::{AlertCallback, AuditHandle, Counters, EventPool, Overflow, Worker};
 use super::service::Audit;
 use super::sink::{AuditSink, TracingSink};
 use crate::error::ConfigError;
@@ -140,6 +140,7 @@ impl AuditLayerBuilder {
         }
         let (queue, receiver) = mpsc::channel(self.capacity);
         let counters = Arc::new(Counters::default());
+        let pool = Arc::new(EventPool::new());
         let (finished_tx, finished) = tokio::sync::watch::channel(false);
         let worker = Worker {
             sinks: self.sinks,
@@ -150,6 +151,7 @@ impl AuditLayerBuilder {
             scrubber: self.scrubber,
             counters: counters.clone(),
             finished: finished_tx,
+            pool: pool.clone(),
         };
         worker
             .spawn(receiver)
@@ -161,6 +163,7 @@ impl AuditLayerBuilder {
                 counters,
                 overflow: self.overflow,
                 capacity: self.capacity,
+                pool,
             },
             trust_request_id: self.trust_request_id,
         })

@@ -52,8 +52,17 @@ impl RequestId {
     }
 
     fn generate() -> Self {
-        let text = format!("{:032x}", fastrand::u128(..));
-        Self(HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0")))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = [0u8; 32];
+        let mut bits = fastrand::u128(..);
+        for digit in id.iter_mut().rev() {
+            *digit = HEX[(bits & 0xf) as usize];
+            bits >>= 4;
+        }
+        // One allocation shared by every clone (request extension, request and response
+        // headers); hex digits are always a valid header value.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+            .map_or_else(|_| Self(HeaderValue::from_static("0")), Self)
     }
 }
 

@@ -7,7 +7,6 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::RequestId;
-use super::event::RawEvent;
 use super::future::{Pending, ResponseFuture};
 use super::pipeline::AuditHandle;
 use super::request_id::X_REQUEST_ID;
@@ -61,8 +60,9 @@ where
                 .get::<ConnectInfo<std::net::SocketAddr>>()
                 .map(|c| canonical(c.0.ip()))
         });
-        let raw = RawEvent::new(
-            request_id,
+        let mut raw = self.handle.pool.take();
+        raw.capture(
+            &request_id,
             (
                 request.method(),
                 request.uri(),
@@ -73,7 +73,12 @@ where
         );
         ResponseFuture::new(
             self.inner.call(request),
-            Pending::new(raw, start, self.handle.clone()),
+            Pending::new(
+                raw,
+                request_id.header_value().clone(),
+                start,
+                self.handle.clone(),
+            ),
         )
     }
 }
