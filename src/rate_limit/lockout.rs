@@ -194,16 +194,19 @@ impl LockoutConfig {
     /// second while as many attempts are in flight as failures are still allowed. Counting
     /// attempts in flight closes the race where a burst of concurrent guesses all pass the check
     /// before the first failure is recorded.
-    fn local_reserve(&self, keys: &[u64]) -> Result<(), Duration> {
+    ///
+    /// Returns the entries reserved, which the attempt keeps so that releasing it needs no
+    /// second lookup.
+    fn local_reserve(&self, keys: &[u64]) -> Result<Entries, Duration> {
         let now = Instant::now();
-        let entries: Vec<Arc<Mutex<Entry>>> = keys
-            .iter()
-            .map(|key| {
+        let mut entries = Entries::default();
+        for (slot, key) in entries.iter_mut().zip(keys) {
+            *slot = Some(
                 self.entries
-                    .get_with(*key, || Arc::new(Mutex::new(Entry::default())))
-            })
-            .collect();
-        for entry in &entries {
+                    .get_with(*key, || Arc::new(Mutex::new(Entry::default()))),
+            );
+        }
+        for entry in entries.iter().flatten() {
             let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(until) = entry.locked_until.filter(|until| *until > now) {
                 return Err(until - now);
@@ -217,10 +220,10 @@ impl LockoutConfig {
                 return Err(Duration::from_secs(1));
             }
         }
-        for entry in &entries {
+        for entry in entries.iter().flatten() {
             entry.lock().unwrap_or_else(PoisonError::into_inner).pending += 1;
         }
-        Ok(())
+        Ok(entries)
     }
 
     fn window_expired(&self, entry: &Entry, now: Instant) -> bool {
@@ -230,17 +233,14 @@ impl LockoutConfig {
     }
 
     /// Ends a reserved attempt, counting it when it failed.
-    fn local_release(&self, keys: &[u64], failed: bool) {
-        let now = Instant::now();
-        for key in keys {
-            let Some(entry) = self.entries.get(key) else {
-                continue;
-            };
+    fn local_release(&self, entries: &Entries, failed: bool) {
+        for entry in entries.iter().flatten() {
             let mut entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
             entry.pending = entry.pending.saturating_sub(1);
             if !failed {
                 continue;
             }
+            let now = Instant::now();
             if self.window_expired(&entry, now) {
                 entry.failures = 0;
                 entry.window_start = Some(now);
@@ -273,21 +273,21 @@ impl LockoutConfig {
 /// released if the request is dropped.
 struct Attempt {
     config: Arc<LockoutConfig>,
-    keys: Vec<u64>,
+    entries: Entries,
     done: bool,
 }
 
 impl Attempt {
     fn finish(mut self, failed: bool) {
         self.done = true;
-        self.config.local_release(&self.keys, failed);
+        self.config.local_release(&self.entries, failed);
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
         if !self.done {
-            self.config.local_release(&self.keys, false);
+            self.config.local_release(&self.entries, false);
         }
     }
 }
@@ -313,9 +313,13 @@ impl PendingAttempt {
     }
 }
 
+/// The entries of an attempt's subjects (its address, and its Basic user if any).
+type Entries = [Option<Arc<Mutex<Entry>>>; 2];
+
 /// What a request is counted as: its address and, for Basic, the user it tries to be.
 struct Subjects {
-    keys: Vec<u64>,
+    keys: [u64; 2],
+    len: usize,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     texts: Vec<String>,
 }
@@ -324,9 +328,11 @@ fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
     let ip = group(crate::client_ip::of(request.extensions()), config.v6_prefix);
     let user = crate::auth::basic_user_name(request.headers());
     // Keys hash the values themselves; the text forms are only built for a shared backend.
-    let mut keys = vec![config.hasher.hash_one(("ip", ip))];
+    let mut keys = [config.hasher.hash_one(("ip", ip)), 0];
+    let mut len = 1;
     if let Some(user) = &user {
-        keys.push(config.hasher.hash_one(("user", user)));
+        keys[1] = config.hasher.hash_one(("user", user));
+        len = 2;
     }
     #[cfg(feature = "redis")]
     let texts = if config.redis.is_some() {
@@ -338,7 +344,7 @@ fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
     };
     #[cfg(not(feature = "redis"))]
     let texts = Vec::new();
-    Subjects { keys, texts }
+    Subjects { keys, len, texts }
 }
 
 /// Whether a response is a failed guess worth counting: a wrong password or API key, or a token
@@ -434,12 +440,16 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if !carries_credentials(&request) {
+            return LockoutFuture::Called {
+                future: self.inner.call(request),
+                attempt: None,
+            };
+        }
         let config = self.config.clone();
         let subjects = subjects(&config, &request);
         #[cfg(feature = "redis")]
-        if let Some(redis) = config.redis.clone()
-            && carries_credentials(&request)
-        {
+        if let Some(redis) = config.redis.clone() {
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             // Shared backend: the check and the recording are network calls.
@@ -461,20 +471,17 @@ where
                 }),
             };
         }
-        if !carries_credentials(&request) {
-            return LockoutFuture::Called {
-                future: self.inner.call(request),
-                attempt: None,
-            };
-        }
-        if let Err(wait) = config.local_reserve(&subjects.keys) {
-            return LockoutFuture::Ready {
-                response: Some(locked_out(wait)),
-            };
-        }
+        let entries = match config.local_reserve(&subjects.keys[..subjects.len]) {
+            Ok(entries) => entries,
+            Err(wait) => {
+                return LockoutFuture::Ready {
+                    response: Some(locked_out(wait)),
+                };
+            }
+        };
         let attempt = PendingAttempt(Arc::new(Mutex::new(Some(Attempt {
             config,
-            keys: subjects.keys,
+            entries,
             done: false,
         }))));
         let mut request = request;

@@ -167,8 +167,16 @@ impl HeaderPlan {
         match self.style {
             RateLimitHeaders::Draft => {
                 target.append(RATELIMIT_POLICY, self.policy);
-                let value = format!("\"{}\";r={};t={}", self.name, self.remaining, self.reset);
-                if let Ok(value) = HeaderValue::from_str(&value) {
+                // Built in one buffer that becomes the header value without a copy: this runs
+                // on every response.
+                let mut value = Vec::with_capacity(self.name.len() + 32);
+                value.push(b'"');
+                value.extend_from_slice(self.name.as_bytes());
+                value.extend_from_slice(b"\";r=");
+                value.extend_from_slice(itoa::Buffer::new().format(self.remaining).as_bytes());
+                value.extend_from_slice(b";t=");
+                value.extend_from_slice(itoa::Buffer::new().format(self.reset).as_bytes());
+                if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
                     target.append(RATELIMIT, value);
                 }
             }

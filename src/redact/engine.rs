@@ -13,6 +13,7 @@
 //! dropped are checked as strictly as the rest. It recurses at most [`MAX_DEPTH`] levels, never
 //! indexes out of bounds and gives up (`NotJson`) rather than guess.
 
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
@@ -49,9 +50,10 @@ type State = (u32, u32);
 
 struct Walk<'a> {
     engine: &'a Engine,
-    fields: Vec<(&'a [u8], usize)>,
-    paths: Vec<(&'a [Segment], usize)>,
-    detectors: Vec<Scanner<'a>>,
+    // Inline for the usual number of rules: these are rebuilt for every response.
+    fields: SmallVec<[(&'a [u8], usize); 24]>,
+    paths: SmallVec<[(&'a [Segment], usize); 4]>,
+    detectors: SmallVec<[Scanner<'a>; 8]>,
     allow: Option<&'a AllowOnly>,
     /// The input, checked to be UTF-8 once: every string's content is then a slice of it.
     text: &'a str,
@@ -87,9 +89,9 @@ impl Engine {
         let text = std::str::from_utf8(input).map_err(|_| NotJson)?;
         let mut walk = Walk {
             engine: self,
-            fields: Vec::new(),
-            paths: Vec::new(),
-            detectors: Vec::new(),
+            fields: SmallVec::new(),
+            paths: SmallVec::new(),
+            detectors: SmallVec::new(),
             allow: self.allow.iter().find(|a| a.applies(route, identity)),
             text,
             input,
@@ -110,8 +112,8 @@ impl Engine {
                 Target::Detector(d) => walk.detectors.push(Scanner::new(d.as_ref(), i)),
             }
         }
-        let paths: Vec<State> = (0..walk.paths.len() as u32).map(|i| (i, 0)).collect();
-        let allow: Option<Vec<State>> = walk
+        let paths: SmallVec<[State; 4]> = (0..walk.paths.len() as u32).map(|i| (i, 0)).collect();
+        let allow: Option<SmallVec<[State; 4]>> = walk
             .allow
             .map(|a| (0..a.paths.len() as u32).map(|i| (i, 0)).collect());
         walk.ws();
@@ -132,7 +134,7 @@ impl Engine {
     }
     /// Scrubs free text with the detectors that apply to `identity` (all, for `None`).
     pub(super) fn scrub<'t>(&self, text: &'t str, counts: &mut Redactions) -> Cow<'t, str> {
-        let detectors: Vec<Scanner<'_>> = self
+        let detectors: SmallVec<[Scanner<'_>; 8]> = self
             .rules
             .iter()
             .enumerate()

@@ -84,11 +84,13 @@ fn kind(headers: &HeaderMap) -> Kind {
         return Kind::Json;
     };
     let mut parameters = value.split(';');
-    let essence = parameters
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = parameters.next().unwrap_or_default().trim();
+    // Lower-cased only when it has to be: this runs on every response.
+    let essence: std::borrow::Cow<'_, str> = if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+        essence.to_ascii_lowercase().into()
+    } else {
+        essence.into()
+    };
     let foreign_charset = parameters.any(|parameter| {
         let (name, charset) = parameter.split_once('=').unwrap_or((parameter, ""));
         name.trim().eq_ignore_ascii_case("charset")
@@ -165,6 +167,8 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
     }
 
     let (mut parts, mut body) = response.into_parts();
+    // Most bodies arrive in one frame: keep it as it is, copying only once a second one comes.
+    let mut first: Option<Bytes> = None;
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
@@ -173,18 +177,32 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         let Ok(data) = frame.into_data() else {
             continue; // trailers: JSON responses do not carry any we keep
         };
-        if buffer.len() + data.len() > config.max_body_bytes {
+        let held = first.as_ref().map_or(0, Bytes::len);
+        if held + buffer.len() + data.len() > config.max_body_bytes {
             if !config.pass_oversized {
                 return withhold("response_too_large", status);
+            }
+            if let Some(first) = first.take() {
+                buffer.extend_from_slice(&first);
             }
             buffer.extend_from_slice(&data);
             let head = futures_util::stream::once(async move { Ok(buffer.freeze()) });
             let stream = head.chain(body.into_data_stream());
             return Response::from_parts(parts, Body::from_stream(stream));
         }
+        if first.is_none() && buffer.is_empty() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            buffer.extend_from_slice(&first);
+        }
         buffer.extend_from_slice(&data);
     }
-    let bytes = buffer.freeze();
+    let bytes = match first {
+        Some(first) => first,
+        None => buffer.freeze(),
+    };
     let route = info.route.as_ref().map(|r| r.as_str());
     match config.engine.redact(&bytes, info.identity.as_ref(), route) {
         Ok((None, counts)) => {
