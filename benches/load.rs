@@ -110,9 +110,11 @@ fn main() {
     let seconds = if quick { 1 } else { setting("LOAD_SECONDS", 3) };
     let rounds = if quick { 1 } else { setting("LOAD_ROUNDS", 3) };
     let connections = setting("LOAD_CONNECTIONS", 32);
+    let only = std::env::var("LOAD_ONLY").ok();
 
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("load-server")
         .enable_all()
         .build()
         .unwrap();
@@ -183,12 +185,17 @@ fn main() {
 
     let client_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("load-client")
         .enable_all()
         .build()
         .unwrap();
     let mut results: Vec<Vec<Sample>> = variants.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (i, (name, _, header)) in variants.iter().enumerate() {
+            // LOAD_ONLY=<substring> drives only the matching variants (for profiling one).
+            if only.as_deref().is_some_and(|only| !name.contains(only)) {
+                continue;
+            }
             let header = header.clone();
             let sample = client_runtime.block_on(drive(
                 addresses[i],
@@ -216,6 +223,10 @@ fn main() {
     let mut rps_of = Vec::new();
     for (i, (name, _, _)) in variants.iter().enumerate() {
         let samples = &results[i];
+        if samples.is_empty() {
+            rps_of.push(f64::NAN);
+            continue;
+        }
         let requests: u64 = samples.iter().map(|s| s.requests).sum();
         let elapsed: f64 = samples.iter().map(|s| s.elapsed.as_secs_f64()).sum();
         let rps = requests as f64 / elapsed;
