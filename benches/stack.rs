@@ -128,6 +128,9 @@ fn per_layer(c: &mut Criterion) {
     ];
     let mut group = c.benchmark_group("stack_per_request");
     for (name, router) in cases {
+        // As `axum::serve` does: handlers become routes, and layers are applied, once, not on
+        // every call (a `Router<()>` called directly re-applies them per request).
+        let router = router.with_state::<()>(());
         let bearer = bearer.clone();
         group.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| async {
