@@ -261,6 +261,8 @@ impl RawEvent {
 
     /// Lets go of what the event shares with requests, keeping its text buffers for the next.
     pub(crate) fn recycle(&mut self) {
+        // An extension method of any length is its own allocation: do not keep it in the pool.
+        self.method = Method::GET;
         self.route = None;
         self.identity = None;
         self.decision = None;

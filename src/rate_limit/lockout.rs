@@ -201,12 +201,9 @@ impl LockoutConfig {
         let now = Instant::now();
         let mut entries = Entries::default();
         for (slot, key) in entries.iter_mut().zip(keys) {
-            *slot = Some(
-                self.entries
-                    .get_with(*key, || Arc::new(Mutex::new(Entry::default()))),
-            );
+            *slot = Some((*key, self.entry(*key)));
         }
-        for entry in entries.iter().flatten() {
+        for (_, entry) in entries.iter().flatten() {
             let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(until) = entry.locked_until.filter(|until| *until > now) {
                 return Err(until - now);
@@ -220,10 +217,15 @@ impl LockoutConfig {
                 return Err(Duration::from_secs(1));
             }
         }
-        for entry in entries.iter().flatten() {
+        for (_, entry) in entries.iter().flatten() {
             entry.lock().unwrap_or_else(PoisonError::into_inner).pending += 1;
         }
         Ok(entries)
+    }
+
+    fn entry(&self, key: u64) -> Arc<Mutex<Entry>> {
+        self.entries
+            .get_with(key, || Arc::new(Mutex::new(Entry::default())))
     }
 
     fn window_expired(&self, entry: &Entry, now: Instant) -> bool {
@@ -234,12 +236,18 @@ impl LockoutConfig {
 
     /// Ends a reserved attempt, counting it when it failed.
     fn local_release(&self, entries: &Entries, failed: bool) {
-        for entry in entries.iter().flatten() {
-            let mut entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
-            entry.pending = entry.pending.saturating_sub(1);
+        for (key, reserved) in entries.iter().flatten() {
+            {
+                let mut reserved = reserved.lock().unwrap_or_else(PoisonError::into_inner);
+                reserved.pending = reserved.pending.saturating_sub(1);
+            }
             if !failed {
                 continue;
             }
+            // A failure is counted in the entry the cache holds now: the one reserved may have
+            // been evicted (and re-created by another request) while this one was in flight.
+            let live = self.entry(*key);
+            let mut entry = live.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             if self.window_expired(&entry, now) {
                 entry.failures = 0;
@@ -313,8 +321,8 @@ impl PendingAttempt {
     }
 }
 
-/// The entries of an attempt's subjects (its address, and its Basic user if any).
-type Entries = [Option<Arc<Mutex<Entry>>>; 2];
+/// The keys and entries of an attempt's subjects (its address, and its Basic user if any).
+type Entries = [Option<(u64, Arc<Mutex<Entry>>)>; 2];
 
 /// What a request is counted as: its address and, for Basic, the user it tries to be.
 struct Subjects {
