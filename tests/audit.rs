@@ -1072,7 +1072,11 @@ async fn a_recycled_event_carries_nothing_of_the_request_before() {
             )
         };
         call(&app, rich).await;
-        call(&app, request("/", &format!("bare-{round}"), [10, 7, 0, 2], &[])).await;
+        call(
+            &app,
+            request("/", &format!("bare-{round}"), [10, 7, 0, 2], &[]),
+        )
+        .await;
         if round % 50 == 0 {
             handle.flush().await;
         }
