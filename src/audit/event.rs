@@ -174,7 +174,9 @@ pub(crate) struct RawEvent {
     /// `None` when the request had no `User-Agent`; the buffer is kept either way.
     pub(crate) user_agent: String,
     pub(crate) has_user_agent: bool,
-    pub(crate) attempted_user: Option<String>,
+    /// Empty unless `has_attempted_user`; the buffer is kept either way.
+    pub(crate) attempted_user: String,
+    pub(crate) has_attempted_user: bool,
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) identity: Option<Identity>,
     pub(crate) status: StatusCode,
@@ -210,7 +212,8 @@ impl RawEvent {
             route: None,
             user_agent: String::new(),
             has_user_agent: false,
-            attempted_user: None,
+            attempted_user: String::new(),
+            has_attempted_user: false,
             client_ip: None,
             identity: None,
             status: StatusCode::OK,
@@ -248,8 +251,12 @@ impl RawEvent {
         }
         // Only a Basic credential names a user worth correlating: keep the name, never the
         // password.
-        self.attempted_user =
-            crate::auth::basic_user_name(headers).map(|user| cut(&user, MAX_USER_AGENT).to_owned());
+        self.attempted_user.clear();
+        self.has_attempted_user = false;
+        if let Some(user) = crate::auth::basic_user_name(headers) {
+            self.attempted_user.push_str(cut(&user, MAX_USER_AGENT));
+            self.has_attempted_user = true;
+        }
         self.client_ip = client_ip;
         self.identity = extensions.get::<Identity>().cloned();
         self.status = StatusCode::OK;
@@ -266,8 +273,12 @@ impl RawEvent {
         self.route = None;
         self.identity = None;
         self.decision = None;
-        self.attempted_user = None;
-        for text in [&mut self.request_id, &mut self.path, &mut self.user_agent] {
+        for text in [
+            &mut self.request_id,
+            &mut self.path,
+            &mut self.user_agent,
+            &mut self.attempted_user,
+        ] {
             text.clear();
             if text.capacity() > KEEP_CAPACITY {
                 *text = String::new();
@@ -349,10 +360,9 @@ impl RawEvent {
             api_key_id: identity.api_key_id().map(str::to_owned),
         });
         let attempted_user = match outcome {
-            Outcome::Unauthenticated | Outcome::RateLimited => self
-                .attempted_user
-                .as_deref()
-                .map(|user| fingerprint(user.as_bytes())),
+            Outcome::Unauthenticated | Outcome::RateLimited if self.has_attempted_user => {
+                Some(fingerprint(self.attempted_user.as_bytes()))
+            }
             _ => None,
         };
         // Scrub a window wider than what is kept, so a secret that straddles the cut is still
