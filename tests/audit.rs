@@ -1111,3 +1111,17 @@ async fn a_recycled_event_carries_nothing_of_the_request_before() {
             .all(|ua| ua.len() == 256 && ua.starts_with("agent/"))
     );
 }
+
+/// `shutdown()` returns once the sinks are closed: the same log file can be opened again at once
+/// (the file sink holds an exclusive lock while open).
+#[tokio::test]
+async fn a_log_can_be_reopened_as_soon_as_shutdown_returns() {
+    let dir = temp_dir("reopen");
+    let path = dir.join("audit.jsonl");
+    for _ in 0..40 {
+        run_file(&path, 1).await;
+    }
+    let summary = verify_files(&key(), &[&path]).unwrap();
+    assert_eq!((summary.first_seq, summary.last_seq), (1, 40));
+    std::fs::remove_dir_all(dir).unwrap();
+}

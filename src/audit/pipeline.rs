@@ -140,7 +140,8 @@ impl AuditHandle {
         }
     }
 
-    /// Writes and flushes every accepted event, then stops the audit thread. Events that arrive
+    /// Writes and flushes every accepted event, closes the sinks (a file sink releases its lock,
+    /// so the same log can be opened again at once), then stops the audit thread. Events that arrive
     /// later are dropped and counted. Calling it again returns at once. A sink that never
     /// returns keeps this waiting: bound it with `tokio::time::timeout` if a sink may hang.
     pub async fn shutdown(&self) {
@@ -279,6 +280,7 @@ impl Worker {
                 // Every sender is gone: the layer was dropped without a shutdown.
                 self.flush_sinks();
                 self.report_head();
+                self.close_sinks();
                 self.finished.send_replace(true);
                 return;
             }
@@ -312,12 +314,16 @@ impl Worker {
             } else {
                 unflushed = true;
             }
-            // Answered only once everything before them is written and flushed.
+            if closing {
+                self.report_head();
+                self.close_sinks();
+            }
+            // Answered only once everything before them is written and flushed (and, for a
+            // shutdown, the sinks closed).
             for done in flushes.drain(..).chain(shutdowns.drain(..)) {
                 let _ = done.send(());
             }
             if closing {
-                self.report_head();
                 self.finished.send_replace(true);
                 return;
             }
@@ -402,6 +408,16 @@ impl Worker {
                 .fetch_add(records.len() as u64, Ordering::Relaxed);
         }
         records.clear();
+    }
+
+    /// Drops the sinks before a shutdown is answered, so that what they hold (a file sink's
+    /// exclusive lock) is released by then: a caller that reopens the same log right after
+    /// `shutdown()` must not find it still locked.
+    fn close_sinks(&mut self) {
+        if catch_unwind(AssertUnwindSafe(|| self.sinks.clear())).is_err() {
+            self.counters.sink_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(target: "portcullis::audit", "an audit sink panicked while closing");
+        }
     }
 
     fn flush_sinks(&mut self) {
