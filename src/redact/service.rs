@@ -178,19 +178,11 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
             continue; // trailers: JSON responses do not carry any we keep
         };
         let held = first.as_ref().map_or(0, Bytes::len);
-        if held + buffer.len() + data.len() > config.max_body_bytes {
-            if !config.pass_oversized {
-                return withhold("response_too_large", status);
-            }
-            if let Some(first) = first.take() {
-                buffer.extend_from_slice(&first);
-            }
-            buffer.extend_from_slice(&data);
-            let head = futures_util::stream::once(async move { Ok(buffer.freeze()) });
-            let stream = head.chain(body.into_data_stream());
-            return Response::from_parts(parts, Body::from_stream(stream));
+        let oversized = held + buffer.len() + data.len() > config.max_body_bytes;
+        if oversized && !config.pass_oversized {
+            return withhold("response_too_large", status);
         }
-        if first.is_none() && buffer.is_empty() {
+        if !oversized && first.is_none() && buffer.is_empty() {
             first = Some(data);
             continue;
         }
@@ -198,6 +190,11 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
             buffer.extend_from_slice(&first);
         }
         buffer.extend_from_slice(&data);
+        if oversized {
+            let head = futures_util::stream::once(async move { Ok(buffer.freeze()) });
+            let stream = head.chain(body.into_data_stream());
+            return Response::from_parts(parts, Body::from_stream(stream));
+        }
     }
     let bytes = match first {
         Some(first) => first,
