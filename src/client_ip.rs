@@ -101,6 +101,18 @@ impl TrustedProxies {
         self
     }
 
+    /// Whether these and `other` trust the same networks (in any order; the header may differ,
+    /// since the transport layer reads the scheme and this layer the address).
+    pub(crate) fn same_networks(&self, other: &TrustedProxies) -> bool {
+        let covered = |a: &Self, b: &Self| a.networks.iter().all(|net| b.networks.contains(net));
+        covered(self, other) && covered(other, self)
+    }
+
+    /// Whether any proxy is trusted.
+    pub(crate) fn trusts_any(&self) -> bool {
+        !self.networks.is_empty()
+    }
+
     fn trusts(&self, ip: IpAddr) -> bool {
         self.networks.iter().any(|net| net.contains(&ip))
     }
@@ -282,6 +294,12 @@ impl ClientIpLayer {
         Self {
             proxies: Arc::new(proxies),
         }
+    }
+}
+
+impl ClientIpLayer {
+    pub(crate) fn proxies(&self) -> &TrustedProxies {
+        &self.proxies
     }
 }
 

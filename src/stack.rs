@@ -18,7 +18,9 @@
 //! The builder adds no behaviour beyond this wiring. Mistakes that would only show at request
 //! time are errors from [`build`](PortcullisBuilder::build): authorization, a lockout or a
 //! per-subject limit without an authenticator, a per-IP limit keyed by identity or a header (it
-//! runs before authentication), a per-subject limit that is not, or nothing configured.
+//! runs before authentication), a per-subject limit that is not, a transport layer trusting
+//! other proxies than the client-IP layer (or proxies the client-IP layer is missing for), or
+//! nothing configured.
 //! See `docs/architecture.md` for the full reasoning.
 //!
 //! ```
@@ -202,6 +204,7 @@ impl PortcullisBuilder {
                  or a header",
             ));
         }
+        self.check_proxies()?;
         let configured = self.audit.is_some()
             || self.client_ip.is_some()
             || self.transport.is_some()
@@ -213,6 +216,37 @@ impl PortcullisBuilder {
             return Err(ConfigError::new("no layer configured"));
         }
         Ok(Portcullis { layers: self })
+    }
+}
+
+impl PortcullisBuilder {
+    /// Both layers that read forwarding headers must believe the same proxies. If only the
+    /// transport layer knows them, every client would count as its proxy's address in the per-IP
+    /// limit, the lockout and the audit log: one client's flood would lock out everyone.
+    fn check_proxies(&self) -> Result<(), ConfigError> {
+        let Some(transport) = self.transport.as_ref().map(|t| t.proxies()) else {
+            return Ok(());
+        };
+        match &self.client_ip {
+            Some(client_ip)
+                if transport.trusts_any() && !client_ip.proxies().same_networks(transport) =>
+            {
+                Err(ConfigError::new(
+                    "client_ip and transport trust different proxies: give both the same networks",
+                ))
+            }
+            None if transport.trusts_any()
+                && (self.audit.is_some()
+                    || self.rate_limit_per_ip.is_some()
+                    || self.lockout.is_some()) =>
+            {
+                Err(ConfigError::new(
+                    "transport trusts proxies but client_ip is not configured: every client would \
+                     count as its proxy's address; add .client_ip(..) with the same proxies",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -14,10 +14,11 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use portcullis::audit::{AlertRules, AuditEntry, AuditHandle, AuditKey, AuditLayer, RecentEvents};
 use portcullis::auth::JwtAuthenticator;
-use portcullis::client_ip::TrustedProxies;
+use portcullis::client_ip::{ProxyHeader, TrustedProxies};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
 use portcullis::redact::{Email, Rule};
+use portcullis::transport::TransportSecurityLayer;
 use portcullis::{AuthLayer, Portcullis, RedactLayer, ValidateLayer};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -78,10 +79,51 @@ fn mistakes_are_refused_at_build_time() {
                 5,
             )),
         ),
+        (
+            "transport and client_ip trusting different proxies",
+            Portcullis::builder()
+                .client_ip(proxies(&["10.0.0.0/8"]))
+                .transport(
+                    TransportSecurityLayer::new().trusted_proxies(proxies(&["192.0.2.0/24"])),
+                ),
+        ),
+        (
+            "transport trusting proxies, client_ip trusting none",
+            Portcullis::builder()
+                .client_ip(TrustedProxies::none())
+                .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
+        ),
+        (
+            "transport trusting proxies, a per-ip limit without client_ip",
+            Portcullis::builder()
+                .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
+                .rate_limit_per_ip(limit(KeyBy::ClientIp, 5)),
+        ),
         ("nothing", Portcullis::builder()),
     ];
     for (what, builder) in cases {
         assert!(builder.build().is_err(), "{what} was accepted");
+    }
+    // The same networks in another order, each layer reading its own header: accepted. So is a
+    // client-IP layer behind proxies with a transport layer that sees TLS itself (re-encrypting
+    // proxies), and a transport layer behind proxies with nothing that keys by address.
+    let accepted = [
+        Portcullis::builder()
+            .client_ip(proxies(&["10.0.0.0/8", "192.0.2.7"]))
+            .transport(TransportSecurityLayer::new().trusted_proxies(
+                proxies(&["192.0.2.7", "10.0.0.0/8"]).header(ProxyHeader::Forwarded),
+            ))
+            .rate_limit_per_ip(limit(KeyBy::ClientIp, 5)),
+        Portcullis::builder()
+            .client_ip(proxies(&["10.0.0.0/8"]))
+            .transport(TransportSecurityLayer::new()),
+        Portcullis::builder()
+            .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
+    ];
+    for (i, builder) in accepted.into_iter().enumerate() {
+        if let Err(error) = builder.build() {
+            panic!("accepted case {i} was refused: {error}");
+        }
     }
     let stack = Portcullis::builder()
         .auth(auth())
@@ -92,6 +134,10 @@ fn mistakes_are_refused_at_build_time() {
         format!("{stack:?}"),
         r#"Portcullis { layers: ["auth", "rbac"] }"#
     );
+}
+
+fn proxies(networks: &[&str]) -> TrustedProxies {
+    TrustedProxies::new(networks).unwrap()
 }
 
 fn app(recent: &RecentEvents) -> (Router, AuditHandle) {

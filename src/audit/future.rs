@@ -57,7 +57,7 @@ impl Drop for Pending {
             }
             if let Err(raw) = self.handle.try_submit(raw) {
                 self.handle.dropped();
-                self.handle.pool.give_back(raw);
+                self.handle.inner.pool.give_back(raw);
             }
         }
     }
@@ -118,9 +118,9 @@ where
         let Err(raw) = handle.try_submit(raw) else {
             return Poll::Ready(result);
         };
-        let Overflow::Wait(deadline) = handle.overflow else {
+        let Overflow::Wait(deadline) = handle.inner.overflow else {
             handle.dropped();
-            handle.pool.give_back(raw);
+            handle.inner.pool.give_back(raw);
             return Poll::Ready(result);
         };
         let handle = handle.clone();

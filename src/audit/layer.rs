@@ -6,7 +6,9 @@ use tower_layer::Layer;
 
 use super::alert::{AlertRules, Detector, SecurityAlert};
 use super::chain::{AuditKey, Chain};
-use super::pipeline::{AlertCallback, AuditHandle, Counters, EventPool, Overflow, Worker};
+use super::pipeline::{
+    AlertCallback, AuditHandle, Counters, EventPool, HandleInner, Overflow, Worker,
+};
 use super::service::Audit;
 use super::sink::{AuditSink, TracingSink};
 use crate::error::ConfigError;
@@ -158,12 +160,14 @@ impl AuditLayerBuilder {
             .map_err(|_| ConfigError::new("the audit thread could not be started"))?;
         Ok(AuditLayer {
             handle: AuditHandle {
-                queue,
-                finished,
-                counters,
-                overflow: self.overflow,
-                capacity: self.capacity,
-                pool,
+                inner: Arc::new(HandleInner {
+                    queue,
+                    finished,
+                    counters,
+                    overflow: self.overflow,
+                    capacity: self.capacity,
+                    pool,
+                }),
             },
             trust_request_id: self.trust_request_id,
         })

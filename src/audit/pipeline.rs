@@ -112,6 +112,12 @@ pub struct AuditStats {
 /// event is written and flushed.
 #[derive(Clone)]
 pub struct AuditHandle {
+    /// One `Arc`: every request's response future holds a handle, and cloning a channel
+    /// sender, a watch receiver and two `Arc`s per request cost more than one increment.
+    pub(crate) inner: Arc<HandleInner>,
+}
+
+pub(crate) struct HandleInner {
     pub(crate) queue: mpsc::Sender<Message>,
     /// Turns true when the audit thread has written, flushed and stopped.
     pub(crate) finished: tokio::sync::watch::Receiver<bool>,
@@ -133,7 +139,7 @@ impl AuditHandle {
     /// Waits until every event accepted so far is written and the sinks flushed.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.queue.send(Message::Flush(done)).await.is_ok() {
+        if self.inner.queue.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
         } else {
             self.finished().await;
@@ -146,7 +152,7 @@ impl AuditHandle {
     /// returns keeps this waiting: bound it with `tokio::time::timeout` if a sink may hang.
     pub async fn shutdown(&self) {
         let (done, wait) = oneshot::channel();
-        if self.queue.send(Message::Shutdown(done)).await.is_ok() {
+        if self.inner.queue.send(Message::Shutdown(done)).await.is_ok() {
             let _ = wait.await;
         } else {
             // Another caller's shutdown is under way (or done): wait for it to finish.
@@ -155,13 +161,13 @@ impl AuditHandle {
     }
 
     async fn finished(&self) {
-        let mut finished = self.finished.clone();
+        let mut finished = self.inner.finished.clone();
         let _ = finished.wait_for(|done| *done).await;
     }
 
     /// The counts so far.
     pub fn stats(&self) -> AuditStats {
-        let c = &self.counters;
+        let c = &self.inner.counters;
         AuditStats {
             accepted: c.accepted.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
@@ -174,14 +180,14 @@ impl AuditHandle {
 
     /// Events waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.capacity - self.queue.capacity()
+        self.inner.capacity - self.inner.queue.capacity()
     }
 
     /// Hands an event over without waiting; `Err` gives it back when the queue is full.
     pub(crate) fn try_submit(&self, event: Box<RawEvent>) -> Result<(), Box<RawEvent>> {
-        match self.queue.try_send(Message::Event(event)) {
+        match self.inner.queue.try_send(Message::Event(event)) {
             Ok(()) => {
-                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                self.inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(Message::Event(event))) => Err(event),
@@ -205,20 +211,21 @@ impl AuditHandle {
         }
         let mut unsent = Unsent(self, false);
         let sent = self
+            .inner
             .queue
             .send_timeout(Message::Event(event), deadline)
             .await;
         unsent.1 = true;
         match sent {
             Ok(()) => {
-                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                self.inner.counters.accepted.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => self.dropped(),
         }
     }
 
     pub(crate) fn dropped(&self) {
-        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         metrics::counter!("portcullis_audit_dropped_total").increment(1);
     }

@@ -60,7 +60,7 @@ where
                 .get::<ConnectInfo<std::net::SocketAddr>>()
                 .map(|c| canonical(c.0.ip()))
         });
-        let mut raw = self.handle.pool.take();
+        let mut raw = self.handle.inner.pool.take();
         raw.capture(
             &request_id,
             (

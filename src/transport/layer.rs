@@ -37,6 +37,12 @@ pub struct TransportSecurityLayer {
     pub(super) config: Arc<TransportConfig>,
 }
 
+impl TransportSecurityLayer {
+    pub(crate) fn proxies(&self) -> &TrustedProxies {
+        &self.config.proxies
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct TransportConfig {
     pub(super) proxies: TrustedProxies,
