@@ -302,6 +302,59 @@ async fn every_outcome_gives_exactly_one_event_with_the_right_fields() {
     assert_eq!((stats.accepted, stats.dropped), (sent as u64, 0));
 }
 
+/// A handler that panics is recorded as an error (500, reason `panicked`), whether the panic
+/// unwinds through the whole stack or a `CatchPanicLayer` outside the audit layer stops it
+/// (which drops the audit layer's future only after the panic is over).
+#[tokio::test]
+async fn a_panicking_handler_is_recorded_as_an_error_with_or_without_catch_panic_outside() {
+    let recent = RecentEvents::new(10);
+    let audit = AuditLayer::builder(key())
+        .sink(recent.clone())
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    let app = Router::new()
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("a handler bug");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(audit);
+    let caught = app
+        .clone()
+        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+    let response = call(&caught, request("/panic", "t-caught", [10, 0, 0, 1], &[])).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let unwound = tokio::spawn(call_owned(
+        app,
+        request("/panic", "t-unwound", [10, 0, 0, 2], &[]),
+    ))
+    .await;
+    assert!(unwound.unwrap_err().is_panic());
+
+    handle.flush().await;
+    let events = events(&recent);
+    assert_eq!(events.len(), 2, "one event per request: {events:?}");
+    for event in &events {
+        assert_eq!(
+            (event.outcome, event.status, event.reason.as_deref()),
+            (Outcome::Error, 500, Some("panicked")),
+            "{event:?}"
+        );
+    }
+    let mut ids: Vec<&str> = events.iter().map(|e| e.request_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["t-caught", "t-unwound"]);
+}
+
+async fn call_owned(app: Router, request: Request<Body>) -> http::Response<Body> {
+    app.oneshot(request).await.unwrap()
+}
+
 #[tokio::test]
 async fn the_request_id_reaches_the_handler_and_is_generated_when_unusable() {
     let recent = RecentEvents::new(10);

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
@@ -47,11 +48,13 @@ impl Pending {
     }
 }
 
-impl Drop for Pending {
-    fn drop(&mut self) {
+impl Pending {
+    /// Submits the event of a request that ended without an answer: abandoned by the client
+    /// (499), or cut short by a panic (500).
+    fn abandon(&mut self, panicked: bool) {
         if let Some(mut raw) = self.finish() {
             raw.status = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
-            if std::thread::panicking() {
+            if panicked {
                 raw.ended = Ended::Panicked;
                 raw.status = StatusCode::INTERNAL_SERVER_ERROR;
             }
@@ -60,6 +63,12 @@ impl Drop for Pending {
                 self.handle.inner.pool.give_back(raw);
             }
         }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.abandon(std::thread::panicking());
     }
 }
 
@@ -100,7 +109,18 @@ where
         if let Some(waiting) = this.waiting.as_mut() {
             return waiting.as_mut().poll(cx);
         }
-        let mut result = ready!(this.inner.poll(cx));
+        // A panic below is recorded as one before it goes on unwinding. Left to `Drop`, it would
+        // look like a cancel whenever a `CatchPanicLayer` outside this layer stops the unwinding:
+        // that drops this future only after the panic is over. Catching costs nothing until
+        // something panics.
+        let polled = panic::catch_unwind(AssertUnwindSafe(|| this.inner.poll(cx)));
+        let mut result = match polled {
+            Ok(poll) => ready!(poll),
+            Err(payload) => {
+                this.pending.abandon(true);
+                panic::resume_unwind(payload)
+            }
+        };
         let Some(mut raw) = this.pending.finish() else {
             return Poll::Ready(result);
         };
