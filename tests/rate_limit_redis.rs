@@ -354,6 +354,58 @@ async fn lockouts_are_shared_between_replicas() {
     }
 }
 
+/// Each replica keeps its own count beside the shared one: the attempt right after the last
+/// allowed failure is refused at once (the shared count learns of failures only after their
+/// answers), and while Redis is down the replica still locks guessers out, and only them.
+#[tokio::test]
+async fn a_replica_counts_failures_itself_at_once_and_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    let redis = RedisBackend::connect(&server.url())
+        .await
+        .unwrap()
+        .prefix(&unique_prefix());
+    let jwt = portcullis::auth::JwtAuthenticator::builder()
+        .key(all_keys().remove(0))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .build()
+        .unwrap();
+    let lockout = LockoutLayer::builder()
+        .max_failures(3)
+        .redis(redis)
+        .build()
+        .unwrap();
+    let app = app(AuthLayer::required().with(jwt)).layer(lockout);
+    let good = format!("Bearer {}", Signer::es256().sign(&claims("alice", "")));
+    let bad = [("authorization", "Bearer bad.token.value")];
+    let guess = |ip: &'static str| send_timely(&app, from(ip, "/me", &bad));
+    let login = |ip: &'static str| {
+        let good = good.clone();
+        let app = app.clone();
+        async move { send_timely(&app, from(ip, "/me", &[("authorization", &good)])).await }
+    };
+
+    for _ in 0..3 {
+        guess("192.0.2.60").await.problem(401, "invalid-token");
+    }
+    let locked = login("192.0.2.60").await;
+    locked.problem(429, "too-many-requests");
+    assert!(locked.text.contains("failed attempts"), "{}", locked.text);
+
+    server.kill();
+    assert_eq!(
+        login("192.0.2.61").await.status,
+        200,
+        "no lockout of its own"
+    );
+    for _ in 0..3 {
+        guess("192.0.2.61").await.problem(401, "invalid-token");
+    }
+    login("192.0.2.61").await.problem(429, "too-many-requests");
+    // Only the guesser: a failing Redis does not lock anyone else out.
+    assert_eq!(login("192.0.2.62").await.status, 200);
+}
+
 /// A three-node Redis Cluster of our own (no replicas), torn down on drop.
 struct RedisCluster {
     nodes: Vec<RedisServer>,

@@ -29,6 +29,12 @@ use crate::error::{ConfigError, Rejection, RejectionKind};
 /// user gets 429 with `Retry-After` for the lockout period, which doubles with each lockout up to
 /// a cap. Works in memory, or in Redis (feature `redis`) so all replicas share the count.
 ///
+/// With Redis, each replica keeps its own count as well, with the same limits: it is what bounds
+/// the guesses in flight at once (the shared count learns of a failure only after its answer),
+/// and it keeps locking out guessers while Redis cannot answer. The shared lockout itself never
+/// fails closed, whatever the backend's `RedisFailure` policy: refusing
+/// every login while Redis is down would turn an outage into a denial of service for everyone.
+///
 /// ```
 /// use std::time::Duration;
 /// use axum::{Router, routing::get};
@@ -456,6 +462,24 @@ where
         }
         let config = self.config.clone();
         let subjects = subjects(&config, &request);
+        // This replica's own count runs with or without Redis: it bounds the guesses in flight
+        // (which a shared count recorded after each answer cannot), and it keeps the lockout
+        // working while Redis is down.
+        let entries = match config.local_reserve(&subjects.keys[..subjects.len]) {
+            Ok(entries) => entries,
+            Err(wait) => {
+                return LockoutFuture::Ready {
+                    response: Some(locked_out(wait)),
+                };
+            }
+        };
+        let attempt = PendingAttempt(Arc::new(Mutex::new(Some(Attempt {
+            config: config.clone(),
+            entries,
+            done: false,
+        }))));
+        let mut request = request;
+        request.extensions_mut().insert(attempt.clone());
         #[cfg(feature = "redis")]
         if let Some(redis) = config.redis.clone() {
             let clone = self.inner.clone();
@@ -464,10 +488,14 @@ where
             return LockoutFuture::Boxed {
                 future: Box::pin(async move {
                     if let Some(wait) = redis.lockout_remaining(&subjects.texts).await {
+                        // Not an attempt: release it uncounted.
+                        attempt.settle(false);
                         return Ok(locked_out(wait));
                     }
                     let response = inner.call(request).await?;
-                    if is_failure(&response) {
+                    let failed = is_failure(&response);
+                    attempt.settle(failed);
+                    if failed {
                         let redis = redis.clone();
                         let config = config.clone();
                         // Counting must not delay the answer.
@@ -479,21 +507,6 @@ where
                 }),
             };
         }
-        let entries = match config.local_reserve(&subjects.keys[..subjects.len]) {
-            Ok(entries) => entries,
-            Err(wait) => {
-                return LockoutFuture::Ready {
-                    response: Some(locked_out(wait)),
-                };
-            }
-        };
-        let attempt = PendingAttempt(Arc::new(Mutex::new(Some(Attempt {
-            config,
-            entries,
-            done: false,
-        }))));
-        let mut request = request;
-        request.extensions_mut().insert(attempt.clone());
         LockoutFuture::Called {
             future: self.inner.call(request),
             attempt: Some(attempt),

@@ -275,8 +275,8 @@ impl RedisBackend {
     }
 
     /// The longest remaining lockout among `subjects`, if any. A failing Redis locks nobody out
-    /// (the lockout is a second line behind the rate limit, and must not become a way to deny
-    /// service to everyone).
+    /// here (refusing every login would deny service to everyone); each replica's own count
+    /// still locks out the guessers it sees (`LockoutService::call`).
     pub(super) async fn lockout_remaining(&self, subjects: &[String]) -> Option<Duration> {
         // One command per key: the keys of an address and of a user name live in different hash
         // slots, which a Redis Cluster cannot serve in one pipeline.
