@@ -298,7 +298,7 @@ impl ClientIpLayer {
 }
 
 impl ClientIpLayer {
-    pub(crate) fn proxies(&self) -> &TrustedProxies {
+    pub(crate) fn proxies(&self) -> &Arc<TrustedProxies> {
         &self.proxies
     }
 }
@@ -334,11 +334,19 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let ip = ClientIp(
-            self.proxies
-                .client_ip(peer(request.extensions()), request.headers()),
-        );
-        request.extensions_mut().insert(ip);
+        // Already resolved by an outer layer: the audit layer does it when `Portcullis::builder()`
+        // gives it this layer's proxies.
+        let ip = match request.extensions().get::<ClientIp>() {
+            Some(ip) => *ip,
+            None => {
+                let ip = ClientIp(
+                    self.proxies
+                        .client_ip(peer(request.extensions()), request.headers()),
+                );
+                request.extensions_mut().insert(ip);
+                ip
+            }
+        };
         ResponseFuture {
             inner: self.inner.call(request),
             ip,

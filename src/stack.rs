@@ -215,7 +215,15 @@ impl PortcullisBuilder {
         if !configured {
             return Err(ConfigError::new("no layer configured"));
         }
-        Ok(Portcullis { layers: self })
+        let mut layers = self;
+        // The audit layer resolves the client address itself, so that a request that ends
+        // without an answer is recorded with the client's, not the proxy's.
+        if let Some(client_ip) = &layers.client_ip {
+            layers.audit = layers
+                .audit
+                .map(|audit| audit.resolve_client_ip(client_ip.proxies().clone()));
+        }
+        Ok(Portcullis { layers })
     }
 }
 

@@ -265,3 +265,71 @@ async fn layers_run_in_the_recommended_order() {
         ]
     );
 }
+
+/// Behind a proxy, a request the client abandons is recorded with the client's address, not the
+/// proxy's: the builder has the audit layer resolve it, since no answer will carry it back up.
+#[tokio::test]
+async fn an_abandoned_request_is_recorded_with_the_client_address_behind_a_proxy() {
+    let recent = RecentEvents::new(10);
+    let audit =
+        AuditLayer::builder(AuditKey::new(b"the audit key for tests, 32+ bytes long").unwrap())
+            .sink(recent.clone())
+            .alerts(AlertRules::none())
+            .build()
+            .unwrap();
+    let handle = audit.handle();
+    let security = Portcullis::builder()
+        .audit(audit)
+        .client_ip(proxies(&["10.0.0.0/8"]))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route("/fast", get(|| async { "now" }))
+        .layer(security);
+    let from_proxy = |path: &str| {
+        let mut request = Request::get(path)
+            .header("x-forwarded-for", "203.0.113.7")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 5000))));
+        request
+    };
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        app.clone().oneshot(from_proxy("/slow")),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the slow handler answered");
+    assert_eq!(send(&app, from_proxy("/fast")).await.0, 200);
+    handle.flush().await;
+    let events: Vec<_> = recent
+        .records()
+        .into_iter()
+        .filter_map(|record| match record.entry() {
+            AuditEntry::Request(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for event in &events {
+        assert_eq!(
+            event.client_ip,
+            Some([203, 0, 113, 7].into()),
+            "{}: {event:?}",
+            event.path
+        );
+    }
+    assert!(
+        events.iter().any(|e| e.path == "/slow" && e.status == 499),
+        "{events:?}"
+    );
+}

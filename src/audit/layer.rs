@@ -11,6 +11,7 @@ use super::pipeline::{
 };
 use super::service::Audit;
 use super::sink::{AuditSink, TracingSink};
+use crate::client_ip::TrustedProxies;
 use crate::error::ConfigError;
 use crate::redact::RedactLayer;
 
@@ -21,6 +22,8 @@ use crate::redact::RedactLayer;
 pub struct AuditLayer {
     pub(super) handle: AuditHandle,
     pub(super) trust_request_id: bool,
+    /// Set by `Portcullis::builder()` when a client-IP layer runs inside this one.
+    pub(super) client_ip: Option<Arc<TrustedProxies>>,
 }
 
 impl AuditLayer {
@@ -42,6 +45,14 @@ impl AuditLayer {
     pub fn handle(&self) -> AuditHandle {
         self.handle.clone()
     }
+
+    /// Resolves the client address itself, through the proxies the client-IP layer inside it
+    /// trusts, and hands it down in the request: a request that ends without an answer (the
+    /// client went away) would otherwise be recorded with the proxy's address.
+    pub(crate) fn resolve_client_ip(mut self, proxies: Arc<TrustedProxies>) -> Self {
+        self.client_ip = Some(proxies);
+        self
+    }
 }
 
 impl fmt::Debug for AuditLayer {
@@ -61,6 +72,7 @@ impl<S> Layer<S> for AuditLayer {
             inner,
             handle: self.handle.clone(),
             trust_request_id: self.trust_request_id,
+            client_ip: self.client_ip.clone(),
         }
     }
 }
@@ -170,6 +182,7 @@ impl AuditLayerBuilder {
                 }),
             },
             trust_request_id: self.trust_request_id,
+            client_ip: None,
         })
     }
 }

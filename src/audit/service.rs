@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use super::RequestId;
 use super::future::{Pending, ResponseFuture};
 use super::pipeline::AuditHandle;
 use super::request_id::X_REQUEST_ID;
-use crate::client_ip::{ClientIp, canonical};
+use crate::client_ip::{ClientIp, TrustedProxies, canonical, peer};
 
 /// The service built by [`AuditLayer`](super::AuditLayer).
 #[derive(Clone)]
@@ -18,6 +19,7 @@ pub struct Audit<S> {
     pub(super) inner: S,
     pub(super) handle: AuditHandle,
     pub(super) trust_request_id: bool,
+    pub(super) client_ip: Option<Arc<TrustedProxies>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Audit<S> {
@@ -54,6 +56,12 @@ where
         request
             .headers_mut()
             .insert(&X_REQUEST_ID, request_id.header_value().clone());
+        if let Some(proxies) = &self.client_ip
+            && request.extensions().get::<ClientIp>().is_none()
+        {
+            let ip = proxies.client_ip(peer(request.extensions()), request.headers());
+            request.extensions_mut().insert(ClientIp(ip));
+        }
         let extensions = request.extensions();
         let client_ip = extensions.get::<ClientIp>().map(|ip| ip.0).or_else(|| {
             extensions
