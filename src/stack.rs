@@ -15,7 +15,11 @@
 //! | 8 | [`RbacLayer`] | needs the identity; deny by default |
 //! | 9 | [`RedactLayer`] | innermost, so it sees the identity for role rules and every handler body |
 //!
-//! The builder adds no behaviour beyond this wiring. Mistakes that would only show at request
+//! The builder adds no behaviour beyond this wiring, which includes telling layers what the
+//! others know: the audit layer resolves the client address through the client-IP layer's
+//! proxies (so an abandoned request is recorded with it), and the lockout and the transport layer
+//! learn the headers the authenticators read credentials from (an API key header of another
+//! name). Mistakes that would only show at request
 //! time are errors from [`build`](PortcullisBuilder::build): authorization, a lockout or a
 //! per-subject limit without an authenticator, a per-IP limit keyed by identity or a header (it
 //! runs before authentication), a per-subject limit that is not, a transport layer trusting
@@ -222,6 +226,19 @@ impl PortcullisBuilder {
             layers.audit = layers
                 .audit
                 .map(|audit| audit.resolve_client_ip(client_ip.proxies().clone()));
+        }
+        // Credentials in the authenticators' own headers (an API key header of another name)
+        // are guesses for the lockout and credentials for the transport layer's caching rule.
+        if let Some(auth) = &layers.auth {
+            let names = auth.credential_headers();
+            layers.lockout = layers
+                .lockout
+                .map(|lockout| lockout.with_credential_headers(names));
+            layers.transport = layers.transport.map(|transport| {
+                names.iter().fold(transport, |transport, name| {
+                    transport.credential_header(name.clone())
+                })
+            });
         }
         Ok(Portcullis { layers })
     }

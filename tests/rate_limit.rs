@@ -687,3 +687,41 @@ async fn concurrent_authenticated_requests_from_one_address_are_not_a_lockout() 
     let request = from("192.0.2.95", "/slow", &[("authorization", &header)]);
     assert_eq!(send(&app, request).await.status, 429);
 }
+
+/// Guesses in an API key header of another name are counted once the lockout is told the header
+/// (the `Portcullis` builder tells it itself); left untold, they are not seen at all.
+#[tokio::test]
+async fn guesses_in_a_custom_api_key_header_are_counted_when_the_header_is_named() {
+    use http::HeaderName;
+    use portcullis::auth::{ApiKeyAuthenticator, ApiKeyGrant, InMemoryKeyStore};
+
+    let header = HeaderName::from_static("x-service-key");
+    let store = InMemoryKeyStore::new();
+    let key = "pcl_custom_header_key_0123456789abcdefghij";
+    store.insert(key, ApiKeyGrant::new("k", "svc")).unwrap();
+    let auth = AuthLayer::required().with(ApiKeyAuthenticator::new(store).header(header.clone()));
+    let lockout = |named: bool| {
+        let builder = LockoutLayer::builder().max_failures(3);
+        let builder = if named {
+            builder.credential_header(header.clone())
+        } else {
+            builder
+        };
+        builder.build().unwrap()
+    };
+    let wrong = [("x-service-key", "pcl_wrong_key_0123456789abcdefghijklmnop")];
+    for named in [true, false] {
+        let app = app(auth.clone()).layer(lockout(named));
+        for _ in 0..3 {
+            send(&app, from("192.0.2.90", "/me", &wrong))
+                .await
+                .problem(401, "invalid-credentials");
+        }
+        let right = send(&app, from("192.0.2.90", "/me", &[("x-service-key", key)])).await;
+        if named {
+            right.problem(429, "too-many-requests");
+        } else {
+            assert_eq!(right.status, 200, "unnamed header: nothing counted");
+        }
+    }
+}

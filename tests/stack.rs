@@ -333,3 +333,42 @@ async fn an_abandoned_request_is_recorded_with_the_client_address_behind_a_proxy
         "{events:?}"
     );
 }
+
+/// The builder tells the lockout where its authenticators read credentials: guesses in a custom
+/// API key header lock the address out like guessed tokens do.
+#[tokio::test]
+async fn the_lockout_watches_the_authenticators_own_headers() {
+    use http::HeaderName;
+    use portcullis::auth::{ApiKeyAuthenticator, ApiKeyGrant, InMemoryKeyStore};
+
+    let store = InMemoryKeyStore::new();
+    let key = "pcl_custom_header_key_0123456789abcdefghij";
+    store.insert(key, ApiKeyGrant::new("k", "svc")).unwrap();
+    let security =
+        Portcullis::builder()
+            .lockout(LockoutLayer::builder().max_failures(3).build().unwrap())
+            .auth(AuthLayer::required().with(
+                ApiKeyAuthenticator::new(store).header(HeaderName::from_static("x-service-key")),
+            ))
+            .build()
+            .unwrap();
+    let app = Router::new()
+        .route("/items", get(|| async { "[]" }))
+        .layer(security);
+    let with_key = |key: &str| {
+        let mut request = Request::get("/items")
+            .header("x-service-key", key)
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 91], 5000))));
+        request
+    };
+    for _ in 0..3 {
+        let (status, _) = send(&app, with_key("pcl_wrong_key_0123456789abcdefghijklmnop")).await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = send(&app, with_key(key)).await;
+    assert_eq!(status, 429, "{body}");
+}

@@ -71,6 +71,13 @@ impl AuthLayer {
     }
 }
 
+impl AuthLayer {
+    /// Headers besides `Authorization` where its authenticators look for credentials.
+    pub(crate) fn credential_headers(&self) -> &[HeaderName] {
+        &self.config.credential_headers
+    }
+}
+
 impl AuthConfig {
     fn refresh_challenge(&mut self) {
         let mut schemes: Vec<Scheme> = Vec::new();

@@ -9,8 +9,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
-use http::header::RETRY_AFTER;
-use http::{HeaderValue, Request};
+use http::header::{AUTHORIZATION, RETRY_AFTER};
+use http::{HeaderName, HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
@@ -58,6 +58,8 @@ use crate::error::{ConfigError, Rejection, RejectionKind};
 #[must_use]
 pub struct LockoutLayer {
     config: Arc<LockoutConfig>,
+    /// Where requests carry credentials: only those are checked and counted.
+    credential_headers: Arc<[HeaderName]>,
 }
 
 pub(crate) struct LockoutConfig {
@@ -93,6 +95,7 @@ pub struct LockoutLayerBuilder {
     max_lockout: Duration,
     max_entries: u64,
     v6_prefix: u8,
+    credential_headers: Vec<HeaderName>,
     #[cfg(feature = "redis")]
     redis: Option<super::redis::RedisBackend>,
 }
@@ -107,9 +110,23 @@ impl LockoutLayer {
             max_lockout: Duration::from_secs(3600),
             max_entries: 1_000_000,
             v6_prefix: 64,
+            credential_headers: vec![AUTHORIZATION, HeaderName::from_static("x-api-key")],
             #[cfg(feature = "redis")]
             redis: None,
         }
+    }
+
+    /// Also checks and counts requests that carry a credential in these headers (the
+    /// `Portcullis` builder passes the ones its authenticators read).
+    pub(crate) fn with_credential_headers(mut self, names: &[HeaderName]) -> Self {
+        let mut all = self.credential_headers.to_vec();
+        for name in names {
+            if !all.contains(name) {
+                all.push(name.clone());
+            }
+        }
+        self.credential_headers = all.into();
+        self
     }
 }
 
@@ -150,6 +167,17 @@ impl LockoutLayerBuilder {
         self
     }
 
+    /// Checks and counts requests carrying this header too, besides `Authorization` and
+    /// `X-Api-Key`: the header of an [`ApiKeyAuthenticator`](crate::auth::ApiKeyAuthenticator)
+    /// configured with another name. A guess in a header the lockout does not watch is never
+    /// counted. `Portcullis::builder()` adds its authenticators' headers itself.
+    pub fn credential_header(mut self, name: HeaderName) -> Self {
+        if !self.credential_headers.contains(&name) {
+            self.credential_headers.push(name);
+        }
+        self
+    }
+
     /// Keeps the counts in Redis, shared by every replica.
     #[cfg(feature = "redis")]
     pub fn redis(mut self, backend: super::redis::RedisBackend) -> Self {
@@ -183,6 +211,7 @@ impl LockoutLayerBuilder {
                 #[cfg(feature = "redis")]
                 redis: self.redis,
             }),
+            credential_headers: self.credential_headers.into(),
         })
     }
 }
@@ -381,9 +410,9 @@ fn is_failure(response: &Response) -> bool {
 
 /// Only requests that try to authenticate are checked and counted: a locked-out address can
 /// still reach public routes.
-fn carries_credentials<B>(request: &Request<B>) -> bool {
+fn carries_credentials<B>(request: &Request<B>, names: &[HeaderName]) -> bool {
     let headers = request.headers();
-    headers.contains_key(http::header::AUTHORIZATION) || headers.contains_key("x-api-key")
+    names.iter().any(|name| headers.contains_key(name))
 }
 
 fn locked_out(retry_after: Duration) -> Response {
@@ -417,6 +446,7 @@ impl<S> Layer<S> for LockoutLayer {
         LockoutService {
             inner,
             config: self.config.clone(),
+            credential_headers: self.credential_headers.clone(),
         }
     }
 }
@@ -426,6 +456,7 @@ impl<S> Layer<S> for LockoutLayer {
 pub struct LockoutService<S> {
     inner: S,
     config: Arc<LockoutConfig>,
+    credential_headers: Arc<[HeaderName]>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for LockoutService<S> {
@@ -454,7 +485,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if !carries_credentials(&request) {
+        if !carries_credentials(&request, &self.credential_headers) {
             return LockoutFuture::Called {
                 future: self.inner.call(request),
                 attempt: None,
