@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::MatchedPath;
 use http::{Method, StatusCode};
@@ -127,7 +127,7 @@ pub struct AuditEvent {
     pub attempted_user: Option<String>,
     /// The client address ([`ClientIp`](crate::ClientIp) when a `ClientIpLayer` ran, else the
     /// socket peer when known).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ip_text")]
     pub client_ip: Option<IpAddr>,
     /// The `User-Agent`, cut and scrubbed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,15 +144,120 @@ fn is_zero(n: &u64) -> bool {
 }
 
 pub(super) fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    // Formatted on the stack: this runs for every record.
     let mut text = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    time::OffsetDateTime::from(*time)
-        .format_into(&mut cursor, &time::format_description::well_known::Rfc3339)
-        .map_err(serde::ser::Error::custom)?;
-    let len = cursor.position() as usize;
+    let len = match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => format_rfc3339(since, &mut text),
+        Err(_) => None,
+    };
+    let len = match len {
+        Some(len) => len,
+        // Before 1970 or after 9999: the general formatter, which refuses years past 9999
+        // (`OffsetDateTime::from(SystemTime)` would panic on them).
+        None => {
+            let out_of_range = || serde::ser::Error::custom("time out of range");
+            let epoch = time::OffsetDateTime::UNIX_EPOCH;
+            let date = match time.duration_since(UNIX_EPOCH) {
+                Ok(after) => time::Duration::try_from(after)
+                    .ok()
+                    .and_then(|after| epoch.checked_add(after)),
+                Err(before) => time::Duration::try_from(before.duration())
+                    .ok()
+                    .and_then(|before| epoch.checked_sub(before)),
+            }
+            .ok_or_else(out_of_range)?;
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            date.format_into(&mut cursor, &time::format_description::well_known::Rfc3339)
+                .map_err(serde::ser::Error::custom)?;
+            cursor.position() as usize
+        }
+    };
     let text = std::str::from_utf8(&text[..len]).map_err(serde::ser::Error::custom)?;
     serializer.serialize_str(text)
+}
+
+thread_local! {
+    /// The `YYYY-MM-DDTHH:MM:SS` of the last second formatted on this thread: records come many
+    /// to a second, and only the fraction changes between them.
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// RFC 3339 in UTC the way `time`'s `Rfc3339` writes it (the fraction without trailing zeros,
+/// none when zero, then `Z`), by hand: through `time`'s formatter it took 6 % of the audit
+/// thread. `None` past year 9999.
+fn format_rfc3339(since_epoch: Duration, out: &mut [u8; 64]) -> Option<usize> {
+    const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
+    let seconds = since_epoch.as_secs();
+    if seconds > LAST_SECOND_OF_9999 {
+        return None;
+    }
+    let (cached, mut prefix) = LAST_SECOND.get();
+    if cached != seconds {
+        let date = time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).ok()?).ok()?;
+        let fields = [
+            (u32::try_from(date.year()).ok()?, 0, 4),
+            (u32::from(u8::from(date.month())), 5, 2),
+            (u32::from(date.day()), 8, 2),
+            (u32::from(date.hour()), 11, 2),
+            (u32::from(date.minute()), 14, 2),
+            (u32::from(date.second()), 17, 2),
+        ];
+        prefix = *b"0000-00-00T00:00:00";
+        for (value, at, width) in fields {
+            write_digits(&mut prefix[at..at + width], value);
+        }
+        LAST_SECOND.set((seconds, prefix));
+    }
+    out[..19].copy_from_slice(&prefix);
+    let mut len = 19;
+    let mut nanos = since_epoch.subsec_nanos();
+    if nanos != 0 {
+        let mut digits = 9;
+        while nanos.is_multiple_of(10) {
+            nanos /= 10;
+            digits -= 1;
+        }
+        out[len] = b'.';
+        write_digits(&mut out[len + 1..len + 1 + digits], nanos);
+        len += 1 + digits;
+    }
+    out[len] = b'Z';
+    Some(len + 1)
+}
+
+/// `value` in decimal, zero-padded to fill `out`.
+fn write_digits(out: &mut [u8], mut value: u32) {
+    for byte in out.iter_mut().rev() {
+        *byte = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// An IPv4 address written digit by digit rather than through `Display` (whose formatting
+/// machinery took 4 % of the audit thread); IPv6 goes through `Display` as before.
+fn ip_text<S: Serializer>(ip: &Option<IpAddr>, serializer: S) -> Result<S::Ok, S::Error> {
+    match ip {
+        Some(IpAddr::V4(v4)) => {
+            let mut text = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                let digits = match octet {
+                    0..=9 => 1,
+                    10..=99 => 2,
+                    _ => 3,
+                };
+                write_digits(&mut text[len..len + digits], u32::from(octet));
+                len += digits;
+            }
+            let text = std::str::from_utf8(&text[..len]).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_str(text)
+        }
+        Some(ip) => serializer.collect_str(ip),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// What the request path hands to the audit thread. Free text is copied, cut to a bounded
@@ -441,5 +546,84 @@ mod tests {
     fn cut_respects_char_boundaries() {
         assert_eq!(cut("héllo", 2), "h");
         assert_eq!(cut("abc", 10), "abc");
+    }
+
+    /// What `time`'s formatter writes, which the hand-written one must match byte for byte.
+    fn reference(time: SystemTime) -> String {
+        time::OffsetDateTime::from(time)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    }
+
+    fn serialized<T: Serialize>(value: T) -> String {
+        serde_json::to_string(&value).unwrap()
+    }
+
+    #[derive(Serialize)]
+    struct Stamp(#[serde(serialize_with = "rfc3339")] SystemTime);
+
+    #[derive(Serialize)]
+    struct Address(#[serde(serialize_with = "ip_text")] Option<IpAddr>);
+
+    #[test]
+    fn timestamps_match_the_general_formatter_at_the_edges() {
+        let at = |secs: u64, nanos: u32| UNIX_EPOCH + Duration::new(secs, nanos);
+        let edges = [
+            at(0, 0),
+            at(0, 1),
+            at(1_795_579_673, 578_659_464),
+            at(1_795_579_673, 500_000_000),
+            at(1_795_579_673, 999_999_999),
+            at(951_782_400, 10), // 2000-02-29
+            at(253_402_300_799, 999_999_990),
+        ];
+        for time in edges {
+            assert_eq!(serialized(Stamp(time)), format!("\"{}\"", reference(time)));
+        }
+        // Past year 9999: an error for this record, not a panic.
+        assert!(serde_json::to_string(&Stamp(at(253_402_300_800, 0))).is_err());
+        assert!(serde_json::to_string(&Stamp(at(u64::MAX / 2, 0))).is_err());
+        // Before 1970 the general formatter writes it.
+        let before = UNIX_EPOCH - Duration::new(86_400, 500_000_000);
+        assert_eq!(serialized(Stamp(before)), "\"1969-12-30T23:59:59.5Z\"");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamps_match_the_general_formatter(
+            secs in 0u64..=253_402_300_799,
+            nanos in 0u32..1_000_000_000,
+            zeros in 0u32..9,
+        ) {
+            // Trailing zeros in the fraction are what the formatter trims: make them common.
+            let nanos = nanos / 10u32.pow(zeros) * 10u32.pow(zeros);
+            let time = UNIX_EPOCH + Duration::new(secs, nanos);
+            // Twice: the second hits the cached second.
+            for _ in 0..2 {
+                proptest::prop_assert_eq!(
+                    serialized(Stamp(time)),
+                    format!("\"{}\"", reference(time))
+                );
+            }
+        }
+
+        #[test]
+        fn addresses_match_display(bits in proptest::prelude::any::<u32>(), v6 in proptest::prelude::any::<u128>()) {
+            for ip in [
+                IpAddr::from(std::net::Ipv4Addr::from(bits)),
+                IpAddr::from(std::net::Ipv6Addr::from(v6)),
+            ] {
+                proptest::prop_assert_eq!(serialized(Address(Some(ip))), format!("\"{ip}\""));
+            }
+        }
+    }
+
+    #[test]
+    fn small_and_large_octets_are_written_in_full() {
+        for ip in ["0.0.0.0", "255.255.255.255", "10.0.99.100", "1.22.203.9"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(serialized(Address(Some(ip))), format!("\"{ip}\""));
+        }
+        assert_eq!(serialized(Address(None)), "null");
     }
 }
