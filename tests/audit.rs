@@ -117,6 +117,17 @@ fn with_body(request: Request<Body>, body: &'static str) -> Request<Body> {
     Request::from_parts(parts, Body::from(body))
 }
 
+/// An audit layer with default settings recording into a fresh `RecentEvents` of `capacity`.
+fn recorded(capacity: usize) -> (RecentEvents, AuditLayer, AuditHandle) {
+    let recent = RecentEvents::new(capacity);
+    let audit = AuditLayer::builder(key())
+        .sink(recent.clone())
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    (recent, audit, handle)
+}
+
 fn events(recent: &RecentEvents) -> Vec<AuditEvent> {
     recent
         .records()
@@ -307,12 +318,7 @@ async fn every_outcome_gives_exactly_one_event_with_the_right_fields() {
 /// (which drops the audit layer's future only after the panic is over).
 #[tokio::test]
 async fn a_panicking_handler_is_recorded_as_an_error_with_or_without_catch_panic_outside() {
-    let recent = RecentEvents::new(10);
-    let audit = AuditLayer::builder(key())
-        .sink(recent.clone())
-        .build()
-        .unwrap();
-    let handle = audit.handle();
+    let (recent, audit, handle) = recorded(10);
     let app = Router::new()
         .route(
             "/panic",
@@ -894,12 +900,7 @@ fn a_second_writer_on_the_same_file_is_refused() {
 
 #[tokio::test]
 async fn refusals_without_a_rejection_are_not_recorded_as_allowed() {
-    let recent = RecentEvents::new(10);
-    let audit = AuditLayer::builder(key())
-        .sink(recent.clone())
-        .build()
-        .unwrap();
-    let handle = audit.handle();
+    let (recent, audit, handle) = recorded(10);
     let app = Router::new()
         .route("/other-users-item", get(|| async { StatusCode::FORBIDDEN }))
         .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
@@ -927,12 +928,7 @@ async fn refusals_without_a_rejection_are_not_recorded_as_allowed() {
 
 #[tokio::test]
 async fn encoded_and_cut_secrets_in_paths_are_scrubbed() {
-    let recent = RecentEvents::new(10);
-    let audit = AuditLayer::builder(key())
-        .sink(recent.clone())
-        .build()
-        .unwrap();
-    let handle = audit.handle();
+    let (recent, audit, handle) = recorded(10);
     let app = Router::new().layer(audit);
     let github = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
     // A token straddling the 1 KiB cut, and an e-mail address percent-encoded.

@@ -16,12 +16,7 @@ use serde_json::json;
 const API_KEY: &str = "pcl_test_0123456789abcdefghijklmnopqrstuvwxyz";
 
 fn jwt() -> JwtAuthenticator {
-    JwtAuthenticator::builder()
-        .key(all_keys().remove(0))
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap()
+    es256_jwt()
 }
 
 fn api_keys() -> ApiKeyAuthenticator {

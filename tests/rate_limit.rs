@@ -357,12 +357,7 @@ async fn a_flood_of_distinct_keys_stays_bounded() {
 
 #[tokio::test(start_paused = true)]
 async fn repeated_failed_logins_lock_out_the_address_with_growing_lockouts() {
-    let jwt = portcullis::auth::JwtAuthenticator::builder()
-        .key(all_keys().remove(0))
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap();
+    let jwt = es256_jwt();
     let lockout = LockoutLayer::builder()
         .max_failures(3)
         .window(Duration::from_secs(60))
@@ -580,12 +575,7 @@ async fn concurrent_guesses_cannot_outrun_the_lockout() {
 
 #[tokio::test]
 async fn stale_tokens_are_not_guesses_and_public_routes_stay_open() {
-    let jwt = portcullis::auth::JwtAuthenticator::builder()
-        .key(all_keys().remove(0))
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap();
+    let jwt = es256_jwt();
     let lockout = LockoutLayer::builder().max_failures(2).build().unwrap();
     let app = app(AuthLayer::optional().with(jwt)).layer(lockout);
     let mut expired = claims("alice", "");
@@ -644,12 +634,7 @@ async fn stale_tokens_are_not_guesses_and_public_routes_stay_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_authenticated_requests_from_one_address_are_not_a_lockout() {
-    let jwt = portcullis::auth::JwtAuthenticator::builder()
-        .key(all_keys().remove(0))
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap();
+    let jwt = es256_jwt();
     let lockout = LockoutLayer::builder().max_failures(2).build().unwrap();
     // A slow handler: each request stays in flight while the others arrive.
     let app = Router::new()

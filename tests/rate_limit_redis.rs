@@ -295,21 +295,13 @@ async fn the_connection_comes_back_when_redis_does() {
 async fn lockouts_are_shared_between_replicas() {
     let (url, _server) = shared_redis();
     let prefix = unique_prefix();
-    let jwt = || {
-        portcullis::auth::JwtAuthenticator::builder()
-            .key(all_keys().remove(0))
-            .issuer(ISSUER)
-            .audience([AUDIENCE])
-            .build()
-            .unwrap()
-    };
     let replica = |redis: RedisBackend| {
         let lockout = LockoutLayer::builder()
             .max_failures(3)
             .redis(redis)
             .build()
             .unwrap();
-        app(AuthLayer::required().with(jwt())).layer(lockout)
+        app(AuthLayer::required().with(es256_jwt())).layer(lockout)
     };
     let redis = RedisBackend::connect(&url).await.unwrap().prefix(&prefix);
     let (a, b) = (replica(redis.clone()), replica(redis));
@@ -364,12 +356,7 @@ async fn a_replica_counts_failures_itself_at_once_and_while_redis_is_down() {
         .await
         .unwrap()
         .prefix(&unique_prefix());
-    let jwt = portcullis::auth::JwtAuthenticator::builder()
-        .key(all_keys().remove(0))
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap();
+    let jwt = es256_jwt();
     let lockout = LockoutLayer::builder()
         .max_failures(3)
         .redis(redis)
@@ -549,12 +536,7 @@ async fn two_replicas_share_one_quota_on_a_redis_cluster() {
         )
         .build()
         .unwrap();
-    let jwt = portcullis::auth::JwtAuthenticator::builder()
-        .key(all_keys().remove(0))
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap();
+    let jwt = es256_jwt();
     let app = app(AuthLayer::required().with(jwt)).layer(lockout);
     for _ in 0..2 {
         send_timely(

@@ -765,13 +765,7 @@ mod totality {
 #[tokio::test]
 async fn with_an_optional_auth_layer_anonymous_callers_get_its_challenge() {
     use portcullis::AuthLayer;
-    use portcullis::auth::JwtAuthenticator;
-    let jwt = JwtAuthenticator::builder()
-        .key(all_keys().remove(0))
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap();
+    let jwt = es256_jwt();
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/items", get(|| async { "list" }))

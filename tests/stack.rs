@@ -12,7 +12,9 @@ use axum::routing::get;
 use common::*;
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use portcullis::audit::{AlertRules, AuditEntry, AuditHandle, AuditKey, AuditLayer, RecentEvents};
+use portcullis::audit::{
+    AlertRules, AuditEntry, AuditEvent, AuditHandle, AuditKey, AuditLayer, RecentEvents,
+};
 use portcullis::auth::JwtAuthenticator;
 use portcullis::client_ip::{ProxyHeader, TrustedProxies};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
@@ -140,13 +142,29 @@ fn proxies(networks: &[&str]) -> TrustedProxies {
     TrustedProxies::new(networks).unwrap()
 }
 
+/// An audit layer recording into `recent`, without alerts.
+fn audit_to(recent: &RecentEvents) -> AuditLayer {
+    AuditLayer::builder(AuditKey::new(b"the audit key for tests, 32+ bytes long").unwrap())
+        .sink(recent.clone())
+        .alerts(AlertRules::none())
+        .build()
+        .unwrap()
+}
+
+/// The request events `recent` holds.
+fn request_events(recent: &RecentEvents) -> Vec<AuditEvent> {
+    recent
+        .records()
+        .into_iter()
+        .filter_map(|record| match record.entry() {
+            AuditEntry::Request(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn app(recent: &RecentEvents) -> (Router, AuditHandle) {
-    let audit =
-        AuditLayer::builder(AuditKey::new(b"the audit key for tests, 32+ bytes long").unwrap())
-            .sink(recent.clone())
-            .alerts(AlertRules::none())
-            .build()
-            .unwrap();
+    let audit = audit_to(recent);
     let handle = audit.handle();
     let security = Portcullis::builder()
         .audit(audit)
@@ -240,13 +258,9 @@ async fn layers_run_in_the_recommended_order() {
 
     // The audit layer, outermost, saw every request and who refused it.
     handle.flush().await;
-    let layers: Vec<String> = recent
-        .records()
-        .iter()
-        .filter_map(|r| match r.entry() {
-            AuditEntry::Request(e) => Some(e.layer.clone().unwrap_or_default().into_owned()),
-            _ => None,
-        })
+    let layers: Vec<String> = request_events(&recent)
+        .into_iter()
+        .map(|e| e.layer.unwrap_or_default().into_owned())
         .collect();
     assert_eq!(
         layers,
@@ -271,12 +285,7 @@ async fn layers_run_in_the_recommended_order() {
 #[tokio::test]
 async fn an_abandoned_request_is_recorded_with_the_client_address_behind_a_proxy() {
     let recent = RecentEvents::new(10);
-    let audit =
-        AuditLayer::builder(AuditKey::new(b"the audit key for tests, 32+ bytes long").unwrap())
-            .sink(recent.clone())
-            .alerts(AlertRules::none())
-            .build()
-            .unwrap();
+    let audit = audit_to(&recent);
     let handle = audit.handle();
     let security = Portcullis::builder()
         .audit(audit)
@@ -311,14 +320,7 @@ async fn an_abandoned_request_is_recorded_with_the_client_address_behind_a_proxy
     assert!(abandoned.is_err(), "the slow handler answered");
     assert_eq!(send(&app, from_proxy("/fast")).await.0, 200);
     handle.flush().await;
-    let events: Vec<_> = recent
-        .records()
-        .into_iter()
-        .filter_map(|record| match record.entry() {
-            AuditEntry::Request(event) => Some(event.clone()),
-            _ => None,
-        })
-        .collect();
+    let events = request_events(&recent);
     assert_eq!(events.len(), 2, "{events:?}");
     for event in &events {
         assert_eq!(

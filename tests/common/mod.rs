@@ -141,6 +141,16 @@ pub fn all_keys() -> Vec<JwtKey> {
     ]
 }
 
+/// Accepts `Signer::es256()` tokens for `ISSUER` and `AUDIENCE`.
+pub fn es256_jwt() -> portcullis::auth::JwtAuthenticator {
+    portcullis::auth::JwtAuthenticator::builder()
+        .key(all_keys().remove(0))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .build()
+        .unwrap()
+}
+
 /// `/me` answers the identity as JSON; `/public` answers "ok".
 pub fn app(layer: AuthLayer) -> Router {
     Router::new()
