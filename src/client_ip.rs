@@ -104,7 +104,14 @@ impl TrustedProxies {
     /// Whether these and `other` trust the same networks (in any order; the header may differ,
     /// since the transport layer reads the scheme and this layer the address).
     pub(crate) fn same_networks(&self, other: &TrustedProxies) -> bool {
-        let covered = |a: &Self, b: &Self| a.networks.iter().all(|net| b.networks.contains(net));
+        // `10.0.0.1/8` and `10.0.0.0/8` are the same network.
+        let covered = |a: &Self, b: &Self| {
+            a.networks.iter().all(|net| {
+                b.networks
+                    .iter()
+                    .any(|theirs| theirs.trunc() == net.trunc())
+            })
+        };
         covered(self, other) && covered(other, self)
     }
 
@@ -334,19 +341,14 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // Already resolved by an outer layer: the audit layer does it when `Portcullis::builder()`
-        // gives it this layer's proxies.
-        let ip = match request.extensions().get::<ClientIp>() {
-            Some(ip) => *ip,
-            None => {
-                let ip = ClientIp(
-                    self.proxies
-                        .client_ip(peer(request.extensions()), request.headers()),
-                );
-                request.extensions_mut().insert(ip);
-                ip
-            }
-        };
+        // Resolved here even when an outer layer put a `ClientIp` in already (the audit layer
+        // does, with these same proxies, under `Portcullis::builder()`): only this layer's
+        // proxies decide the address the layers below key by.
+        let ip = ClientIp(
+            self.proxies
+                .client_ip(peer(request.extensions()), request.headers()),
+        );
+        request.extensions_mut().insert(ip);
         ResponseFuture {
             inner: self.inner.call(request),
             ip,

@@ -247,7 +247,8 @@ impl PortcullisBuilder {
 impl PortcullisBuilder {
     /// Both layers that read forwarding headers must believe the same proxies. If only the
     /// transport layer knows them, every client would count as its proxy's address in the per-IP
-    /// limit, the lockout and the audit log: one client's flood would lock out everyone.
+    /// limit, the lockout, the audit log and (for anonymous callers) the per-subject limit: one
+    /// client's flood would lock out everyone.
     fn check_proxies(&self) -> Result<(), ConfigError> {
         let Some(transport) = self.transport.as_ref().map(|t| t.proxies()) else {
             return Ok(());
@@ -260,10 +261,12 @@ impl PortcullisBuilder {
                     "client_ip and transport trust different proxies: give both the same networks",
                 ))
             }
+            // A per-subject limit keys anonymous callers by address too.
             None if transport.trusts_any()
                 && (self.audit.is_some()
                     || self.rate_limit_per_ip.is_some()
-                    || self.lockout.is_some()) =>
+                    || self.lockout.is_some()
+                    || self.rate_limit_per_subject.is_some()) =>
             {
                 Err(ConfigError::new(
                     "transport trusts proxies but client_ip is not configured: every client would \

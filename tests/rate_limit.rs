@@ -634,43 +634,51 @@ async fn stale_tokens_are_not_guesses_and_public_routes_stay_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_authenticated_requests_from_one_address_are_not_a_lockout() {
-    let jwt = es256_jwt();
-    let lockout = LockoutLayer::builder().max_failures(2).build().unwrap();
-    // A slow handler: each request stays in flight while the others arrive.
-    let app = Router::new()
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                "ok"
-            }),
-        )
-        .layer(AuthLayer::required().with(jwt))
-        .layer(lockout);
-    let token = Signer::es256().sign(&claims("alice", ""));
-    let header = format!("Bearer {token}");
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let app = app.clone();
-            let request = from("192.0.2.95", "/slow", &[("authorization", &header)]);
-            tokio::spawn(async move { send(&app, request).await.status.as_u16() })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 200, "a valid caller was locked out");
+    // Alone, and with a second lockout layer outside it (a global one around a route's own):
+    // accepting the credential releases the attempts of both.
+    for stacked in [false, true] {
+        let lockout = || LockoutLayer::builder().max_failures(2).build().unwrap();
+        // A slow handler: each request stays in flight while the others arrive.
+        let app = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    "ok"
+                }),
+            )
+            .layer(AuthLayer::required().with(es256_jwt()))
+            .layer(lockout());
+        let app = if stacked { app.layer(lockout()) } else { app };
+        let token = Signer::es256().sign(&claims("alice", ""));
+        let header = format!("Bearer {token}");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let app = app.clone();
+                let request = from("192.0.2.95", "/slow", &[("authorization", &header)]);
+                tokio::spawn(async move { send(&app, request).await.status.as_u16() })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(
+                task.await.unwrap(),
+                200,
+                "a valid caller was locked out (stacked: {stacked})"
+            );
+        }
+        // Guesses still count: two forged tokens lock the address out.
+        let forged = Signer::es256_foreign().sign(&claims("alice", ""));
+        for _ in 0..2 {
+            let request = from(
+                "192.0.2.95",
+                "/slow",
+                &[("authorization", &format!("Bearer {forged}"))],
+            );
+            assert_eq!(send(&app, request).await.status, 401);
+        }
+        let request = from("192.0.2.95", "/slow", &[("authorization", &header)]);
+        assert_eq!(send(&app, request).await.status, 429, "stacked: {stacked}");
     }
-    // Guesses still count: two forged tokens lock the address out.
-    let forged = Signer::es256_foreign().sign(&claims("alice", ""));
-    for _ in 0..2 {
-        let request = from(
-            "192.0.2.95",
-            "/slow",
-            &[("authorization", &format!("Bearer {forged}"))],
-        );
-        assert_eq!(send(&app, request).await.status, 401);
-    }
-    let request = from("192.0.2.95", "/slow", &[("authorization", &header)]);
-    assert_eq!(send(&app, request).await.status, 429);
 }
 
 /// Guesses in an API key header of another name are counted once the lockout is told the header

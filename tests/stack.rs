@@ -101,6 +101,13 @@ fn mistakes_are_refused_at_build_time() {
                 .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
                 .rate_limit_per_ip(limit(KeyBy::ClientIp, 5)),
         ),
+        (
+            "transport trusting proxies, a per-subject limit without client_ip",
+            Portcullis::builder()
+                .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
+                .auth(auth())
+                .rate_limit_per_subject(limit(KeyBy::Subject, 5)),
+        ),
         ("nothing", Portcullis::builder()),
     ];
     for (what, builder) in cases {
@@ -119,6 +126,10 @@ fn mistakes_are_refused_at_build_time() {
         Portcullis::builder()
             .client_ip(proxies(&["10.0.0.0/8"]))
             .transport(TransportSecurityLayer::new()),
+        // A network written with host bits set is the same network.
+        Portcullis::builder()
+            .client_ip(proxies(&["10.0.0.1/8"]))
+            .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
         Portcullis::builder()
             .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
     ];

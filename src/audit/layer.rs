@@ -47,8 +47,8 @@ impl AuditLayer {
     }
 
     /// Resolves the client address itself, through the proxies the client-IP layer inside it
-    /// trusts, and hands it down in the request: a request that ends without an answer (the
-    /// client went away) would otherwise be recorded with the proxy's address.
+    /// trusts: a request that ends without an answer (the client went away) would otherwise be
+    /// recorded with the proxy's address.
     pub(crate) fn resolve_client_ip(mut self, proxies: Arc<TrustedProxies>) -> Self {
         self.client_ip = Some(proxies);
         self

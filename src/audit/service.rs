@@ -56,18 +56,16 @@ where
         request
             .headers_mut()
             .insert(&X_REQUEST_ID, request_id.header_value().clone());
-        if let Some(proxies) = &self.client_ip
-            && request.extensions().get::<ClientIp>().is_none()
-        {
-            let ip = proxies.client_ip(peer(request.extensions()), request.headers());
-            request.extensions_mut().insert(ClientIp(ip));
-        }
         let extensions = request.extensions();
-        let client_ip = extensions.get::<ClientIp>().map(|ip| ip.0).or_else(|| {
-            extensions
+        // The address as the client-IP layer inside will resolve it (the builder hands over its
+        // proxies): recorded even if no answer ever brings that layer's result back up.
+        let client_ip = match (extensions.get::<ClientIp>(), &self.client_ip) {
+            (Some(ip), _) => Some(ip.0),
+            (None, Some(proxies)) => Some(proxies.client_ip(peer(extensions), request.headers())),
+            (None, None) => extensions
                 .get::<ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| canonical(c.0.ip()))
-        });
+                .map(|c| canonical(c.0.ip())),
+        };
         let mut raw = self.handle.inner.pool.take();
         raw.capture(
             &request_id,

@@ -238,22 +238,33 @@ impl LockoutConfig {
         for (slot, key) in entries.iter_mut().zip(keys) {
             *slot = Some((*key, self.entry(*key)));
         }
-        for (_, entry) in entries.iter().flatten() {
-            let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(until) = entry.locked_until.filter(|until| *until > now) {
-                return Err(until - now);
-            }
-            let failures = if self.window_expired(&entry, now) {
-                0
-            } else {
-                entry.failures
+        // Checked and reserved under each entry's lock, so concurrent attempts on other threads
+        // cannot all pass the check before any of them counts.
+        for (reserved, (_, entry)) in entries.iter().flatten().enumerate() {
+            let refused = {
+                let mut entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
+                let failures = if self.window_expired(&entry, now) {
+                    0
+                } else {
+                    entry.failures
+                };
+                if let Some(until) = entry.locked_until.filter(|until| *until > now) {
+                    Some(until - now)
+                } else if failures.saturating_add(entry.pending) >= self.max_failures {
+                    Some(Duration::from_secs(1))
+                } else {
+                    entry.pending += 1;
+                    None
+                }
             };
-            if failures.saturating_add(entry.pending) >= self.max_failures {
-                return Err(Duration::from_secs(1));
+            if let Some(wait) = refused {
+                // Give back what the keys before this one reserved.
+                for (_, earlier) in entries.iter().flatten().take(reserved) {
+                    let mut earlier = earlier.lock().unwrap_or_else(PoisonError::into_inner);
+                    earlier.pending = earlier.pending.saturating_sub(1);
+                }
+                return Err(wait);
             }
-        }
-        for (_, entry) in entries.iter().flatten() {
-            entry.lock().unwrap_or_else(PoisonError::into_inner).pending += 1;
         }
         Ok(entries)
     }
@@ -340,16 +351,36 @@ impl Drop for Attempt {
 /// authenticated requests from one address (a browser, a NAT) would lock it out without any
 /// failure. A request whose credential is refused keeps its attempt until its answer is known.
 #[derive(Clone)]
-pub(crate) struct PendingAttempt(Arc<Mutex<Option<Attempt>>>);
+pub(crate) struct PendingAttempt {
+    attempt: Arc<Mutex<Option<Attempt>>>,
+    /// The attempt of a lockout layer outside this one (a global lockout around one on a login
+    /// route), which the request's extensions no longer show: accepting a credential releases
+    /// both.
+    outer: Option<Box<PendingAttempt>>,
+}
 
 impl PendingAttempt {
-    /// The credential was accepted: release the attempt, not a failure.
+    fn new(attempt: Attempt, outer: Option<PendingAttempt>) -> Self {
+        Self {
+            attempt: Arc::new(Mutex::new(Some(attempt))),
+            outer: outer.map(Box::new),
+        }
+    }
+
+    /// The credential was accepted: release the attempt, and any outer one, not a failure.
     pub(crate) fn accepted(&self) {
         self.settle(false);
+        if let Some(outer) = &self.outer {
+            outer.accepted();
+        }
     }
 
     fn settle(&self, failed: bool) {
-        let attempt = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let attempt = self
+            .attempt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(attempt) = attempt {
             attempt.finish(failed);
         }
@@ -484,7 +515,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if !carries_credentials(&request, &self.credential_headers) {
             return LockoutFuture::Called {
                 future: self.inner.call(request),
@@ -496,35 +527,25 @@ where
         // This replica's own count runs with or without Redis: it bounds the guesses in flight
         // (which a shared count recorded after each answer cannot), and it keeps the lockout
         // working while Redis is down.
-        let entries = match config.local_reserve(&subjects.keys[..subjects.len]) {
-            Ok(entries) => entries,
-            Err(wait) => {
-                return LockoutFuture::Ready {
-                    response: Some(locked_out(wait)),
-                };
-            }
-        };
-        let attempt = PendingAttempt(Arc::new(Mutex::new(Some(Attempt {
-            config: config.clone(),
-            entries,
-            done: false,
-        }))));
-        let mut request = request;
-        request.extensions_mut().insert(attempt.clone());
         #[cfg(feature = "redis")]
         if let Some(redis) = config.redis.clone() {
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
-            // Shared backend: the check and the recording are network calls.
+            // Shared backend: the check and the recording are network calls. The local
+            // reservation comes after the shared check, so the round trip does not count as
+            // an attempt in flight (at the 50 ms deadline of a Redis outage, a busy address
+            // would otherwise be refused without any failure).
             return LockoutFuture::Boxed {
                 future: Box::pin(async move {
                     if let Some(wait) = redis.lockout_remaining(&subjects.texts).await {
-                        // Not an attempt: release it uncounted.
-                        attempt.settle(false);
                         return Ok(locked_out(wait));
                     }
-                    let response = inner.call(request).await?;
-                    let failed = is_failure(&response);
+                    let attempt = match reserve(&config, &subjects, &mut request) {
+                        Ok(attempt) => attempt,
+                        Err(wait) => return Ok(locked_out(wait)),
+                    };
+                    let result = inner.call(request).await;
+                    let failed = result.as_ref().is_ok_and(is_failure);
                     attempt.settle(failed);
                     if failed {
                         let redis = redis.clone();
@@ -534,15 +555,41 @@ where
                             redis.record_failure(&subjects.texts, &config).await;
                         });
                     }
-                    Ok(response)
+                    result
                 }),
             };
         }
-        LockoutFuture::Called {
-            future: self.inner.call(request),
-            attempt: Some(attempt),
+        match reserve(&config, &subjects, &mut request) {
+            Ok(attempt) => LockoutFuture::Called {
+                future: self.inner.call(request),
+                attempt: Some(attempt),
+            },
+            Err(wait) => LockoutFuture::Ready {
+                response: Some(locked_out(wait)),
+            },
         }
     }
+}
+
+/// Reserves the request's attempt on this replica and leaves it in the request for the
+/// authentication layer to settle, or says how long the caller must wait.
+fn reserve<B>(
+    config: &Arc<LockoutConfig>,
+    subjects: &Subjects,
+    request: &mut Request<B>,
+) -> Result<PendingAttempt, Duration> {
+    let entries = config.local_reserve(&subjects.keys[..subjects.len])?;
+    let outer = request.extensions().get::<PendingAttempt>().cloned();
+    let attempt = PendingAttempt::new(
+        Attempt {
+            config: config.clone(),
+            entries,
+            done: false,
+        },
+        outer,
+    );
+    request.extensions_mut().insert(attempt.clone());
+    Ok(attempt)
 }
 
 pin_project! {
@@ -575,11 +622,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             LockoutProj::Called { future, attempt } => {
-                let response = ready!(future.poll(cx))?;
+                let result = ready!(future.poll(cx));
                 if let Some(attempt) = attempt.take() {
-                    attempt.settle(is_failure(&response));
+                    attempt.settle(result.as_ref().is_ok_and(is_failure));
                 }
-                Poll::Ready(Ok(response))
+                Poll::Ready(result)
             }
             LockoutProj::Ready { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
