@@ -181,12 +181,13 @@ impl Detector {
             && matches!(event.outcome, Outcome::Unauthenticated | Outcome::Invalid)
             && event.reason.as_deref() != Some("missing_credentials");
         let locked = event.layer.as_deref() == Some("lockout");
-        let client = event.client_ip.map(group);
+        // Formatted only for the events a rule counts: most requests raise nothing.
+        let client = || event.client_ip.map(group);
         let checks = [
             (
                 AlertKind::AuthFailuresFromIp,
                 self.rules.auth_failures_per_ip,
-                auth_failure.then(|| client.clone()).flatten(),
+                auth_failure.then(client).flatten(),
             ),
             (
                 AlertKind::AuthFailuresForUser,
@@ -203,7 +204,7 @@ impl Detector {
             (
                 AlertKind::Lockout,
                 self.rules.lockouts,
-                locked.then(|| client.clone()).flatten(),
+                locked.then(client).flatten(),
             ),
         ];
         for (i, (kind, threshold, key)) in checks.into_iter().enumerate() {
