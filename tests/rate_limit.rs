@@ -635,9 +635,15 @@ async fn stale_tokens_are_not_guesses_and_public_routes_stay_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_authenticated_requests_from_one_address_are_not_a_lockout() {
     // Alone, and with a second lockout layer outside it (a global one around a route's own):
-    // accepting the credential releases the attempts of both.
+    // accepting the credential releases the attempts of both. Stacked, the inner one allows
+    // many failures, so the lockout at the end comes from the outer one.
     for stacked in [false, true] {
-        let lockout = || LockoutLayer::builder().max_failures(2).build().unwrap();
+        let lockout = |failures| {
+            LockoutLayer::builder()
+                .max_failures(failures)
+                .build()
+                .unwrap()
+        };
         // A slow handler: each request stays in flight while the others arrive.
         let app = Router::new()
             .route(
@@ -648,8 +654,8 @@ async fn concurrent_authenticated_requests_from_one_address_are_not_a_lockout() 
                 }),
             )
             .layer(AuthLayer::required().with(es256_jwt()))
-            .layer(lockout());
-        let app = if stacked { app.layer(lockout()) } else { app };
+            .layer(lockout(if stacked { 100 } else { 2 }));
+        let app = if stacked { app.layer(lockout(2)) } else { app };
         let token = Signer::es256().sign(&claims("alice", ""));
         let header = format!("Bearer {token}");
         let tasks: Vec<_> = (0..8)
@@ -679,6 +685,33 @@ async fn concurrent_authenticated_requests_from_one_address_are_not_a_lockout() 
         let request = from("192.0.2.95", "/slow", &[("authorization", &header)]);
         assert_eq!(send(&app, request).await.status, 429, "stacked: {stacked}");
     }
+}
+
+/// The same lockout layer applied twice (on a route and around the router) counts each
+/// failure once.
+#[tokio::test]
+async fn the_same_lockout_applied_twice_counts_once() {
+    let lockout = LockoutLayer::builder().max_failures(3).build().unwrap();
+    let app = app(AuthLayer::required().with(es256_jwt()))
+        .layer(lockout.clone())
+        .layer(lockout);
+    let forged = format!(
+        "Bearer {}",
+        Signer::es256_foreign().sign(&claims("alice", ""))
+    );
+    let good = format!("Bearer {}", Signer::es256().sign(&claims("alice", "")));
+    let guess = || from("192.0.2.97", "/me", &[("authorization", forged.as_str())]);
+    let login = || from("192.0.2.97", "/me", &[("authorization", good.as_str())]);
+    for _ in 0..2 {
+        send(&app, guess()).await.problem(401, "invalid-token");
+    }
+    assert_eq!(
+        send(&app, login()).await.status,
+        200,
+        "two failures counted as four"
+    );
+    send(&app, guess()).await.problem(401, "invalid-token");
+    send(&app, login()).await.problem(429, "too-many-requests");
 }
 
 /// Guesses in an API key header of another name are counted once the lockout is told the header

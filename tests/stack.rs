@@ -16,7 +16,7 @@ use portcullis::audit::{
     AlertRules, AuditEntry, AuditEvent, AuditHandle, AuditKey, AuditLayer, RecentEvents,
 };
 use portcullis::auth::JwtAuthenticator;
-use portcullis::client_ip::{ProxyHeader, TrustedProxies};
+use portcullis::client_ip::{ClientIpLayer, ProxyHeader, TrustedProxies};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
 use portcullis::redact::{Email, Rule};
@@ -312,7 +312,9 @@ async fn an_abandoned_request_is_recorded_with_the_client_address_behind_a_proxy
             }),
         )
         .route("/fast", get(|| async { "now" }))
-        .layer(security);
+        .layer(security)
+        // An outer client-IP layer that trusts no proxy: the stack's own proxies still decide.
+        .layer(ClientIpLayer::new(TrustedProxies::none()));
     let from_proxy = |path: &str| {
         let mut request = Request::get(path)
             .header("x-forwarded-for", "203.0.113.7")

@@ -59,9 +59,9 @@ where
         let extensions = request.extensions();
         // The address as the client-IP layer inside will resolve it (the builder hands over its
         // proxies): recorded even if no answer ever brings that layer's result back up.
-        let client_ip = match (extensions.get::<ClientIp>(), &self.client_ip) {
-            (Some(ip), _) => Some(ip.0),
-            (None, Some(proxies)) => Some(proxies.client_ip(peer(extensions), request.headers())),
+        let client_ip = match (&self.client_ip, extensions.get::<ClientIp>()) {
+            (Some(proxies), _) => Some(proxies.client_ip(peer(extensions), request.headers())),
+            (None, Some(ip)) => Some(ip.0),
             (None, None) => extensions
                 .get::<ConnectInfo<std::net::SocketAddr>>()
                 .map(|c| canonical(c.0.ip())),

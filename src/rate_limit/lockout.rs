@@ -238,6 +238,11 @@ impl LockoutConfig {
         for (slot, key) in entries.iter_mut().zip(keys) {
             *slot = Some((*key, self.entry(*key)));
         }
+        // A lockout on any key first, before reserving on the others: a locked-out user tried
+        // from a shared address must not hold one of that address's attempts, even briefly.
+        if let Some(wait) = locked_for(&entries, now) {
+            return Err(wait);
+        }
         // Checked and reserved under each entry's lock, so concurrent attempts on other threads
         // cannot all pass the check before any of them counts.
         for (reserved, (_, entry)) in entries.iter().flatten().enumerate() {
@@ -267,6 +272,16 @@ impl LockoutConfig {
             }
         }
         Ok(entries)
+    }
+
+    /// The lockout left on any of `keys`, without reserving anything.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn local_lockout(&self, keys: &[u64]) -> Option<Duration> {
+        let mut entries = Entries::default();
+        for (slot, key) in entries.iter_mut().zip(keys) {
+            *slot = self.entries.get(key).map(|entry| (*key, entry));
+        }
+        locked_for(&entries, Instant::now())
     }
 
     fn entry(&self, key: u64) -> Arc<Mutex<Entry>> {
@@ -323,6 +338,21 @@ impl LockoutConfig {
     }
 }
 
+/// The longest lockout left on any of `entries` at `now`.
+fn locked_for(entries: &Entries, now: Instant) -> Option<Duration> {
+    entries
+        .iter()
+        .flatten()
+        .filter_map(|(_, entry)| {
+            let entry = entry.lock().unwrap_or_else(PoisonError::into_inner);
+            entry
+                .locked_until
+                .filter(|until| *until > now)
+                .map(|until| until - now)
+        })
+        .max()
+}
+
 /// An attempt in flight: released (and counted if it failed) when the answer is known, or just
 /// released if the request is dropped.
 struct Attempt {
@@ -353,6 +383,8 @@ impl Drop for Attempt {
 #[derive(Clone)]
 pub(crate) struct PendingAttempt {
     attempt: Arc<Mutex<Option<Attempt>>>,
+    /// Whose attempt it is: the same layer stacked twice must not count a request twice.
+    config: Arc<LockoutConfig>,
     /// The attempt of a lockout layer outside this one (a global lockout around one on a login
     /// route), which the request's extensions no longer show: accepting a credential releases
     /// both.
@@ -362,6 +394,7 @@ pub(crate) struct PendingAttempt {
 impl PendingAttempt {
     fn new(attempt: Attempt, outer: Option<PendingAttempt>) -> Self {
         Self {
+            config: attempt.config.clone(),
             attempt: Arc::new(Mutex::new(Some(attempt))),
             outer: outer.map(Box::new),
         }
@@ -369,20 +402,25 @@ impl PendingAttempt {
 
     /// The credential was accepted: release the attempt, and any outer one, not a failure.
     pub(crate) fn accepted(&self) {
-        self.settle(false);
+        let _ = self.settle(false);
         if let Some(outer) = &self.outer {
             outer.accepted();
         }
     }
 
-    fn settle(&self, failed: bool) {
+    /// Ends the attempt; false when it was already ended (accepted at authentication).
+    fn settle(&self, failed: bool) -> bool {
         let attempt = self
             .attempt
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(attempt) = attempt {
-            attempt.finish(failed);
+        match attempt {
+            Some(attempt) => {
+                attempt.finish(failed);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -516,7 +554,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if !carries_credentials(&request, &self.credential_headers) {
+        // The same layer applied twice (on a route and around the router) counts once: the
+        // outer application already holds this request's attempt.
+        let counted_outside = request
+            .extensions()
+            .get::<PendingAttempt>()
+            .is_some_and(|outer| Arc::ptr_eq(&outer.config, &self.config));
+        if counted_outside || !carries_credentials(&request, &self.credential_headers) {
             return LockoutFuture::Called {
                 future: self.inner.call(request),
                 attempt: None,
@@ -537,6 +581,10 @@ where
             // would otherwise be refused without any failure).
             return LockoutFuture::Boxed {
                 future: Box::pin(async move {
+                    // Locked out here already: answered without asking Redis.
+                    if let Some(wait) = config.local_lockout(&subjects.keys[..subjects.len]) {
+                        return Ok(locked_out(wait));
+                    }
                     if let Some(wait) = redis.lockout_remaining(&subjects.texts).await {
                         return Ok(locked_out(wait));
                     }
@@ -546,8 +594,9 @@ where
                     };
                     let result = inner.call(request).await;
                     let failed = result.as_ref().is_ok_and(is_failure);
-                    attempt.settle(failed);
-                    if failed {
+                    // An attempt accepted at authentication is no failure, whatever the
+                    // handler answers later.
+                    if attempt.settle(failed) && failed {
                         let redis = redis.clone();
                         let config = config.clone();
                         // Counting must not delay the answer.
@@ -624,7 +673,7 @@ where
             LockoutProj::Called { future, attempt } => {
                 let result = ready!(future.poll(cx));
                 if let Some(attempt) = attempt.take() {
-                    attempt.settle(result.as_ref().is_ok_and(is_failure));
+                    let _ = attempt.settle(result.as_ref().is_ok_and(is_failure));
                 }
                 Poll::Ready(result)
             }
