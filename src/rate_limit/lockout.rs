@@ -691,3 +691,125 @@ impl fmt::Debug for LockoutConfig {
         f.debug_struct("LockoutConfig").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Reserve for one of `SUBJECTS`.
+        Reserve { subjects: usize },
+        /// End the n-th attempt still open (modulo their number), failed or not.
+        Finish { nth: usize, failed: bool },
+        /// Drop the n-th attempt still open, unanswered.
+        Abandon { nth: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..SUBJECTS.len()).prop_map(|subjects| Op::Reserve { subjects }),
+            (any::<usize>(), any::<bool>()).prop_map(|(nth, failed)| Op::Finish { nth, failed }),
+            any::<usize>().prop_map(|nth| Op::Abandon { nth }),
+        ]
+    }
+
+    /// An address alone, that address with a user, another address with the same user: the user
+    /// can then fill up before the first address does, so a reservation is refused on its second
+    /// key after the first one was reserved (and must be rolled back).
+    const SUBJECTS: [&[u64]; 3] = [&[1], &[1, 2], &[3, 2]];
+
+    /// What one key should hold: failures in the window, attempts open, locked out or not.
+    #[derive(Clone, Copy, Debug, Default, PartialEq)]
+    struct Model {
+        failures: u32,
+        pending: u32,
+        locked: bool,
+    }
+
+    fn state(config: &LockoutConfig, key: u64) -> Model {
+        let entry = config.entry(key);
+        let entry = entry.lock().unwrap();
+        Model {
+            failures: entry.failures,
+            pending: entry.pending,
+            locked: entry.locked_until.is_some(),
+        }
+    }
+
+    proptest! {
+        /// Reservations, failures and lockouts on an address and a user follow the model, a
+        /// refused reservation leaves nothing reserved (its rollback included), and once every
+        /// attempt has ended, nothing is left in flight.
+        #[test]
+        fn reservations_follow_the_model_and_all_end(
+            max_failures in 1u32..4,
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            let layer = LockoutLayer::builder()
+                .max_failures(max_failures)
+                .window(Duration::from_secs(3600))
+                .lockout(Duration::from_secs(3600))
+                .max_lockout(Duration::from_secs(3600))
+                .build()
+                .unwrap();
+            let config = layer.config.clone();
+            let mut model = [Model::default(); 3];
+            let mut open: Vec<(PendingAttempt, &[u64])> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Reserve { subjects } => {
+                        let keys = SUBJECTS[subjects];
+                        let refused = keys.iter().any(|key| {
+                            let m = model[(*key - 1) as usize];
+                            m.locked || m.failures + m.pending >= max_failures
+                        });
+                        match config.local_reserve(keys) {
+                            Ok(entries) => {
+                                prop_assert!(!refused, "reserved past the model: {model:?}");
+                                for key in keys {
+                                    model[(*key - 1) as usize].pending += 1;
+                                }
+                                let attempt = Attempt { config: config.clone(), entries, done: false };
+                                open.push((PendingAttempt::new(attempt, None), keys));
+                            }
+                            Err(_) => prop_assert!(refused, "refused against the model: {model:?}"),
+                        }
+                    }
+                    Op::Finish { nth, failed } if !open.is_empty() => {
+                        let (attempt, keys) = open.remove(nth % open.len());
+                        prop_assert!(attempt.settle(failed));
+                        prop_assert!(!attempt.settle(failed), "settled twice");
+                        for key in keys {
+                            let m = &mut model[(*key - 1) as usize];
+                            m.pending -= 1;
+                            if failed {
+                                m.failures += 1;
+                                if m.failures >= max_failures {
+                                    m.failures = 0;
+                                    m.locked = true;
+                                }
+                            }
+                        }
+                    }
+                    Op::Abandon { nth } if !open.is_empty() => {
+                        let (attempt, keys) = open.remove(nth % open.len());
+                        drop(attempt);
+                        for key in keys {
+                            model[(*key - 1) as usize].pending -= 1;
+                        }
+                    }
+                    _ => {}
+                }
+                for key in 1..=3u64 {
+                    prop_assert_eq!(state(&config, key), model[(key - 1) as usize], "key {}", key);
+                }
+            }
+            open.clear();
+            for key in 1..=3u64 {
+                prop_assert_eq!(state(&config, key).pending, 0);
+            }
+        }
+    }
+}
