@@ -39,6 +39,13 @@ impl Jwks {
     async fn start(keys: Vec<Value>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let (jwks, app) = Self::serving(base, keys);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        jwks
+    }
+
+    /// The provider at `base`, and the router that answers for it.
+    fn serving(base: String, keys: Vec<Value>) -> (Self, Router) {
         let jwks = Jwks {
             base,
             state: Arc::new(Mutex::new(Provider {
@@ -51,8 +58,57 @@ impl Jwks {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(key_set))
             .with_state(jwks.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        jwks
+        (jwks, app)
+    }
+
+    /// The same provider over https, with a certificate for `127.0.0.1` issued by a CA of its
+    /// own; returns the CA certificate as PEM.
+    async fn start_tls(keys: Vec<Value>) -> (Self, String) {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto;
+        use hyper_util::service::TowerToHyperService;
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use rustls::pki_types::PrivateKeyDer;
+
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        let ca = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(crypto)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://{}", listener.local_addr().unwrap());
+        let (jwks, app) = Self::serving(base, keys);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the CA gives up during the handshake.
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                        .await;
+                });
+            }
+        });
+        (jwks, ca_pem)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Provider) -> R) -> R {
@@ -172,6 +228,35 @@ async fn discovered_issuer_accepts_its_tokens() {
         .await
         .problem(401, "invalid-token");
     assert_eq!(jwks.fetches(), 1, "no refetch for known kids");
+}
+
+/// A provider whose certificate a private CA issued is refused with the bundled web PKI roots,
+/// and works once its CA is added with `root_certificates`.
+#[tokio::test]
+async fn a_provider_behind_a_private_ca_needs_its_root_certificate() {
+    let (jwks, ca_pem) = Jwks::start_tls(vec![jwk(&es256("k1"), "k1")]).await;
+    let builder = || Issuer::builder(jwks.base.clone()).audience([AUDIENCE]);
+    assert!(
+        builder().build().await.is_err(),
+        "a certificate from an unknown CA was accepted"
+    );
+    assert_eq!(jwks.fetches(), 0);
+    for bad in [&b"not a certificate"[..], b""] {
+        assert!(builder().root_certificates(bad).is_err());
+    }
+    let issuer = builder()
+        .root_certificates(ca_pem.as_bytes())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(jwks.fetches(), 1);
+    let answer = send(
+        &oidc_app(vec![issuer]),
+        bearer(&token_for(&jwks, &es256("k1"))),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
 }
 
 #[tokio::test]

@@ -16,6 +16,8 @@ pub(crate) struct HttpConfig {
     pub(crate) read_timeout: Duration,
     pub(crate) max_response_bytes: usize,
     pub(crate) allow_http_on_loopback: bool,
+    /// Trusted besides the bundled web PKI roots: a provider behind a private CA.
+    pub(crate) root_certificates: Vec<reqwest::Certificate>,
 }
 
 impl Default for HttpConfig {
@@ -25,6 +27,7 @@ impl Default for HttpConfig {
             read_timeout: Duration::from_secs(10),
             max_response_bytes: 256 * 1024,
             allow_http_on_loopback: false,
+            root_certificates: Vec::new(),
         }
     }
 }
@@ -63,9 +66,28 @@ pub(crate) struct Fetched {
     pub(crate) body: Vec<u8>,
 }
 
+impl HttpConfig {
+    /// Adds the certificates of a PEM bundle to the trusted roots; at least one is required.
+    pub(crate) fn add_root_certificates(&mut self, pem: &[u8]) -> Result<(), ConfigError> {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|_| ConfigError::new("the root certificate bundle is not valid PEM"))?;
+        if certificates.is_empty() {
+            return Err(ConfigError::new(
+                "the root certificate bundle holds no certificate",
+            ));
+        }
+        self.root_certificates.extend(certificates);
+        Ok(())
+    }
+}
+
 impl HttpClient {
     pub(crate) fn new(config: HttpConfig) -> Result<Self, ConfigError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for root in &config.root_certificates {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let client = builder
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
             // The whole exchange, so a provider trickling bytes cannot hold a request forever.
@@ -73,7 +95,9 @@ impl HttpClient {
             // A redirect could lead to a host or scheme we never checked.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|_| ConfigError::new("cannot build the HTTP client"))?;
+            .map_err(|_| {
+                ConfigError::new("cannot build the HTTP client (is every root certificate valid?)")
+            })?;
         Ok(Self { client, config })
     }
 

@@ -407,6 +407,14 @@ impl IntrospectorBuilder {
         self
     }
 
+    /// Also trusts the CA certificates of this PEM bundle, for a provider whose certificate a
+    /// private CA issued (the bundled web PKI roots stay trusted). Refused when the bundle holds
+    /// no certificate.
+    pub fn root_certificates(mut self, pem: &[u8]) -> Result<Self, ConfigError> {
+        self.http.add_root_certificates(pem)?;
+        Ok(self)
+    }
+
     /// Allows a plain `http://` endpoint on a loopback address, for tests.
     pub fn allow_http_on_loopback(mut self) -> Self {
         self.http.allow_http_on_loopback = true;
