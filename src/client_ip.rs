@@ -341,9 +341,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // Resolved here even when an outer layer put a `ClientIp` in already (the audit layer
-        // does, with these same proxies, under `Portcullis::builder()`): only this layer's
-        // proxies decide the address the layers below key by.
+        // Resolved here even when an outer layer or the application put a `ClientIp` in
+        // already: only this layer's proxies decide the address the layers below key by.
         let ip = ClientIp(
             self.proxies
                 .client_ip(peer(request.extensions()), request.headers()),

@@ -32,8 +32,8 @@ use crate::error::{ConfigError, Rejection, RejectionKind};
 /// With Redis, each replica keeps its own count as well, with the same limits: it is what bounds
 /// the guesses in flight at once (the shared count learns of a failure only after its answer),
 /// and it keeps locking out guessers while Redis cannot answer. The shared lockout itself never
-/// fails closed, whatever the backend's `RedisFailure` policy: refusing
-/// every login while Redis is down would turn an outage into a denial of service for everyone.
+/// fails closed, whatever the backend's `RedisFailure` policy: refusing every login while Redis
+/// is down would turn an outage into a denial of service for everyone.
 ///
 /// ```
 /// use std::time::Duration;
