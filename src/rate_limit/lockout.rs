@@ -556,11 +556,13 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // The same layer applied twice (on a route and around the router) counts once: the
         // outer application already holds this request's attempt.
-        let counted_outside = request
-            .extensions()
-            .get::<PendingAttempt>()
-            .is_some_and(|outer| Arc::ptr_eq(&outer.config, &self.config));
-        if counted_outside || !carries_credentials(&request, &self.credential_headers) {
+        let counted_outside = |request: &Request<B>| {
+            request
+                .extensions()
+                .get::<PendingAttempt>()
+                .is_some_and(|outer| Arc::ptr_eq(&outer.config, &self.config))
+        };
+        if !carries_credentials(&request, &self.credential_headers) || counted_outside(&request) {
             return LockoutFuture::Called {
                 future: self.inner.call(request),
                 attempt: None,
