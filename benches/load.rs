@@ -1,9 +1,11 @@
-//! Load test over real HTTP on loopback: the same small JSON handler served bare, behind
-//! portcullis's AuthLayer (ES256 JWT with the verified-token cache; and with the cache off), and
-//! behind a hand-written `from_fn` middleware calling `jsonwebtoken::decode` (ES256). All servers
-//! run in one process and are driven in the same run, alternating round by round, so machine noise
-//! hits every variant alike; the result is reported as requests/s, p50/p99 latency and the ratio to
-//! the bare router.
+//! Load test over real HTTP on loopback: the same small JSON handler served bare; behind
+//! portcullis's AuthLayer (ES256 JWT with the verified-token cache, and with the cache off);
+//! behind a hand-written `from_fn` middleware calling `jsonwebtoken::decode` (ES256); behind the
+//! full portcullis stack (with and without the token cache, and without audit); behind the stack
+//! exactly as the issue lists it (one rate limit, no lockout); and behind the typical
+//! hand-assembled stack. All servers run in one process and are driven in the same run,
+//! alternating round by round, so machine noise hits every variant alike; the result is reported
+//! as requests/s, p50/p99 latency and the ratio to the bare router.
 //!
 //! Run: `cargo bench --bench load` (settings: LOAD_SECONDS per round, default 3; LOAD_ROUNDS,
 //! default 3; LOAD_CONNECTIONS, default 32; LOAD_SERVER_THREADS, default 1). By default the
@@ -130,6 +132,8 @@ fn main() {
         common::full_stack(handler_router(), 32 << 20, &audit_dir.join("cached.jsonl"));
     let (full_cold, audit_cold) =
         common::full_stack(handler_router(), 0, &audit_dir.join("cold.jsonl"));
+    let (listed, audit_listed) =
+        common::listed_stack(handler_router(), &audit_dir.join("listed.jsonl"));
     let (no_audit, _) = common::full_stack_with(
         handler_router(),
         32 << 20,
@@ -172,6 +176,11 @@ fn main() {
             "hand-assembled: TraceLayer + tower_governor + from_fn RS256 + role check",
             common::hand_assembled(handler_router()),
             rs256,
+        ),
+        (
+            "portcullis as the issue lists it (one rate limit, no lockout), ES256 cached",
+            listed,
+            es256.clone(),
         ),
     ];
     let mut addresses = Vec::new();
@@ -250,7 +259,7 @@ fn main() {
             100.0 * rps / bare_rps
         );
     }
-    let (full, hand) = (rps_of[4], rps_of[7]);
+    let (full, hand, listed) = (rps_of[4], rps_of[7], rps_of[8]);
     println!();
     println!(
         "full stack (cached) vs bare: {:.0} %; vs hand-assembled: {:.1}x; cold full stack vs bare: {:.0} %",
@@ -258,8 +267,17 @@ fn main() {
         full / hand,
         100.0 * rps_of[5] / bare_rps
     );
+    println!(
+        "as the issue lists it (cached) vs bare: {:.0} %; vs hand-assembled: {:.1}x",
+        100.0 * listed / bare_rps,
+        listed / hand
+    );
     client_runtime.block_on(async {
-        for (name, handle) in [("cached", audit_cached), ("cold", audit_cold)] {
+        for (name, handle) in [
+            ("cached", audit_cached),
+            ("cold", audit_cold),
+            ("as listed", audit_listed),
+        ] {
             handle.shutdown().await;
             let stats = handle.stats();
             println!(

@@ -111,26 +111,11 @@ pub fn full_stack_with(
     audit_path: &std::path::Path,
     with_audit: bool,
 ) -> (Router, portcullis::audit::AuditHandle) {
-    use portcullis::audit::{AuditKey, AuditLayer, Fsync, JsonLinesFile, Overflow};
     use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
     use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
     use portcullis::{Portcullis, RedactLayer, ValidateLayer};
 
-    let _ = std::fs::remove_file(audit_path);
-    let audit =
-        AuditLayer::builder(AuditKey::new(b"load test audit key, 32 bytes or more").unwrap())
-            .sink(
-                JsonLinesFile::builder(audit_path)
-                    .max_bytes(64 << 20)
-                    .keep(1)
-                    .fsync(Fsync::Interval(std::time::Duration::from_secs(1)))
-                    .open()
-                    .unwrap(),
-            )
-            .queue_capacity(65_536)
-            .overflow(Overflow::Drop)
-            .build()
-            .unwrap();
+    let audit = file_audit(audit_path);
     let handle = audit.handle();
     let jwt = JwtAuthenticator::builder()
         .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
@@ -163,6 +148,70 @@ pub fn full_stack_with(
                 .build()
                 .unwrap(),
         )
+        .rbac(RbacLayer::table(table))
+        .redact(RedactLayer::new())
+        .build()
+        .unwrap();
+    (handler.layer(security), handle)
+}
+
+/// Audit to a fresh JSON Lines file at `path` (rotated at 64 MiB, fsync once a second), dropping
+/// events rather than waiting when its queue of 65 536 is full.
+fn file_audit(path: &std::path::Path) -> portcullis::audit::AuditLayer {
+    use portcullis::audit::{AuditKey, AuditLayer, Fsync, JsonLinesFile, Overflow};
+
+    let _ = std::fs::remove_file(path);
+    AuditLayer::builder(AuditKey::new(b"load test audit key, 32 bytes or more").unwrap())
+        .sink(
+            JsonLinesFile::builder(path)
+                .max_bytes(64 << 20)
+                .keep(1)
+                .fsync(Fsync::Interval(std::time::Duration::from_secs(1)))
+                .open()
+                .unwrap(),
+        )
+        .queue_capacity(65_536)
+        .overflow(Overflow::Drop)
+        .build()
+        .unwrap()
+}
+
+/// Exactly the stack the issue's benchmark names: ES256 JWT with the verified-token cache, the
+/// RBAC route table, one in-memory rate limit (per client address), request validation,
+/// response redaction and audit to a file. [`full_stack`] adds the lockout and a per-subject
+/// limit on top.
+pub fn listed_stack(
+    handler: Router,
+    audit_path: &std::path::Path,
+) -> (Router, portcullis::audit::AuditHandle) {
+    use portcullis::rate_limit::{KeyBy, Quota, RateLimitLayer};
+    use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
+    use portcullis::{Portcullis, RedactLayer, ValidateLayer};
+
+    let audit = file_audit(audit_path);
+    let handle = audit.handle();
+    let jwt = JwtAuthenticator::builder()
+        .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .build()
+        .unwrap();
+    let table = RouteTable::builder()
+        .route(http::Method::GET, "/items", require_scope("read:items"))
+        .build()
+        .unwrap();
+    let security = Portcullis::builder()
+        .audit(audit)
+        .rate_limit_per_ip(
+            RateLimitLayer::builder(
+                KeyBy::ClientIp,
+                Quota::per_second(1_000_000).burst(1_000_000),
+            )
+            .build()
+            .unwrap(),
+        )
+        .validate(ValidateLayer::new())
+        .auth(AuthLayer::required().with(jwt))
         .rbac(RbacLayer::table(table))
         .redact(RedactLayer::new())
         .build()
