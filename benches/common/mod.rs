@@ -44,14 +44,7 @@ fn signed(alg: Algorithm, key: &EncodingKey) -> String {
 /// `handler` behind portcullis's AuthLayer with an ES256 key and a verified-token cache of
 /// `cache_bytes` (0: off).
 pub fn portcullis(handler: Router, cache_bytes: u64) -> Router {
-    let jwt = JwtAuthenticator::builder()
-        .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .cache_max_bytes(cache_bytes)
-        .build()
-        .unwrap();
-    handler.layer(AuthLayer::required().with(jwt))
+    handler.layer(AuthLayer::required().with(es256_jwt(cache_bytes)))
 }
 
 /// The middleware people write by hand: strip `Bearer `, `jsonwebtoken::decode`, 401 otherwise.
@@ -112,23 +105,14 @@ pub fn full_stack_with(
     with_audit: bool,
 ) -> (Router, portcullis::audit::AuditHandle) {
     use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
-    use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
+    use portcullis::rbac::RbacLayer;
     use portcullis::{Portcullis, RedactLayer, ValidateLayer};
 
     let audit = file_audit(audit_path);
     let handle = audit.handle();
-    let jwt = JwtAuthenticator::builder()
-        .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .cache_max_bytes(cache_bytes)
-        .build()
-        .unwrap();
+    let jwt = es256_jwt(cache_bytes);
     let generous = || Quota::per_second(1_000_000).burst(1_000_000);
-    let table = RouteTable::builder()
-        .route(http::Method::GET, "/items", require_scope("read:items"))
-        .build()
-        .unwrap();
+    let table = items_table();
     let builder = if with_audit {
         Portcullis::builder().audit(audit)
     } else {
@@ -153,6 +137,27 @@ pub fn full_stack_with(
         .build()
         .unwrap();
     (handler.layer(security), handle)
+}
+
+/// The ES256 authenticator of the benches, with a verified-token cache of `cache_bytes` (0: off).
+fn es256_jwt(cache_bytes: u64) -> JwtAuthenticator {
+    JwtAuthenticator::builder()
+        .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .cache_max_bytes(cache_bytes)
+        .build()
+        .unwrap()
+}
+
+/// `GET /items` needs the scope `read:items`; nothing else is allowed.
+fn items_table() -> portcullis::rbac::RouteTable {
+    use portcullis::rbac::{RouteTable, require_scope};
+
+    RouteTable::builder()
+        .route(http::Method::GET, "/items", require_scope("read:items"))
+        .build()
+        .unwrap()
 }
 
 /// Audit to a fresh JSON Lines file at `path` (rotated at 64 MiB, fsync once a second), dropping
@@ -185,21 +190,13 @@ pub fn listed_stack(
     audit_path: &std::path::Path,
 ) -> (Router, portcullis::audit::AuditHandle) {
     use portcullis::rate_limit::{KeyBy, Quota, RateLimitLayer};
-    use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
+    use portcullis::rbac::RbacLayer;
     use portcullis::{Portcullis, RedactLayer, ValidateLayer};
 
     let audit = file_audit(audit_path);
     let handle = audit.handle();
-    let jwt = JwtAuthenticator::builder()
-        .key(JwtKey::ec_pem(PUBLIC, Algorithm::ES256).unwrap())
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap();
-    let table = RouteTable::builder()
-        .route(http::Method::GET, "/items", require_scope("read:items"))
-        .build()
-        .unwrap();
+    let jwt = es256_jwt(32 << 20);
+    let table = items_table();
     let security = Portcullis::builder()
         .audit(audit)
         .rate_limit_per_ip(
