@@ -238,9 +238,12 @@ impl LockoutConfig {
         for (slot, key) in entries.iter_mut().zip(keys) {
             *slot = Some((*key, self.entry(*key)));
         }
-        // A lockout on any key first, before reserving on the others: a locked-out user tried
-        // from a shared address must not hold one of that address's attempts, even briefly.
-        if let Some(wait) = locked_for(&entries, now) {
+        // With two keys, a lockout on either first, before reserving on the other: a locked-out
+        // user tried from a shared address must not hold one of that address's attempts, even
+        // briefly. (With one key the loop below sees it.)
+        if entries[1].is_some()
+            && let Some(wait) = locked_for(&entries, now)
+        {
             return Err(wait);
         }
         // Checked and reserved under each entry's lock, so concurrent attempts on other threads
@@ -554,20 +557,25 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // The same layer applied twice (on a route and around the router) counts once: the
-        // outer application already holds this request's attempt.
-        let counted_outside = |request: &Request<B>| {
-            request
-                .extensions()
-                .get::<PendingAttempt>()
-                .is_some_and(|outer| Arc::ptr_eq(&outer.config, &self.config))
+        // Not counted: a request without credentials, and one whose attempt the same layer
+        // applied further out (on a route and around the router) already holds.
+        let outer = carries_credentials(&request, &self.credential_headers)
+            .then(|| request.extensions().get::<PendingAttempt>().cloned());
+        let outer = match outer {
+            Some(outer)
+                if !outer
+                    .as_ref()
+                    .is_some_and(|outer| Arc::ptr_eq(&outer.config, &self.config)) =>
+            {
+                outer
+            }
+            _ => {
+                return LockoutFuture::Called {
+                    future: self.inner.call(request),
+                    attempt: None,
+                };
+            }
         };
-        if !carries_credentials(&request, &self.credential_headers) || counted_outside(&request) {
-            return LockoutFuture::Called {
-                future: self.inner.call(request),
-                attempt: None,
-            };
-        }
         let config = self.config.clone();
         let subjects = subjects(&config, &request);
         // This replica's own count runs with or without Redis: it bounds the guesses in flight
@@ -590,7 +598,7 @@ where
                     if let Some(wait) = redis.lockout_remaining(&subjects.texts).await {
                         return Ok(locked_out(wait));
                     }
-                    let attempt = match reserve(&config, &subjects, &mut request) {
+                    let attempt = match reserve(&config, &subjects, &mut request, outer) {
                         Ok(attempt) => attempt,
                         Err(wait) => return Ok(locked_out(wait)),
                     };
@@ -610,7 +618,7 @@ where
                 }),
             };
         }
-        match reserve(&config, &subjects, &mut request) {
+        match reserve(&config, &subjects, &mut request, outer) {
             Ok(attempt) => LockoutFuture::Called {
                 future: self.inner.call(request),
                 attempt: Some(attempt),
@@ -623,14 +631,15 @@ where
 }
 
 /// Reserves the request's attempt on this replica and leaves it in the request for the
-/// authentication layer to settle, or says how long the caller must wait.
+/// authentication layer to settle (chained to `outer`, another lockout layer's), or says how
+/// long the caller must wait.
 fn reserve<B>(
     config: &Arc<LockoutConfig>,
     subjects: &Subjects,
     request: &mut Request<B>,
+    outer: Option<PendingAttempt>,
 ) -> Result<PendingAttempt, Duration> {
     let entries = config.local_reserve(&subjects.keys[..subjects.len])?;
-    let outer = request.extensions().get::<PendingAttempt>().cloned();
     let attempt = PendingAttempt::new(
         Attempt {
             config: config.clone(),
