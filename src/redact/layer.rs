@@ -66,11 +66,7 @@ impl RedactLayer {
     pub fn empty() -> Self {
         Self {
             config: Arc::new(RedactConfig {
-                engine: Engine {
-                    rules: Vec::new(),
-                    allow: Vec::new(),
-                    key: random_key().into(),
-                },
+                engine: Engine::new(random_key().into()),
                 max_body_bytes: 4 * 1024 * 1024,
                 pass_oversized: false,
                 pass_encoded: false,
@@ -83,11 +79,7 @@ impl RedactLayer {
     /// Adds a rule. A rule for the same field name, path or detector name replaces the earlier
     /// one, which is how defaults are changed: `.rule(Rule::detector(Email).except_roles(["admin"]))`.
     pub fn rule(mut self, rule: Rule) -> Self {
-        let rules = &mut Arc::make_mut(&mut self.config).engine.rules;
-        match rules.iter_mut().find(|r| r.same_target(&rule)) {
-            Some(existing) => *existing = rule,
-            None => rules.push(rule),
-        }
+        Arc::make_mut(&mut self.config).engine.add_rule(rule);
         self
     }
 
@@ -198,7 +190,7 @@ impl fmt::Debug for RedactLayer {
 impl fmt::Debug for RedactConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedactConfig")
-            .field("rules", &self.engine.rules)
+            .field("rules", &self.engine.rules())
             .field("allow", &self.engine.allow)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("pass_oversized", &self.pass_oversized)
@@ -229,10 +221,10 @@ mod tests {
         assert!(RedactLayer::new().fingerprint_key(&[1; 31]).is_err());
         assert!(RedactLayer::new().fingerprint_key(&[1; 32]).is_ok());
         let layer = RedactLayer::new();
-        let count = layer.config.engine.rules.len();
+        let count = layer.config.engine.rules().len();
         let layer = layer.rule(Rule::detector(Email).except_roles(["admin"]));
-        assert_eq!(layer.config.engine.rules.len(), count);
+        assert_eq!(layer.config.engine.rules().len(), count);
         let layer = layer.rule(Rule::field("PassWord"));
-        assert_eq!(layer.config.engine.rules.len(), count);
+        assert_eq!(layer.config.engine.rules().len(), count);
     }
 }

@@ -79,6 +79,14 @@ fn kind(headers: &HeaderMap) -> Kind {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Kind::Other;
     };
+    // What `axum::Json` and `Rejection` send, decided without the parameter parsing below,
+    // which cost a tenth of a microsecond per response.
+    if [&b"application/json"[..], b"application/problem+json"]
+        .iter()
+        .any(|plain| value.as_bytes().eq_ignore_ascii_case(plain))
+    {
+        return Kind::Json;
+    }
     let Ok(value) = value.to_str() else {
         // Not even text: we cannot tell it is not JSON.
         return Kind::Json;
