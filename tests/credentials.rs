@@ -315,3 +315,84 @@ fn basic_users_need_a_real_bounded_hash() {
     let huge = "$argon2id$v=19$m=4194304,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
     assert!(BasicUser::new("ops", huge).is_err(), "4 GiB memory cost");
 }
+
+/// Authenticators used alone, without the layer's syntax check in front of them, never accept,
+/// count or forward a credential the layer would have refused as malformed.
+#[tokio::test]
+async fn authenticators_used_alone_refuse_malformed_credentials() {
+    use portcullis::auth::{Authentication, Authenticator};
+
+    let basic = BasicAuthenticator::builder()
+        .user(BasicUser::new("alice", &hash_password("pw").unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let keys = ApiKeyAuthenticator::new(InMemoryKeyStore::new());
+    let jwt = es256_jwt();
+    let authenticators: Vec<(&str, Box<dyn Authenticator>)> = vec![
+        ("Basic", Box::new(basic)),
+        ("ApiKey", Box::new(keys)),
+        ("Bearer", Box::new(jwt)),
+    ];
+    for (scheme, authenticator) in &authenticators {
+        for malformed in [
+            "a b",
+            "YWxpY2U6cHc= x",
+            "a,b",
+            "a=b",
+            "==",
+            "\tYWxpY2U6cHc=",
+        ] {
+            let request = http::Request::get("/")
+                .header("authorization", format!("{scheme} {malformed}"))
+                .body(())
+                .unwrap();
+            let (parts, ()) = request.into_parts();
+            // Refused at once, or left to the next authenticator: never accepted, and never
+            // a password check or a call started for it.
+            let outcome = authenticator.authenticate(&parts);
+            assert!(
+                matches!(
+                    outcome,
+                    Authentication::Rejected(_) | Authentication::NotPresent
+                ),
+                "{scheme} {malformed:?}: {outcome:?}"
+            );
+        }
+    }
+}
+
+/// Introspection sends the token to the identity provider: a malformed one is refused before any
+/// call (the endpoint here does not exist, so a call would hang or fail, not reject at once).
+#[cfg(feature = "oidc")]
+#[tokio::test]
+async fn introspection_used_alone_never_sends_a_malformed_token() {
+    use portcullis::Introspector;
+    use portcullis::auth::{Authentication, Authenticator};
+
+    let introspector = Introspector::builder("http://127.0.0.1:9/introspect", "id", "secret")
+        .allow_http_on_loopback()
+        .any_audience()
+        .build()
+        .unwrap();
+    for malformed in ["a b", "a,b", "a=b", "==", "\tabc"] {
+        let request = http::Request::get("/")
+            .header("authorization", format!("Bearer {malformed}"))
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let outcome = introspector.authenticate(&parts);
+        assert!(
+            matches!(outcome, Authentication::Rejected(_)),
+            "{malformed:?}: {outcome:?}"
+        );
+    }
+    let (parts, ()) = http::Request::get("/")
+        .header("authorization", "Bearer opaque-token")
+        .body(())
+        .unwrap()
+        .into_parts();
+    assert!(matches!(
+        introspector.authenticate(&parts),
+        Authentication::Pending(_)
+    ));
+}

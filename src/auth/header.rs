@@ -36,8 +36,9 @@ pub(crate) fn check_authorization(headers: &HeaderMap) -> Result<bool, Rejection
 ///
 /// The layer checks the syntax before any authenticator runs, so the credential is not scanned a
 /// second time here (that scan was a tenth of a microsecond per request). Used outside the layer,
-/// a malformed credential is still refused: by the strict decoding that follows (base64, the JWT
-/// parts, a key comparison), as an invalid credential rather than a missing one.
+/// a malformed credential is refused by what follows: strict decoding (base64, the JWT parts), a
+/// key comparison, or [`is_credential`] before a token is sent for introspection; as an invalid
+/// credential rather than a missing one.
 pub(crate) fn credentials<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
     let value = headers.get(AUTHORIZATION)?.as_bytes();
     // Most callers ask for a scheme the request does not use: compare the scheme before
@@ -63,11 +64,16 @@ fn well_formed(value: &[u8]) -> bool {
         return false;
     };
     let (scheme, rest) = (&value[..space], &value[space..]);
-    let credentials = trim_spaces(rest);
     let valid_scheme = !scheme.is_empty() && scheme.iter().all(|b| is_tchar(*b));
-    let padding = credentials.iter().rev().take_while(|b| **b == b'=').count();
-    let body = &credentials[..credentials.len() - padding];
-    valid_scheme && !body.is_empty() && is_token68(body)
+    valid_scheme && is_credential(trim_spaces(rest))
+}
+
+/// Whether `credential` is one `token68` (RFC 9110 §11.2): for callers that act on a credential
+/// outside the layer's check, such as sending it to an identity provider.
+pub(crate) fn is_credential(credential: &[u8]) -> bool {
+    let padding = credential.iter().rev().take_while(|b| **b == b'=').count();
+    let body = &credential[..credential.len() - padding];
+    !body.is_empty() && is_token68(body)
 }
 
 /// Whether every byte is a `token68` character besides the trailing `=` padding (RFC 9110
@@ -168,5 +174,13 @@ mod tests {
         assert_eq!(credentials(&headers("Bearer    "), "Bearer"), None);
         assert_eq!(credentials(&headers("Bear"), "Bearer"), None);
         assert_eq!(credentials(&HeaderMap::new(), "Bearer"), None);
+        // Not checked again here: the layer refused these before any authenticator asked, and
+        // an authenticator used alone refuses them as it decodes (or, for introspection, with
+        // `is_credential`).
+        assert_eq!(credentials(&headers("Bearer a b"), "Bearer"), Some("a b"));
+        for bad in ["a b", "a,b", "==", "a=b", "\tabc", ""] {
+            assert!(!is_credential(bad.as_bytes()), "{bad:?}");
+        }
+        assert!(is_credential(b"abc.def-_~+/=="));
     }
 }

@@ -270,6 +270,14 @@ impl Authenticator for Introspector {
 
 impl Introspector {
     pub(crate) fn authenticate_token(&self, token: &str) -> Authentication {
+        // The layer checked the header's syntax; an introspector used alone must not send the
+        // identity provider what no client could have sent through the layer.
+        if !header::is_credential(token.as_bytes()) {
+            return Authentication::Rejected(invalid(
+                "malformed",
+                "The access token is malformed.",
+            ));
+        }
         let this = self.clone();
         let token = token.to_owned();
         Authentication::Pending(Box::pin(async move { this.introspect(&token).await }))
