@@ -12,7 +12,9 @@
 //! server gets one runtime thread and the load generator another, so on a 2-core machine each
 //! has a core and the server thread is the bottleneck. With `LOAD_SERVER_THREADS=2` the server
 //! may use whatever CPU the load generator and the audit thread leave, so the ratio measures the
-//! stack's total CPU per request instead.
+//! stack's total CPU per request instead. With `LOAD_SERVE_ONLY=<seconds>` it only serves the
+//! variants for that long and prints their addresses and `Authorization` values, so an outside
+//! generator can drive them (`scripts/load_wrk.sh` does this with wrk).
 
 mod common;
 
@@ -182,6 +184,13 @@ fn main() {
             listed,
             es256.clone(),
         ),
+        (
+            "reference: the listed checks fused by hand into one service, nothing configurable",
+            handler_router().layer(common::fused::FusedLayer::new(
+                &audit_dir.join("fused.jsonl"),
+            )),
+            es256.clone(),
+        ),
     ];
     let mut addresses = Vec::new();
     for (_, router, _) in &variants {
@@ -194,6 +203,19 @@ fn main() {
             .unwrap();
         addresses.push(listener.local_addr().unwrap());
         server_runtime.spawn(async move { axum::serve(listener, service).await.unwrap() });
+    }
+
+    // LOAD_SERVE_ONLY=<seconds>: serve every variant that long and print where, for an outside
+    // load generator (wrk) instead of the built-in one.
+    if let Some(serve) = std::env::var("LOAD_SERVE_ONLY")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        for ((name, _, header), addr) in variants.iter().zip(&addresses) {
+            println!("{addr}\t{}\t{name}", header.as_deref().unwrap_or("-"));
+        }
+        std::thread::sleep(Duration::from_secs(serve));
+        return;
     }
 
     let client_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -259,7 +281,7 @@ fn main() {
             100.0 * rps / bare_rps
         );
     }
-    let (full, hand, listed) = (rps_of[4], rps_of[7], rps_of[8]);
+    let (full, hand, listed, fused) = (rps_of[4], rps_of[7], rps_of[8], rps_of[9]);
     println!();
     println!(
         "full stack (cached) vs bare: {:.0} %; vs hand-assembled: {:.1}x; cold full stack vs bare: {:.0} %",
@@ -271,6 +293,11 @@ fn main() {
         "as the issue lists it (cached) vs bare: {:.0} %; vs hand-assembled: {:.1}x",
         100.0 * listed / bare_rps,
         listed / hand
+    );
+    println!(
+        "reference, fused by hand, vs bare: {:.0} %; vs hand-assembled: {:.1}x",
+        100.0 * fused / bare_rps,
+        fused / hand
     );
     client_runtime.block_on(async {
         for (name, handle) in [

@@ -2,6 +2,8 @@
 //! and the typical hand-written `from_fn` middleware around `jsonwebtoken::decode`.
 #![allow(dead_code)]
 
+pub mod fused;
+
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
