@@ -150,7 +150,13 @@ impl Chain {
 
     pub(crate) fn seal(&mut self, entry: AuditEntry) -> Result<AuditRecord, serde_json::Error> {
         self.scratch.clear();
-        serde_json::to_writer(&mut self.scratch, &entry)?;
+        let written = match &entry {
+            AuditEntry::Request(event) => event.write_entry_json(&mut self.scratch),
+            AuditEntry::Alert(_) => false,
+        };
+        if !written {
+            serde_json::to_writer(&mut self.scratch, &entry)?;
+        }
         // The entry is a JSON object with at least its "type" member: `{"type":...}`.
         let members = self
             .scratch

@@ -238,26 +238,138 @@ fn ip_text<S: Serializer>(ip: &Option<IpAddr>, serializer: S) -> Result<S::Ok, S
     match ip {
         Some(IpAddr::V4(v4)) => {
             let mut text = [0u8; 15];
-            let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    text[len] = b'.';
-                    len += 1;
-                }
-                let digits = match octet {
-                    0..=9 => 1,
-                    10..=99 => 2,
-                    _ => 3,
-                };
-                write_digits(&mut text[len..len + digits], u32::from(octet));
-                len += digits;
-            }
-            let text = std::str::from_utf8(&text[..len]).map_err(serde::ser::Error::custom)?;
+            let text = std::str::from_utf8(ipv4_text(*v4, &mut text))
+                .map_err(serde::ser::Error::custom)?;
             serializer.serialize_str(text)
         }
         Some(ip) => serializer.collect_str(ip),
         None => serializer.serialize_none(),
     }
+}
+
+impl AuditEvent {
+    /// Writes `{"type":"request",...}`: the bytes serde_json writes for
+    /// `AuditEntry::Request(self)`, written directly. Through serde this took a third of the
+    /// audit thread (a call per member, every string escaped byte by byte); here a string that
+    /// needs no escape is copied whole. Returns `false`, having written nothing, when the time
+    /// is outside what [`format_rfc3339`] writes: serde then writes the record (or refuses it)
+    /// as before. The property test `direct_json_matches_serde` holds the two to the same bytes.
+    pub(super) fn write_entry_json(&self, out: &mut Vec<u8>) -> bool {
+        let mut time = [0u8; 64];
+        let Some(time_len) = self
+            .time
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|since| format_rfc3339(since, &mut time))
+        else {
+            return false;
+        };
+        out.extend_from_slice(b"{\"type\":\"request\",\"time\":\"");
+        out.extend_from_slice(&time[..time_len]);
+        out.extend_from_slice(b"\",\"request_id\":");
+        json_str(out, &self.request_id);
+        out.extend_from_slice(b",\"method\":");
+        json_str(out, &self.method);
+        if let Some(route) = &self.route {
+            out.extend_from_slice(b",\"route\":");
+            json_str(out, route);
+        }
+        out.extend_from_slice(b",\"path\":");
+        json_str(out, &self.path);
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
+        out.extend_from_slice(b",\"outcome\":\"");
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        out.push(b'"');
+        if let Some(layer) = &self.layer {
+            out.extend_from_slice(b",\"layer\":");
+            json_str(out, layer);
+        }
+        if let Some(reason) = &self.reason {
+            out.extend_from_slice(b",\"reason\":");
+            json_str(out, reason);
+        }
+        if let Some(principal) = &self.principal {
+            out.extend_from_slice(b",\"principal\":{\"subject\":");
+            json_str(out, &principal.subject);
+            if let Some(issuer) = &principal.issuer {
+                out.extend_from_slice(b",\"issuer\":");
+                json_str(out, issuer);
+            }
+            out.extend_from_slice(b",\"method\":");
+            json_str(out, principal.method);
+            if let Some(id) = &principal.api_key_id {
+                out.extend_from_slice(b",\"api_key_id\":");
+                json_str(out, id);
+            }
+            out.push(b'}');
+        }
+        if let Some(user) = &self.attempted_user {
+            out.extend_from_slice(b",\"attempted_user\":");
+            json_str(out, user);
+        }
+        match self.client_ip {
+            Some(IpAddr::V4(v4)) => {
+                out.extend_from_slice(b",\"client_ip\":\"");
+                let mut text = [0u8; 15];
+                out.extend_from_slice(ipv4_text(v4, &mut text));
+                out.push(b'"');
+            }
+            Some(ip @ IpAddr::V6(_)) => {
+                out.extend_from_slice(b",\"client_ip\":");
+                json_str(out, &ip.to_string());
+            }
+            None => {}
+        }
+        if let Some(agent) = &self.user_agent {
+            out.extend_from_slice(b",\"user_agent\":");
+            json_str(out, agent);
+        }
+        out.extend_from_slice(b",\"latency_us\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.latency_us).as_bytes());
+        if self.redacted != 0 {
+            out.extend_from_slice(b",\"redacted\":");
+            out.extend_from_slice(itoa::Buffer::new().format(self.redacted).as_bytes());
+        }
+        out.push(b'}');
+        true
+    }
+}
+
+/// A JSON string as serde_json writes it: copied whole when no byte needs an escape (the usual
+/// case), else through serde_json's escaping.
+fn json_str(out: &mut Vec<u8>, text: &str) {
+    // A branch-free pass the compiler vectorizes.
+    let plain = text.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20 && b != b'"' && b != b'\\')
+    });
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a `str` into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+/// `v4` in dotted decimal, written into `text`.
+fn ipv4_text(v4: std::net::Ipv4Addr, text: &mut [u8; 15]) -> &[u8] {
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        let digits = match octet {
+            0..=9 => 1,
+            10..=99 => 2,
+            _ => 3,
+        };
+        write_digits(&mut text[len..len + digits], u32::from(octet));
+        len += digits;
+    }
+    &text[..len]
 }
 
 /// What the request path hands to the audit thread. Free text is copied, cut to a bounded
@@ -616,6 +728,142 @@ mod tests {
                 proptest::prop_assert_eq!(serialized(Address(Some(ip))), format!("\"{ip}\""));
             }
         }
+    }
+
+    /// Text of every kind a request can bring: plain, quotes and backslashes, control bytes,
+    /// DEL, non-ASCII and astral characters.
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        proptest::prop_oneof![
+            "[a-zA-Z0-9/._~-]{0,40}",
+            proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::char::range('\0', '\u{7f}'),
+                    proptest::char::any(),
+                    proptest::sample::select(vec!['"', '\\', '\u{1f}', '\u{7f}', 'é', '😀']),
+                ],
+                0..24,
+            )
+            .prop_map(|chars| chars.into_iter().collect()),
+        ]
+    }
+
+    fn event() -> impl proptest::strategy::Strategy<Value = AuditEvent> {
+        use proptest::option::of;
+        use proptest::prelude::*;
+        let principal = (text(), of(text()), of(text()), 0..4usize).prop_map(
+            |(subject, issuer, api_key_id, method)| Principal {
+                subject,
+                issuer,
+                method: ["jwt", "api_key", "basic", "introspection"][method],
+                api_key_id,
+            },
+        );
+        let ip = prop_oneof![
+            any::<u32>().prop_map(|b| IpAddr::from(std::net::Ipv4Addr::from(b))),
+            any::<u128>().prop_map(|b| IpAddr::from(std::net::Ipv6Addr::from(b))),
+        ];
+        let outcome = proptest::sample::select(vec![
+            Outcome::Allowed,
+            Outcome::Unauthenticated,
+            Outcome::Forbidden,
+            Outcome::RateLimited,
+            Outcome::Invalid,
+            Outcome::Error,
+            Outcome::Cancelled,
+        ]);
+        (
+            (
+                0u64..=253_402_300_799,
+                0u32..1_000_000_000,
+                text(),
+                text(),
+                of(text()),
+                text(),
+            ),
+            (
+                any::<u16>(),
+                outcome,
+                of(text()),
+                of(text()),
+                of(principal),
+                of(text()),
+            ),
+            (
+                of(ip),
+                of(text()),
+                any::<u64>(),
+                prop_oneof![Just(0u64), any::<u64>()],
+            ),
+        )
+            .prop_map(
+                |(
+                    (secs, nanos, request_id, method, route, path),
+                    (status, outcome, layer, reason, principal, attempted_user),
+                    (client_ip, user_agent, latency_us, redacted),
+                )| AuditEvent {
+                    time: UNIX_EPOCH + Duration::new(secs, nanos),
+                    request_id,
+                    method,
+                    route,
+                    path,
+                    status,
+                    outcome,
+                    layer: layer.map(Cow::Owned),
+                    reason: reason.map(Cow::Owned),
+                    principal,
+                    attempted_user,
+                    client_ip,
+                    user_agent,
+                    latency_us,
+                    redacted,
+                },
+            )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn direct_json_matches_serde(event in event()) {
+            let mut direct = Vec::new();
+            proptest::prop_assert!(event.write_entry_json(&mut direct));
+            let entry = crate::audit::AuditEntry::Request(event);
+            let through_serde = serde_json::to_vec(&entry).unwrap();
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&through_serde)
+            );
+            proptest::prop_assert_eq!(direct, through_serde);
+        }
+    }
+
+    #[test]
+    fn direct_json_leaves_times_out_of_range_to_serde() {
+        let mut event = AuditEvent {
+            time: UNIX_EPOCH + Duration::new(253_402_300_800, 0),
+            request_id: "id".into(),
+            method: "GET".into(),
+            route: None,
+            path: "/".into(),
+            status: 200,
+            outcome: Outcome::Allowed,
+            layer: None,
+            reason: None,
+            principal: None,
+            attempted_user: None,
+            client_ip: None,
+            user_agent: None,
+            latency_us: 1,
+            redacted: 0,
+        };
+        let mut out = Vec::new();
+        assert!(!event.write_entry_json(&mut out));
+        assert!(
+            out.is_empty(),
+            "nothing is written when serde has to decide"
+        );
+        event.time = UNIX_EPOCH - Duration::from_secs(1);
+        assert!(!event.write_entry_json(&mut out));
+        assert!(out.is_empty());
     }
 
     #[test]
