@@ -154,7 +154,14 @@ impl Chain {
             AuditEntry::Request(event) => event.write_entry_json(&mut self.scratch),
             AuditEntry::Alert(_) => false,
         };
-        if !written {
+        if written {
+            // Every test that seals a record also checks the direct writer against serde.
+            debug_assert_eq!(
+                String::from_utf8_lossy(&self.scratch),
+                String::from_utf8_lossy(&serde_json::to_vec(&entry).unwrap_or_default())
+            );
+        } else {
+            self.scratch.clear();
             serde_json::to_writer(&mut self.scratch, &entry)?;
         }
         // The entry is a JSON object with at least its "type" member: `{"type":...}`.

@@ -836,6 +836,23 @@ mod tests {
         }
     }
 
+    /// The direct writer names outcomes with `as_str`; serde with `rename_all`. A new variant
+    /// must be added here (and to `event()` above).
+    #[test]
+    fn outcome_names_match_serde() {
+        for outcome in [
+            Outcome::Allowed,
+            Outcome::Unauthenticated,
+            Outcome::Forbidden,
+            Outcome::RateLimited,
+            Outcome::Invalid,
+            Outcome::Error,
+            Outcome::Cancelled,
+        ] {
+            assert_eq!(serialized(outcome), format!("\"{}\"", outcome.as_str()));
+        }
+    }
+
     #[test]
     fn direct_json_leaves_times_out_of_range_to_serde() {
         let mut event = AuditEvent {
