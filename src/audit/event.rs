@@ -266,74 +266,65 @@ impl AuditEvent {
         };
         out.extend_from_slice(b"{\"type\":\"request\",\"time\":\"");
         out.extend_from_slice(&time[..time_len]);
-        out.extend_from_slice(b"\",\"request_id\":");
-        json_str(out, &self.request_id);
-        out.extend_from_slice(b",\"method\":");
-        json_str(out, &self.method);
-        if let Some(route) = &self.route {
-            out.extend_from_slice(b",\"route\":");
-            json_str(out, route);
-        }
-        out.extend_from_slice(b",\"path\":");
-        json_str(out, &self.path);
-        out.extend_from_slice(b",\"status\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
-        out.extend_from_slice(b",\"outcome\":\"");
-        out.extend_from_slice(self.outcome.as_str().as_bytes());
         out.push(b'"');
-        if let Some(layer) = &self.layer {
-            out.extend_from_slice(b",\"layer\":");
-            json_str(out, layer);
-        }
-        if let Some(reason) = &self.reason {
-            out.extend_from_slice(b",\"reason\":");
-            json_str(out, reason);
-        }
+        member(out, "request_id", &self.request_id);
+        member(out, "method", &self.method);
+        optional(out, "route", self.route.as_deref());
+        member(out, "path", &self.path);
+        number(out, "status", self.status);
+        member(out, "outcome", self.outcome.as_str());
+        optional(out, "layer", self.layer.as_deref());
+        optional(out, "reason", self.reason.as_deref());
         if let Some(principal) = &self.principal {
             out.extend_from_slice(b",\"principal\":{\"subject\":");
             json_str(out, &principal.subject);
-            if let Some(issuer) = &principal.issuer {
-                out.extend_from_slice(b",\"issuer\":");
-                json_str(out, issuer);
-            }
-            out.extend_from_slice(b",\"method\":");
-            json_str(out, principal.method);
-            if let Some(id) = &principal.api_key_id {
-                out.extend_from_slice(b",\"api_key_id\":");
-                json_str(out, id);
-            }
+            optional(out, "issuer", principal.issuer.as_deref());
+            member(out, "method", principal.method);
+            optional(out, "api_key_id", principal.api_key_id.as_deref());
             out.push(b'}');
         }
-        if let Some(user) = &self.attempted_user {
-            out.extend_from_slice(b",\"attempted_user\":");
-            json_str(out, user);
-        }
+        optional(out, "attempted_user", self.attempted_user.as_deref());
         match self.client_ip {
             Some(IpAddr::V4(v4)) => {
-                out.extend_from_slice(b",\"client_ip\":\"");
                 let mut text = [0u8; 15];
-                out.extend_from_slice(ipv4_text(v4, &mut text));
-                out.push(b'"');
+                // Digits and dots: nothing to escape.
+                let text = std::str::from_utf8(ipv4_text(v4, &mut text)).unwrap_or_default();
+                member(out, "client_ip", text);
             }
-            Some(ip @ IpAddr::V6(_)) => {
-                out.extend_from_slice(b",\"client_ip\":");
-                json_str(out, &ip.to_string());
-            }
+            Some(ip @ IpAddr::V6(_)) => member(out, "client_ip", &ip.to_string()),
             None => {}
         }
-        if let Some(agent) = &self.user_agent {
-            out.extend_from_slice(b",\"user_agent\":");
-            json_str(out, agent);
-        }
-        out.extend_from_slice(b",\"latency_us\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.latency_us).as_bytes());
+        optional(out, "user_agent", self.user_agent.as_deref());
+        number(out, "latency_us", self.latency_us);
         if self.redacted != 0 {
-            out.extend_from_slice(b",\"redacted\":");
-            out.extend_from_slice(itoa::Buffer::new().format(self.redacted).as_bytes());
+            number(out, "redacted", self.redacted);
         }
         out.push(b'}');
         true
     }
+}
+
+/// `,"name":"value"`, the value escaped as serde_json escapes it.
+fn member(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_str(out, value);
+}
+
+/// [`member`] when there is a value; nothing otherwise (serde's `skip_serializing_if`).
+fn optional(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        member(out, name, value);
+    }
+}
+
+/// `,"name":123`.
+fn number(out: &mut Vec<u8>, name: &str, value: impl itoa::Integer) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// A JSON string as serde_json writes it: copied whole when no byte needs an escape (the usual
@@ -763,15 +754,7 @@ mod tests {
             any::<u32>().prop_map(|b| IpAddr::from(std::net::Ipv4Addr::from(b))),
             any::<u128>().prop_map(|b| IpAddr::from(std::net::Ipv6Addr::from(b))),
         ];
-        let outcome = proptest::sample::select(vec![
-            Outcome::Allowed,
-            Outcome::Unauthenticated,
-            Outcome::Forbidden,
-            Outcome::RateLimited,
-            Outcome::Invalid,
-            Outcome::Error,
-            Outcome::Cancelled,
-        ]);
+        let outcome = proptest::sample::select(OUTCOMES.to_vec());
         (
             (
                 0u64..=253_402_300_799,
@@ -836,19 +819,21 @@ mod tests {
         }
     }
 
-    /// The direct writer names outcomes with `as_str`; serde with `rename_all`. A new variant
-    /// must be added here (and to `event()` above).
+    /// Every outcome. The direct writer names them with `as_str`, serde with `rename_all`: a new
+    /// variant must be added here.
+    const OUTCOMES: [Outcome; 7] = [
+        Outcome::Allowed,
+        Outcome::Unauthenticated,
+        Outcome::Forbidden,
+        Outcome::RateLimited,
+        Outcome::Invalid,
+        Outcome::Error,
+        Outcome::Cancelled,
+    ];
+
     #[test]
     fn outcome_names_match_serde() {
-        for outcome in [
-            Outcome::Allowed,
-            Outcome::Unauthenticated,
-            Outcome::Forbidden,
-            Outcome::RateLimited,
-            Outcome::Invalid,
-            Outcome::Error,
-            Outcome::Cancelled,
-        ] {
+        for outcome in OUTCOMES {
             assert_eq!(serialized(outcome), format!("\"{}\"", outcome.as_str()));
         }
     }
