@@ -2,8 +2,9 @@
 //! portcullis's AuthLayer (ES256 JWT with the verified-token cache, and with the cache off);
 //! behind a hand-written `from_fn` middleware calling `jsonwebtoken::decode` (ES256); behind the
 //! full portcullis stack (with and without the token cache, and without audit); behind the stack
-//! exactly as the issue lists it (one rate limit, no lockout); and behind the typical
-//! hand-assembled stack. All servers run in one process and are driven in the same run,
+//! exactly as the issue lists it (one rate limit, no lockout); behind the typical
+//! hand-assembled stack; and behind a reference that does the listed checks fused by hand into
+//! one non-configurable service (`common/fused.rs`), the ceiling of the work itself. All servers run in one process and are driven in the same run,
 //! alternating round by round, so machine noise hits every variant alike; the result is reported
 //! as requests/s, p50/p99 latency and the ratio to the bare router.
 //!
