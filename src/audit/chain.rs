@@ -161,7 +161,10 @@ impl Chain {
                 String::from_utf8_lossy(&serde_json::to_vec(&entry).unwrap_or_default())
             );
         } else {
-            self.scratch.clear();
+            debug_assert!(
+                self.scratch.is_empty(),
+                "the direct writer wrote, then gave up"
+            );
             serde_json::to_writer(&mut self.scratch, &entry)?;
         }
         // The entry is a JSON object with at least its "type" member: `{"type":...}`.

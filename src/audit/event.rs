@@ -1,6 +1,7 @@
 //! The audit event, and how a finished request is classified into one.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -264,15 +265,14 @@ impl AuditEvent {
         else {
             return false;
         };
-        out.extend_from_slice(b"{\"type\":\"request\",\"time\":\"");
-        out.extend_from_slice(&time[..time_len]);
-        out.push(b'"');
+        out.extend_from_slice(b"{\"type\":\"request\"");
+        plain_member(out, "time", &time[..time_len]);
         member(out, "request_id", &self.request_id);
         member(out, "method", &self.method);
         optional(out, "route", self.route.as_deref());
         member(out, "path", &self.path);
         number(out, "status", self.status);
-        member(out, "outcome", self.outcome.as_str());
+        plain_member(out, "outcome", self.outcome.as_str().as_bytes());
         optional(out, "layer", self.layer.as_deref());
         optional(out, "reason", self.reason.as_deref());
         if let Some(principal) = &self.principal {
@@ -285,13 +285,13 @@ impl AuditEvent {
         }
         optional(out, "attempted_user", self.attempted_user.as_deref());
         match self.client_ip {
-            Some(IpAddr::V4(v4)) => {
-                let mut text = [0u8; 15];
-                // Digits and dots: nothing to escape.
-                let text = std::str::from_utf8(ipv4_text(v4, &mut text)).unwrap_or_default();
-                member(out, "client_ip", text);
+            Some(IpAddr::V4(v4)) => plain_member(out, "client_ip", ipv4_text(v4, &mut [0u8; 15])),
+            Some(IpAddr::V6(v6)) => {
+                // Hex digits, colons and dots: nothing to escape, and no `String` to allocate.
+                key(out, "client_ip");
+                // Writing into a `Vec` cannot fail.
+                let _ = write!(out, "\"{v6}\"");
             }
-            Some(ip @ IpAddr::V6(_)) => member(out, "client_ip", &ip.to_string()),
             None => {}
         }
         optional(out, "user_agent", self.user_agent.as_deref());
@@ -304,12 +304,26 @@ impl AuditEvent {
     }
 }
 
-/// `,"name":"value"`, the value escaped as serde_json escapes it.
-fn member(out: &mut Vec<u8>, name: &str, value: &str) {
+/// `,"name":`, the start of every member after the first.
+fn key(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
+}
+
+/// `,"name":"value"`, the value escaped as serde_json escapes it.
+fn member(out: &mut Vec<u8>, name: &str, value: &str) {
+    key(out, name);
     json_str(out, value);
+}
+
+/// `,"name":"value"` for a value written here that never needs an escape (a time, an outcome
+/// name, an IPv4 address), so it is not scanned for one.
+fn plain_member(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    key(out, name);
+    out.push(b'"');
+    out.extend_from_slice(value);
+    out.push(b'"');
 }
 
 /// [`member`] when there is a value; nothing otherwise (serde's `skip_serializing_if`).
@@ -321,9 +335,7 @@ fn optional(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
 
 /// `,"name":123`.
 fn number(out: &mut Vec<u8>, name: &str, value: impl itoa::Integer) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+    key(out, name);
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
@@ -810,7 +822,8 @@ mod tests {
             let mut direct = Vec::new();
             proptest::prop_assert!(event.write_entry_json(&mut direct));
             let entry = crate::audit::AuditEntry::Request(event);
-            let through_serde = serde_json::to_vec(&entry).unwrap();
+            let through_serde = serde_json::to_vec(&entry)
+                .map_err(|error| proptest::test_runner::TestCaseError::fail(error.to_string()))?;
             proptest::prop_assert_eq!(
                 String::from_utf8_lossy(&direct),
                 String::from_utf8_lossy(&through_serde)
