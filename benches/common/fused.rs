@@ -130,7 +130,7 @@ where
                 .map(|c| c.0.ip()),
             subject: None,
         };
-        hex_into(&fastrand::u128(..).to_le_bytes(), &mut record.id);
+        hex::encode_to_slice(fastrand::u128(..).to_le_bytes(), &mut record.id).unwrap();
         let path = request.uri().path().as_bytes();
         let kept = path.len().min(64);
         record.path[..kept].copy_from_slice(&path[..kept]);
@@ -283,14 +283,6 @@ fn sensitive(json: &[u8]) -> bool {
     false
 }
 
-fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 15) as usize];
-    }
-}
-
 /// Drains the queue every millisecond: one JSON line per record, chained by HMAC-SHA256, one
 /// `write` per batch, `fsync` once a second.
 fn audit_thread(queue: &ArrayQueue<Record>, mut file: File) {
@@ -326,7 +318,7 @@ fn audit_thread(queue: &ArrayQueue<Record>, mut file: File) {
             batch.push(b'"');
             let mut mac = keyed.clone();
             mac.update(&batch[line_start..]);
-            hex_into(&mac.finalize().into_bytes(), &mut prev);
+            hex::encode_to_slice(mac.finalize().into_bytes(), &mut prev).unwrap();
             batch.extend_from_slice(b",\"hash\":\"");
             batch.extend_from_slice(&prev);
             batch.extend_from_slice(b"\"}\n");
