@@ -4,9 +4,10 @@
 //! full portcullis stack (with and without the token cache, and without audit); behind the stack
 //! exactly as the issue lists it (one rate limit, no lockout); behind the typical
 //! hand-assembled stack; and behind a reference that does the listed checks fused by hand into
-//! one non-configurable service (`common/fused.rs`), the ceiling of the work itself. All servers run in one process and are driven in the same run,
-//! alternating round by round, so machine noise hits every variant alike; the result is reported
-//! as requests/s, p50/p99 latency and the ratio to the bare router.
+//! one non-configurable service (`common/fused.rs`), the ceiling of the work itself. All servers
+//! run in one process and are driven in the same run, alternating round by round, so machine
+//! noise hits every variant alike; the result is reported as requests/s, p50/p99 latency and the
+//! ratio to the bare router.
 //!
 //! Run: `cargo bench --bench load` (settings: LOAD_SECONDS per round, default 3; LOAD_ROUNDS,
 //! default 3; LOAD_CONNECTIONS, default 32; LOAD_SERVER_THREADS, default 1). By default the
@@ -208,13 +209,12 @@ fn main() {
 
     // LOAD_SERVE_ONLY=<seconds>: serve every variant that long and print where, for an outside
     // load generator (wrk) instead of the built-in one.
-    if let Some(serve) = std::env::var("LOAD_SERVE_ONLY")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    let serve = setting("LOAD_SERVE_ONLY", 0);
+    if serve > 0 {
         for ((name, _, header), addr) in variants.iter().zip(&addresses) {
             println!("{addr}\t{}\t{name}", header.as_deref().unwrap_or("-"));
         }
+        println!("# ready");
         std::thread::sleep(Duration::from_secs(serve));
         return;
     }

@@ -13,10 +13,13 @@ command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)"; exit 
 cargo bench --bench load --no-run 2>/dev/null
 bin=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
 list=$(mktemp)
+# Long enough for every variant (ten today, twelve counted) in every round.
 LOAD_SERVE_ONLY=$((seconds * rounds * 12 + 30)) "$bin" --bench >"$list" 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$list"' EXIT
-for _ in $(seq 1 100); do [ -s "$list" ] && [ "$(wc -l <"$list")" -ge 10 ] && break; sleep 0.2; done
+for _ in $(seq 1 300); do grep -q '^# ready' "$list" && break; sleep 0.2; done
+grep -q '^# ready' "$list" || { echo "the load bench did not start serving"; exit 1; }
+sed -i "/^# ready/d" "$list"
 declare -A total
 for round in $(seq 1 "$rounds"); do
   while IFS=$'\t' read -r addr header name; do
