@@ -99,5 +99,63 @@ fn through_layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, redact_json, through_layer);
+/// Units that repeated make the worst inputs known for each detector (the same list as the
+/// detectors' linearity property test): digit groups, `eyJ` runs, `@` and `.` runs, IBAN-like
+/// groups, key prefixes that fall just short.
+const HOSTILE_UNITS: &[(&str, &str)] = &[
+    ("digits_dashes", "1-"),
+    ("digits_spaces", "1 "),
+    ("card_groups", "4111-"),
+    ("eyJ", "eyJ"),
+    ("eyJ_dots", "eyJ."),
+    ("eyJ_short_header", "eyJa.b."),
+    ("at_signs", "a@"),
+    ("at_dots", "a@b."),
+    ("iban_groups", "DE89 "),
+    ("iban_like", "AA11 "),
+    ("aws_prefix", "AKIA"),
+    ("bearer", "Bearer "),
+];
+
+/// A 1 MiB JSON array of 1000-character strings, each `unit` repeated (what a validated
+/// `notes` field lets through): the pass runs every detector over every string.
+fn hostile_document(unit: &str) -> Vec<u8> {
+    let item = unit.repeat(1000 / unit.len());
+    let items = vec![item; (1 << 20) / 1003];
+    serde_json::to_vec(&items).unwrap_or_default()
+}
+
+/// The worst inputs against the benign documents of `redact_json`: one walk over 1 MiB, and
+/// `scrub` over 4 KiB of free text (what the audit trail scrubs of a path or `User-Agent`).
+fn hostile(c: &mut Criterion) {
+    let layer = RedactLayer::new();
+    let mut group = c.benchmark_group("redact_hostile");
+    let benign = document(1 << 20, false);
+    group.throughput(Throughput::Bytes(benign.len() as u64));
+    group.bench_with_input(BenchmarkId::new("json", "benign"), &benign, |b, doc| {
+        b.iter(|| black_box(layer.redact_json(black_box(doc), None, None)))
+    });
+    let benign_text = "Mozilla/5.0 (X11; Linux x86_64) /api/v1/notes/42/comments?page=3 ".repeat(64);
+    group.throughput(Throughput::Bytes(benign_text.len() as u64));
+    group.bench_with_input(
+        BenchmarkId::new("scrub", "benign"),
+        &benign_text,
+        |b, text| b.iter(|| black_box(layer.scrub(black_box(text)))),
+    );
+    for (name, unit) in HOSTILE_UNITS {
+        let doc = hostile_document(unit);
+        group.throughput(Throughput::Bytes(doc.len() as u64));
+        group.bench_with_input(BenchmarkId::new("json", name), &doc, |b, doc| {
+            b.iter(|| black_box(layer.redact_json(black_box(doc), None, None)))
+        });
+        let text = unit.repeat(4096 / unit.len());
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::new("scrub", name), &text, |b, text| {
+            b.iter(|| black_box(layer.scrub(black_box(text))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, redact_json, through_layer, hostile);
 criterion_main!(benches);

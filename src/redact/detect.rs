@@ -83,53 +83,54 @@ impl Detector for CardNumber {
                     _ => break,
                 }
             }
+            step(j - i);
             // Most runs are short numbers: only a run long enough to hold a card is examined.
             if digits >= 13 {
-                let groups: Vec<(usize, usize)> = b[i..j]
-                    .split(|c| !c.is_ascii_digit())
-                    .scan(i, |at, group| {
-                        let start = *at;
-                        *at += group.len() + 1;
-                        Some((start, start + group.len()))
-                    })
-                    .collect();
-                find_cards(b, &groups, found);
+                find_cards(b, i..j, found);
             }
             i = j.max(i + 1);
         }
     }
 }
 
-/// Card numbers inside one run of digit groups. The whole run is the usual case; when it is
-/// not a card, windows that start and end on group boundaries are tried (a card followed by its
-/// CVV or expiry: `4111 1111 1111 1111 123`), and so are the prefixes of a long unbroken run
-/// (`41111111111111111227`, masked whole; runs over 32 digits are not cards). Over-matching only
-/// masks more.
-/// Longest unbroken run of digits still searched for a card with other digits glued on.
-const MAX_GLUED_RUN: usize = 32;
-
-fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>) {
-    let digits_in = |from: usize, to: usize| -> Vec<u8> {
-        b[from..to]
-            .iter()
-            .filter(|d| d.is_ascii_digit())
-            .map(|d| d - b'0')
-            .collect()
-    };
-    let mut s = 0;
-    while s < groups.len() {
+/// Card numbers inside one run of digit groups (`run`, joined by single spaces or dashes). The
+/// whole run is the usual case; when it is not a card, windows that start and end on group
+/// boundaries are tried (a card followed by its CVV or expiry: `4111 1111 1111 1111 123`), and
+/// so are the prefixes of a long unbroken run (`41111111111111111227`, masked whole; runs over
+/// 32 digits are not cards). Over-matching only masks more.
+///
+/// Linear in the run: a window holds at most 19 digits, so at most 19 groups are read from each
+/// start, the Luhn sum is carried forward digit by digit instead of recomputed per window, and
+/// nothing is allocated.
+fn find_cards(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
+    let mut s = run.start;
+    while s < run.end {
+        // The longest window from group `s` with 13-19 digits that passes Luhn.
+        let mut sum = Luhn::default();
         let mut matched = None;
-        for e in (s..groups.len()).rev() {
-            let digits = digits_in(groups[s].0, groups[e].1);
-            if (13..=19).contains(&digits.len()) && luhn(&digits) {
-                matched = Some(e);
+        let mut g = s;
+        loop {
+            // At most one digit more than a window can hold is read from this group.
+            let room = MAX_CARD - sum.len;
+            let len = digits_from(b, g, run.end, room + 1);
+            if len > room {
+                break;
+            }
+            b[g..g + len].iter().for_each(|&d| sum.push(d));
+            if sum.len >= MIN_CARD && sum.valid() {
+                matched = Some(g + len);
+            }
+            // The group ends at a separator (or the run's end); the next one follows it.
+            g += len + 1;
+            if g >= run.end {
                 break;
             }
         }
+        let group_end = s + digits_from(b, s, run.end, usize::MAX);
         match matched {
-            Some(e) => {
-                found.push(groups[s].0..groups[e].1);
-                s = e + 1;
+            Some(end) => {
+                found.push(s..end);
+                s = end + 1;
             }
             None => {
                 // A card with digits glued after it (an expiry, a CVV, a date): when a 13-19
@@ -137,17 +138,78 @@ fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>
                 // digits are left behind. Runs of one repeated digit and runs over 32 digits
                 // (hashes, padding) are not cards; a card with digits glued *before* it is not
                 // found (every window of a long id would pass Luhn one time in ten).
-                let (start, end) = groups[s];
-                let run = &b[start..end];
-                if (20..=MAX_GLUED_RUN).contains(&run.len())
-                    && run.iter().any(|d| *d != run[0])
-                    && (13..=19).any(|len| luhn(&digits_in(start, start + len)))
+                let group = &b[s..group_end];
+                if (MAX_CARD + 1..=MAX_GLUED_RUN).contains(&group.len())
+                    && group.iter().any(|d| *d != group[0])
+                    && luhn_prefix(&group[..MAX_CARD])
                 {
-                    found.push(start..end);
+                    found.push(s..group_end);
                 }
-                s += 1;
+                s = group_end + 1;
             }
         }
+    }
+}
+
+/// The fewest and most digits of a card number.
+const MIN_CARD: usize = 13;
+const MAX_CARD: usize = 19;
+/// Longest unbroken run of digits still searched for a card with other digits glued on.
+const MAX_GLUED_RUN: usize = 32;
+
+/// How many ASCII digits start `b[from..end]`, counting at most `limit`.
+fn digits_from(b: &[u8], from: usize, end: usize, limit: usize) -> usize {
+    let n = b[from..end]
+        .iter()
+        .take(limit)
+        .take_while(|d| d.is_ascii_digit())
+        .count();
+    step(n);
+    n
+}
+
+/// Whether some 13-19 digit prefix of `digits` passes Luhn.
+fn luhn_prefix(digits: &[u8]) -> bool {
+    let mut sum = Luhn::default();
+    digits.iter().any(|&d| {
+        sum.push(d);
+        sum.len >= MIN_CARD && sum.valid()
+    })
+}
+
+/// The Luhn sum of the ASCII digits pushed so far, kept for both parities: which digits are
+/// doubled depends on the length, which grows as a window is extended.
+#[derive(Clone, Copy, Debug, Default)]
+struct Luhn {
+    len: usize,
+    /// The sum with the digits at even positions (from the left, from 0) doubled.
+    even_doubled: u32,
+    /// The sum with the digits at odd positions doubled.
+    odd_doubled: u32,
+}
+
+impl Luhn {
+    fn push(&mut self, digit: u8) {
+        let d = u32::from(digit - b'0');
+        let doubled = if d * 2 > 9 { d * 2 - 9 } else { d * 2 };
+        if self.len % 2 == 0 {
+            self.even_doubled += doubled;
+            self.odd_doubled += d;
+        } else {
+            self.even_doubled += d;
+            self.odd_doubled += doubled;
+        }
+        self.len += 1;
+    }
+
+    /// The rightmost digit is never doubled, the one before it is, and so on.
+    fn valid(&self) -> bool {
+        let sum = if self.len % 2 == 0 {
+            self.even_doubled
+        } else {
+            self.odd_doubled
+        };
+        sum.is_multiple_of(10)
     }
 }
 
@@ -160,17 +222,14 @@ fn count(b: &[u8], what: impl Fn(u8) -> bool) -> usize {
         .sum()
 }
 
-fn luhn(digits: &[u8]) -> bool {
-    let mut sum = 0u32;
-    for (n, &d) in digits.iter().rev().enumerate() {
-        let d = u32::from(d);
-        sum += if n % 2 == 1 {
-            if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-        } else {
-            d
-        };
-    }
-    sum.is_multiple_of(10)
+/// Counts `n` steps of work (bytes read) in tests, so that the detectors can be checked to do
+/// work linear in their input without timing them; nothing outside tests.
+#[inline(always)]
+fn step(n: usize) {
+    #[cfg(test)]
+    tests::STEPS.with(|steps| steps.set(steps.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
 }
 
 fn is_b64url(b: u8) -> bool {
@@ -227,11 +286,18 @@ impl Detector for Jwt {
             // The header is `eyJ` plus a few characters; any later segment may be empty (an
             // unsigned token, an encrypted one with `alg: dir`, a `{}` payload is `e30`), but not
             // all of them.
+            step(j - start);
             if segments >= 3 && header != usize::MAX && header >= 8 && later_content {
                 found.push(start..j);
                 from = j;
+            } else if segments >= 3 && header < 8 {
+                // Only a token starting after the short first segment can still match.
+                from = start + header + 1;
             } else {
-                from = start + 3;
+                // Every `eyJ` inside [start, j) ends at `j` too, with no more segments and a
+                // shorter header: none can match. Searching on from `start + 3` instead read
+                // the same run again for each `eyJ` in it (quadratic).
+                from = j;
             }
             if from >= b.len() {
                 break;
@@ -339,6 +405,7 @@ impl Detector for ApiKey {
                 .iter()
                 .take_while(|&&c| is_key_char(c))
                 .count();
+            step(prefix.len() + key_len);
             if key_len >= min {
                 // For `Bearer x`, only the credential is secret.
                 let start = if prefix == "bearer " { key_start } else { i };
@@ -390,10 +457,12 @@ impl Detector for Email {
                     .rev()
                     .take_while(|&&c| local_char(c))
                     .count();
+            step(at - start);
             if start == at {
                 continue;
             }
             let mut end = at + 1 + b[at + 1..].iter().take_while(|&&c| domain_char(c)).count();
+            step(end - at);
             while end > at + 1 && matches!(b[end - 1], b'.' | b'-') {
                 end -= 1;
             }
@@ -445,28 +514,42 @@ impl Detector for Iban {
                 i += 1;
                 continue;
             }
-            // The candidate's characters (without spaces) and, for each, where it ends in `b`.
-            let mut chars = Vec::with_capacity(34);
-            let mut ends = Vec::with_capacity(34);
+            // The candidate's characters (without spaces) and, for each, where it ends in `b`;
+            // on the stack, since a candidate starts at most every fifth byte.
+            let mut chars = [0u8; MAX_IBAN];
+            let mut ends = [0usize; MAX_IBAN];
+            let mut len = 0;
             let mut j = i;
-            while chars.len() < 34 {
+            while len < MAX_IBAN {
                 match b.get(j) {
                     Some(&c) if upper_alnum(c) => {
-                        chars.push(c);
+                        chars[len] = c;
                         j += 1;
-                        ends.push(j);
+                        ends[len] = j;
+                        len += 1;
                     }
                     Some(b' ') if b.get(j + 1).is_some_and(|&c| upper_alnum(c)) => j += 1,
                     _ => break,
                 }
             }
-            // The longest prefix that ends where a group ends and passes mod 97.
-            let hit = (15..=chars.len()).rev().find(|&n| {
+            step(j - i);
+            // The longest prefix that ends where a group ends and passes mod 97: the remainder
+            // of the rearranged number is carried forward one character at a time, then the
+            // four moved characters are appended for each length (not recomputed per length).
+            let mut rest = 0u32;
+            let mut hit = None;
+            for n in 5..=len {
+                rest = mod97_push(rest, chars[n - 1]);
                 let boundary = !b
                     .get(ends[n - 1])
                     .is_some_and(|&c| c.is_ascii_alphanumeric());
-                boundary && mod97(&chars[..n])
-            });
+                if n >= MIN_IBAN
+                    && boundary
+                    && chars[..4].iter().fold(rest, |r, &c| mod97_push(r, c)) == 1
+                {
+                    hit = Some(n);
+                }
+            }
             match hit {
                 Some(n) => {
                     found.push(i..ends[n - 1]);
@@ -478,21 +561,341 @@ impl Detector for Iban {
     }
 }
 
-fn mod97(chars: &[u8]) -> bool {
-    let mut rem = 0u32;
-    for &c in chars[4..].iter().chain(&chars[..4]) {
-        if c.is_ascii_digit() {
-            rem = (rem * 10 + u32::from(c - b'0')) % 97;
-        } else {
-            rem = (rem * 100 + u32::from(c - b'A') + 10) % 97;
-        }
+/// The fewest and most characters of an IBAN.
+const MIN_IBAN: usize = 15;
+const MAX_IBAN: usize = 34;
+
+/// The remainder mod 97 of the number so far followed by `c` (ISO 13616: a letter stands for
+/// the two digits 10-35).
+fn mod97_push(rem: u32, c: u8) -> u32 {
+    if c.is_ascii_digit() {
+        (rem * 10 + u32::from(c - b'0')) % 97
+    } else {
+        (rem * 100 + u32::from(c - b'A') + 10) % 97
     }
-    rem == 1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Bytes read by the detectors' inner scans on this thread (see [`step`]).
+        pub(super) static STEPS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// The steps `find` takes over `text`.
+    fn steps(d: &dyn Detector, text: &str) -> u64 {
+        STEPS.with(|s| s.set(0));
+        d.find(text, &mut Vec::new());
+        STEPS.with(Cell::get)
+    }
+
+    fn detectors() -> [&'static dyn Detector; 5] {
+        [&CardNumber, &Jwt, &ApiKey, &Email, &Iban]
+    }
+
+    /// Units that repeated make the worst inputs known for each detector: digit groups that
+    /// never or always pass Luhn, `eyJ` runs with and without dots, `@` and `.` runs, IBAN-like
+    /// groups, key prefixes that fall just short.
+    const HOSTILE_UNITS: &[&str] = &[
+        "1-",
+        "1 ",
+        "4111-",
+        "0",
+        "eyJ",
+        "eyJ.",
+        "eyJa.",
+        "eyJaaaaaaaa.b.",
+        "a@",
+        "a@b.",
+        ".@",
+        "DE89 ",
+        "AA11 ",
+        "AKIA",
+        "ghp_a",
+        "Bearer ",
+        "xoxb-",
+    ];
+
+    proptest! {
+        /// Doubling the input at most doubles the work (plus a little for the ends), whatever
+        /// the unit repeated: counted in bytes read, not in time.
+        #[test]
+        fn work_grows_linearly(
+            unit in prop_oneof![
+                proptest::sample::select(HOSTILE_UNITS).prop_map(str::to_owned),
+                "[0-9 .@eyJA-Z_-]{1,6}",
+            ],
+            times in 200usize..400,
+        ) {
+            let once = unit.repeat(times);
+            let twice = unit.repeat(times * 2);
+            for d in detectors() {
+                let (a, b) = (steps(d, &once), steps(d, &twice));
+                prop_assert!(
+                    b <= a * 5 / 2 + 64,
+                    "{}: {a} steps for {} bytes, {b} for twice that", d.name(), once.len()
+                );
+                // And a small constant per byte.
+                prop_assert!(b <= 64 * twice.len() as u64, "{}: {b} steps for {} bytes", d.name(), twice.len());
+            }
+        }
+
+        /// The linear scanners find exactly what the quadratic and cubic ones they replaced found.
+        #[test]
+        fn linear_scanners_find_what_the_old_ones_found(text in "[0-9 -]{0,120}") {
+            let mut found = Vec::new();
+            CardNumber.find(&text, &mut found);
+            prop_assert_eq!(found, reference::cards(&text));
+        }
+
+        #[test]
+        fn linear_jwt_scanner_finds_what_the_old_one_found(text in "(eyJ|[a-z]{1,9}|\\.| ){0,30}") {
+            let mut found = Vec::new();
+            Jwt.find(&text, &mut found);
+            prop_assert_eq!(found, reference::jwts(&text));
+        }
+
+        #[test]
+        fn linear_iban_scanner_finds_what_the_old_one_found(
+            text in "((DE89|GB82|[A-Z]{2}[0-9]{2}) |3704 |0044 |0532 |0130 |00 |WEST|[0-9]{1,4}){0,12}"
+        ) {
+            let mut found = Vec::new();
+            Iban.find(&text, &mut found);
+            prop_assert_eq!(found, reference::ibans(&text));
+        }
+    }
+
+    #[test]
+    fn luhn_carried_forward_equals_luhn_recomputed() {
+        for n in 0..100_000u64 {
+            let digits = (n * 7919 + 104_729).to_string();
+            let mut sum = Luhn::default();
+            digits.bytes().for_each(|d| sum.push(d));
+            let digits: Vec<u8> = digits.bytes().map(|d| d - b'0').collect();
+            assert_eq!(sum.valid(), reference::luhn(&digits), "{digits:?}");
+        }
+    }
+
+    #[test]
+    fn the_inputs_that_were_cubic_or_quadratic_take_linear_steps() {
+        // 4 KiB of `1-1-1-...` and `eyJeyJ...`: seconds of CPU each before.
+        for (d, text) in [
+            (&CardNumber as &dyn Detector, "1-".repeat(2048)),
+            (&CardNumber, "1 ".repeat(2048)),
+            (&Jwt, "eyJ".repeat(1400)),
+            (&Jwt, "eyJ.".repeat(1024)),
+        ] {
+            let steps = steps(d, &text);
+            assert!(steps <= 40 * text.len() as u64, "{}: {steps}", d.name());
+        }
+    }
+
+    /// The scanners as they were before they were made linear, to check the new ones against.
+    mod reference {
+        use std::ops::Range;
+
+        pub(super) fn luhn(digits: &[u8]) -> bool {
+            let mut sum = 0u32;
+            for (n, &d) in digits.iter().rev().enumerate() {
+                let d = u32::from(d);
+                sum += if n % 2 == 1 {
+                    if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+                } else {
+                    d
+                };
+            }
+            sum.is_multiple_of(10)
+        }
+
+        pub(super) fn cards(text: &str) -> Vec<Range<usize>> {
+            let b = text.as_bytes();
+            let mut found = Vec::new();
+            if b.len() < 13 || b.iter().filter(|c| c.is_ascii_digit()).count() < 13 {
+                return found;
+            }
+            let mut i = 0;
+            while i < b.len() {
+                if !b[i].is_ascii_digit() {
+                    i += 1;
+                    continue;
+                }
+                let mut j = i;
+                let mut digits = 0usize;
+                loop {
+                    while b.get(j).is_some_and(u8::is_ascii_digit) {
+                        j += 1;
+                        digits += 1;
+                    }
+                    match b.get(j) {
+                        Some(b' ' | b'-') if b.get(j + 1).is_some_and(u8::is_ascii_digit) => {
+                            j += 1
+                        }
+                        _ => break,
+                    }
+                }
+                if digits >= 13 {
+                    let groups: Vec<(usize, usize)> = b[i..j]
+                        .split(|c| !c.is_ascii_digit())
+                        .scan(i, |at, group| {
+                            let start = *at;
+                            *at += group.len() + 1;
+                            Some((start, start + group.len()))
+                        })
+                        .collect();
+                    find_cards(b, &groups, &mut found);
+                }
+                i = j.max(i + 1);
+            }
+            found
+        }
+
+        fn find_cards(b: &[u8], groups: &[(usize, usize)], found: &mut Vec<Range<usize>>) {
+            let digits_in = |from: usize, to: usize| -> Vec<u8> {
+                b[from..to]
+                    .iter()
+                    .filter(|d| d.is_ascii_digit())
+                    .map(|d| d - b'0')
+                    .collect()
+            };
+            let mut s = 0;
+            while s < groups.len() {
+                let mut matched = None;
+                for e in (s..groups.len()).rev() {
+                    let digits = digits_in(groups[s].0, groups[e].1);
+                    if (13..=19).contains(&digits.len()) && luhn(&digits) {
+                        matched = Some(e);
+                        break;
+                    }
+                }
+                match matched {
+                    Some(e) => {
+                        found.push(groups[s].0..groups[e].1);
+                        s = e + 1;
+                    }
+                    None => {
+                        let (start, end) = groups[s];
+                        let run = &b[start..end];
+                        if (20..=32).contains(&run.len())
+                            && run.iter().any(|d| *d != run[0])
+                            && (13..=19).any(|len| luhn(&digits_in(start, start + len)))
+                        {
+                            found.push(start..end);
+                        }
+                        s += 1;
+                    }
+                }
+            }
+        }
+
+        pub(super) fn jwts(text: &str) -> Vec<Range<usize>> {
+            let b = text.as_bytes();
+            let mut found = Vec::new();
+            if b.len() < 21 {
+                return found;
+            }
+            let mut from = 0;
+            while let Some(at) = memchr::memmem::find(&b[from..], b"eyJ") {
+                let start = from + at;
+                let mut j = start;
+                let mut segments = 1;
+                let mut header = usize::MAX;
+                let mut later_content = false;
+                let mut segment_start = j;
+                while j < b.len() {
+                    if super::is_b64url(b[j]) {
+                        j += 1;
+                    } else if b[j] == b'.' && segments < 5 {
+                        if segments == 1 {
+                            header = j - segment_start;
+                        } else if j > segment_start {
+                            later_content = true;
+                        }
+                        segments += 1;
+                        j += 1;
+                        segment_start = j;
+                    } else {
+                        break;
+                    }
+                }
+                later_content |= j > segment_start && segments > 1;
+                if segments >= 3 && header != usize::MAX && header >= 8 && later_content {
+                    found.push(start..j);
+                    from = j;
+                } else {
+                    from = start + 3;
+                }
+                if from >= b.len() {
+                    break;
+                }
+            }
+            found
+        }
+
+        fn mod97(chars: &[u8]) -> bool {
+            let mut rem = 0u32;
+            for &c in chars[4..].iter().chain(&chars[..4]) {
+                if c.is_ascii_digit() {
+                    rem = (rem * 10 + u32::from(c - b'0')) % 97;
+                } else {
+                    rem = (rem * 100 + u32::from(c - b'A') + 10) % 97;
+                }
+            }
+            rem == 1
+        }
+
+        pub(super) fn ibans(text: &str) -> Vec<Range<usize>> {
+            let b = text.as_bytes();
+            let mut found = Vec::new();
+            let upper_alnum = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit();
+            if b.len() < 15 || b.iter().filter(|&&c| upper_alnum(c)).count() < 15 {
+                return found;
+            }
+            let mut i = 0;
+            while i + 4 <= b.len() {
+                let starts = b[i].is_ascii_uppercase()
+                    && b[i + 1].is_ascii_uppercase()
+                    && b[i + 2].is_ascii_digit()
+                    && b[i + 3].is_ascii_digit()
+                    && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
+                if !starts {
+                    i += 1;
+                    continue;
+                }
+                let mut chars = Vec::with_capacity(34);
+                let mut ends = Vec::with_capacity(34);
+                let mut j = i;
+                while chars.len() < 34 {
+                    match b.get(j) {
+                        Some(&c) if upper_alnum(c) => {
+                            chars.push(c);
+                            j += 1;
+                            ends.push(j);
+                        }
+                        Some(b' ') if b.get(j + 1).is_some_and(|&c| upper_alnum(c)) => j += 1,
+                        _ => break,
+                    }
+                }
+                let hit = (15..=chars.len()).rev().find(|&n| {
+                    let boundary = !b
+                        .get(ends[n - 1])
+                        .is_some_and(|&c| c.is_ascii_alphanumeric());
+                    boundary && mod97(&chars[..n])
+                });
+                match hit {
+                    Some(n) => {
+                        found.push(i..ends[n - 1]);
+                        i = ends[n - 1];
+                    }
+                    None => i += 1,
+                }
+            }
+            found
+        }
+    }
 
     fn hits(d: &dyn Detector, text: &str) -> Vec<String> {
         let mut found = Vec::new();
