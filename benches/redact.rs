@@ -135,7 +135,8 @@ fn hostile(c: &mut Criterion) {
     group.bench_with_input(BenchmarkId::new("json", "benign"), &benign, |b, doc| {
         b.iter(|| black_box(layer.redact_json(black_box(doc), None, None)))
     });
-    let benign_text = "Mozilla/5.0 (X11; Linux x86_64) /api/v1/notes/42/comments?page=3 ".repeat(64);
+    let benign_text =
+        "Mozilla/5.0 (X11; Linux x86_64) /api/v1/notes/42/comments?page=3 ".repeat(64);
     group.throughput(Throughput::Bytes(benign_text.len() as u64));
     group.bench_with_input(
         BenchmarkId::new("scrub", "benign"),

@@ -4,11 +4,14 @@
 //! AUDIT_HMAC_KEY=... cargo run --example audit_verify -- audit.jsonl    # with its rotated files
 //! cargo run --example audit_verify -- --dev-key audit.jsonl             # the demo's dev key
 //! cargo run --example audit_verify -- --allow-partial audit.jsonl.3 audit.jsonl.2
+//! cargo run --example audit_verify -- --allow-gaps audit.jsonl         # loss accepted
 //! ```
 //!
 //! The key comes from `AUDIT_HMAC_KEY`; `--dev-key` uses the demo's published development key
 //! instead (anyone can forge a log under it: never for a real log). A log must start at the
-//! first record, unless `--allow-partial` says that older files were rotated away on purpose.
+//! first record, unless `--allow-partial` says that older files were rotated away on purpose, and
+//! must hold no gap record (events dropped because the audit queue was full), unless
+//! `--allow-gaps` accepts the loss.
 //! Exit status: 0 when the chain is intact, 1 with the first broken record (file, line, what is
 //! wrong), 2 for usage errors. Compare the printed last record with the `last_seq` the service
 //! logged when it closed the trail: records cut from the end cannot be seen in the log itself.
@@ -24,11 +27,13 @@ const DEV_AUDIT_KEY: &str = "portcullis-DEVELOPMENT-audit-key-do-not-deploy";
 fn main() -> ExitCode {
     let mut dev_key = false;
     let mut allow_partial = false;
+    let mut allow_gaps = false;
     let mut files = Vec::new();
     for arg in std::env::args_os().skip(1) {
         match arg.to_str() {
             Some("--dev-key") => dev_key = true,
             Some("--allow-partial") => allow_partial = true,
+            Some("--allow-gaps") => allow_gaps = true,
             Some(flag) if flag.starts_with("--") => {
                 eprintln!("unknown option {flag}");
                 return ExitCode::from(2);
@@ -37,7 +42,9 @@ fn main() -> ExitCode {
         }
     }
     if files.is_empty() {
-        eprintln!("usage: audit_verify [--dev-key] [--allow-partial] FILE [FILE...]");
+        eprintln!(
+            "usage: audit_verify [--dev-key] [--allow-partial] [--allow-gaps] FILE [FILE...]"
+        );
         return ExitCode::from(2);
     }
     let secret = match (std::env::var("AUDIT_HMAC_KEY"), dev_key) {
@@ -73,11 +80,25 @@ fn main() -> ExitCode {
             );
             ExitCode::FAILURE
         }
+        Ok(summary) if summary.gaps > 0 && !allow_gaps => {
+            println!(
+                "INCOMPLETE: the chain is intact, but {} gap records say {} events were dropped \
+                 before they were sealed (the audit queue was full); pass --allow-gaps to accept",
+                summary.gaps, summary.dropped
+            );
+            ExitCode::FAILURE
+        }
         Ok(summary) => {
             println!(
                 "ok: {} records, {} to {}, last hash {}",
                 summary.records, summary.first_seq, summary.last_seq, summary.last_hash
             );
+            if summary.gaps > 0 {
+                println!(
+                    "gaps: {} events dropped, in {} gap records",
+                    summary.dropped, summary.gaps
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(broken) => {

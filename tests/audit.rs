@@ -707,7 +707,9 @@ async fn a_sink_that_blocks_does_not_block_requests() {
         assert!(handle.queue_depth() <= 4);
         drop(held);
         handle.shutdown().await;
-        assert_eq!(handle.stats().written, handle.stats().accepted);
+        // Each record accepted, and one gap record per batch that saw drops.
+        let after = handle.stats();
+        assert!(after.written > after.accepted, "{after:?}");
     }
 }
 
@@ -1047,6 +1049,60 @@ impl AuditSink for Metered {
         let _ = self.0.recv();
         self.1.write(records)
     }
+}
+
+/// Events dropped at a full queue leave a sealed gap record (how many, between which times)
+/// after the records accepted before them, and `verify` counts the loss.
+#[tokio::test]
+async fn dropped_events_are_sealed_as_gap_records_that_verify_reports() {
+    let recent = RecentEvents::new(10_000);
+    let (permits, gate) = std::sync::mpsc::channel();
+    let audit = AuditLayer::builder(key())
+        .sink(Metered(gate, recent.clone()))
+        .alerts(AlertRules::none())
+        .queue_capacity(4)
+        .build()
+        .unwrap();
+    let handle = audit.handle();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(audit);
+    let before = std::time::SystemTime::now();
+    // The sink holds its first write: the queue fills and the rest is dropped.
+    for _ in 0..50 {
+        call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    }
+    let stats = handle.stats();
+    assert!(stats.dropped >= 40, "{stats:?}");
+    drop(permits);
+    handle.flush().await;
+    let records = recent.records();
+    let gaps: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r.entry() {
+            AuditEntry::Gap(gap) => Some((r.seq(), gap.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(!gaps.is_empty());
+    assert_eq!(
+        gaps.iter().map(|(_, g)| g.dropped).sum::<u64>(),
+        stats.dropped
+    );
+    for (_, gap) in &gaps {
+        assert!(before <= gap.first && gap.first <= gap.last, "{gap:?}");
+    }
+    // Every accepted event is there too, and the sink wrote each record once.
+    assert_eq!(events(&recent).len() as u64, stats.accepted);
+    assert_eq!(handle.stats().written, stats.accepted + gaps.len() as u64);
+    let log: String = records.iter().map(|r| format!("{}\n", r.json())).collect();
+    assert!(log.contains("\"type\":\"gap\""), "{log}");
+    let summary = verify(&key(), log.as_bytes()).unwrap();
+    assert_eq!(
+        (summary.gaps, summary.dropped),
+        (gaps.len() as u64, stats.dropped)
+    );
+    handle.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,13 @@
 //! `hash` is HMAC-SHA256 under the audit key of every byte before `,"hash":`. Hashing the exact
 //! bytes written (not a re-serialization) means the verifier needs no canonical JSON form.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -75,6 +77,25 @@ pub enum AuditEntry {
     Request(AuditEvent),
     /// A pattern across requests worth a human's attention.
     Alert(SecurityAlert),
+    /// Events lost before this record: they were dropped before they reached the chain.
+    Gap(AuditGap),
+}
+
+/// Events that never reached the chain because the queue was full ([`Overflow`](super::Overflow)).
+/// Sealed by the audit thread after the records accepted before the loss, so the loss is part of
+/// the tamper-evident log and [`verify`] counts it. (Events that arrive after a shutdown are
+/// only counted in [`AuditStats::dropped`](super::AuditStats::dropped): the chain is closed.)
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct AuditGap {
+    /// How many events were dropped.
+    pub dropped: u64,
+    /// When the first of them was dropped.
+    #[serde(serialize_with = "super::event::rfc3339")]
+    pub first: SystemTime,
+    /// When the last of them was dropped.
+    #[serde(serialize_with = "super::event::rfc3339")]
+    pub last: SystemTime,
 }
 
 /// A sealed entry: its place in the chain and the exact line written for it.
@@ -152,7 +173,7 @@ impl Chain {
         self.scratch.clear();
         let written = match &entry {
             AuditEntry::Request(event) => event.write_entry_json(&mut self.scratch),
-            AuditEntry::Alert(_) => false,
+            AuditEntry::Alert(_) | AuditEntry::Gap(_) => false,
         };
         if written {
             // Every test that seals a record also checks the direct writer against serde.
@@ -208,6 +229,10 @@ pub struct ChainSummary {
     pub last_seq: u64,
     /// Hash of the last record, as hex.
     pub last_hash: String,
+    /// Gap records: places where events were dropped before they were sealed.
+    pub gaps: u64,
+    /// Events dropped, summed over the gap records.
+    pub dropped: u64,
 }
 
 impl ChainSummary {
@@ -322,6 +347,8 @@ struct Verifier {
     first_seq: Option<u64>,
     records: u64,
     last: Option<Last>,
+    gaps: u64,
+    dropped: u64,
 }
 
 #[derive(Deserialize)]
@@ -329,6 +356,9 @@ struct Link<'a> {
     seq: u64,
     #[serde(borrow)]
     prev: &'a str,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    dropped: Option<u64>,
 }
 
 impl Verifier {
@@ -338,6 +368,8 @@ impl Verifier {
             first_seq: None,
             records: 0,
             last: None,
+            gaps: 0,
+            dropped: 0,
         }
     }
 
@@ -404,6 +436,10 @@ impl Verifier {
         }
         self.first_seq.get_or_insert(link.seq);
         self.records += 1;
+        if link.kind.as_deref() == Some("gap") {
+            self.gaps += 1;
+            self.dropped = self.dropped.saturating_add(link.dropped.unwrap_or(0));
+        }
         self.last = Some(Last {
             seq: link.seq,
             hash,
@@ -418,6 +454,8 @@ impl Verifier {
             first_seq: self.first_seq?,
             last_seq: last.seq,
             last_hash: hex(&last.hash),
+            gaps: self.gaps,
+            dropped: self.dropped,
         })
     }
 }

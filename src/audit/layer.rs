@@ -166,6 +166,8 @@ impl AuditLayerBuilder {
             counters: counters.clone(),
             finished: finished_tx,
             pool: pool.clone(),
+            unwarned: 0,
+            last_warning: None,
         };
         worker
             .spawn(receiver)

@@ -79,7 +79,8 @@ mod sink;
 
 pub use alert::{AlertKind, AlertRules, SecurityAlert, Threshold};
 pub use chain::{
-    AuditEntry, AuditKey, AuditRecord, ChainBreak, ChainSummary, Problem, verify, verify_files,
+    AuditEntry, AuditGap, AuditKey, AuditRecord, ChainBreak, ChainSummary, Problem, verify,
+    verify_files,
 };
 pub use event::{AuditEvent, Outcome, Principal};
 pub use future::ResponseFuture;

@@ -6,14 +6,14 @@
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::alert::{Detector, SecurityAlert};
-use super::chain::{AuditEntry, AuditKey, AuditRecord, Chain};
+use super::chain::{AuditEntry, AuditGap, AuditKey, AuditRecord, Chain};
 use super::event::RawEvent;
 use super::sink::AuditSink;
 use crate::redact::RedactLayer;
@@ -79,6 +79,9 @@ pub(crate) enum Message {
 pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    /// Drops not yet sealed as a gap record. A lock, not atomics: the count and the two times
+    /// must move together, and only requests that lose their event (the queue is full) take it.
+    unsealed: Mutex<Option<AuditGap>>,
     written: AtomicU64,
     last_seq: AtomicU64,
     sink_errors: AtomicU64,
@@ -224,8 +227,24 @@ impl AuditHandle {
         }
     }
 
+    /// Counts a lost event; the audit thread seals the loss into the chain as a gap record.
     pub(crate) fn dropped(&self) {
-        self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now();
+        let counters = &self.inner.counters;
+        {
+            let mut unsealed = counters
+                .unsealed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let gap = unsealed.get_or_insert(AuditGap {
+                dropped: 0,
+                first: now,
+                last: now,
+            });
+            gap.dropped += 1;
+            gap.last = now;
+        }
+        counters.dropped.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         metrics::counter!("portcullis_audit_dropped_total").increment(1);
     }
@@ -242,7 +261,13 @@ pub(crate) struct Worker {
     pub(crate) counters: Arc<Counters>,
     pub(crate) finished: tokio::sync::watch::Sender<bool>,
     pub(crate) pool: Arc<EventPool>,
+    /// Drops sealed since the last warning, and when that warning was logged.
+    pub(crate) unwarned: u64,
+    pub(crate) last_warning: Option<Instant>,
 }
+
+/// At most one warning about dropped events per this interval (each gap is also a record).
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Worker {
     /// Starts the audit thread.
@@ -285,6 +310,8 @@ impl Worker {
             };
             if received == 0 {
                 // Every sender is gone: the layer was dropped without a shutdown.
+                self.seal_gap(&mut records);
+                self.write(&mut records);
                 self.flush_sinks();
                 self.report_head();
                 self.close_sinks();
@@ -314,6 +341,8 @@ impl Worker {
                     }
                 }
             }
+            // Events dropped while this batch waited in the full queue: after it in the chain.
+            self.seal_gap(&mut records);
             self.write(&mut records);
             if !flushes.is_empty() || !shutdowns.is_empty() {
                 self.flush_sinks();
@@ -377,6 +406,37 @@ impl Worker {
             }
             self.seal(AuditEntry::Alert(alert), records);
         }
+    }
+
+    /// Seals the events dropped since the last gap record as one gap record, and warns at most
+    /// once per [`DROP_WARNING_INTERVAL`].
+    fn seal_gap(&mut self, records: &mut Vec<AuditRecord>) {
+        let gap = self
+            .counters
+            .unsealed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(gap) = gap else {
+            return;
+        };
+        self.unwarned += gap.dropped;
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_none_or(|at| now.duration_since(at) >= DROP_WARNING_INTERVAL)
+        {
+            tracing::warn!(
+                target: "portcullis::audit",
+                dropped = self.unwarned,
+                "audit events dropped: the audit queue was full; each loss is sealed in the chain as a gap record"
+            );
+            self.unwarned = 0;
+            self.last_warning = Some(now);
+        }
+        #[cfg(feature = "metrics")]
+        metrics::counter!("portcullis_audit_gaps_total").increment(1);
+        self.seal(AuditEntry::Gap(gap), records);
     }
 
     fn seal(&mut self, entry: AuditEntry, records: &mut Vec<AuditRecord>) {

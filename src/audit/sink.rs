@@ -75,6 +75,13 @@ impl AuditSink for TracingSink {
                     hash = record.hash(),
                     "security alert"
                 ),
+                AuditEntry::Gap(g) => tracing::warn!(
+                    target: "audit",
+                    seq = record.seq(),
+                    dropped = g.dropped,
+                    hash = record.hash(),
+                    "audit events dropped"
+                ),
             }
         }
         Ok(())

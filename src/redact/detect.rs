@@ -731,9 +731,7 @@ mod tests {
                         digits += 1;
                     }
                     match b.get(j) {
-                        Some(b' ' | b'-') if b.get(j + 1).is_some_and(u8::is_ascii_digit) => {
-                            j += 1
-                        }
+                        Some(b' ' | b'-') if b.get(j + 1).is_some_and(u8::is_ascii_digit) => j += 1,
                         _ => break,
                     }
                 }
