@@ -224,6 +224,22 @@ case "$generated" in
   *) echo "FAIL: unsafe X-Request-Id not replaced: '$generated'"; failures=$((failures + 1)) ;;
 esac
 expect 401 "audited refusal" -H "X-Request-Id: smoke-audit-2" -H "Authorization: Bearer bad.token.value" "$base/items"
+# A 4 KiB path of digits and dashes and a 4 KiB User-Agent of digits and spaces (the inputs that
+# cost the secret detectors seconds each when they were not linear): answered at once, and the
+# audit record of the next request is there at once too (the audit thread is not held up).
+hostile_path="/items/$(python3 -c 'print("1-" * 2048)')"
+hostile_agent="$(python3 -c 'print("1 " * 2047 + "1")')"
+expect 401 "a 4 KiB digit-and-dash path is answered" --max-time 5 -A "$hostile_agent" "$base$hostile_path"
+expect 200 "the request after it" --max-time 5 -H "X-Request-Id: smoke-audit-3" -H "$(auth "$reader")" "$base/items"
+found_next=""
+for _ in $(seq 1 20); do
+  case "$(curl -s -H "$(auth "$admin")" "$base/admin/audit")" in
+    *'"request_id":"smoke-audit-3"'*) found_next=1; break ;;
+  esac
+  sleep 0.1
+done
+if [ -n "$found_next" ]; then passed=$((passed + 1)); else
+  echo "FAIL: the audit record after a hostile request was not written within 2 s"; failures=$((failures + 1)); fi
 recent=$(curl -s -H "$(auth "$admin")" "$base/admin/audit")
 for want in '"audit_enabled":true' '"request_id":"smoke-audit-1"' '"outcome":"unauthenticated"' '"subject":"dev-reader"'; do
   case "$recent" in
