@@ -398,8 +398,11 @@ fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Va
 
 /// Seconds since the epoch as a `SystemTime`, capped at the end of year 9999 so an absurd `exp`
 /// reads as "far future", never as an overflow.
+/// The last second of the year 9999: the latest NumericDate portcullis accepts in a token
+/// (later ones are refused as malformed) and the latest time an identity can hold.
+pub(crate) const YEAR_9999_END: u64 = 253_402_300_799;
+
 pub(crate) fn system_time(seconds: u64) -> SystemTime {
-    const YEAR_9999_END: u64 = 253_402_300_799;
     UNIX_EPOCH + Duration::from_secs(seconds.min(YEAR_9999_END))
 }
 
