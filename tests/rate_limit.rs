@@ -187,6 +187,18 @@ async fn keys_by_header_route_and_composites() {
             .status,
         200
     );
+    // Issue #16: the whole value counts, not a prefix of it.
+    let long = "t".repeat(300);
+    for suffix in ["1", "2"] {
+        let value = format!("{long}{suffix}");
+        assert_eq!(
+            send(&app, from("192.0.2.1", "/", &[("x-tenant", &value)]))
+                .await
+                .status,
+            200,
+            "{suffix}"
+        );
+    }
     // Route: one budget per route pattern.
     let app = app_with(build(KeyBy::Route));
     assert_eq!(send(&app, from("192.0.2.1", "/", &[])).await.status, 200);

@@ -32,7 +32,7 @@ pub enum KeyBy {
 }
 
 /// The part of a request a limit counts by, borrowed from the request.
-#[derive(Hash, Debug)]
+#[derive(Hash, Debug, PartialEq, Eq)]
 pub(crate) enum Material<'a> {
     Ip(IpAddr),
     /// Issuer and subject: `sub` values of two identity providers are different people.
@@ -44,9 +44,6 @@ pub(crate) enum Material<'a> {
     RouteIp(&'a str, IpAddr),
     Global,
 }
-
-/// Longest header value used as a key; longer ones are cut (their prefix still separates them).
-const MAX_HEADER_KEY: usize = 256;
 
 impl KeyBy {
     pub(crate) fn material<'a, B>(&self, request: &'a Request<B>, v6_prefix: u8) -> Material<'a> {
@@ -71,10 +68,8 @@ impl KeyBy {
             KeyBy::Header(name) => {
                 let mut values = request.headers().get_all(name).iter();
                 match (values.next(), values.next()) {
-                    (Some(value), None) => {
-                        let bytes = value.as_bytes();
-                        Material::Header(&bytes[..bytes.len().min(MAX_HEADER_KEY)])
-                    }
+                    // The whole value: two values that share a prefix are different clients.
+                    (Some(value), None) => Material::Header(value.as_bytes()),
                     _ => Material::Ip(ip()),
                 }
             }
@@ -92,29 +87,72 @@ impl KeyBy {
 }
 
 impl Material<'_> {
-    /// A printable, bounded form for shared backends (the same on every replica).
+    /// A printable form for shared backends (the same on every replica), which the backend
+    /// digests into its key.
+    ///
+    /// Injective: every variable part is written with its length in front, and an issuer that
+    /// is absent has its own tag, distinct from an empty one, so two different materials never
+    /// share a counter (`iss="a|b", sub="c"` is not `iss="a", sub="b|c"`).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn text(&self) -> String {
         let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = match self {
-            Material::Ip(ip) => write!(out, "ip:{ip}"),
-            Material::Subject(iss, s) => write!(out, "sub:{}|{s}", iss.unwrap_or("")),
-            Material::ApiKey(k) => write!(out, "key:{k}"),
-            // Hex, so that different byte strings never become the same text.
+        match self {
+            Material::Ip(ip) => ip_part(&mut out, *ip),
+            Material::Subject(iss, s) => subject_part(&mut out, *iss, s),
+            Material::ApiKey(k) => {
+                out.push_str("key:");
+                part(&mut out, k);
+            }
             Material::Header(h) => {
+                // Hex, so that different byte strings never become the same text.
                 out.push_str("hdr:");
-                h.iter().try_for_each(|b| write!(out, "{b:02x}"))
+                part(&mut out, &hex::encode(h));
             }
-            Material::Route(r) => write!(out, "route:{r}"),
+            Material::Route(r) => route_part(&mut out, r),
             Material::RouteSubject(r, iss, s) => {
-                write!(out, "route:{r}|sub:{}|{s}", iss.unwrap_or(""))
+                route_part(&mut out, r);
+                subject_part(&mut out, *iss, s);
             }
-            Material::RouteIp(r, ip) => write!(out, "route:{r}|ip:{ip}"),
-            Material::Global => write!(out, "global"),
-        };
+            Material::RouteIp(r, ip) => {
+                route_part(&mut out, r);
+                ip_part(&mut out, *ip);
+            }
+            Material::Global => out.push_str("global"),
+        }
         out
     }
+}
+
+/// One variable part: its length in bytes, `:`, the part itself. Nothing can be read into a
+/// part beyond its length, whatever it contains.
+pub(crate) fn part(out: &mut String, value: &str) {
+    let mut length = itoa::Buffer::new();
+    out.push_str(length.format(value.len()));
+    out.push(':');
+    out.push_str(value);
+}
+
+fn ip_part(out: &mut String, ip: IpAddr) {
+    // An address's text form has no `;`, and fixes its own length with it.
+    let _ = write!(out, "ip:{ip};");
+}
+
+fn route_part(out: &mut String, route: &str) {
+    out.push_str("route:");
+    part(out, route);
+}
+
+/// `sub:` then `-` for no issuer or `+` and the issuer, then the subject.
+fn subject_part(out: &mut String, issuer: Option<&str>, subject: &str) {
+    out.push_str("sub:");
+    match issuer {
+        None => out.push('-'),
+        Some(issuer) => {
+            out.push('+');
+            part(out, issuer);
+        }
+    }
+    part(out, subject);
 }
 
 /// IPv6 clients are grouped by prefix (default /64, one customer site): a single host can
@@ -138,6 +176,105 @@ pub(crate) fn group(ip: IpAddr, v6_prefix: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Issue #16: the shared-backend text of two different materials always differs.
+    #[test]
+    fn texts_of_different_materials_differ() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let pairs = [
+            (
+                Material::Subject(Some("a|b"), "c"),
+                Material::Subject(Some("a"), "b|c"),
+            ),
+            (
+                Material::Subject(None, "x"),
+                Material::Subject(Some(""), "x"),
+            ),
+            (
+                Material::Subject(Some("1:a"), "b"),
+                Material::Subject(Some("1"), ":ab"),
+            ),
+            (
+                Material::RouteSubject("/a", Some("i"), "s"),
+                Material::RouteSubject("/a|sub:i", None, "s"),
+            ),
+            (
+                Material::RouteIp("/a|ip:192.0.2.1", ip),
+                Material::RouteIp("/a", ip),
+            ),
+            (
+                Material::Route("/a|ip:192.0.2.1"),
+                Material::RouteIp("/a", ip),
+            ),
+            (Material::ApiKey("k|x"), Material::ApiKey("k")),
+        ];
+        for (a, b) in pairs {
+            assert_ne!(a.text(), b.text(), "{a:?} and {b:?}");
+        }
+    }
+
+    fn part() -> impl Strategy<Value = String> {
+        // Short strings of the separators and digits the encoding itself uses.
+        proptest::string::string_regex("[a1:|+;-]{0,4}").unwrap()
+    }
+
+    fn ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            Just("192.0.2.1".parse().unwrap()),
+            Just("2001:db8::1".parse().unwrap())
+        ]
+    }
+
+    #[derive(Clone, Debug)]
+    enum Owned {
+        Ip(IpAddr),
+        Subject(Option<String>, String),
+        ApiKey(String),
+        Header(Vec<u8>),
+        Route(String),
+        RouteSubject(String, Option<String>, String),
+        RouteIp(String, IpAddr),
+        Global,
+    }
+
+    impl Owned {
+        fn material(&self) -> Material<'_> {
+            match self {
+                Owned::Ip(ip) => Material::Ip(*ip),
+                Owned::Subject(i, s) => Material::Subject(i.as_deref(), s),
+                Owned::ApiKey(k) => Material::ApiKey(k),
+                Owned::Header(h) => Material::Header(h),
+                Owned::Route(r) => Material::Route(r),
+                Owned::RouteSubject(r, i, s) => Material::RouteSubject(r, i.as_deref(), s),
+                Owned::RouteIp(r, ip) => Material::RouteIp(r, *ip),
+                Owned::Global => Material::Global,
+            }
+        }
+    }
+
+    fn material() -> impl Strategy<Value = Owned> {
+        prop_oneof![
+            ip().prop_map(Owned::Ip),
+            (proptest::option::of(part()), part()).prop_map(|(i, s)| Owned::Subject(i, s)),
+            part().prop_map(Owned::ApiKey),
+            proptest::collection::vec(any::<u8>(), 0..4).prop_map(Owned::Header),
+            part().prop_map(Owned::Route),
+            (part(), proptest::option::of(part()), part())
+                .prop_map(|(r, i, s)| Owned::RouteSubject(r, i, s)),
+            (part(), ip()).prop_map(|(r, ip)| Owned::RouteIp(r, ip)),
+            Just(Owned::Global),
+        ]
+    }
+
+    proptest! {
+        /// Equal texts only for equal materials.
+        #[test]
+        fn text_is_injective(a in material(), b in material()) {
+            let (a, b) = (a.material(), b.material());
+            prop_assert_eq!(a.text() == b.text(), a == b, "{:?} / {:?}", a, b);
+        }
+    }
 
     #[test]
     fn ipv6_is_grouped_by_prefix() {

@@ -458,8 +458,13 @@ fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
     }
     #[cfg(feature = "redis")]
     let texts = if config.redis.is_some() {
-        let mut texts = vec![format!("ip:{ip}")];
-        texts.extend(user.map(|user| format!("user:{user}")));
+        // The same encoding as rate-limit keys: the user name is length-prefixed.
+        let mut texts = vec![super::key::Material::Ip(ip).text()];
+        texts.extend(user.map(|user| {
+            let mut text = String::from("user:");
+            super::key::part(&mut text, &user);
+            text
+        }));
         texts
     } else {
         Vec::new()
