@@ -379,7 +379,7 @@ mod tests {
                 .user(user("a", &base))
                 .user(user("b", &other))
                 .build();
-            let error = built.err().expect(&other).to_string();
+            let error = built.expect_err(&other).to_string();
             assert!(error.contains("argon2 settings"), "{error}");
         }
         let same = BasicAuthenticator::builder()

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use axum::extract::MatchedPath;
 use http::{HeaderName, Request};
 
-use crate::identity::Identity;
+use crate::identity::{Identity, Principal, length_prefixed};
 
 /// What a limit counts requests by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,12 +35,13 @@ pub enum KeyBy {
 #[derive(Hash, Debug, PartialEq, Eq)]
 pub(crate) enum Material<'a> {
     Ip(IpAddr),
-    /// Issuer and subject: `sub` values of two identity providers are different people.
-    Subject(Option<&'a str>, &'a str),
+    /// The whole principal: `sub` values of two identity providers, a Basic user and an API key
+    /// subject of the same name are different callers.
+    Subject(Principal<'a>),
     ApiKey(&'a str),
     Header(&'a [u8]),
     Route(&'a str),
-    RouteSubject(&'a str, Option<&'a str>, &'a str),
+    RouteSubject(&'a str, Principal<'a>),
     RouteIp(&'a str, IpAddr),
     Global,
 }
@@ -58,10 +59,9 @@ impl KeyBy {
         };
         match self {
             KeyBy::ClientIp => Material::Ip(ip()),
-            KeyBy::Subject => identity().map_or_else(
-                || Material::Ip(ip()),
-                |i| Material::Subject(i.issuer(), i.subject()),
-            ),
+            KeyBy::Subject => {
+                identity().map_or_else(|| Material::Ip(ip()), |i| Material::Subject(i.principal()))
+            }
             KeyBy::ApiKeyId => identity()
                 .and_then(Identity::api_key_id)
                 .map_or_else(|| Material::Ip(ip()), Material::ApiKey),
@@ -75,9 +75,7 @@ impl KeyBy {
             }
             KeyBy::Route => Material::Route(route()),
             KeyBy::RouteAndSubject => match identity() {
-                Some(identity) => {
-                    Material::RouteSubject(route(), identity.issuer(), identity.subject())
-                }
+                Some(identity) => Material::RouteSubject(route(), identity.principal()),
                 None => Material::RouteIp(route(), ip()),
             },
             KeyBy::RouteAndClientIp => Material::RouteIp(route(), ip()),
@@ -98,7 +96,7 @@ impl Material<'_> {
         let mut out = String::new();
         match self {
             Material::Ip(ip) => ip_part(&mut out, *ip),
-            Material::Subject(iss, s) => subject_part(&mut out, *iss, s),
+            Material::Subject(principal) => subject_part(&mut out, principal),
             Material::ApiKey(k) => {
                 out.push_str("key:");
                 part(&mut out, k);
@@ -109,9 +107,9 @@ impl Material<'_> {
                 part(&mut out, &hex::encode(h));
             }
             Material::Route(r) => route_part(&mut out, r),
-            Material::RouteSubject(r, iss, s) => {
+            Material::RouteSubject(r, principal) => {
                 route_part(&mut out, r);
-                subject_part(&mut out, *iss, s);
+                subject_part(&mut out, principal);
             }
             Material::RouteIp(r, ip) => {
                 route_part(&mut out, r);
@@ -126,10 +124,7 @@ impl Material<'_> {
 /// One variable part: its length in bytes, `:`, the part itself. Nothing can be read into a
 /// part beyond its length, whatever it contains.
 pub(crate) fn part(out: &mut String, value: &str) {
-    let mut length = itoa::Buffer::new();
-    out.push_str(length.format(value.len()));
-    out.push(':');
-    out.push_str(value);
+    length_prefixed(out, value);
 }
 
 fn ip_part(out: &mut String, ip: IpAddr) {
@@ -142,17 +137,11 @@ fn route_part(out: &mut String, route: &str) {
     part(out, route);
 }
 
-/// `sub:` then `-` for no issuer or `+` and the issuer, then the subject.
-fn subject_part(out: &mut String, issuer: Option<&str>, subject: &str) {
+/// `sub:` then the principal's key: its kind, `-` for no issuer or `+` and the issuer, then the
+/// subject.
+fn subject_part(out: &mut String, principal: &Principal<'_>) {
     out.push_str("sub:");
-    match issuer {
-        None => out.push('-'),
-        Some(issuer) => {
-            out.push('+');
-            part(out, issuer);
-        }
-    }
-    part(out, subject);
+    principal.write_key(out);
 }
 
 /// IPv6 clients are grouped by prefix (default /64, one customer site): a single host can
@@ -176,7 +165,12 @@ pub(crate) fn group(ip: IpAddr, v6_prefix: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::PrincipalKind;
     use proptest::prelude::*;
+
+    fn user<'a>(issuer: Option<&'a str>, subject: &'a str) -> Principal<'a> {
+        Principal::new(PrincipalKind::TokenSubject, issuer, subject)
+    }
 
     /// Issue #16: the shared-backend text of two different materials always differs.
     #[test]
@@ -184,20 +178,28 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let pairs = [
             (
-                Material::Subject(Some("a|b"), "c"),
-                Material::Subject(Some("a"), "b|c"),
+                Material::Subject(user(Some("a|b"), "c")),
+                Material::Subject(user(Some("a"), "b|c")),
             ),
             (
-                Material::Subject(None, "x"),
-                Material::Subject(Some(""), "x"),
+                Material::Subject(user(None, "x")),
+                Material::Subject(user(Some(""), "x")),
             ),
             (
-                Material::Subject(Some("1:a"), "b"),
-                Material::Subject(Some("1"), ":ab"),
+                Material::Subject(user(None, "x")),
+                Material::Subject(Principal::new(PrincipalKind::Basic, None, "x")),
             ),
             (
-                Material::RouteSubject("/a", Some("i"), "s"),
-                Material::RouteSubject("/a|sub:i", None, "s"),
+                Material::Subject(user(Some("i"), "x")),
+                Material::Subject(Principal::new(PrincipalKind::Client, Some("i"), "x")),
+            ),
+            (
+                Material::Subject(user(Some("1:a"), "b")),
+                Material::Subject(user(Some("1"), ":ab")),
+            ),
+            (
+                Material::RouteSubject("/a", user(Some("i"), "s")),
+                Material::RouteSubject("/a|sub:i", user(None, "s")),
             ),
             (
                 Material::RouteIp("/a|ip:192.0.2.1", ip),
@@ -219,6 +221,15 @@ mod tests {
         proptest::string::string_regex("[a1:|+;-]{0,4}").unwrap()
     }
 
+    fn kind() -> impl Strategy<Value = PrincipalKind> {
+        prop_oneof![
+            Just(PrincipalKind::TokenSubject),
+            Just(PrincipalKind::Client),
+            Just(PrincipalKind::ApiKey),
+            Just(PrincipalKind::Basic),
+        ]
+    }
+
     fn ip() -> impl Strategy<Value = IpAddr> {
         prop_oneof![
             Just("192.0.2.1".parse().unwrap()),
@@ -229,11 +240,11 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Owned {
         Ip(IpAddr),
-        Subject(Option<String>, String),
+        Subject(PrincipalKind, Option<String>, String),
         ApiKey(String),
         Header(Vec<u8>),
         Route(String),
-        RouteSubject(String, Option<String>, String),
+        RouteSubject(String, PrincipalKind, Option<String>, String),
         RouteIp(String, IpAddr),
         Global,
     }
@@ -242,11 +253,13 @@ mod tests {
         fn material(&self) -> Material<'_> {
             match self {
                 Owned::Ip(ip) => Material::Ip(*ip),
-                Owned::Subject(i, s) => Material::Subject(i.as_deref(), s),
+                Owned::Subject(k, i, s) => Material::Subject(Principal::new(*k, i.as_deref(), s)),
                 Owned::ApiKey(k) => Material::ApiKey(k),
                 Owned::Header(h) => Material::Header(h),
                 Owned::Route(r) => Material::Route(r),
-                Owned::RouteSubject(r, i, s) => Material::RouteSubject(r, i.as_deref(), s),
+                Owned::RouteSubject(r, k, i, s) => {
+                    Material::RouteSubject(r, Principal::new(*k, i.as_deref(), s))
+                }
                 Owned::RouteIp(r, ip) => Material::RouteIp(r, *ip),
                 Owned::Global => Material::Global,
             }
@@ -256,12 +269,13 @@ mod tests {
     fn material() -> impl Strategy<Value = Owned> {
         prop_oneof![
             ip().prop_map(Owned::Ip),
-            (proptest::option::of(part()), part()).prop_map(|(i, s)| Owned::Subject(i, s)),
+            (kind(), proptest::option::of(part()), part())
+                .prop_map(|(k, i, s)| Owned::Subject(k, i, s)),
             part().prop_map(Owned::ApiKey),
             proptest::collection::vec(any::<u8>(), 0..4).prop_map(Owned::Header),
             part().prop_map(Owned::Route),
-            (part(), proptest::option::of(part()), part())
-                .prop_map(|(r, i, s)| Owned::RouteSubject(r, i, s)),
+            (part(), kind(), proptest::option::of(part()), part())
+                .prop_map(|(r, k, i, s)| Owned::RouteSubject(r, k, i, s)),
             (part(), ip()).prop_map(|(r, ip)| Owned::RouteIp(r, ip)),
             Just(Owned::Global),
         ]
