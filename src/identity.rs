@@ -79,6 +79,133 @@ impl AuthMethod {
     }
 }
 
+/// What kind of name an [`Identity`]'s subject is, which decides whose names it can be
+/// confused with: part of its [`Principal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PrincipalKind {
+    /// The `sub` of a token, JWT or introspected alike: a user (or service account) of the token's
+    /// issuer. The same `sub` of two issuers names two different principals.
+    TokenSubject,
+    /// The OAuth client (`client_id`) of an introspected token that names no `sub`: a client, never
+    /// one of the issuer's users, even when its id equals a user's `sub`.
+    Client,
+    /// The subject of an API key grant.
+    ApiKey,
+    /// A Basic user name.
+    Basic,
+}
+
+impl PrincipalKind {
+    fn of(method: AuthMethod) -> Self {
+        match method {
+            AuthMethod::Jwt | AuthMethod::Introspection => Self::TokenSubject,
+            AuthMethod::ApiKey => Self::ApiKey,
+            AuthMethod::Basic => Self::Basic,
+        }
+    }
+
+    fn tag(self) -> char {
+        match self {
+            Self::TokenSubject => 't',
+            Self::Client => 'c',
+            Self::ApiKey => 'k',
+            Self::Basic => 'b',
+        }
+    }
+}
+
+/// Who a caller is, whole: the kind of subject, the issuer (if any) and the subject.
+///
+/// A subject alone names nobody: `alice` the Basic user, `alice` the subject of an API key,
+/// `alice` at one identity provider and `alice` at another are four principals. Compare
+/// principals (or store [`Principal::key`]) wherever an object belongs to someone, as
+/// [`owner`](crate::rbac::owner) does.
+///
+/// ```
+/// use portcullis::identity::{Principal, PrincipalKind};
+/// use portcullis::{AuthMethod, Identity};
+///
+/// let alice = Identity::builder("alice", AuthMethod::Jwt).issuer("https://a.example").build();
+/// let owner = Principal::new(PrincipalKind::TokenSubject, Some("https://a.example"), "alice");
+/// assert_eq!(alice.principal(), owner);
+/// let basic = Identity::builder("alice", AuthMethod::Basic).build();
+/// assert_ne!(basic.principal(), owner);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Principal<'a> {
+    kind: PrincipalKind,
+    issuer: Option<&'a str>,
+    subject: &'a str,
+}
+
+impl<'a> Principal<'a> {
+    /// A principal from its parts, e.g. as stored with a resource.
+    pub fn new(kind: PrincipalKind, issuer: Option<&'a str>, subject: &'a str) -> Self {
+        Self {
+            kind,
+            issuer,
+            subject,
+        }
+    }
+
+    /// The kind of subject.
+    pub fn kind(&self) -> PrincipalKind {
+        self.kind
+    }
+
+    /// The issuer, when the credential had one.
+    pub fn issuer(&self) -> Option<&'a str> {
+        self.issuer
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &'a str {
+        self.subject
+    }
+
+    /// One string that names this principal and no other, to store as an owner column: the kind,
+    /// then the issuer and the subject each with its length in front (a missing issuer has a tag
+    /// of its own, distinct from an empty one). Stable across releases.
+    ///
+    /// ```
+    /// use portcullis::identity::{Principal, PrincipalKind};
+    ///
+    /// let a = Principal::new(PrincipalKind::TokenSubject, Some("a|b"), "c");
+    /// let b = Principal::new(PrincipalKind::TokenSubject, Some("a"), "b|c");
+    /// assert_ne!(a.key(), b.key());
+    /// assert_eq!(a.key(), "t+3:a|b1:c");
+    /// ```
+    pub fn key(&self) -> String {
+        let mut key =
+            String::with_capacity(8 + self.subject.len() + self.issuer.map_or(0, str::len));
+        self.write_key(&mut key);
+        key
+    }
+
+    pub(crate) fn write_key(&self, out: &mut String) {
+        out.push(self.kind.tag());
+        match self.issuer {
+            None => out.push('-'),
+            Some(issuer) => {
+                out.push('+');
+                length_prefixed(out, issuer);
+            }
+        }
+        length_prefixed(out, self.subject);
+    }
+}
+
+/// `value` with its length in bytes and `:` in front: nothing can be read into it beyond its
+/// length, whatever it contains.
+pub(crate) fn length_prefixed(out: &mut String, value: &str) {
+    let mut length = itoa::Buffer::new();
+    out.push_str(length.format(value.len()));
+    out.push(':');
+    out.push_str(value);
+}
+
 /// The authenticated caller.
 ///
 /// Cheap to clone (one reference count). Its `Debug` output names the subject, method, scopes and
@@ -90,6 +217,7 @@ struct IdentityInner {
     subject: String,
     issuer: Option<String>,
     method: AuthMethod,
+    kind: PrincipalKind,
     scopes: Vec<String>,
     roles: Vec<String>,
     expires_at: Option<SystemTime>,
@@ -106,6 +234,7 @@ impl Identity {
                 subject: subject.into(),
                 issuer: None,
                 method,
+                kind: PrincipalKind::of(method),
                 scopes: Vec::new(),
                 roles: Vec::new(),
                 expires_at: None,
@@ -115,9 +244,24 @@ impl Identity {
         }
     }
 
-    /// The subject: the `sub` claim, the API key's subject or the Basic user name.
+    /// The subject: the `sub` claim, the API key's subject or the Basic user name; for an
+    /// introspected token without `sub`, its `client_id` (then [`principal`](Self::principal) is
+    /// of kind [`PrincipalKind::Client`]).
+    ///
+    /// A subject alone does not say who the caller is (two issuers, a Basic user and an API key
+    /// can share one): to compare callers, or to record who owns something, use
+    /// [`principal`](Self::principal).
     pub fn subject(&self) -> &str {
         &self.0.subject
+    }
+
+    /// Who the caller is, whole: kind of subject, issuer and subject.
+    pub fn principal(&self) -> Principal<'_> {
+        Principal {
+            kind: self.0.kind,
+            issuer: self.0.issuer.as_deref(),
+            subject: &self.0.subject,
+        }
     }
 
     /// The issuer (`iss`), when the credential had one.
@@ -210,6 +354,7 @@ impl fmt::Debug for Identity {
             .field("subject", &self.0.subject)
             .field("issuer", &self.0.issuer)
             .field("method", &self.0.method)
+            .field("kind", &self.0.kind)
             .field("scopes", &self.0.scopes)
             .field("roles", &self.0.roles)
             .field("api_key_id", &self.0.api_key_id)
@@ -236,6 +381,14 @@ impl IdentityBuilder {
     /// Sets the issuer.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.inner.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Marks the subject as an OAuth client id rather than a user's subject (a token that names
+    /// only its client): its [`Principal`] is then of kind [`PrincipalKind::Client`], never equal
+    /// to a user's.
+    pub fn client_subject(mut self) -> Self {
+        self.inner.kind = PrincipalKind::Client;
         self
     }
 
@@ -398,8 +551,11 @@ fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Va
 
 /// Seconds since the epoch as a `SystemTime`, capped at the end of year 9999 so an absurd `exp`
 /// reads as "far future", never as an overflow.
+/// The last second of the year 9999: the latest NumericDate portcullis accepts in a token
+/// (later ones are refused as malformed) and the latest time an identity can hold.
+pub(crate) const YEAR_9999_END: u64 = 253_402_300_799;
+
 pub(crate) fn system_time(seconds: u64) -> SystemTime {
-    const YEAR_9999_END: u64 = 253_402_300_799;
     UNIX_EPOCH + Duration::from_secs(seconds.min(YEAR_9999_END))
 }
 

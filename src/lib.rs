@@ -68,7 +68,7 @@ pub use auth::AuthLayer;
 pub use client_ip::ClientIp;
 pub use decision::Decision;
 pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
-pub use identity::{AuthMethod, ClaimMapping, Claims, Identity};
+pub use identity::{AuthMethod, ClaimMapping, Claims, Identity, Principal, PrincipalKind};
 #[cfg(feature = "oidc")]
 pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenticator};
 pub use rate_limit::RateLimitLayer;

@@ -264,7 +264,6 @@ async fn claims_of_the_wrong_json_type_are_refused() {
     for (name, value) in [
         ("iss", json!([ISSUER])),
         ("exp", json!((now() + 60).to_string())),
-        ("exp", json!(-5)),
         ("nbf", json!("0")),
         ("iat", json!(true)),
         ("sub", json!(42)),
@@ -676,4 +675,83 @@ async fn revoked_tokens_are_refused_even_from_the_cache() {
         send(&app, bearer(&Signer::es256().sign(&c))).await.status,
         200
     );
+}
+
+/// Issue #16 (RFC 7519 §7.2 step 8, RFC 8725): a header announcing a nested JWT is refused, in
+/// any casing and with or without `application/`, as a 401 `invalid_token`; other content types
+/// are not nested tokens.
+#[tokio::test]
+async fn nested_tokens_are_refused() {
+    let app = jwt_app();
+    let signer = Signer::es256();
+    for cty in ["JWT", "jwt", "Jwt", "application/jwt", "APPLICATION/JWT"] {
+        let mut header = signer.header();
+        header["cty"] = json!(cty);
+        let token = signer.sign_with_header(&header, &claims("alice", ""));
+        assert_invalid_token(&app, &token, cty).await;
+        let answer = send(&app, bearer(&token)).await;
+        assert!(
+            answer.body["detail"].as_str().unwrap().contains("Nested"),
+            "{cty}: {}",
+            answer.text
+        );
+        let rejection = authenticator().verify(&token).unwrap_err();
+        assert_eq!(rejection.reason(), "nested_jwt", "{cty}");
+    }
+    let mut header = signer.header();
+    header["cty"] = json!(["JWT"]);
+    let token = signer.sign_with_header(&header, &claims("alice", ""));
+    assert_invalid_token(&app, &token, "cty not a string").await;
+    header["cty"] = json!("json");
+    let token = signer.sign_with_header(&header, &claims("alice", ""));
+    assert_eq!(send(&app, bearer(&token)).await.status, 200);
+}
+
+/// Issue #16: a NumericDate no clock can hold is malformed, not "far in the future": refused
+/// with a 401 `invalid_token` and its own reason, in `exp`, `nbf` and `iat`.
+#[tokio::test]
+async fn dates_out_of_range_are_refused() {
+    let app = jwt_app();
+    let signer = Signer::es256();
+    let out_of_range = [
+        ("exp", "1e300"),
+        ("exp", "18446744073709551615"),
+        ("exp", "18446744073709551616"),
+        ("exp", "99999999999999999999999999999999"),
+        ("exp", "253402300800"),
+        ("exp", "253402300800.5"),
+        ("exp", "-5"),
+        ("exp", "-0.5"),
+        ("exp", "-1e300"),
+        ("nbf", "-1"),
+        ("nbf", "1e300"),
+        ("iat", "-1"),
+        ("iat", "1e19"),
+    ];
+    for (name, raw) in out_of_range {
+        let mut c = claims("alice", "");
+        c[name] = json!(0);
+        // Written by hand: serde_json would print 1e300 as 1e300 but not 1e19 as an integer.
+        let text = c
+            .to_string()
+            .replace(&format!("\"{name}\":0"), &format!("\"{name}\":{raw}"));
+        assert!(text.contains(raw), "{text}");
+        let token = sign_raw(&signer.header().to_string(), &text, &signer.key, signer.alg);
+        assert_invalid_token(&app, &token, raw).await;
+        let answer = send(&app, bearer(&token)).await;
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("out of range"),
+            "{name}={raw}: {}",
+            answer.text
+        );
+        let rejection = authenticator().verify(&token).unwrap_err();
+        assert_eq!(rejection.reason(), "date_out_of_range", "{name}={raw}");
+    }
+    // The last second of the year 9999 is still a date.
+    let mut c = claims("alice", "");
+    c["exp"] = json!(253_402_300_799u64);
+    assert_eq!(send(&app, bearer(&signer.sign(&c))).await.status, 200);
 }

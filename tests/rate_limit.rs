@@ -187,6 +187,18 @@ async fn keys_by_header_route_and_composites() {
             .status,
         200
     );
+    // Issue #16: the whole value counts, not a prefix of it.
+    let long = "t".repeat(300);
+    for suffix in ["1", "2"] {
+        let value = format!("{long}{suffix}");
+        assert_eq!(
+            send(&app, from("192.0.2.1", "/", &[("x-tenant", &value)]))
+                .await
+                .status,
+            200,
+            "{suffix}"
+        );
+    }
     // Route: one budget per route pattern.
     let app = app_with(build(KeyBy::Route));
     assert_eq!(send(&app, from("192.0.2.1", "/", &[])).await.status, 200);
@@ -750,4 +762,129 @@ async fn guesses_in_a_custom_api_key_header_are_counted_when_the_header_is_named
             assert_eq!(right.status, 200, "unnamed header: nothing counted");
         }
     }
+}
+
+/// An authenticator that refuses every bearer token with the reason named by the token itself,
+/// standing in for refusals that are hard to provoke on demand (an identity provider that is
+/// down or busy, an expired opaque token).
+struct Refuses;
+
+impl portcullis::auth::Authenticator for Refuses {
+    fn scheme(&self) -> portcullis::Scheme {
+        portcullis::Scheme::Bearer
+    }
+
+    fn authenticate(&self, request: &http::request::Parts) -> portcullis::auth::Authentication {
+        use portcullis::auth::Authentication;
+        use portcullis::{Rejection, RejectionKind};
+        let Some(value) = request.headers.get("authorization") else {
+            return Authentication::NotPresent;
+        };
+        let reason = match value.as_bytes() {
+            b"Bearer inactive" => "inactive",
+            b"Bearer introspection_failed" => "introspection_failed",
+            b"Bearer introspection_busy" => "introspection_busy",
+            b"Bearer unknown_kid" => "unknown_kid",
+            b"Bearer revoked" => "revoked",
+            b"Bearer kid_required" => "kid_required",
+            b"Bearer too_large" => "too_large",
+            b"Bearer something_new" => "something_new",
+            _ => "bad_signature",
+        };
+        Authentication::Rejected(Rejection::new(RejectionKind::InvalidToken).with_reason(reason))
+    }
+}
+
+/// Issue #16: only evidence of guessing is counted. An identity provider that is down or busy,
+/// an expired opaque token, a key rotation in progress, a revoked token, and any reason the
+/// lockout does not know never lock out an address; a forged token still does.
+#[tokio::test]
+async fn refusals_that_are_not_guesses_never_lock_out() {
+    let lockout = LockoutLayer::builder().max_failures(2).build().unwrap();
+    let app = app(AuthLayer::required().with(Refuses)).layer(lockout);
+    let ip = "192.0.2.120";
+    for reason in [
+        "inactive",
+        "introspection_failed",
+        "introspection_busy",
+        "unknown_kid",
+        "revoked",
+        "kid_required",
+        "too_large",
+        "something_new",
+    ] {
+        for _ in 0..3 {
+            let answer = send(
+                &app,
+                from(ip, "/me", &[("authorization", &format!("Bearer {reason}"))]),
+            )
+            .await;
+            answer.problem(401, "invalid-token");
+        }
+    }
+    for _ in 0..2 {
+        send(&app, from(ip, "/me", &[("authorization", "Bearer forged")]))
+            .await
+            .problem(401, "invalid-token");
+    }
+    send(&app, from(ip, "/me", &[("authorization", "Bearer forged")]))
+        .await
+        .problem(429, "too-many-requests");
+}
+
+/// The same through the real JWT checks: a token signed with a key not (yet) known and a
+/// revoked token are not guesses; a token with a foreign audience is.
+#[tokio::test]
+async fn unknown_keys_and_revoked_tokens_are_not_guesses() {
+    let deny = std::sync::Arc::new(portcullis::auth::InMemoryDenyList::new(16));
+    let jwt = portcullis::auth::JwtAuthenticator::builder()
+        .key(all_keys().remove(0))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .deny_list(deny.clone())
+        .build()
+        .unwrap();
+    let lockout = LockoutLayer::builder().max_failures(2).build().unwrap();
+    let app = app(AuthLayer::required().with(jwt)).layer(lockout);
+    let ip = "192.0.2.121";
+    let mut rotated = Signer::es256();
+    rotated.kid = Some("next");
+    let unknown_kid = rotated.sign(&claims("alice", ""));
+    let mut revoked_claims = claims("alice", "");
+    revoked_claims["jti"] = serde_json::json!("t-1");
+    assert!(deny.deny(
+        Some(ISSUER),
+        "t-1",
+        std::time::SystemTime::now() + Duration::from_secs(3600),
+    ));
+    let revoked = Signer::es256().sign(&revoked_claims);
+    for token in [&unknown_kid, &revoked] {
+        for _ in 0..3 {
+            send(
+                &app,
+                from(ip, "/me", &[("authorization", &format!("Bearer {token}"))]),
+            )
+            .await
+            .problem(401, "invalid-token");
+        }
+    }
+    let good = Signer::es256().sign(&claims("alice", ""));
+    let bearer = format!("Bearer {good}");
+    assert_eq!(
+        send(&app, from(ip, "/me", &[("authorization", &bearer)]))
+            .await
+            .status,
+        200
+    );
+    let mut foreign = claims("alice", "");
+    foreign["aud"] = serde_json::json!("another-api");
+    let foreign = format!("Bearer {}", Signer::es256().sign(&foreign));
+    for _ in 0..2 {
+        send(&app, from(ip, "/me", &[("authorization", &foreign)]))
+            .await
+            .problem(401, "invalid-token");
+    }
+    send(&app, from(ip, "/me", &[("authorization", &bearer)]))
+        .await
+        .problem(429, "too-many-requests");
 }

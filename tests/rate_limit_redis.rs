@@ -346,6 +346,75 @@ async fn lockouts_are_shared_between_replicas() {
     }
 }
 
+/// Issue #16: the shared count follows the same rule as the local one: refusals that are not
+/// guesses (a key not yet known during a rotation, a revoked token) are never recorded in Redis.
+/// The guesses sent afterwards from another address show when the recording has landed.
+#[tokio::test]
+async fn refusals_that_are_not_guesses_are_not_shared() {
+    let (url, _server) = shared_redis();
+    let prefix = unique_prefix();
+    let deny = std::sync::Arc::new(portcullis::auth::InMemoryDenyList::new(16));
+    assert!(deny.deny(
+        Some(ISSUER),
+        "t-1",
+        std::time::SystemTime::now() + Duration::from_secs(3600),
+    ));
+    let replica = |redis: RedisBackend| {
+        let jwt = portcullis::auth::JwtAuthenticator::builder()
+            .key(all_keys().remove(0))
+            .issuer(ISSUER)
+            .audience([AUDIENCE])
+            .deny_list(deny.clone())
+            .build()
+            .unwrap();
+        let lockout = LockoutLayer::builder()
+            .max_failures(2)
+            .redis(redis)
+            .build()
+            .unwrap();
+        app(AuthLayer::required().with(jwt)).layer(lockout)
+    };
+    let redis = RedisBackend::connect(&url).await.unwrap().prefix(&prefix);
+    let (a, b) = (replica(redis.clone()), replica(redis));
+    let mut rotated = Signer::es256();
+    rotated.kid = Some("next");
+    let unknown_kid = format!("Bearer {}", rotated.sign(&claims("alice", "")));
+    let mut revoked = claims("alice", "");
+    revoked["jti"] = serde_json::json!("t-1");
+    let revoked = format!("Bearer {}", Signer::es256().sign(&revoked));
+    for bearer in [&unknown_kid, &revoked] {
+        for _ in 0..3 {
+            send_timely(&a, from("192.0.2.70", "/me", &[("authorization", bearer)]))
+                .await
+                .problem(401, "invalid-token");
+        }
+    }
+    // Guesses from another address, until replica b sees that address locked out: by then the
+    // recordings sent before them have had as long to land.
+    let bad = [("authorization", "Bearer bad.token.value")];
+    for _ in 0..2 {
+        send_timely(&a, from("192.0.2.71", "/me", &bad)).await;
+    }
+    let good = format!("Bearer {}", Signer::es256().sign(&claims("alice", "")));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while send_timely(&b, from("192.0.2.71", "/me", &[("authorization", &good)]))
+        .await
+        .status
+        != 429
+    {
+        assert!(Instant::now() < deadline, "replica b never saw the guesses");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        send_timely(&b, from("192.0.2.70", "/me", &[("authorization", &good)]))
+            .await
+            .status,
+        200,
+        "not guesses, not counted"
+    );
+}
+
 /// Each replica keeps its own count beside the shared one: the attempt right after the last
 /// allowed failure is refused at once (the shared count learns of failures only after their
 /// answers), and while Redis is down the replica still locks guessers out, and only them.

@@ -9,11 +9,11 @@ use axum::{Extension, Router};
 use common::*;
 use http::Method;
 use portcullis::rbac::{
-    Policy, RbacLayer, RequireRole, RequireScope, ResourcePolicy, RoleDef, RoleDocument, RoleModel,
-    RouteTable, any_role, authenticated, check, max_auth_age, not, owner, permission, public,
-    require_acr, require_amr, require_scope, same_claim,
+    IssuedValue, Policy, RbacLayer, RequireRole, RequireScope, ResourcePolicy, RoleDef,
+    RoleDocument, RoleModel, RouteTable, any_role, authenticated, check, max_auth_age, not, owner,
+    permission, public, require_acr, require_amr, require_scope, same_claim,
 };
-use portcullis::{AuthMethod, Decision, Identity};
+use portcullis::{AuthMethod, Decision, Identity, Principal, PrincipalKind};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
@@ -621,12 +621,15 @@ struct Document {
 
 #[test]
 fn object_level_checks() {
-    let policy: ResourcePolicy<Document> = owner(|d: &Document| d.owner.as_str())
-        .and(same_claim("/org/tenant", |d: &Document| d.tenant.as_str()))
-        .or(any_role(["admin"]))
-        .or(check("a reviewer of drafts", |identity, d: &Document| {
-            identity.has_role("reviewer") && d.owner.starts_with("draft-")
-        }));
+    let policy: ResourcePolicy<Document> =
+        owner(|d: &Document| Principal::new(PrincipalKind::TokenSubject, None, &d.owner))
+            .and(same_claim("/org/tenant", |d: &Document| {
+                IssuedValue::new(None, &d.tenant)
+            }))
+            .or(any_role(["admin"]))
+            .or(check("a reviewer of drafts", |identity, d: &Document| {
+                identity.has_role("reviewer") && d.owner.starts_with("draft-")
+            }));
     let alice = identity(&[], &[], json!({ "org": { "tenant": "acme" } }));
     let own = Document {
         owner: "alice".into(),
@@ -658,6 +661,80 @@ fn object_level_checks() {
         ResourcePolicy::from(permission("items:delete")).with_roles(roles());
     assert!(admin.authorize(&deletable, &own).is_ok());
     assert!(alice.authorize(&deletable, &own).is_err());
+}
+
+/// Issue #16: ownership is the whole principal (kind of subject, issuer, subject), and a claim
+/// counts only from the issuer the resource's value belongs to: the same name from another
+/// identity provider, a Basic user, an API key or an OAuth client is someone else.
+#[test]
+fn object_level_checks_compare_whole_principals() {
+    const A: &str = "https://a.example";
+    const B: &str = "https://b.example";
+    struct Doc {
+        owner_issuer: &'static str,
+        owner: &'static str,
+        tenant: &'static str,
+    }
+    let owned: ResourcePolicy<Doc> =
+        owner(|d: &Doc| Principal::new(PrincipalKind::TokenSubject, Some(d.owner_issuer), d.owner));
+    let tenant: ResourcePolicy<Doc> = same_claim("tenant", |d: &Doc| {
+        IssuedValue::new(Some(d.owner_issuer), d.tenant)
+    });
+    let doc = Doc {
+        owner_issuer: A,
+        owner: "alice",
+        tenant: "acme",
+    };
+    let claims = || {
+        json!({ "tenant": "acme" })
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let alice_at_a = Identity::builder("alice", AuthMethod::Jwt)
+        .issuer(A)
+        .claims(claims())
+        .build();
+    assert!(alice_at_a.authorize(&owned, &doc).is_ok());
+    assert!(alice_at_a.authorize(&tenant, &doc).is_ok());
+    // The same person through an opaque token of the same issuer.
+    let opaque = Identity::builder("alice", AuthMethod::Introspection)
+        .issuer(A)
+        .build();
+    assert!(opaque.authorize(&owned, &doc).is_ok());
+    let impostors = [
+        Identity::builder("alice", AuthMethod::Jwt)
+            .issuer(B)
+            .claims(claims())
+            .build(),
+        Identity::builder("alice", AuthMethod::Jwt)
+            .claims(claims())
+            .build(),
+        Identity::builder("alice", AuthMethod::Basic).build(),
+        Identity::builder("alice", AuthMethod::ApiKey)
+            .api_key_id("k1")
+            .build(),
+        Identity::builder("alice", AuthMethod::Introspection)
+            .issuer(A)
+            .client_subject()
+            .build(),
+    ];
+    for impostor in &impostors {
+        let rejection = impostor.authorize(&owned, &doc).unwrap_err();
+        assert_eq!(rejection.status(), 403, "{impostor:?}");
+    }
+    // A tenant claim of the same value from another issuer is another tenant.
+    for impostor in &impostors[..2] {
+        assert!(impostor.authorize(&tenant, &doc).is_err(), "{impostor:?}");
+    }
+    assert_eq!(
+        alice_at_a.principal().key(),
+        Principal::new(PrincipalKind::TokenSubject, Some(A), "alice").key()
+    );
+    assert_ne!(
+        impostors[2].principal().key(),
+        Principal::new(PrincipalKind::TokenSubject, None, "alice").key()
+    );
 }
 
 #[test]

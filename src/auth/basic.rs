@@ -48,12 +48,43 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<PasswordHashString, 
 /// Largest accepted argon2 memory cost (KiB): 256 MiB per check.
 const MAX_MEMORY_KIB: u32 = 256 * 1024;
 
+/// What a password check costs: the argon2 variant, version and parameters (memory, passes,
+/// lanes, output length) of a hash. Two hashes with the same setting take the same time to check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Setting {
+    algorithm: argon2::Algorithm,
+    version: argon2::Version,
+    params: Params,
+}
+
+impl Setting {
+    fn of(hash: &PasswordHash<'_>) -> Result<Self, ConfigError> {
+        fn unusable<E>(_: E) -> ConfigError {
+            ConfigError::new("unusable argon2 parameters")
+        }
+        Ok(Self {
+            algorithm: argon2::Algorithm::try_from(hash.algorithm).map_err(unusable)?,
+            // What `verify_password` assumes when the hash names no version.
+            version: hash
+                .version
+                .map_or(Ok(argon2::Version::default()), argon2::Version::try_from)
+                .map_err(unusable)?,
+            params: Params::try_from(hash).map_err(unusable)?,
+        })
+    }
+
+    fn hasher(&self) -> Argon2<'static> {
+        Argon2::new(self.algorithm, self.version, self.params.clone())
+    }
+}
+
 /// A user allowed to log in with Basic. `Debug` shows the name only, never the hash.
 #[derive(Clone)]
 #[must_use]
 pub struct BasicUser {
     name: String,
     hash: PasswordHashString,
+    setting: Setting,
     scopes: Vec<String>,
     roles: Vec<String>,
 }
@@ -72,14 +103,14 @@ impl BasicUser {
             .filter(|hash| hash.algorithm.as_str().starts_with("argon2"))
             .filter(|hash| hash.hash.is_some() && hash.salt.is_some())
             .ok_or_else(|| ConfigError::new("not an argon2 PHC hash string with salt and hash"))?;
-        let params =
-            Params::try_from(&hash).map_err(|_| ConfigError::new("unusable argon2 parameters"))?;
-        if params.m_cost() > MAX_MEMORY_KIB {
+        let setting = Setting::of(&hash)?;
+        if setting.params.m_cost() > MAX_MEMORY_KIB {
             return Err(ConfigError::new("argon2 memory cost above 256 MiB"));
         }
         Ok(Self {
             name,
             hash: hash.serialize(),
+            setting,
             scopes: Vec::new(),
             roles: Vec::new(),
         })
@@ -115,8 +146,8 @@ impl fmt::Debug for BasicUser {
 /// its memory cost, 19 MiB by default), so a flood of logins queues instead of exhausting memory;
 /// when more than [`max_waiting`](BasicAuthenticatorBuilder::max_waiting) checks are queued, new
 /// ones get 429 with `Retry-After`. An unknown user name is checked against a dummy hash made with
-/// the most expensive parameters among the users, so it takes at least as long as a wrong
-/// password.
+/// the users' own argon2 setting, so it takes as long as a wrong password; users with different
+/// settings are refused at build time for the same reason.
 ///
 /// ```
 /// use portcullis::auth::{BasicAuthenticator, BasicUser, hash_password};
@@ -179,17 +210,25 @@ impl BasicAuthenticatorBuilder {
     }
 
     /// Builds the authenticator, hashing the dummy password used for unknown users.
+    ///
+    /// Every user's hash must use the same argon2 variant, version and parameters: a check costs
+    /// what its hash's parameters cost, so with mixed settings the time of an answer would tell
+    /// which user names exist (and which have cheaper hashes). Rehash the odd ones out with the
+    /// common setting, e.g. with [`hash_password`]. The dummy hash checked for unknown names
+    /// uses that same setting, so an unknown name costs what a known one does.
     pub fn build(self) -> Result<BasicAuthenticator, ConfigError> {
-        // `BasicUser::new` already parsed every hash's parameters.
-        let cost =
-            |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost()) * u64::from(p.p_cost());
-        let params = self
-            .users
-            .iter()
-            .filter_map(|user| Params::try_from(&user.hash.password_hash()).ok())
-            .max_by_key(cost)
-            .unwrap_or_default();
-        let dummy_hasher = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut settings = self.users.iter().map(|user| &user.setting);
+        let setting = settings.next().cloned();
+        if let Some(first) = &setting
+            && settings.any(|other| other != first)
+        {
+            return Err(ConfigError::new(
+                "Basic users' password hashes use different argon2 settings (variant, version, \
+                 memory, passes, lanes or output length), which would let the answer time tell \
+                 user names apart: rehash them with one setting",
+            ));
+        }
+        let dummy_hasher = setting.map_or_else(Argon2::default, |setting| setting.hasher());
         let dummy = hash_with(&dummy_hasher, "portcullis dummy password")?;
         let mut users = HashMap::new();
         for user in self.users {
@@ -314,6 +353,67 @@ impl fmt::Debug for BasicAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn phc(algorithm: argon2::Algorithm, version: argon2::Version, m: u32, len: usize) -> String {
+        let params = Params::new(m, 1, 1, Some(len)).unwrap();
+        let hasher = Argon2::new(algorithm, version, params);
+        hash_with(&hasher, "pw").unwrap().to_string()
+    }
+
+    fn user(name: &str, phc: &str) -> BasicUser {
+        BasicUser::new(name, phc).unwrap()
+    }
+
+    /// Issue #16: users whose hashes cost different times to check are refused, whatever differs.
+    #[test]
+    fn mixed_argon2_settings_are_refused() {
+        use argon2::{Algorithm::*, Version::*};
+        let base = phc(Argon2id, V0x13, 1024, 32);
+        for other in [
+            phc(Argon2id, V0x13, 2048, 32),
+            phc(Argon2i, V0x13, 1024, 32),
+            phc(Argon2id, V0x10, 1024, 32),
+            phc(Argon2id, V0x13, 1024, 64),
+        ] {
+            let built = BasicAuthenticator::builder()
+                .user(user("a", &base))
+                .user(user("b", &other))
+                .build();
+            let error = built.expect_err(&other).to_string();
+            assert!(error.contains("argon2 settings"), "{error}");
+        }
+        let same = BasicAuthenticator::builder()
+            .user(user("a", &base))
+            .user(user("b", &phc(Argon2id, V0x13, 1024, 32)))
+            .build();
+        assert!(same.is_ok());
+    }
+
+    /// Issue #16: an unknown user name is checked against a hash of exactly the users' setting,
+    /// so it costs what a known name costs.
+    #[test]
+    fn the_dummy_hash_has_the_users_setting() {
+        use argon2::{Algorithm::*, Version::*};
+        for phc in [
+            phc(Argon2i, V0x10, 1024, 32),
+            phc(Argon2d, V0x13, 2048, 48),
+            phc(Argon2id, V0x13, 1024, 16),
+        ] {
+            let basic = BasicAuthenticator::builder()
+                .user(user("a", &phc))
+                .build()
+                .unwrap();
+            let dummy = Setting::of(&basic.inner.dummy.password_hash()).unwrap();
+            assert_eq!(dummy, user("a", &phc).setting, "{phc}");
+        }
+        let none = BasicAuthenticator::builder().build().unwrap();
+        let dummy = Setting::of(&none.inner.dummy.password_hash()).unwrap();
+        assert_eq!(
+            dummy,
+            Setting::of(&PasswordHash::new(&hash_password("pw").unwrap()).unwrap()).unwrap(),
+            "no users: the setting of hash_password"
+        );
+    }
 
     #[test]
     fn decodes_only_well_formed_credentials() {

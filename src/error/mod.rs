@@ -262,6 +262,38 @@ impl Default for Realm {
     }
 }
 
+/// The refusals that are evidence of guessing: a wrong password or API key, a token that is
+/// forged or malformed (bad signature, undecodable, an algorithm or key this server never
+/// accepts), or a genuine token from a foreign issuer or for another audience.
+///
+/// An allowlist, so that a new reason is never counted by accident: refusals that say nothing
+/// about guessing must not lock out a shared address (an office behind one NAT). Left out on
+/// purpose: a token that is stale or not yet valid (`expired`, `not_yet_valid`,
+/// `issued_in_future`, `missing_exp`), revoked, `inactive` at introspection, signed by a key not
+/// yet known (`unknown_kid` during a rotation), one the identity provider could not check
+/// (`introspection_failed`, `introspection_busy`), one that is too large, and every refusal of a
+/// custom authenticator that does not use one of these reasons.
+///
+/// Kept next to the reasons' definition on purpose: when reasons become typed, this becomes a
+/// method of that type.
+pub(crate) const GUESSING_REASONS: &[(RejectionKind, &str)] = &[
+    // Basic.
+    (RejectionKind::InvalidCredentials, "wrong_password"),
+    (RejectionKind::InvalidCredentials, "unknown_user"),
+    (RejectionKind::InvalidCredentials, "malformed_basic"),
+    // API keys.
+    (RejectionKind::InvalidCredentials, "unknown_api_key"),
+    // Bearer tokens.
+    (RejectionKind::InvalidToken, "bad_signature"),
+    (RejectionKind::InvalidToken, "malformed"),
+    (RejectionKind::InvalidToken, "malformed_json"),
+    (RejectionKind::InvalidToken, "alg_none"),
+    (RejectionKind::InvalidToken, "alg_not_allowed"),
+    (RejectionKind::InvalidToken, "embedded_key"),
+    (RejectionKind::InvalidToken, "bad_issuer"),
+    (RejectionKind::InvalidToken, "bad_audience"),
+];
+
 /// A refused request: the single error type of portcullis.
 ///
 /// Build one with [`Rejection::new`] (or a layer builds it for you), return it from a handler or an
@@ -389,6 +421,15 @@ impl Rejection {
     /// The machine-readable reason (empty when none was set).
     pub fn reason(&self) -> &'static str {
         self.0.reason
+    }
+
+    /// Whether this refusal is evidence that someone is guessing credentials, which the
+    /// [`LockoutLayer`](crate::rate_limit::LockoutLayer) counts (locally and in Redis alike).
+    /// See [`GUESSING_REASONS`].
+    pub(crate) fn is_guess(&self) -> bool {
+        GUESSING_REASONS
+            .iter()
+            .any(|(kind, reason)| *kind == self.0.kind && *reason == self.0.reason)
     }
 
     /// The extension members of the problem document.

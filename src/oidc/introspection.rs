@@ -60,7 +60,10 @@ type IntrospectionClient = Client<
 ///
 /// The identity is built like a JWT's: scopes and roles through the [`ClaimMapping`], `iss`
 /// checked when configured, `aud` against the audiences. The subject is `sub`, or `client_id` for
-/// client-credentials tokens that have no `sub`.
+/// client-credentials tokens that have no `sub`: such an identity's
+/// [`principal`](crate::Identity::principal) is then of kind
+/// [`PrincipalKind::Client`](crate::PrincipalKind::Client), so a client named like a user is never
+/// taken for that user by [`owner`](crate::rbac::owner) checks or per-subject rate limits.
 ///
 /// On its own it is an [`Authenticator`] for every bearer token; next to JWT issuers, give it to
 /// [`OidcAuthenticator::builder`](super::OidcAuthenticator::builder), which sends it only the
@@ -223,12 +226,17 @@ impl Inner {
                 ));
             }
         }
-        let subject = response
-            .sub()
-            .or(response.client_id().map(|id| id.as_str()))
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| invalid("missing_sub", "The access token has no subject."))?
-            .to_owned();
+        // Without `sub`, the token speaks for its OAuth client: the client id becomes the subject,
+        // marked as a client's so that it never passes for a user with the same name.
+        let (subject, client) = match (response.sub(), response.client_id()) {
+            (Some(sub), _) => (sub, false),
+            (None, Some(client)) => (client.as_str(), true),
+            (None, None) => ("", false),
+        };
+        if subject.is_empty() {
+            return Err(invalid("missing_sub", "The access token has no subject."));
+        }
+        let subject = subject.to_owned();
         let Ok(Value::Object(mut claims)) = serde_json::to_value(response) else {
             return Err(invalid(
                 "claim_type",
@@ -245,6 +253,9 @@ impl Inner {
         let mut builder = Identity::builder(subject, AuthMethod::Introspection)
             .scopes(scopes)
             .roles(roles);
+        if client {
+            builder = builder.client_subject();
+        }
         if let Some(iss) = response.iss() {
             builder = builder.issuer(iss);
         }
@@ -485,5 +496,43 @@ impl moka::Expiry<[u8; 32], Cached> for CachedTtl {
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
         Some(value.ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::PrincipalKind;
+
+    fn introspector() -> Introspector {
+        Introspector::builder("https://idp.test/introspect", "api", "secret")
+            .any_audience()
+            .build()
+            .unwrap()
+    }
+
+    fn judge(response: serde_json::Value) -> Identity {
+        let response: Response = serde_json::from_value(response).unwrap();
+        introspector().inner.judge(&response).0.unwrap()
+    }
+
+    /// Issue #16: a token without `sub` speaks for its client, and its principal says so: it is
+    /// never the user whose `sub` equals the client id.
+    #[test]
+    fn a_client_id_subject_is_marked_as_a_client() {
+        let client = judge(serde_json::json!({
+            "active": true, "client_id": "alice", "iss": "https://idp.test",
+        }));
+        assert_eq!(client.subject(), "alice");
+        assert_eq!(client.principal().kind(), PrincipalKind::Client);
+        let user = judge(serde_json::json!({
+            "active": true, "sub": "alice", "client_id": "app", "iss": "https://idp.test",
+        }));
+        assert_eq!(user.principal().kind(), PrincipalKind::TokenSubject);
+        assert_ne!(client.principal(), user.principal());
+        let response: Response =
+            serde_json::from_value(serde_json::json!({ "active": true })).unwrap();
+        let refused = introspector().inner.judge(&response).0.unwrap_err();
+        assert_eq!(refused.reason(), "missing_sub");
     }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use axum::extract::MatchedPath;
 use http::{HeaderName, Request};
 
-use crate::identity::Identity;
+use crate::identity::{Identity, Principal, length_prefixed};
 
 /// What a limit counts requests by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,21 +32,19 @@ pub enum KeyBy {
 }
 
 /// The part of a request a limit counts by, borrowed from the request.
-#[derive(Hash, Debug)]
+#[derive(Hash, Debug, PartialEq, Eq)]
 pub(crate) enum Material<'a> {
     Ip(IpAddr),
-    /// Issuer and subject: `sub` values of two identity providers are different people.
-    Subject(Option<&'a str>, &'a str),
+    /// The whole principal: `sub` values of two identity providers, a Basic user and an API key
+    /// subject of the same name are different callers.
+    Subject(Principal<'a>),
     ApiKey(&'a str),
     Header(&'a [u8]),
     Route(&'a str),
-    RouteSubject(&'a str, Option<&'a str>, &'a str),
+    RouteSubject(&'a str, Principal<'a>),
     RouteIp(&'a str, IpAddr),
     Global,
 }
-
-/// Longest header value used as a key; longer ones are cut (their prefix still separates them).
-const MAX_HEADER_KEY: usize = 256;
 
 impl KeyBy {
     pub(crate) fn material<'a, B>(&self, request: &'a Request<B>, v6_prefix: u8) -> Material<'a> {
@@ -61,28 +59,23 @@ impl KeyBy {
         };
         match self {
             KeyBy::ClientIp => Material::Ip(ip()),
-            KeyBy::Subject => identity().map_or_else(
-                || Material::Ip(ip()),
-                |i| Material::Subject(i.issuer(), i.subject()),
-            ),
+            KeyBy::Subject => {
+                identity().map_or_else(|| Material::Ip(ip()), |i| Material::Subject(i.principal()))
+            }
             KeyBy::ApiKeyId => identity()
                 .and_then(Identity::api_key_id)
                 .map_or_else(|| Material::Ip(ip()), Material::ApiKey),
             KeyBy::Header(name) => {
                 let mut values = request.headers().get_all(name).iter();
                 match (values.next(), values.next()) {
-                    (Some(value), None) => {
-                        let bytes = value.as_bytes();
-                        Material::Header(&bytes[..bytes.len().min(MAX_HEADER_KEY)])
-                    }
+                    // The whole value: two values that share a prefix are different clients.
+                    (Some(value), None) => Material::Header(value.as_bytes()),
                     _ => Material::Ip(ip()),
                 }
             }
             KeyBy::Route => Material::Route(route()),
             KeyBy::RouteAndSubject => match identity() {
-                Some(identity) => {
-                    Material::RouteSubject(route(), identity.issuer(), identity.subject())
-                }
+                Some(identity) => Material::RouteSubject(route(), identity.principal()),
                 None => Material::RouteIp(route(), ip()),
             },
             KeyBy::RouteAndClientIp => Material::RouteIp(route(), ip()),
@@ -92,29 +85,63 @@ impl KeyBy {
 }
 
 impl Material<'_> {
-    /// A printable, bounded form for shared backends (the same on every replica).
+    /// A printable form for shared backends (the same on every replica), which the backend
+    /// digests into its key.
+    ///
+    /// Injective: every variable part is written with its length in front, and an issuer that
+    /// is absent has its own tag, distinct from an empty one, so two different materials never
+    /// share a counter (`iss="a|b", sub="c"` is not `iss="a", sub="b|c"`).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn text(&self) -> String {
         let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = match self {
-            Material::Ip(ip) => write!(out, "ip:{ip}"),
-            Material::Subject(iss, s) => write!(out, "sub:{}|{s}", iss.unwrap_or("")),
-            Material::ApiKey(k) => write!(out, "key:{k}"),
-            // Hex, so that different byte strings never become the same text.
+        match self {
+            Material::Ip(ip) => ip_part(&mut out, *ip),
+            Material::Subject(principal) => subject_part(&mut out, principal),
+            Material::ApiKey(k) => {
+                out.push_str("key:");
+                part(&mut out, k);
+            }
             Material::Header(h) => {
+                // Hex, so that different byte strings never become the same text.
                 out.push_str("hdr:");
-                h.iter().try_for_each(|b| write!(out, "{b:02x}"))
+                part(&mut out, &hex::encode(h));
             }
-            Material::Route(r) => write!(out, "route:{r}"),
-            Material::RouteSubject(r, iss, s) => {
-                write!(out, "route:{r}|sub:{}|{s}", iss.unwrap_or(""))
+            Material::Route(r) => route_part(&mut out, r),
+            Material::RouteSubject(r, principal) => {
+                route_part(&mut out, r);
+                subject_part(&mut out, principal);
             }
-            Material::RouteIp(r, ip) => write!(out, "route:{r}|ip:{ip}"),
-            Material::Global => write!(out, "global"),
-        };
+            Material::RouteIp(r, ip) => {
+                route_part(&mut out, r);
+                ip_part(&mut out, *ip);
+            }
+            Material::Global => out.push_str("global"),
+        }
         out
     }
+}
+
+/// One variable part: its length in bytes, `:`, the part itself. Nothing can be read into a
+/// part beyond its length, whatever it contains.
+pub(crate) fn part(out: &mut String, value: &str) {
+    length_prefixed(out, value);
+}
+
+fn ip_part(out: &mut String, ip: IpAddr) {
+    // An address's text form has no `;`, and fixes its own length with it.
+    let _ = write!(out, "ip:{ip};");
+}
+
+fn route_part(out: &mut String, route: &str) {
+    out.push_str("route:");
+    part(out, route);
+}
+
+/// `sub:` then the principal's key: its kind, `-` for no issuer or `+` and the issuer, then the
+/// subject.
+fn subject_part(out: &mut String, principal: &Principal<'_>) {
+    out.push_str("sub:");
+    principal.write_key(out);
 }
 
 /// IPv6 clients are grouped by prefix (default /64, one customer site): a single host can
@@ -138,6 +165,130 @@ pub(crate) fn group(ip: IpAddr, v6_prefix: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::PrincipalKind;
+    use proptest::prelude::*;
+
+    fn user<'a>(issuer: Option<&'a str>, subject: &'a str) -> Principal<'a> {
+        Principal::new(PrincipalKind::TokenSubject, issuer, subject)
+    }
+
+    /// Issue #16: the shared-backend text of two different materials always differs.
+    #[test]
+    fn texts_of_different_materials_differ() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let pairs = [
+            (
+                Material::Subject(user(Some("a|b"), "c")),
+                Material::Subject(user(Some("a"), "b|c")),
+            ),
+            (
+                Material::Subject(user(None, "x")),
+                Material::Subject(user(Some(""), "x")),
+            ),
+            (
+                Material::Subject(user(None, "x")),
+                Material::Subject(Principal::new(PrincipalKind::Basic, None, "x")),
+            ),
+            (
+                Material::Subject(user(Some("i"), "x")),
+                Material::Subject(Principal::new(PrincipalKind::Client, Some("i"), "x")),
+            ),
+            (
+                Material::Subject(user(Some("1:a"), "b")),
+                Material::Subject(user(Some("1"), ":ab")),
+            ),
+            (
+                Material::RouteSubject("/a", user(Some("i"), "s")),
+                Material::RouteSubject("/a|sub:i", user(None, "s")),
+            ),
+            (
+                Material::RouteIp("/a|ip:192.0.2.1", ip),
+                Material::RouteIp("/a", ip),
+            ),
+            (
+                Material::Route("/a|ip:192.0.2.1"),
+                Material::RouteIp("/a", ip),
+            ),
+            (Material::ApiKey("k|x"), Material::ApiKey("k")),
+        ];
+        for (a, b) in pairs {
+            assert_ne!(a.text(), b.text(), "{a:?} and {b:?}");
+        }
+    }
+
+    fn part() -> impl Strategy<Value = String> {
+        // Short strings of the separators and digits the encoding itself uses.
+        proptest::string::string_regex("[a1:|+;-]{0,4}").unwrap()
+    }
+
+    fn kind() -> impl Strategy<Value = PrincipalKind> {
+        prop_oneof![
+            Just(PrincipalKind::TokenSubject),
+            Just(PrincipalKind::Client),
+            Just(PrincipalKind::ApiKey),
+            Just(PrincipalKind::Basic),
+        ]
+    }
+
+    fn ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            Just("192.0.2.1".parse().unwrap()),
+            Just("2001:db8::1".parse().unwrap())
+        ]
+    }
+
+    #[derive(Clone, Debug)]
+    enum Owned {
+        Ip(IpAddr),
+        Subject(PrincipalKind, Option<String>, String),
+        ApiKey(String),
+        Header(Vec<u8>),
+        Route(String),
+        RouteSubject(String, PrincipalKind, Option<String>, String),
+        RouteIp(String, IpAddr),
+        Global,
+    }
+
+    impl Owned {
+        fn material(&self) -> Material<'_> {
+            match self {
+                Owned::Ip(ip) => Material::Ip(*ip),
+                Owned::Subject(k, i, s) => Material::Subject(Principal::new(*k, i.as_deref(), s)),
+                Owned::ApiKey(k) => Material::ApiKey(k),
+                Owned::Header(h) => Material::Header(h),
+                Owned::Route(r) => Material::Route(r),
+                Owned::RouteSubject(r, k, i, s) => {
+                    Material::RouteSubject(r, Principal::new(*k, i.as_deref(), s))
+                }
+                Owned::RouteIp(r, ip) => Material::RouteIp(r, *ip),
+                Owned::Global => Material::Global,
+            }
+        }
+    }
+
+    fn material() -> impl Strategy<Value = Owned> {
+        prop_oneof![
+            ip().prop_map(Owned::Ip),
+            (kind(), proptest::option::of(part()), part())
+                .prop_map(|(k, i, s)| Owned::Subject(k, i, s)),
+            part().prop_map(Owned::ApiKey),
+            proptest::collection::vec(any::<u8>(), 0..4).prop_map(Owned::Header),
+            part().prop_map(Owned::Route),
+            (part(), kind(), proptest::option::of(part()), part())
+                .prop_map(|(r, k, i, s)| Owned::RouteSubject(r, k, i, s)),
+            (part(), ip()).prop_map(|(r, ip)| Owned::RouteIp(r, ip)),
+            Just(Owned::Global),
+        ]
+    }
+
+    proptest! {
+        /// Equal texts only for equal materials.
+        #[test]
+        fn text_is_injective(a in material(), b in material()) {
+            let (a, b) = (a.material(), b.material());
+            prop_assert_eq!(a.text() == b.text(), a == b, "{:?} / {:?}", a, b);
+        }
+    }
 
     #[test]
     fn ipv6_is_grouped_by_prefix() {

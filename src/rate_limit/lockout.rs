@@ -23,9 +23,16 @@ use crate::error::{ConfigError, Rejection, RejectionKind};
 /// Locks out callers after repeated failed authentication; see [`LockoutLayerBuilder`].
 ///
 /// Put it *outside* the [`AuthLayer`](crate::AuthLayer): it watches the 401 answers the
-/// AuthLayer gives for wrong credentials (`invalid_token`, wrong API key, wrong password; a
-/// request without credentials is not a failure) and counts them per client address and per
-/// attempted user name (the Basic user). After `max_failures` within `window`, that address or
+/// AuthLayer gives and counts those that are evidence of guessing per client address and per
+/// attempted user name (the Basic user): a wrong password or API key, a token with a bad
+/// signature, malformed, with an algorithm or embedded key this server never accepts, or from a
+/// foreign issuer or for another audience. A request without credentials is not a failure, and
+/// neither is a token that expired, was revoked, is inactive at introspection, is signed by a key
+/// not yet known (during a rotation), or could not be checked because the identity provider is
+/// down or busy: none of these is a guess, and counting them would lock out every client behind
+/// one address during an outage. A custom [`Authenticator`](crate::auth::Authenticator)'s
+/// refusals count only when they use one of the built-in reasons for a wrong credential
+/// (`InvalidCredentials` with reason `wrong_password`, `unknown_user` or `unknown_api_key`). After `max_failures` within `window`, that address or
 /// user gets 429 with `Retry-After` for the lockout period, which doubles with each lockout up to
 /// a cap. Works in memory, or in Redis (feature `redis`) so all replicas share the count.
 ///
@@ -451,8 +458,13 @@ fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
     }
     #[cfg(feature = "redis")]
     let texts = if config.redis.is_some() {
-        let mut texts = vec![format!("ip:{ip}")];
-        texts.extend(user.map(|user| format!("user:{user}")));
+        // The same encoding as rate-limit keys: the user name is length-prefixed.
+        let mut texts = vec![super::key::Material::Ip(ip).text()];
+        texts.extend(user.map(|user| {
+            let mut text = String::from("user:");
+            super::key::part(&mut text, &user);
+            text
+        }));
         texts
     } else {
         Vec::new()
@@ -462,22 +474,16 @@ fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
     Subjects { keys, len, texts }
 }
 
-/// Whether a response is a failed guess worth counting: a wrong password or API key, or a token
-/// that is not genuine. An expired or not-yet-valid token is not a guess (a client retrying with
-/// a stale token must not lock out its whole network), and no credential is no attempt.
+/// Whether a response is a failed guess worth counting: the one rule for the local count and
+/// the shared (Redis) one. Only a 401 whose rejection is evidence of guessing counts (see
+/// `GUESSING_REASONS` in `crate::error`): a stale token, an identity provider that is down, a key
+/// rotation in progress or a revoked token are not guesses, and no credential is no attempt.
 fn is_failure(response: &Response) -> bool {
     response.status() == http::StatusCode::UNAUTHORIZED
         && response
             .extensions()
             .get::<Rejection>()
-            .is_some_and(|r| match r.kind() {
-                RejectionKind::InvalidCredentials => true,
-                RejectionKind::InvalidToken => !matches!(
-                    r.reason(),
-                    "expired" | "not_yet_valid" | "issued_in_future" | "missing_exp"
-                ),
-                _ => false,
-            })
+            .is_some_and(Rejection::is_guess)
 }
 
 /// Only requests that try to authenticate are checked and counted: a locked-out address can

@@ -70,7 +70,7 @@ pub use policy::{
     Policy, any_role, authenticated, max_auth_age, not, permission, public, require_acr,
     require_amr, require_scope,
 };
-pub use resource::{ResourcePolicy, check, owner, same_claim};
+pub use resource::{IssuedValue, ResourcePolicy, check, owner, same_claim};
 pub use roles::{RoleDef, RoleDocument, RoleModel, RoleModelBuilder, RoleSpec};
 pub use service::Rbac;
 pub use table::{RouteInfo, RouteTable, RouteTableBuilder};

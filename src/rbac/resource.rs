@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::policy::{Context, Miss, Policy};
 use super::roles::RoleModel;
 use crate::error::{Rejection, RejectionKind};
-use crate::identity::Identity;
+use crate::identity::{Identity, Principal};
 
 /// A rule about one resource, e.g. "the caller owns it, or is an admin".
 ///
@@ -17,22 +17,28 @@ use crate::identity::Identity;
 /// the layer.
 ///
 /// ```
-/// use portcullis::rbac::{any_role, owner, same_claim, ResourcePolicy};
-/// use portcullis::{AuthMethod, Identity};
+/// use portcullis::rbac::{any_role, owner, same_claim, IssuedValue, ResourcePolicy};
+/// use portcullis::{AuthMethod, Identity, Principal, PrincipalKind};
 ///
+/// const IDP: &str = "https://sso.example.com";
 /// struct Invoice { owner: String, tenant: String }
 ///
-/// let policy: ResourcePolicy<Invoice> = owner(|i: &Invoice| i.owner.as_str())
-///     .and(same_claim("tenant_id", |i: &Invoice| i.tenant.as_str()))
-///     .or(any_role(["admin"]));
+/// let policy: ResourcePolicy<Invoice> = owner(|i: &Invoice| {
+///     Principal::new(PrincipalKind::TokenSubject, Some(IDP), &i.owner)
+/// })
+/// .and(same_claim("tenant_id", |i: &Invoice| IssuedValue::new(Some(IDP), &i.tenant)))
+/// .or(any_role(["admin"]));
 ///
 /// let mut claims = serde_json::Map::new();
 /// claims.insert("tenant_id".into(), "acme".into());
-/// let alice = Identity::builder("alice", AuthMethod::Jwt).claims(claims).build();
+/// let alice = Identity::builder("alice", AuthMethod::Jwt).issuer(IDP).claims(claims).build();
 /// let invoice = Invoice { owner: "alice".into(), tenant: "acme".into() };
 /// assert!(alice.authorize(&policy, &invoice).is_ok());
 /// let other = Invoice { owner: "bob".into(), tenant: "acme".into() };
 /// assert_eq!(alice.authorize(&policy, &other).unwrap_err().status(), 403);
+/// // The same subject from another issuer, or as a Basic user, is someone else.
+/// let impostor = Identity::builder("alice", AuthMethod::Basic).build();
+/// assert!(impostor.authorize(&policy, &invoice).is_err());
 /// ```
 pub struct ResourcePolicy<R> {
     node: Arc<Node<R>>,
@@ -66,26 +72,52 @@ impl<R> From<Policy> for ResourcePolicy<R> {
     }
 }
 
-/// The caller's subject equals the resource's owner.
+/// The caller is the resource's owner: the same [`Principal`] (kind of subject, issuer and
+/// subject), not merely the same subject, which a Basic user, an API key and the users of two
+/// identity providers can share.
+///
+/// Store the owner's whole principal with the resource (its three parts, or
+/// [`Principal::key`]) and return it here.
 pub fn owner<R: 'static>(
-    owner_of: impl for<'a> Fn(&'a R) -> &'a str + Send + Sync + 'static,
+    owner_of: impl for<'a> Fn(&'a R) -> Principal<'a> + Send + Sync + 'static,
 ) -> ResourcePolicy<R> {
     check("the owner", move |identity, resource| {
-        identity.subject() == owner_of(resource)
+        identity.principal() == owner_of(resource)
     })
 }
 
+/// A claim value and the issuer that vouches for it, as stored with a resource (see
+/// [`same_claim`]): a `tenant_id` of `acme` from one identity provider says nothing about an
+/// `acme` of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssuedValue<'a> {
+    /// The issuer of the tokens the value comes from (`None`: credentials without an issuer).
+    pub issuer: Option<&'a str>,
+    /// The value.
+    pub value: &'a str,
+}
+
+impl<'a> IssuedValue<'a> {
+    /// A value vouched for by `issuer`.
+    pub fn new(issuer: Option<&'a str>, value: &'a str) -> Self {
+        Self { issuer, value }
+    }
+}
+
 /// The caller's string claim `claim` (a name, or a JSON Pointer starting with `/`) equals the
-/// resource's value, e.g. the tenant.
+/// resource's value, e.g. the tenant, and the caller's credential comes from the issuer the
+/// resource's value belongs to.
 pub fn same_claim<R: 'static>(
     claim: &'static str,
-    value_of: impl for<'a> Fn(&'a R) -> &'a str + Send + Sync + 'static,
+    value_of: impl for<'a> Fn(&'a R) -> IssuedValue<'a> + Send + Sync + 'static,
 ) -> ResourcePolicy<R> {
     check(format!("the same `{claim}`"), move |identity, resource| {
-        identity
-            .claim(claim)
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(|value| value == value_of(resource))
+        let expected = value_of(resource);
+        identity.issuer() == expected.issuer
+            && identity
+                .claim(claim)
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|value| value == expected.value)
     })
 }
 

@@ -20,7 +20,7 @@ pub use key::JwtKey;
 
 use super::{Authentication, Authenticator, JtiDenyList, header};
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
-use crate::identity::{AuthMethod, ClaimMapping, Identity, system_time};
+use crate::identity::{AuthMethod, ClaimMapping, Identity, YEAR_9999_END, system_time};
 
 /// Header parameters that would make us trust a key the token brings along. Never honoured.
 const EMBEDDED_KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
@@ -33,12 +33,14 @@ const EMBEDDED_KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
 /// 2. the header: a JSON object without duplicate members; `alg` must be one this server
 ///    configured for the key named by `kid` (never `none`, in any casing); `jwk`, `jku`, `x5u`
 ///    and `x5c` are refused outright (keys are never fetched from or trusted in a token); any
-///    `crit` is refused (no extension is supported); `typ` is checked when configured;
+///    `crit` is refused (no extension is supported), and so is a `cty` of `JWT` (a nested
+///    token, which is never verified); `typ` is checked when configured;
 /// 3. the signature, with [`jsonwebtoken`];
 /// 4. the claims: a JSON object without duplicate members, registered claims of the right JSON
 ///    type; `exp` required (by default), `nbf` and `iat` not in the future, all with a leeway
-///    (default 60 s); `iss` equal to the configured issuer; `aud` containing a configured
-///    audience; `sub` present; scopes and roles readable with the [`ClaimMapping`].
+///    (default 60 s), and all dates between 1970 and the end of the year 9999; `iss` equal to
+///    the configured issuer; `aud` containing a configured audience; `sub` present; scopes and
+///    roles readable with the [`ClaimMapping`].
 ///
 /// A verified token is remembered in a bounded cache keyed by the SHA-256 of the whole token, so
 /// the next request with it skips parsing and signature verification; `exp` is still checked on
@@ -331,6 +333,16 @@ impl Inner {
                 "The token requires an extension this server does not support.",
             ));
         }
+        // RFC 7519 §5.2 and §7.2 step 8: `cty: JWT` announces a nested token, whose own header
+        // and signature this server never checks: its payload must not be read as claims.
+        match header.get("cty") {
+            None => {}
+            Some(Value::String(cty)) if normalize_typ(cty) == "jwt" => {
+                return Err(invalid("nested_jwt", "Nested tokens are not accepted."));
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(malformed()),
+        }
         let typ = match header.get("typ") {
             None => None,
             Some(Value::String(typ)) => Some(typ.as_str()),
@@ -498,22 +510,27 @@ fn normalize_typ(typ: &str) -> String {
     }
 }
 
-/// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds; fractions are truncated.
+/// A NumericDate (RFC 7519 §2): a JSON number of seconds; fractions are truncated. A date before
+/// 1970 or after the year 9999 (`1e300`, an integer beyond 64 bits) is no date any issuer
+/// writes: refused as malformed rather than read as "far in the future", which would make a
+/// token live forever.
 fn numeric_date(value: Option<&Value>) -> Result<Option<u64>, Rejection> {
-    match value {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(seconds) = n.as_u64() {
-                Ok(Some(seconds))
-            } else {
-                match n.as_f64() {
-                    // `as` saturates: a date beyond u64 is simply far in the future.
-                    Some(f) if f >= 0.0 => Ok(Some(f as u64)),
-                    _ => Err(claim_type()),
-                }
-            }
-        }
-        Some(_) => Err(claim_type()),
+    let seconds = match value {
+        None => return Ok(None),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(seconds), _) => Some(seconds),
+            // `f` is finite (JSON has no NaN or infinity), and within range before the cast.
+            (None, Some(f)) if (0.0..=YEAR_9999_END as f64).contains(&f) => Some(f as u64),
+            _ => None,
+        },
+        Some(_) => return Err(claim_type()),
+    };
+    match seconds {
+        Some(seconds) if seconds <= YEAR_9999_END => Ok(Some(seconds)),
+        _ => Err(invalid(
+            "date_out_of_range",
+            "A date claim of the access token is out of range.",
+        )),
     }
 }
 
