@@ -64,6 +64,7 @@ impl Detector for CardNumber {
         if b.len() < self.min_len() || count(b, |c| c.is_ascii_digit()) < 13 {
             return;
         }
+        let mut ring = None;
         let mut i = 0;
         while i < b.len() {
             if !b[i].is_ascii_digit() {
@@ -86,7 +87,7 @@ impl Detector for CardNumber {
             step(j - i);
             // Most runs are short numbers: only a run long enough to hold a card is examined.
             if digits >= 13 {
-                find_cards(b, i..j, found);
+                find_cards(b, i..j, ring.get_or_insert_with(Ring::default), found);
             }
             i = j.max(i + 1);
         }
@@ -103,14 +104,19 @@ impl Detector for CardNumber {
 /// window's sum is the difference of two sums at its ends; a window holds at most 19 digits, so
 /// the groups it may end on (at most 19) wait in a ring on the stack, and at most 7 of them
 /// (13 to 19 digits) are tried per start.
-fn find_cards(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
+fn find_cards(
+    b: &[u8],
+    run: Range<usize>,
+    ring: &mut Ring<CardGroup, MAX_CARD>,
+    found: &mut Vec<Range<usize>>,
+) {
     let mut groups = CardGroups {
         b,
         at: run.start,
         end: run.end,
         before: LuhnSums::default(),
     };
-    let mut ring = Ring::<CardGroup, MAX_CARD>::default();
+    ring.clear();
     let mut next = groups.next();
     loop {
         if ring.is_empty() {
@@ -120,19 +126,19 @@ fn find_cards(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
             }
             next = groups.next();
         }
-        let start = ring.front().clone();
+        let start = *ring.front();
         if start.digits() > MAX_CARD {
             // A card with digits glued after it (an expiry, a CVV, a date): when a 13-19 digit
             // prefix of the run is Luhn-valid, the whole run is masked, so no card digits are
             // left behind. Runs of one repeated digit and runs over 32 digits (hashes, padding)
             // are not cards; a card with digits glued *before* it is not found (every window
             // of a long id would pass Luhn one time in ten).
-            let group = &b[start.bytes.clone()];
+            let group = &b[start.start..start.end];
             if group.len() <= MAX_GLUED_RUN
                 && group.iter().any(|d| *d != group[0])
                 && luhn_prefix(&group[..MAX_CARD])
             {
-                found.push(start.bytes.clone());
+                found.push(start.start..start.end);
             }
             ring.pop_front();
             continue;
@@ -142,7 +148,7 @@ fn find_cards(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
             if group.after.digits - start.before.digits > MAX_CARD as u64 {
                 break;
             }
-            ring.push(group.clone());
+            ring.push(*group);
             next = groups.next();
         }
         // The longest window that passes, if any.
@@ -161,7 +167,7 @@ fn find_cards(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
         }
         match matched {
             Some(i) => {
-                found.push(start.bytes.start..ring.get(i).bytes.end);
+                found.push(start.start..ring.get(i).end);
                 (0..=i).for_each(|_| ring.pop_front());
             }
             None => ring.pop_front(),
@@ -176,16 +182,18 @@ const MAX_CARD: usize = 19;
 const MAX_GLUED_RUN: usize = 32;
 
 /// One group of digits of a run, with the running Luhn sums before and after it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct CardGroup {
-    bytes: Range<usize>,
+    /// Where the group is in the text.
+    start: usize,
+    end: usize,
     before: LuhnSums,
     after: LuhnSums,
 }
 
 impl CardGroup {
     fn digits(&self) -> usize {
-        self.bytes.len()
+        self.end - self.start
     }
 }
 
@@ -203,15 +211,16 @@ impl CardGroups<'_> {
             return None;
         }
         let start = self.at;
-        let mut after = self.before.clone();
+        let mut after = self.before;
         while self.at < self.end && self.b[self.at].is_ascii_digit() {
             after.push(self.b[self.at]);
             self.at += 1;
         }
         step(self.at - start);
         let group = CardGroup {
-            bytes: start..self.at,
-            before: std::mem::replace(&mut self.before, after.clone()),
+            start,
+            end: self.at,
+            before: std::mem::replace(&mut self.before, after),
             after,
         };
         // Past the single separator.
@@ -223,7 +232,7 @@ impl CardGroups<'_> {
 /// Running Luhn sums of the digits of a run so far, for both parities: which digits a window
 /// doubles depends on where it ends. The sum of a window is the difference of the sums at its
 /// ends.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct LuhnSums {
     digits: u64,
     /// The sum with the digits at even positions (from the start of the run) doubled.
@@ -275,10 +284,10 @@ struct Ring<T, const N: usize> {
     len: usize,
 }
 
-impl<T: Default, const N: usize> Default for Ring<T, N> {
+impl<T: Copy + Default, const N: usize> Default for Ring<T, N> {
     fn default() -> Self {
         Self {
-            items: std::array::from_fn(|_| T::default()),
+            items: [T::default(); N],
             head: 0,
             len: 0,
         }
@@ -288,6 +297,10 @@ impl<T: Default, const N: usize> Default for Ring<T, N> {
 impl<T, const N: usize> Ring<T, N> {
     fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
     }
 
     fn len(&self) -> usize {
@@ -611,6 +624,7 @@ impl Detector for Iban {
             return;
         }
         // Runs of groups of capitals and digits joined by single spaces.
+        let mut ring = None;
         let mut i = 0;
         while i < b.len() {
             if !upper_alnum(b[i]) {
@@ -625,7 +639,10 @@ impl Detector for Iban {
                 i += 1;
             }
             step(i - start);
-            find_ibans(b, start..i, found);
+            // A shorter run holds no IBAN. The ring is set up once per text, not per run.
+            if i - start >= MIN_IBAN {
+                find_ibans(b, start..i, ring.get_or_insert_with(Ring::default), found);
+            }
         }
     }
 }
@@ -637,14 +654,19 @@ impl Detector for Iban {
 /// Linear in the run, allocation-free: each character is read once into a running remainder
 /// of the whole run, so a window's remainder comes from the remainders at its ends; a window
 /// holds at most 34 characters, so the groups it may end on wait in a ring on the stack.
-fn find_ibans(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
+fn find_ibans(
+    b: &[u8],
+    run: Range<usize>,
+    ring: &mut Ring<IbanGroup, MAX_IBAN>,
+    found: &mut Vec<Range<usize>>,
+) {
     let mut groups = IbanGroups {
         b,
         at: run.start,
         end: run.end,
         before: Mod97::default(),
     };
-    let mut ring = Ring::<IbanGroup, MAX_IBAN>::default();
+    ring.clear();
     let mut next = groups.next();
     loop {
         if ring.is_empty() {
@@ -654,7 +676,7 @@ fn find_ibans(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
             }
             next = groups.next();
         }
-        let start = ring.front().clone();
+        let start = *ring.front();
         let Some(head) = start.head else {
             ring.pop_front();
             continue;
@@ -663,7 +685,7 @@ fn find_ibans(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
             if group.after.chars - start.before.chars > MAX_IBAN as u64 {
                 break;
             }
-            ring.push(group.clone());
+            ring.push(*group);
             next = groups.next();
         }
         let mut matched = None;
@@ -680,7 +702,7 @@ fn find_ibans(b: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
         }
         match matched {
             Some(i) => {
-                found.push(start.bytes.start..ring.get(i).bytes.end);
+                found.push(start.start..ring.get(i).end);
                 (0..=i).for_each(|_| ring.pop_front());
             }
             None => ring.pop_front(),
@@ -693,9 +715,11 @@ const MIN_IBAN: usize = 15;
 const MAX_IBAN: usize = 34;
 
 /// One group of a run of capitals and digits.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct IbanGroup {
-    bytes: Range<usize>,
+    /// Where the group is in the text.
+    start: usize,
+    end: usize,
     before: Mod97,
     after: Mod97,
     /// What an IBAN starting here needs, if one can (two capitals and two digits after a byte
@@ -793,7 +817,8 @@ impl IbanGroups<'_> {
                 && (start == 0 || !b[start - 1].is_ascii_alphanumeric())
         });
         let group = IbanGroup {
-            bytes: start..self.at,
+            start,
+            end: self.at,
             before: self.before,
             after,
             head: head.map(|fifth| IbanHead {
@@ -921,7 +946,7 @@ mod tests {
             let digits = (n * 7919 + 104_729).to_string();
             let mut sums = LuhnSums::default();
             "123".bytes().for_each(|d| sums.push(d));
-            let before = sums.clone();
+            let before = sums;
             digits.bytes().for_each(|d| sums.push(d));
             let digits: Vec<u8> = digits.bytes().map(|d| d - b'0').collect();
             assert_eq!(
