@@ -145,9 +145,9 @@ impl TrustedProxies {
                     _ => peer,
                 }
             }
-            ProxyHeader::XForwardedFor => self.walk(peer, headers, "x-forwarded-for", |hop| {
-                hop.trim().parse().ok()
-            }),
+            ProxyHeader::XForwardedFor => {
+                self.walk(peer, headers, "x-forwarded-for", x_forwarded_for)
+            }
             ProxyHeader::Forwarded => self.walk(peer, headers, "forwarded", forwarded_for),
         }
     }
@@ -208,6 +208,31 @@ impl TrustedProxies {
 ///
 /// Hand-written: the grammar is small and the crates for it are unmaintained; it is covered by
 /// property tests.
+/// One `X-Forwarded-For` hop: an address, or an address with the client's port as some proxies
+/// write it (`203.0.113.7:51234`, `[2001:db8::1]:443`; Azure Application Gateway does). Reading
+/// such a hop as unreadable would stop the walk at our own proxy, and every client behind it
+/// would then share the proxy's address: one client's failures would lock out everyone.
+fn x_forwarded_for(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    let port =
+        |p: &str| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok();
+    if let Some(rest) = hop.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if !after.is_empty() && !after.strip_prefix(':').is_some_and(port) {
+            return None;
+        }
+        return inside.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    let (host, p) = hop.split_once(':')?;
+    if !port(p) {
+        return None;
+    }
+    host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
 pub(crate) fn forwarded_for(element: &str) -> Option<IpAddr> {
     let mut found = None;
     for pair in element.split(';') {

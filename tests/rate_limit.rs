@@ -270,6 +270,16 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
     assert_eq!(send(&app, via("198.51.100.1")).await.status, 200);
     assert_eq!(send(&app, via("198.51.100.1")).await.status, 429);
     assert_eq!(send(&app, via("198.51.100.2")).await.status, 200);
+    // Hops with the client's port (as some proxies write them) are the client, not the proxy:
+    // otherwise every client behind the proxy would share one budget.
+    assert_eq!(send(&app, via("198.51.100.3:51234")).await.status, 200);
+    assert_eq!(send(&app, via("198.51.100.3:40000")).await.status, 429);
+    assert_eq!(send(&app, via("[2001:db8::7]:443")).await.status, 200);
+    assert_eq!(send(&app, via("[2001:db8::7]")).await.status, 429);
+    assert_eq!(send(&app, via("198.51.100.4")).await.status, 200);
+    // A malformed port is unreadable: the walk stops at the proxy (whose budget is still fresh).
+    assert_eq!(send(&app, via("198.51.100.5:99999")).await.status, 200);
+    assert_eq!(send(&app, via("198.51.100.6:x")).await.status, 429);
     // A client that is not a proxy cannot pretend to be someone else.
     let spoof = |fake: &str| from("203.0.113.9", "/", &[("x-forwarded-for", fake)]);
     assert_eq!(send(&app, spoof("1.1.1.1")).await.status, 200);
