@@ -229,29 +229,23 @@ impl CardGroups<'_> {
     }
 }
 
-/// Running Luhn sums of the digits of a run so far, for both parities: which digits a window
-/// doubles depends on where it ends. The sum of a window is the difference of the sums at its
-/// ends.
+/// Running Luhn sums (mod 10) of the digits of a run so far, for both parities: which digits a
+/// window doubles depends on where it ends. A window passes when the sums at its two ends agree.
 #[derive(Clone, Copy, Debug, Default)]
 struct LuhnSums {
     digits: u64,
-    /// The sum with the digits at even positions (from the start of the run) doubled.
-    even_doubled: u64,
-    /// The sum with the digits at odd positions doubled.
-    odd_doubled: u64,
+    /// Mod 10: `[0]` with the digits at even positions (from the start of the run) doubled,
+    /// `[1]` with those at odd positions doubled.
+    sums: [u8; 2],
 }
 
 impl LuhnSums {
     fn push(&mut self, digit: u8) {
-        let d = u64::from(digit - b'0');
+        let d = digit - b'0';
         let doubled = if d * 2 > 9 { d * 2 - 9 } else { d * 2 };
-        if self.digits % 2 == 0 {
-            self.even_doubled += doubled;
-            self.odd_doubled += d;
-        } else {
-            self.even_doubled += d;
-            self.odd_doubled += doubled;
-        }
+        let odd = (self.digits % 2) as usize;
+        self.sums[odd] = mod10(self.sums[odd] + doubled);
+        self.sums[1 - odd] = mod10(self.sums[1 - odd] + d);
         self.digits += 1;
     }
 
@@ -259,13 +253,14 @@ impl LuhnSums {
     /// never doubled, the one before it is, and so on, so the doubled ones are those whose
     /// position has the parity of the window's end.
     fn valid_since(&self, earlier: &LuhnSums) -> bool {
-        let sum = if self.digits % 2 == 0 {
-            self.even_doubled - earlier.even_doubled
-        } else {
-            self.odd_doubled - earlier.odd_doubled
-        };
-        sum.is_multiple_of(10)
+        let end = (self.digits % 2) as usize;
+        self.sums[end] == earlier.sums[end]
     }
+}
+
+/// `n` mod 10 for `n` < 20.
+fn mod10(n: u8) -> u8 {
+    if n >= 10 { n - 10 } else { n }
 }
 
 /// Whether some 13-19 digit prefix of `digits` passes Luhn.
@@ -309,7 +304,13 @@ impl<T, const N: usize> Ring<T, N> {
 
     /// The `i`th item from the front; callers stay below `len`.
     fn get(&self, i: usize) -> &T {
-        &self.items[(self.head + i) % N]
+        &self.items[Self::wrap(self.head + i)]
+    }
+
+    /// An index below `2 * N` brought below `N` (cheaper than `%` for an `N` that is not a power
+    /// of two).
+    fn wrap(i: usize) -> usize {
+        if i >= N { i - N } else { i }
     }
 
     fn front(&self) -> &T {
@@ -321,13 +322,13 @@ impl<T, const N: usize> Ring<T, N> {
         if self.len == N {
             self.pop_front();
         }
-        self.items[(self.head + self.len) % N] = item;
+        self.items[Self::wrap(self.head + self.len)] = item;
         self.len += 1;
     }
 
     fn pop_front(&mut self) {
         if self.len > 0 {
-            self.head = (self.head + 1) % N;
+            self.head = Self::wrap(self.head + 1);
             self.len -= 1;
         }
     }
@@ -632,15 +633,19 @@ impl Detector for Iban {
                 continue;
             }
             let start = i;
-            while i < b.len()
-                && (upper_alnum(b[i])
-                    || b[i] == b' ' && b.get(i + 1).is_some_and(|&c| upper_alnum(c)))
-            {
+            let mut head = iban_head(b, i);
+            while i < b.len() {
+                if b[i] == b' ' && b.get(i + 1).is_some_and(|&c| upper_alnum(c)) {
+                    head |= iban_head(b, i + 1);
+                } else if !upper_alnum(b[i]) {
+                    break;
+                }
                 i += 1;
             }
             step(i - start);
-            // A shorter run holds no IBAN. The ring is set up once per text, not per run.
-            if i - start >= MIN_IBAN {
+            // A shorter run, or one where no group starts like an IBAN, holds none. The ring is
+            // set up once per text, not per run.
+            if head && i - start >= MIN_IBAN {
                 find_ibans(b, start..i, ring.get_or_insert_with(Ring::default), found);
             }
         }
@@ -710,6 +715,17 @@ fn find_ibans(
     }
 }
 
+/// Whether an IBAN can start at `at`: two capitals and two digits, after a byte that is not a
+/// letter or digit.
+fn iban_head(b: &[u8], at: usize) -> bool {
+    b.get(at..at + 4).is_some_and(|head| {
+        head[0].is_ascii_uppercase()
+            && head[1].is_ascii_uppercase()
+            && head[2].is_ascii_digit()
+            && head[3].is_ascii_digit()
+    }) && (at == 0 || !b[at - 1].is_ascii_alphanumeric())
+}
+
 /// The fewest and most characters of an IBAN.
 const MIN_IBAN: usize = 15;
 const MAX_IBAN: usize = 34;
@@ -754,20 +770,20 @@ impl IbanHead {
 struct Mod97 {
     rem: u32,
     chars: u64,
-    /// Decimal digits, mod 96 (10^96 = 1 mod 97).
-    digits: u32,
+    /// Decimal digits.
+    digits: u64,
 }
 
 impl Mod97 {
     fn push(&mut self, c: u8) {
         self.rem = mod97_push(self.rem, c);
         self.chars += 1;
-        self.digits = (self.digits + if c.is_ascii_digit() { 1 } else { 2 }) % 96;
+        self.digits += if c.is_ascii_digit() { 1 } else { 2 };
     }
 
     /// The remainder of the characters pushed since `earlier`.
     fn since(&self, earlier: &Mod97) -> u32 {
-        let shift = (self.digits + 96 - earlier.digits) % 96;
+        let shift = (self.digits - earlier.digits) % 96;
         let shifted = earlier.rem * POW10_MOD97[shift as usize] % 97;
         (self.rem + 97 - shifted) % 97
     }
@@ -809,13 +825,7 @@ impl IbanGroups<'_> {
             }
         }
         step(self.at - start);
-        let head = fifth.filter(|_| {
-            b[start].is_ascii_uppercase()
-                && b[start + 1].is_ascii_uppercase()
-                && b[start + 2].is_ascii_digit()
-                && b[start + 3].is_ascii_digit()
-                && (start == 0 || !b[start - 1].is_ascii_alphanumeric())
-        });
+        let head = fifth.filter(|_| iban_head(b, start));
         let group = IbanGroup {
             start,
             end: self.at,
