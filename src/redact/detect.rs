@@ -115,13 +115,24 @@ fn find_cards(
         at: run.start,
         end: run.end,
         before: LuhnSums::default(),
+        count: 0,
     };
     ring.clear();
+    // For each parity of a window's end and Luhn sum (mod 10) there, the last group pushed that
+    // ends so, by number + 1 (0: none): the farthest end that passes with a given start is then
+    // one look-up per parity, not a try per end.
+    let mut latest = [[0u64; 10]; 2];
+    let admit =
+        |ring: &mut Ring<CardGroup, MAX_CARD>, latest: &mut [[u64; 10]; 2], group: CardGroup| {
+            let parity = (group.after.digits % 2) as usize;
+            latest[parity][usize::from(group.after.sums[parity])] = group.number + 1;
+            ring.push(group);
+        };
     let mut next = groups.next();
     loop {
         if ring.is_empty() {
             match next.take() {
-                Some(group) => ring.push(group),
+                Some(group) => admit(ring, &mut latest, group),
                 None => return,
             }
             next = groups.next();
@@ -148,23 +159,21 @@ fn find_cards(
             if group.after.digits - start.before.digits > MAX_CARD as u64 {
                 break;
             }
-            ring.push(*group);
+            admit(ring, &mut latest, *group);
             next = groups.next();
         }
-        // The longest window that passes, if any.
-        let mut matched = None;
-        for i in (0..ring.len()).rev() {
-            let end = ring.get(i);
-            let digits = end.after.digits - start.before.digits;
-            if digits < MIN_CARD as u64 {
-                break;
-            }
-            step(1);
-            if end.after.valid_since(&start.before) {
-                matched = Some(i);
-                break;
-            }
-        }
+        // The longest window that passes, if any: every group in the ring is within reach.
+        step(1);
+        let matched = (0..2)
+            .filter_map(|parity| {
+                let last = latest[parity][usize::from(start.before.sums[parity])];
+                let i = last.checked_sub(start.number + 1)? as usize;
+                let end = ring.get(i);
+                let digits = end.after.digits - start.before.digits;
+                debug_assert!(end.after.valid_since(&start.before));
+                (digits >= MIN_CARD as u64).then_some(i)
+            })
+            .max();
         match matched {
             Some(i) => {
                 found.push(start.start..ring.get(i).end);
@@ -184,6 +193,8 @@ const MAX_GLUED_RUN: usize = 32;
 /// One group of digits of a run, with the running Luhn sums before and after it.
 #[derive(Clone, Copy, Debug, Default)]
 struct CardGroup {
+    /// Its place in the run, from 0.
+    number: u64,
     /// Where the group is in the text.
     start: usize,
     end: usize,
@@ -203,6 +214,8 @@ struct CardGroups<'b> {
     at: usize,
     end: usize,
     before: LuhnSums,
+    /// Groups read so far.
+    count: u64,
 }
 
 impl CardGroups<'_> {
@@ -218,6 +231,7 @@ impl CardGroups<'_> {
         }
         step(self.at - start);
         let group = CardGroup {
+            number: self.count,
             start,
             end: self.at,
             before: std::mem::replace(&mut self.before, after),
@@ -225,6 +239,7 @@ impl CardGroups<'_> {
         };
         // Past the single separator.
         self.at += 1;
+        self.count += 1;
         Some(group)
     }
 }
