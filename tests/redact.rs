@@ -863,3 +863,34 @@ fn allowlists_cover_bare_values_and_missing_route_patterns() {
         .unwrap();
     assert_eq!(&*out, br#"{"id":1}"#);
 }
+
+/// Issue #16: a withheld response carries the redaction layer's own refusal, replacing any
+/// allow an inner layer left in the handler's response, so the audit names the right layer.
+#[tokio::test]
+async fn a_withheld_response_carries_the_redaction_layers_refusal() {
+    fn allowed_but_invalid() -> Response {
+        let mut response = invalid_json();
+        response.extensions_mut().insert(portcullis::Decision {
+            layer: "rbac",
+            allowed: true,
+            reason: "policy".into(),
+        });
+        response
+    }
+    for response in [
+        allowed_but_invalid as fn() -> Response,
+        gzipped,
+        event_stream,
+    ] {
+        let request = Request::get("/users/7").body(Body::empty()).unwrap();
+        let answer = app(RedactLayer::new(), response, None)
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_ACCEPTABLE);
+        let decision = answer.extensions().get::<portcullis::Decision>().unwrap();
+        assert_eq!((decision.layer, decision.allowed), ("redact", false));
+        let rejection = answer.extensions().get::<portcullis::Rejection>().unwrap();
+        assert_eq!(decision.reason, rejection.reason());
+    }
+}

@@ -29,7 +29,9 @@
 //! replaced by a problem+json response with status **406** (`urn:portcullis:problem:response-withheld`)
 //! and a `reason`: `response_too_large`, `encoded_response` (it has a `Content-Encoding`),
 //! `stream_not_redacted` (`text/event-stream`, NDJSON, JSON sequences), `invalid_json` or
-//! `response_body_error`. 406 ("no acceptable representation can be sent") was chosen because it
+//! `response_body_error`. The refusal carries a [`Decision`](crate::Decision) of layer
+//! `redact`, so the audit records it under this layer, not under the allow of the layers
+//! outside. 406 ("no acceptable representation can be sent") was chosen because it
 //! is not a 5xx: the layer does not turn responses into server errors, and clients and monitors
 //! do not retry it as an outage. Each case can be allowed to pass unredacted explicitly
 //! ([`pass_oversized_unredacted`](RedactLayer::pass_oversized_unredacted),

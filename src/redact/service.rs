@@ -255,8 +255,12 @@ fn withhold(reason: &'static str, status: StatusCode) -> Response {
         }
         _ => "The response body could not be read.",
     };
+    // A refusal made after every layer outside let the request through: the response carries
+    // the redaction layer's own `Decision`, so the audit records the refusal under `redact`
+    // and not under an earlier allow (the RBAC layer adds its allow only where none is).
     Rejection::new(RejectionKind::ResponseWithheld)
         .with_reason(reason)
         .with_detail(detail)
+        .decided_by("redact")
         .into_response()
 }
