@@ -894,3 +894,157 @@ async fn a_withheld_response_carries_the_redaction_layers_refusal() {
         assert_eq!(decision.reason, rejection.reason());
     }
 }
+
+/// A response without a usable `Content-Type` (none, several, unreadable, not a media type).
+fn untyped(content_types: &'static [&'static [u8]], chunks: &'static [&'static str]) -> Response {
+    let stream = futures_util::stream::iter(
+        chunks
+            .iter()
+            .map(|c| Ok::<_, std::io::Error>(c.as_bytes().to_vec())),
+    );
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().remove(header::CONTENT_TYPE);
+    for value in content_types {
+        response.headers_mut().append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_bytes(value).unwrap(),
+        );
+    }
+    response
+}
+
+/// Issue #16: JSON without a `Content-Type` passed unredacted (and an unreadable one was taken
+/// for JSON whatever the body). The body decides: `{` or `[` first is JSON (redacted, or
+/// withheld when it does not parse); anything else passes as it came.
+#[tokio::test]
+async fn without_a_usable_content_type_the_body_decides() {
+    const CARD_JSON: &str = "{\"card\":\"4111111111111111\"}";
+    const NONE: &[&[u8]] = &[];
+    const UNREADABLE: &[&[u8]] = &[b"\xff\xfe"];
+    const SEVERAL: &[&[u8]] = &[b"text/plain", b"application/json"];
+    const NOT_A_TYPE: &[&[u8]] = &[b"json"];
+    for types in [NONE, UNREADABLE, SEVERAL, NOT_A_TYPE] {
+        for (chunks, outcome) in [
+            (&[CARD_JSON][..], "redacted"),
+            (&[" \r\n\t", "[", CARD_JSON, "]"][..], "redacted"),
+            (&["", "  ", CARD_JSON][..], "redacted"),
+            (&["{\"card\":\"4111111111111111\""][..], "withheld"),
+            (&["\u{feff}", CARD_JSON][..], "withheld"),
+            (&["call 4111111111111111"][..], "passed"),
+            (&["  ", "<p>4111111111111111</p>"][..], "passed"),
+            (&["\"4111111111111111\""][..], "passed"),
+            (&[][..], "passed"),
+        ] {
+            let response = move || untyped(types, chunks);
+            let (status, headers, redactions, body) =
+                call(app(RedactLayer::new(), response, None)).await;
+            let text = String::from_utf8(body.clone()).unwrap();
+            let case = format!("{types:?} {chunks:?}: {text}");
+            match outcome {
+                "redacted" => {
+                    assert_eq!(status, StatusCode::OK, "{case}");
+                    assert!(!text.contains(CARD), "{case}");
+                    assert_eq!(redactions.unwrap().total(), 1, "{case}");
+                    assert_eq!(headers[header::CONTENT_LENGTH], body.len().to_string());
+                }
+                "withheld" => assert_withheld(status, &headers, &body, "not valid JSON"),
+                _ => {
+                    assert_eq!(status, StatusCode::OK, "{case}");
+                    assert_eq!(text, chunks.concat(), "{case}");
+                    assert!(redactions.is_none(), "{case}");
+                }
+            }
+        }
+    }
+    // Compressed bytes cannot be sniffed: withheld unless allowed.
+    let gzipped_untyped = || {
+        let mut response = untyped(NONE, &[CARD_JSON]);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    };
+    let (s, h, _, b) = call(app(RedactLayer::new(), gzipped_untyped, None)).await;
+    assert_withheld(s, &h, &b, "compressed");
+    // A large body of unknown type that is not JSON is not refused for its size.
+    let download = || {
+        let mut response = untyped(NONE, &["\u{1}binary", "more"]);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("11"));
+        response
+    };
+    let (s, _, _, b) = call(app(RedactLayer::new().max_body_bytes(4), download, None)).await;
+    assert_eq!((s, b.as_slice()), (StatusCode::OK, &b"\x01binarymore"[..]));
+}
+
+async fn head_and_get(app: Router) -> [(StatusCode, http::HeaderMap, Vec<u8>); 2] {
+    let mut out = Vec::new();
+    for method in [http::Method::HEAD, http::Method::GET] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/users/7")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        out.push((status, headers, body.to_vec()));
+    }
+    let [head, get] = <[_; 2]>::try_from(out).unwrap();
+    [head, get]
+}
+
+/// Issue #16: a `HEAD` answer carried the `Content-Length` of the unredacted body, which told
+/// the length of masked values and dropped members. It now says what `GET` says, or nothing.
+#[tokio::test]
+async fn head_reveals_no_more_than_get() {
+    fn tagged() -> Response {
+        let mut response = json_user();
+        response
+            .headers_mut()
+            .insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        response
+    }
+    let unredacted = serde_json::to_vec(&user()).unwrap().len().to_string();
+    // Under `Router::layer`: the same headers as `GET`.
+    let routed = Router::new()
+        .route("/users/{id}", get(|| async { tagged() }))
+        .layer(RedactLayer::new());
+    let [(hs, hh, hb), (gs, gh, gb)] = head_and_get(routed).await;
+    assert_eq!((hs, gs), (StatusCode::OK, StatusCode::OK));
+    assert!(hb.is_empty());
+    assert_eq!(gh[header::CONTENT_LENGTH], gb.len().to_string());
+    assert_eq!(
+        hh.get(header::CONTENT_LENGTH),
+        gh.get(header::CONTENT_LENGTH)
+    );
+    assert_ne!(hh[header::CONTENT_LENGTH], unredacted.as_str());
+    assert_eq!(hh.get(header::ETAG), None);
+    assert_eq!(gh.get(header::ETAG), None);
+    // Around a whole router, which drops the `HEAD` body first: no length, no tag.
+    let wrapped = tower::ServiceBuilder::new()
+        .layer(RedactLayer::new())
+        .service(Router::new().route("/users/{id}", get(|| async { tagged() })));
+    let wrapped = Router::new().fallback_service(wrapped);
+    let [(hs, hh, hb), (_, gh, gb)] = head_and_get(wrapped).await;
+    assert_eq!(hs, StatusCode::OK);
+    assert!(hb.is_empty());
+    assert_eq!(gh[header::CONTENT_LENGTH], gb.len().to_string());
+    assert_eq!(hh.get(header::CONTENT_LENGTH), None, "{hh:?}");
+    assert_eq!(hh.get(header::ETAG), None);
+    // What is not redacted keeps its headers on `HEAD` as on `GET`.
+    let plain = Router::new()
+        .route(
+            "/users/{id}",
+            get(|| async { ([(header::ETAG, "\"p\"")], "plain text") }),
+        )
+        .layer(RedactLayer::new());
+    let [(_, hh, _), (_, gh, _)] = head_and_get(plain).await;
+    assert_eq!(hh[header::CONTENT_LENGTH], "10");
+    assert_eq!(
+        (&hh[header::ETAG], &gh[header::ETAG]),
+        (&gh[header::ETAG], &hh[header::ETAG])
+    );
+}

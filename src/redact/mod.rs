@@ -20,10 +20,24 @@
 //!
 //! # HTTP
 //!
-//! Only `application/json` and `*+json` bodies are rewritten; other types pass untouched. The
-//! rewritten body keeps member order, numbers and escapes of everything not redacted, and gets
-//! a new `Content-Length` (`ETag` and digests of the original are removed). A body is buffered
-//! only up to [`max_body_bytes`](RedactLayer::max_body_bytes) (4 MiB).
+//! Bodies whose `Content-Type` says JSON (`application/json`, `*+json`, `text/json`, ...) are
+//! rewritten; other declared types pass untouched. A body without a usable `Content-Type` (none,
+//! several, one that is not readable text or not a media type) is **decided by its content**,
+//! since a client may well parse it as JSON: when its first byte that is not whitespace (nor a
+//! byte-order mark) is `{` or `[`, it is treated as JSON (rewritten, or withheld as
+//! `invalid_json` when it does not parse); anything else (including a bare string or number)
+//! passes as it came, and a large body of unknown type is not refused for its size unless it
+//! turns out to be JSON. The rewritten body keeps member order, numbers and escapes of
+//! everything not redacted, and gets a new `Content-Length` (`ETag` and digests of the original
+//! are removed). A body is buffered only up to [`max_body_bytes`](RedactLayer::max_body_bytes)
+//! (4 MiB).
+//!
+//! A `HEAD` request is answered with the headers a `GET` would get, never with ones describing
+//! the unredacted body: under `Router::layer`, where axum still hands the layer the `GET`
+//! body, it is redacted (or withheld) exactly as for `GET`; when the layer wraps a whole
+//! `Router`, which drops the body first, the `Content-Length`, `ETag` and digests of the
+//! unredacted body are removed (RFC 9110 §9.3.2 lets a `HEAD` answer omit them; §8.6 forbids a
+//! length other than the `GET` one).
 //!
 //! A JSON body that cannot be redacted is **withheld**, never passed through by accident: it is
 //! replaced by a problem+json response with status **406** (`urn:portcullis:problem:response-withheld`)
