@@ -1048,3 +1048,166 @@ async fn head_reveals_no_more_than_get() {
         (&gh[header::ETAG], &hh[header::ETAG])
     );
 }
+
+// --- Documents inside strings (issue #16) --------------------------------------------------
+
+fn redact(layer: &RedactLayer, doc: &str) -> (Value, Redactions) {
+    let (out, counts) = layer
+        .redact_json(doc.as_bytes(), None, None)
+        .unwrap_or_else(|| panic!("refused {doc}"));
+    (
+        serde_json::from_slice(&out).expect("the output is JSON"),
+        counts,
+    )
+}
+
+/// `value` written as a JSON string `levels` times over.
+fn stringified(mut value: Value, levels: usize) -> Value {
+    for _ in 0..levels {
+        value = Value::String(value.to_string());
+    }
+    value
+}
+
+#[test]
+fn documents_in_strings_are_redacted_with_the_same_rules() {
+    let layer = RedactLayer::new().rule(Rule::path("$.hook.body[*].ref").unwrap());
+    let inner = json!({
+        "password": "hunter2",
+        "note": "mail ada@example.com",
+        "body": [{"ref": 42, "keep": "a \"quoted\" \\ and é \u{1f600}"}],
+    });
+    let doc = json!({ "hook": inner.to_string(), "id": 1 }).to_string();
+    let (out, counts) = redact(&layer, &doc);
+    let hook: Value = serde_json::from_str(out["hook"].as_str().unwrap()).unwrap();
+    assert_eq!(hook["password"], "[REDACTED]");
+    assert_eq!(hook["note"], "mail [REDACTED]");
+    // Paths go on through the string as if the document were the value.
+    assert_eq!(hook["body"][0]["ref"], "[REDACTED]");
+    assert_eq!(hook["body"][0]["keep"], inner["body"][0]["keep"]);
+    assert_eq!(out["id"], 1);
+    assert_eq!(
+        (counts.get("field"), counts.get("email"), counts.get("path")),
+        (1, 1, 1)
+    );
+    // Escaped braces, arrays, whitespace around the document, a top-level string.
+    for (doc, secret) in [
+        (r#"{"a":"\u007b\"token\":\"t0k\"}"}"#, "t0k"),
+        (r#"{"a":[" [ {\"pin\":1234} ] "]}"#, "1234"),
+        (r#""{\"secret\":\"s3cr3t\"}""#, "s3cr3t"),
+    ] {
+        let (out, counts) = redact(&layer, doc);
+        assert!(!out.to_string().contains(secret), "{doc}: {out}");
+        assert_eq!(counts.get("field"), 1, "{doc}");
+    }
+    // Nothing to redact: the body comes back as it was, not copied.
+    let quiet = r#"{"a":"{\"b\": [1, 2.50, \"x\"]}"}"#;
+    let (out, _) = layer.redact_json(quiet.as_bytes(), None, None).unwrap();
+    assert!(matches!(out, std::borrow::Cow::Borrowed(_)));
+    // Strings that are not documents are text, seen by the detectors only.
+    for text in [
+        "[citation needed]",
+        "{not json}",
+        "{\"password\":\"x\"} and more",
+        "{\"password\":\"x\"",
+        "[1,]",
+        "{\"\\ud800\":1}",
+    ] {
+        let doc = json!({ "a": text }).to_string();
+        let (out, counts) = redact(&layer, &doc);
+        assert_eq!(out["a"], text, "{doc}");
+        assert_eq!(counts.total(), 0);
+    }
+}
+
+#[test]
+fn documents_in_strings_can_be_left_to_the_detectors() {
+    let layer = RedactLayer::new().nested_json_as_text();
+    let doc =
+        json!({ "hook": json!({"password": "hunter2", "mail": "ada@example.com"}).to_string() });
+    let (out, counts) = redact(&layer, &doc.to_string());
+    let hook: Value = serde_json::from_str(out["hook"].as_str().unwrap()).unwrap();
+    assert_eq!(hook["password"], "hunter2");
+    assert_eq!(hook["mail"], "[REDACTED]");
+    assert_eq!(counts.total(), 1);
+}
+
+#[test]
+fn documents_nest_four_deep_in_strings_and_deeper_ones_are_masked_whole() {
+    let layer = RedactLayer::new();
+    let secret = json!({ "password": "hunter2", "n": 1 });
+    for levels in 1..=12 {
+        let doc = json!({ "blob": stringified(secret.clone(), levels) }).to_string();
+        let (out, counts) = redact(&layer, &doc);
+        assert!(!out.to_string().contains("hunter2"), "{levels}");
+        if levels <= 4 {
+            let mut value = out["blob"].clone();
+            for _ in 0..levels {
+                value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+            }
+            assert_eq!(
+                value,
+                json!({ "password": "[REDACTED]", "n": 1 }),
+                "{levels}"
+            );
+            assert_eq!(counts.get("field"), 1);
+        } else {
+            // The fifth document in a string is masked as a whole, wherever it is.
+            let mut value = out["blob"].clone();
+            for _ in 0..4 {
+                value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+            }
+            assert_eq!(value, "[REDACTED]", "{levels}");
+            assert_eq!(counts.get("nested_json"), 1, "{levels}");
+        }
+    }
+}
+
+/// Hostile shapes: arrays nested deep inside a string (the nesting counts across documents),
+/// huge strings that look like documents and are not, many small ones. None is refused, none
+/// lets a secret through, and each takes time in proportion to its size.
+#[test]
+fn hostile_documents_in_strings_stay_bounded() {
+    let layer = RedactLayer::new();
+    // 126 levels outside and one inside the string: the string is masked, the body is JSON.
+    let deep = format!(
+        "{}\"[{{\\\"password\\\":1}}]\"{}",
+        "[".repeat(126),
+        "]".repeat(126)
+    );
+    let (out, counts) = layer.redact_json(deep.as_bytes(), None, None).unwrap();
+    assert!(serde_json::from_slice::<Value>(&out).is_ok());
+    assert_eq!(counts.get("nested_json"), 1);
+    // A string of 200 000 brackets: too deep to walk, masked whole.
+    let brackets = json!({ "a": format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)) });
+    let (out, counts) = redact(&layer, &brackets.to_string());
+    assert_eq!(
+        (out["a"].as_str(), counts.get("nested_json")),
+        (Some("[REDACTED]"), 1)
+    );
+    let started = std::time::Instant::now();
+    // Almost documents of 2 MiB: a comma before the end, an unclosed string.
+    let long = "1,".repeat(1 << 20);
+    for text in [
+        format!("[{long}]"),
+        format!("[{long}\"]"),
+        format!("{{\"a\":[{long}0],\"b\":\"x}}"),
+    ] {
+        let doc = json!({ "a": text, "card": CARD }).to_string();
+        let (out, counts) = redact(&layer, &doc);
+        assert_eq!(out["a"], text);
+        assert_eq!(counts.total(), 1);
+    }
+    // A long document four deep in strings.
+    let big = json!({ "list": vec![json!({"pin": 1234, "x": "y"}); 20_000] });
+    let doc = json!({ "a": stringified(big, 4) }).to_string();
+    let (out, counts) = redact(&layer, &doc);
+    assert_eq!(counts.get("field"), 20_000);
+    assert!(!out.to_string().contains("1234"));
+    // 100 000 small almost-documents.
+    let many = json!(vec!["[1,]"; 100_000]).to_string();
+    assert!(layer.redact_json(many.as_bytes(), None, None).is_some());
+    // Generous: a quadratic walk over these takes hours, a linear one well under a second
+    // (in an optimized build; debug builds are some ten times slower).
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}

@@ -11,12 +11,35 @@
 //! - **allowlists** ([`AllowOnly`]) drop every member not on a listed path, per route and role,
 //!   so a handler that returns a whole database row cannot leak a new column.
 //!
+//! - **nested documents**: a string value that is itself a JSON object or array (a stored
+//!   webhook, an event blob: `{"payload":"{\"password\":\"x\"}"}`) is redacted as a document
+//!   too, and written back correctly escaped; see [below](#nested-documents).
+//!
 //! Each rule has a [`Mask`]: remove, `"[REDACTED]"`, keep the last four characters, or a keyed
 //! HMAC fingerprint; and roles that see the value unmasked ([`Rule::except_roles`], read from the
 //! [`Identity`](crate::Identity) the [`AuthLayer`](crate::AuthLayer) put in the request, so the
 //! `RedactLayer` goes inside the `AuthLayer`). Each response that was examined carries a
 //! [`Redactions`] extension: how many values each rule (by detector name, or `field`, `path`,
-//! `allow_only`) masked, for metrics and audit.
+//! `allow_only`, `nested_json`) masked, for metrics and audit.
+//!
+//! # Nested documents
+//!
+//! A string value whose text, whitespace aside, starts with `{` and ends with `}` (or `[` and
+//! `]`, or is itself a quoted JSON string: JSON encoded twice) and parses as JSON is walked as a
+//! document with the same rules: field rules and
+//! detectors apply inside it, and **paths continue through the string as if the document were
+//! the value** (`$.payload.password` masks the `password` inside
+//! `{"payload":"{\"password\":\"x\"}"}`). The redacted document is written back into the
+//! string, escaped; what is not redacted keeps its text. Allowlists do not look inside strings
+//! (a string where an allowlist expects members is dropped, as any other string). A string that
+//! does not parse is text, scanned by the detectors.
+//!
+//! Documents are followed at most four deep inside strings, and the nesting of arrays and
+//! objects counts across them toward the same limit of 127 levels, so the work stays linear in
+//! the size of the body (at most five walks over any byte). A document string beyond either
+//! bound is masked whole (`"[REDACTED]"`, counted as `nested_json`) rather than passed
+//! unchecked. [`nested_json_as_text`](RedactLayer::nested_json_as_text) turns all of this off:
+//! such strings are then text, seen only by the detectors.
 //!
 //! # HTTP
 //!
@@ -145,9 +168,20 @@ impl Redactions {
     }
 
     pub(crate) fn add(&mut self, name: &'static str) {
+        self.add_n(name, 1);
+    }
+
+    fn add_n(&mut self, name: &'static str, n: u64) {
         match self.counts.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, count)) => *count += 1,
-            None => self.counts.push((name, 1)),
+            Some((_, count)) => *count += n,
+            None => self.counts.push((name, n)),
+        }
+    }
+
+    /// Adds every count of `other`.
+    pub(crate) fn merge(&mut self, other: &Redactions) {
+        for (name, n) in other.iter() {
+            self.add_n(name, n);
         }
     }
 }
