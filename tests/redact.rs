@@ -1211,3 +1211,47 @@ fn hostile_documents_in_strings_stay_bounded() {
     // (in an optimized build; debug builds are some ten times slower).
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+/// A `206` range of a JSON document is a fragment without the members around it: `"hunter2"`
+/// cut out of `{"password":"hunter2"}` parses as JSON that no field rule sees. Ranges that may
+/// be JSON are withheld; ranges of other types pass.
+#[tokio::test]
+async fn ranges_of_json_are_withheld() {
+    fn range(content_type: Option<&'static str>) -> Response {
+        let mut response = (
+            StatusCode::PARTIAL_CONTENT,
+            [(header::CONTENT_RANGE, "bytes 26-34/36")],
+            "\"hunter2\"",
+        )
+            .into_response();
+        response.headers_mut().remove(header::CONTENT_TYPE);
+        if let Some(value) = content_type {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        }
+        response
+    }
+    for (content_type, withheld) in [
+        (Some("application/json"), true),
+        (Some("application/vnd.api+json"), true),
+        (Some("multipart/byteranges; boundary=x"), true),
+        (None, true),
+        (Some("text/plain"), false),
+        (Some("video/mp4"), false),
+    ] {
+        let response = move || range(content_type);
+        let (status, headers, _, body) = call(app(RedactLayer::new(), response, None)).await;
+        if withheld {
+            assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{content_type:?}");
+            assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+            assert!(!String::from_utf8_lossy(&body).contains("hunter2"));
+        } else {
+            assert_eq!(
+                (status, body.as_slice()),
+                (StatusCode::PARTIAL_CONTENT, &b"\"hunter2\""[..]),
+                "{content_type:?}"
+            );
+        }
+    }
+}

@@ -65,7 +65,10 @@
 //! A JSON body that cannot be redacted is **withheld**, never passed through by accident: it is
 //! replaced by a problem+json response with status **406** (`urn:portcullis:problem:response-withheld`)
 //! and a `reason`: `response_too_large`, `encoded_response` (it has a `Content-Encoding`),
-//! `stream_not_redacted` (`text/event-stream`, NDJSON, JSON sequences), `invalid_json` or
+//! `stream_not_redacted` (`text/event-stream`, NDJSON, JSON sequences), `invalid_json`,
+//! `foreign_charset` (JSON declared in another charset than UTF-8), `partial_content` (a `206`
+//! range of JSON, of unknown type or `multipart/byteranges`: a range is checked without the
+//! document around it, so `"hunter2"` cut out of `{"password":"hunter2"}` would pass) or
 //! `response_body_error`. The refusal carries a [`Decision`](crate::Decision) of layer
 //! `redact`, so the audit records it under this layer, not under the allow of the layers
 //! outside. 406 ("no acceptable representation can be sent") was chosen because it
