@@ -390,6 +390,13 @@ async fn the_lockout_watches_the_authenticators_own_headers() {
 
 portcullis::scope!(AdminScope = "admin");
 
+/// Claims the test tokens do not carry.
+#[derive(serde::Deserialize)]
+struct Tenant {
+    #[allow(dead_code)]
+    tenant: String,
+}
+
 #[derive(serde::Deserialize, validator::Validate)]
 struct Note {
     #[validate(length(min = 1))]
@@ -411,7 +418,7 @@ async fn refusals_after_an_allow_are_recorded_under_the_layer_that_made_them() {
     let audit = audit_to(&recent);
     let handle = audit.handle();
     let mut routes = RouteTable::builder();
-    for path in ["/items", "/invalid", "/gzipped", "/guarded"] {
+    for path in ["/items", "/invalid", "/gzipped", "/guarded", "/tenant"] {
         routes = routes.route(Method::GET, path, authenticated());
     }
     let routes = routes
@@ -448,6 +455,10 @@ async fn refusals_after_an_allow_are_recorded_under_the_layer_that_made_them() {
             get(|_: RequireScope<AdminScope>| async { "ok" }),
         )
         .route(
+            "/tenant",
+            get(|_: portcullis::Claims<Tenant>| async { "ok" }),
+        )
+        .route(
             "/notes",
             post(
                 |portcullis::Valid(axum::Json(_)): portcullis::Valid<axum::Json<Note>>| async {
@@ -471,6 +482,7 @@ async fn refusals_after_an_allow_are_recorded_under_the_layer_that_made_them() {
         (call(Method::GET, "/invalid", ""), 406),
         (call(Method::GET, "/gzipped", ""), 406),
         (call(Method::GET, "/guarded", ""), 403),
+        (call(Method::GET, "/tenant", ""), 403),
         (call(Method::POST, "/notes", r#"{"text":""}"#), 422),
         (call(Method::POST, "/notes", "{"), 400),
     ] {
@@ -495,6 +507,7 @@ async fn refusals_after_an_allow_are_recorded_under_the_layer_that_made_them() {
             row(Outcome::Error, "redact", "invalid_json"),
             row(Outcome::Error, "redact", "encoded_response"),
             row(Outcome::Forbidden, "rbac", "missing_scope"),
+            row(Outcome::Forbidden, "auth", "claims_shape"),
             row(Outcome::Invalid, "validate", "validation_failed"),
             row(Outcome::Invalid, "validate", "malformed_input"),
         ]
