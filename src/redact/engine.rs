@@ -14,11 +14,12 @@
 //! indexes out of bounds and gives up (`NotJson`) rather than guess.
 //!
 //! A string value whose text is itself a JSON object or array (a stored webhook, an event
-//! blob), or a JSON string (JSON encoded twice), is walked as a document of its own, with the same rules, and written back escaped
-//! into the string: field rules and detectors apply inside, and path states continue into it as
-//! if the document were the value (`$.payload.password` reaches `{"payload":"{\"password\":1}"}`).
-//! Allowlists do not: a string where an allowlist expects members is dropped, as before. A
-//! string that does not parse as a document is text, scanned by the detectors. The work stays
+//! blob), or a JSON string (JSON encoded twice), is walked as a document of its own, with the
+//! same rules, and written back escaped into the string: field rules and detectors apply
+//! inside, and path states continue into it as if the document were the value
+//! (`$.payload.password` reaches `{"payload":"{\"password\":1}"}`). Allowlists do not: a
+//! string where an allowlist expects members is dropped, as before. A string that does not
+//! parse as a document is text, scanned by the detectors. The work stays
 //! linear: a nested document is no longer than its string, documents nest at most
 //! [`MAX_NESTED`] deep inside strings (so each input byte is walked at most `MAX_NESTED + 1`
 //! times), and the nesting of arrays and objects counts across documents toward the same

@@ -26,9 +26,9 @@
 //!
 //! A string value whose text, whitespace aside, starts with `{` and ends with `}` (or `[` and
 //! `]`, or is itself a quoted JSON string: JSON encoded twice) and parses as JSON is walked as a
-//! document with the same rules: field rules and
-//! detectors apply inside it, and **paths continue through the string as if the document were
-//! the value** (`$.payload.password` masks the `password` inside
+//! document with the same rules: field rules and detectors apply inside it, and **paths
+//! continue through the string as if the document were the value** (`$.payload.password` masks
+//! the `password` inside
 //! `{"payload":"{\"password\":\"x\"}"}`). The redacted document is written back into the
 //! string, escaped; what is not redacted keeps its text. Allowlists do not look inside strings
 //! (a string where an allowlist expects members is dropped, as any other string). A string that
