@@ -7,6 +7,13 @@ use std::borrow::Cow;
 /// A layer that allows a request puts its `Decision` into the request extensions (handlers can
 /// read it) and into the response extensions; a layer that refuses one leaves a `Decision` and
 /// the [`Rejection`](crate::Rejection) in the response extensions. The audit layer reads them.
+///
+/// A refusal made after an outer layer let the request through (a response the
+/// [`RedactLayer`](crate::RedactLayer) withholds, a [`Valid`](crate::Valid),
+/// [`RequireScope`](crate::rbac::RequireScope), [`Identity`](crate::Identity) or
+/// [`Claims`](crate::Claims) extractor refusing in the handler) carries the
+/// refusing layer's own `Decision`; an outer layer never replaces a `Decision` it finds in the
+/// response, so the refusal is recorded under the layer that made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// The deciding layer: `auth`, `rbac`, ...

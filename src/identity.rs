@@ -585,7 +585,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
             .extensions
             .get::<Identity>()
             .cloned()
-            .ok_or_else(|| missing_identity(&parts.extensions))
+            // Refused in the handler, after the layers let the request through: recorded
+            // under `auth`, not under their allow.
+            .ok_or_else(|| missing_identity(&parts.extensions).decided_by("auth"))
     }
 }
 
@@ -615,11 +617,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
         let identity = parts
             .extensions
             .get::<Identity>()
-            .ok_or_else(|| missing_identity(&parts.extensions))?;
+            .ok_or_else(|| missing_identity(&parts.extensions).decided_by("auth"))?;
         T::deserialize(&identity.0.claims).map(Claims).map_err(|_| {
             Rejection::new(RejectionKind::Forbidden)
                 .with_detail("The credential does not carry the claims this resource needs.")
                 .with_reason("claims_shape")
+                .decided_by("auth")
         })
     }
 }

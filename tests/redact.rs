@@ -863,3 +863,395 @@ fn allowlists_cover_bare_values_and_missing_route_patterns() {
         .unwrap();
     assert_eq!(&*out, br#"{"id":1}"#);
 }
+
+/// Issue #16: a withheld response carries the redaction layer's own refusal, replacing any
+/// allow an inner layer left in the handler's response, so the audit names the right layer.
+#[tokio::test]
+async fn a_withheld_response_carries_the_redaction_layers_refusal() {
+    fn allowed_but_invalid() -> Response {
+        let mut response = invalid_json();
+        response.extensions_mut().insert(portcullis::Decision {
+            layer: "rbac",
+            allowed: true,
+            reason: "policy".into(),
+        });
+        response
+    }
+    for response in [
+        allowed_but_invalid as fn() -> Response,
+        gzipped,
+        event_stream,
+    ] {
+        let request = Request::get("/users/7").body(Body::empty()).unwrap();
+        let answer = app(RedactLayer::new(), response, None)
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_ACCEPTABLE);
+        let decision = answer.extensions().get::<portcullis::Decision>().unwrap();
+        assert_eq!((decision.layer, decision.allowed), ("redact", false));
+        let rejection = answer.extensions().get::<portcullis::Rejection>().unwrap();
+        assert_eq!(decision.reason, rejection.reason());
+    }
+}
+
+/// A response without a usable `Content-Type` (none, several, unreadable, not a media type).
+fn untyped(content_types: &'static [&'static [u8]], chunks: &'static [&'static str]) -> Response {
+    let stream = futures_util::stream::iter(
+        chunks
+            .iter()
+            .map(|c| Ok::<_, std::io::Error>(c.as_bytes().to_vec())),
+    );
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().remove(header::CONTENT_TYPE);
+    for value in content_types {
+        response.headers_mut().append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_bytes(value).unwrap(),
+        );
+    }
+    response
+}
+
+/// Issue #16: JSON without a `Content-Type` passed unredacted (and an unreadable one was taken
+/// for JSON whatever the body). The body decides: `{` or `[` first is JSON (redacted, or
+/// withheld when it does not parse); anything else passes as it came.
+#[tokio::test]
+async fn without_a_usable_content_type_the_body_decides() {
+    const CARD_JSON: &str = "{\"card\":\"4111111111111111\"}";
+    const NONE: &[&[u8]] = &[];
+    const UNREADABLE: &[&[u8]] = &[b"\xff\xfe"];
+    const SEVERAL: &[&[u8]] = &[b"text/plain", b"application/json"];
+    const NOT_A_TYPE: &[&[u8]] = &[b"json"];
+    for types in [NONE, UNREADABLE, SEVERAL, NOT_A_TYPE] {
+        for (chunks, outcome) in [
+            (&[CARD_JSON][..], "redacted"),
+            (&[" \r\n\t", "[", CARD_JSON, "]"][..], "redacted"),
+            (&["", "  ", CARD_JSON][..], "redacted"),
+            (&["{\"card\":\"4111111111111111\""][..], "withheld"),
+            (&["\u{feff}", CARD_JSON][..], "withheld"),
+            (&["call 4111111111111111"][..], "passed"),
+            (&["  ", "<p>4111111111111111</p>"][..], "passed"),
+            (&["\"4111111111111111\""][..], "passed"),
+            (&[][..], "passed"),
+        ] {
+            let response = move || untyped(types, chunks);
+            let (status, headers, redactions, body) =
+                call(app(RedactLayer::new(), response, None)).await;
+            let text = String::from_utf8(body.clone()).unwrap();
+            let case = format!("{types:?} {chunks:?}: {text}");
+            match outcome {
+                "redacted" => {
+                    assert_eq!(status, StatusCode::OK, "{case}");
+                    assert!(!text.contains(CARD), "{case}");
+                    assert_eq!(redactions.unwrap().total(), 1, "{case}");
+                    assert_eq!(headers[header::CONTENT_LENGTH], body.len().to_string());
+                }
+                "withheld" => assert_withheld(status, &headers, &body, "not valid JSON"),
+                _ => {
+                    assert_eq!(status, StatusCode::OK, "{case}");
+                    assert_eq!(text, chunks.concat(), "{case}");
+                    assert!(redactions.is_none(), "{case}");
+                }
+            }
+        }
+    }
+    // Compressed bytes cannot be sniffed: withheld unless allowed.
+    let gzipped_untyped = || {
+        let mut response = untyped(NONE, &[CARD_JSON]);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    };
+    let (s, h, _, b) = call(app(RedactLayer::new(), gzipped_untyped, None)).await;
+    assert_withheld(s, &h, &b, "compressed");
+    // A large body of unknown type that is not JSON is not refused for its size.
+    let download = || {
+        let mut response = untyped(NONE, &["\u{1}binary", "more"]);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("11"));
+        response
+    };
+    let (s, _, _, b) = call(app(RedactLayer::new().max_body_bytes(4), download, None)).await;
+    assert_eq!((s, b.as_slice()), (StatusCode::OK, &b"\x01binarymore"[..]));
+}
+
+async fn head_and_get(app: Router) -> [(StatusCode, http::HeaderMap, Vec<u8>); 2] {
+    let mut out = Vec::new();
+    for method in [http::Method::HEAD, http::Method::GET] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/users/7")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        out.push((status, headers, body.to_vec()));
+    }
+    let [head, get] = <[_; 2]>::try_from(out).unwrap();
+    [head, get]
+}
+
+/// Issue #16: a `HEAD` answer carried the `Content-Length` of the unredacted body, which told
+/// the length of masked values and dropped members. It now says what `GET` says, or nothing.
+#[tokio::test]
+async fn head_reveals_no_more_than_get() {
+    fn tagged() -> Response {
+        let mut response = json_user();
+        response
+            .headers_mut()
+            .insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        response
+    }
+    let unredacted = serde_json::to_vec(&user()).unwrap().len().to_string();
+    // Under `Router::layer`: the same headers as `GET`.
+    let routed = Router::new()
+        .route("/users/{id}", get(|| async { tagged() }))
+        .layer(RedactLayer::new());
+    let [(hs, hh, hb), (gs, gh, gb)] = head_and_get(routed).await;
+    assert_eq!((hs, gs), (StatusCode::OK, StatusCode::OK));
+    assert!(hb.is_empty());
+    assert_eq!(gh[header::CONTENT_LENGTH], gb.len().to_string());
+    assert_eq!(
+        hh.get(header::CONTENT_LENGTH),
+        gh.get(header::CONTENT_LENGTH)
+    );
+    assert_ne!(hh[header::CONTENT_LENGTH], unredacted.as_str());
+    assert_eq!(hh.get(header::ETAG), None);
+    assert_eq!(gh.get(header::ETAG), None);
+    // Around a whole router, which drops the `HEAD` body first: no length, no tag.
+    let wrapped = tower::ServiceBuilder::new()
+        .layer(RedactLayer::new())
+        .service(Router::new().route("/users/{id}", get(|| async { tagged() })));
+    let wrapped = Router::new().fallback_service(wrapped);
+    let [(hs, hh, hb), (_, gh, gb)] = head_and_get(wrapped).await;
+    assert_eq!(hs, StatusCode::OK);
+    assert!(hb.is_empty());
+    assert_eq!(gh[header::CONTENT_LENGTH], gb.len().to_string());
+    assert_eq!(hh.get(header::CONTENT_LENGTH), None, "{hh:?}");
+    assert_eq!(hh.get(header::ETAG), None);
+    // What is not redacted keeps its headers on `HEAD` as on `GET`.
+    let plain = Router::new()
+        .route(
+            "/users/{id}",
+            get(|| async { ([(header::ETAG, "\"p\"")], "plain text") }),
+        )
+        .layer(RedactLayer::new());
+    let [(_, hh, _), (_, gh, _)] = head_and_get(plain).await;
+    assert_eq!(hh[header::CONTENT_LENGTH], "10");
+    assert_eq!(
+        (&hh[header::ETAG], &gh[header::ETAG]),
+        (&gh[header::ETAG], &hh[header::ETAG])
+    );
+}
+
+// --- Documents inside strings (issue #16) --------------------------------------------------
+
+fn redact(layer: &RedactLayer, doc: &str) -> (Value, Redactions) {
+    let (out, counts) = layer
+        .redact_json(doc.as_bytes(), None, None)
+        .unwrap_or_else(|| panic!("refused {doc}"));
+    (
+        serde_json::from_slice(&out).expect("the output is JSON"),
+        counts,
+    )
+}
+
+/// `value` written as a JSON string `levels` times over.
+fn stringified(mut value: Value, levels: usize) -> Value {
+    for _ in 0..levels {
+        value = Value::String(value.to_string());
+    }
+    value
+}
+
+#[test]
+fn documents_in_strings_are_redacted_with_the_same_rules() {
+    let layer = RedactLayer::new().rule(Rule::path("$.hook.body[*].ref").unwrap());
+    let inner = json!({
+        "password": "hunter2",
+        "note": "mail ada@example.com",
+        "body": [{"ref": 42, "keep": "a \"quoted\" \\ and é \u{1f600}"}],
+    });
+    let doc = json!({ "hook": inner.to_string(), "id": 1 }).to_string();
+    let (out, counts) = redact(&layer, &doc);
+    let hook: Value = serde_json::from_str(out["hook"].as_str().unwrap()).unwrap();
+    assert_eq!(hook["password"], "[REDACTED]");
+    assert_eq!(hook["note"], "mail [REDACTED]");
+    // Paths go on through the string as if the document were the value.
+    assert_eq!(hook["body"][0]["ref"], "[REDACTED]");
+    assert_eq!(hook["body"][0]["keep"], inner["body"][0]["keep"]);
+    assert_eq!(out["id"], 1);
+    assert_eq!(
+        (counts.get("field"), counts.get("email"), counts.get("path")),
+        (1, 1, 1)
+    );
+    // Escaped braces, arrays, whitespace around the document, a top-level string.
+    for (doc, secret) in [
+        (r#"{"a":"\u007b\"token\":\"t0k\"}"}"#, "t0k"),
+        (r#"{"a":[" [ {\"pin\":1234} ] "]}"#, "1234"),
+        (r#""{\"secret\":\"s3cr3t\"}""#, "s3cr3t"),
+    ] {
+        let (out, counts) = redact(&layer, doc);
+        assert!(!out.to_string().contains(secret), "{doc}: {out}");
+        assert_eq!(counts.get("field"), 1, "{doc}");
+    }
+    // Nothing to redact: the body comes back as it was, not copied.
+    let quiet = r#"{"a":"{\"b\": [1, 2.50, \"x\"]}"}"#;
+    let (out, _) = layer.redact_json(quiet.as_bytes(), None, None).unwrap();
+    assert!(matches!(out, std::borrow::Cow::Borrowed(_)));
+    // Strings that are not documents are text, seen by the detectors only.
+    for text in [
+        "[citation needed]",
+        "{not json}",
+        "{\"password\":\"x\"} and more",
+        "{\"password\":\"x\"",
+        "[1,]",
+        "{\"\\ud800\":1}",
+    ] {
+        let doc = json!({ "a": text }).to_string();
+        let (out, counts) = redact(&layer, &doc);
+        assert_eq!(out["a"], text, "{doc}");
+        assert_eq!(counts.total(), 0);
+    }
+}
+
+#[test]
+fn documents_in_strings_can_be_left_to_the_detectors() {
+    let layer = RedactLayer::new().nested_json_as_text();
+    let doc =
+        json!({ "hook": json!({"password": "hunter2", "mail": "ada@example.com"}).to_string() });
+    let (out, counts) = redact(&layer, &doc.to_string());
+    let hook: Value = serde_json::from_str(out["hook"].as_str().unwrap()).unwrap();
+    assert_eq!(hook["password"], "hunter2");
+    assert_eq!(hook["mail"], "[REDACTED]");
+    assert_eq!(counts.total(), 1);
+}
+
+#[test]
+fn documents_nest_four_deep_in_strings_and_deeper_ones_are_masked_whole() {
+    let layer = RedactLayer::new();
+    let secret = json!({ "password": "hunter2", "n": 1 });
+    for levels in 1..=12 {
+        let doc = json!({ "blob": stringified(secret.clone(), levels) }).to_string();
+        let (out, counts) = redact(&layer, &doc);
+        assert!(!out.to_string().contains("hunter2"), "{levels}");
+        if levels <= 4 {
+            let mut value = out["blob"].clone();
+            for _ in 0..levels {
+                value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+            }
+            assert_eq!(
+                value,
+                json!({ "password": "[REDACTED]", "n": 1 }),
+                "{levels}"
+            );
+            assert_eq!(counts.get("field"), 1);
+        } else {
+            // The fifth document in a string is masked as a whole, wherever it is.
+            let mut value = out["blob"].clone();
+            for _ in 0..4 {
+                value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+            }
+            assert_eq!(value, "[REDACTED]", "{levels}");
+            assert_eq!(counts.get("nested_json"), 1, "{levels}");
+        }
+    }
+}
+
+/// Hostile shapes: arrays nested deep inside a string (the nesting counts across documents),
+/// huge strings that look like documents and are not, many small ones. None is refused, none
+/// lets a secret through, and each takes time in proportion to its size.
+#[test]
+fn hostile_documents_in_strings_stay_bounded() {
+    let layer = RedactLayer::new();
+    // 126 levels outside and one inside the string: the string is masked, the body is JSON.
+    let deep = format!(
+        "{}\"[{{\\\"password\\\":1}}]\"{}",
+        "[".repeat(126),
+        "]".repeat(126)
+    );
+    let (out, counts) = layer.redact_json(deep.as_bytes(), None, None).unwrap();
+    assert!(serde_json::from_slice::<Value>(&out).is_ok());
+    assert_eq!(counts.get("nested_json"), 1);
+    // A string of 200 000 brackets: too deep to walk, masked whole.
+    let brackets = json!({ "a": format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)) });
+    let (out, counts) = redact(&layer, &brackets.to_string());
+    assert_eq!(
+        (out["a"].as_str(), counts.get("nested_json")),
+        (Some("[REDACTED]"), 1)
+    );
+    let started = std::time::Instant::now();
+    // Almost documents of 2 MiB: a comma before the end, an unclosed string.
+    let long = "1,".repeat(1 << 20);
+    for text in [
+        format!("[{long}]"),
+        format!("[{long}\"]"),
+        format!("{{\"a\":[{long}0],\"b\":\"x}}"),
+    ] {
+        let doc = json!({ "a": text, "card": CARD }).to_string();
+        let (out, counts) = redact(&layer, &doc);
+        assert_eq!(out["a"], text);
+        assert_eq!(counts.total(), 1);
+    }
+    // A long document four deep in strings.
+    let big = json!({ "list": vec![json!({"pin": 1234, "x": "y"}); 20_000] });
+    let doc = json!({ "a": stringified(big, 4) }).to_string();
+    let (out, counts) = redact(&layer, &doc);
+    assert_eq!(counts.get("field"), 20_000);
+    assert!(!out.to_string().contains("1234"));
+    // 100 000 small almost-documents.
+    let many = json!(vec!["[1,]"; 100_000]).to_string();
+    assert!(layer.redact_json(many.as_bytes(), None, None).is_some());
+    // Generous: a quadratic walk over these takes hours, a linear one well under a second
+    // (in an optimized build; debug builds are some ten times slower).
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+/// A `206` range of a JSON document is a fragment without the members around it: `"hunter2"`
+/// cut out of `{"password":"hunter2"}` parses as JSON that no field rule sees. Ranges that may
+/// be JSON are withheld; ranges of other types pass.
+#[tokio::test]
+async fn ranges_of_json_are_withheld() {
+    fn range(content_type: Option<&'static str>) -> Response {
+        let mut response = (
+            StatusCode::PARTIAL_CONTENT,
+            [(header::CONTENT_RANGE, "bytes 26-34/36")],
+            "\"hunter2\"",
+        )
+            .into_response();
+        response.headers_mut().remove(header::CONTENT_TYPE);
+        if let Some(value) = content_type {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        }
+        response
+    }
+    for (content_type, withheld) in [
+        (Some("application/json"), true),
+        (Some("application/vnd.api+json"), true),
+        (Some("multipart/byteranges; boundary=x"), true),
+        (None, true),
+        (Some("text/plain"), false),
+        (Some("video/mp4"), false),
+    ] {
+        let response = move || range(content_type);
+        let (status, headers, _, body) = call(app(RedactLayer::new(), response, None)).await;
+        if withheld {
+            assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{content_type:?}");
+            assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+            assert!(!String::from_utf8_lossy(&body).contains("hunter2"));
+        } else {
+            assert_eq!(
+                (status, body.as_slice()),
+                (StatusCode::PARTIAL_CONTENT, &b"\"hunter2\""[..]),
+                "{content_type:?}"
+            );
+        }
+    }
+}

@@ -387,3 +387,129 @@ async fn the_lockout_watches_the_authenticators_own_headers() {
     let (status, body) = send(&app, with_key(key)).await;
     assert_eq!(status, 429, "{body}");
 }
+
+portcullis::scope!(AdminScope = "admin");
+
+/// Claims the test tokens do not carry.
+#[derive(serde::Deserialize)]
+struct Tenant {
+    #[allow(dead_code)]
+    tenant: String,
+}
+
+#[derive(serde::Deserialize, validator::Validate)]
+struct Note {
+    #[validate(length(min = 1))]
+    #[allow(dead_code)]
+    text: String,
+}
+
+/// Issue #16: a refusal made after the RBAC layer let the request through (the redaction
+/// layer withholding a response, an extractor guard in the handler) was recorded under the
+/// RBAC layer's allow, or as the handler's. Each is recorded under the layer that made it.
+#[tokio::test]
+async fn refusals_after_an_allow_are_recorded_under_the_layer_that_made_them() {
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use portcullis::audit::Outcome;
+    use portcullis::rbac::{RequireScope, authenticated};
+
+    let recent = RecentEvents::new(100);
+    let audit = audit_to(&recent);
+    let handle = audit.handle();
+    let mut routes = RouteTable::builder();
+    for path in ["/items", "/invalid", "/gzipped", "/guarded", "/tenant"] {
+        routes = routes.route(Method::GET, path, authenticated());
+    }
+    let routes = routes
+        .route(Method::POST, "/notes", authenticated())
+        .build()
+        .unwrap();
+    let security = Portcullis::builder()
+        .audit(audit)
+        .validate(ValidateLayer::new().deny_body_on([Method::GET]))
+        .auth(auth())
+        .rbac(RbacLayer::table(routes))
+        .redact(RedactLayer::new())
+        .build()
+        .unwrap();
+    let json = || [(http::header::CONTENT_TYPE, "application/json")];
+    let app = Router::new()
+        .route(
+            "/items",
+            get(|| async { axum::Json(json!({ "items": [] })) }),
+        )
+        .route(
+            "/invalid",
+            get(move || async move { (json(), r#"{"card":"4111111111111111""#).into_response() }),
+        )
+        .route(
+            "/gzipped",
+            get(move || async move {
+                let encoding = [(http::header::CONTENT_ENCODING, "gzip")];
+                (json(), encoding, "{}").into_response()
+            }),
+        )
+        .route(
+            "/guarded",
+            get(|_: RequireScope<AdminScope>| async { "ok" }),
+        )
+        .route(
+            "/tenant",
+            get(|_: portcullis::Claims<Tenant>| async { "ok" }),
+        )
+        .route(
+            "/notes",
+            post(
+                |portcullis::Valid(axum::Json(_)): portcullis::Valid<axum::Json<Note>>| async {
+                    "stored"
+                },
+            ),
+        )
+        .layer(security);
+    let reader = Signer::hs256().sign(&claims("reader", "read:items"));
+    let call = |method: Method, path: &str, body: &'static str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {reader}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for (request, status) in [
+        (call(Method::GET, "/items", ""), 200),
+        (call(Method::GET, "/invalid", ""), 406),
+        (call(Method::GET, "/gzipped", ""), 406),
+        (call(Method::GET, "/guarded", ""), 403),
+        (call(Method::GET, "/tenant", ""), 403),
+        (call(Method::POST, "/notes", r#"{"text":""}"#), 422),
+        (call(Method::POST, "/notes", "{"), 400),
+    ] {
+        assert_eq!(send(&app, request).await.0, status);
+    }
+    handle.flush().await;
+    let recorded: Vec<(Outcome, String, String)> = request_events(&recent)
+        .into_iter()
+        .map(|e| {
+            (
+                e.outcome,
+                e.layer.unwrap_or_default().into_owned(),
+                e.reason.unwrap_or_default().into_owned(),
+            )
+        })
+        .collect();
+    let row = |outcome, layer: &str, reason: &str| (outcome, layer.to_owned(), reason.to_owned());
+    assert_eq!(
+        recorded,
+        [
+            row(Outcome::Allowed, "rbac", "policy"),
+            row(Outcome::Error, "redact", "invalid_json"),
+            row(Outcome::Error, "redact", "encoded_response"),
+            row(Outcome::Forbidden, "rbac", "missing_scope"),
+            row(Outcome::Forbidden, "auth", "claims_shape"),
+            row(Outcome::Invalid, "validate", "validation_failed"),
+            row(Outcome::Invalid, "validate", "malformed_input"),
+        ]
+    );
+}

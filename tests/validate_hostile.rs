@@ -388,3 +388,56 @@ proptest! {
         }
     }
 }
+
+/// A member the target type keeps as raw text (a stored webhook): serde_json checks its syntax
+/// but does not decode its names, so a lone surrogate in one gets through to the handler.
+#[derive(Debug, Deserialize, Validate)]
+struct Hook {
+    #[allow(dead_code)]
+    payload: Box<serde_json::value::RawValue>,
+}
+
+/// Issue #16: the pre-check stopped at the first member name it could not decode and let the
+/// rest of the document through unchecked (duplicates, depth). Such a name is now refused.
+#[tokio::test]
+async fn an_undecodable_member_name_is_refused_and_does_not_switch_off_the_checks() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = Router::new()
+        .route(
+            "/hooks",
+            post(move |Valid(Json(_)): Valid<Json<Hook>>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { "stored" }
+            }),
+        )
+        .layer(ValidateLayer::new());
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    for (body, field) in [
+        (
+            r#"{"payload":{"\ud800":0,"a":1,"a":2}}"#.to_owned(),
+            "/payload",
+        ),
+        (
+            format!(r#"{{"payload":{{"\udfff":0,"d":{deep}}}}}"#),
+            "/payload",
+        ),
+        (r#"{"\udbff":1,"payload":1,"payload":2}"#.to_owned(), ""),
+    ] {
+        let request = Request::post("/hooks")
+            .header("content-type", "application/json")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let answer = send(&app, request).await;
+        answer.problem(400, "bad-request");
+        assert_eq!(code(&answer), "invalid_key", "{body}");
+        assert_eq!(answer.body["errors"][0]["field"], field, "{body}");
+    }
+    // Decodable names still reach the handler.
+    let request = Request::post("/hooks")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"payload":{"\ud83d\ude00":0,"b":[1]}}"#))
+        .unwrap();
+    assert_eq!(send(&app, request).await.status, 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -39,6 +39,8 @@ use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 
+use crate::decision::Decision;
+
 pub use render::{RenderRejection, RenderRejectionLayer, RenderRejectionService};
 
 /// The media type of every rejection body (RFC 9457 §3).
@@ -315,6 +317,11 @@ struct Inner {
     bearer_params: Vec<(&'static str, Cow<'static, str>)>,
     headers: HeaderMap,
     members: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The portcullis layer that refused, when it is known where the rejection is built (an
+    /// extractor guard, the redaction of a response): the response then carries its
+    /// [`Decision`], so the refusal is recorded under that layer and not under an outer
+    /// layer's earlier allow.
+    layer: Option<&'static str>,
 }
 
 impl Rejection {
@@ -329,6 +336,7 @@ impl Rejection {
             bearer_params: Vec::new(),
             headers: HeaderMap::new(),
             members: None,
+            layer: None,
         }))
     }
 
@@ -386,6 +394,15 @@ impl Rejection {
                 .get_or_insert_with(serde_json::Map::new)
                 .insert(name, value);
         }
+        self
+    }
+
+    /// Names the layer that refused: the response will carry a denied [`Decision`] of that
+    /// layer (with this rejection's reason), which outer layers do not replace with their own
+    /// allow. For refusals made after the request was let through: extractor guards and
+    /// response-side checks.
+    pub(crate) fn decided_by(mut self, layer: &'static str) -> Self {
+        self.0.layer = Some(layer);
         self
     }
 
@@ -544,6 +561,11 @@ impl IntoResponse for Rejection {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         for (name, value) in &self.headers() {
             headers.append(name, value.clone());
+        }
+        if let Some(layer) = self.0.layer {
+            response
+                .extensions_mut()
+                .insert(Decision::denied(layer, self.0.reason));
         }
         response.extensions_mut().insert(self);
         response

@@ -64,7 +64,9 @@ impl<S: Scope, St: Send + Sync> FromRequestParts<St> for RequireScope<S> {
             Some(_) => Miss::Scope(S::NAME.into()),
         };
         let hide = parts.extensions.get::<HideDetails>().is_some();
-        Err(miss.into_rejection(&parts.extensions, hide))
+        Err(miss
+            .into_rejection(&parts.extensions, hide)
+            .decided_by("rbac"))
     }
 }
 
@@ -78,7 +80,9 @@ impl<R: Role, St: Send + Sync> FromRequestParts<St> for RequireRole<R> {
             Some(_) => Miss::Requirement(format!("any role of [{}]", R::NAME).into()),
         };
         let hide = parts.extensions.get::<HideDetails>().is_some();
-        Err(miss.into_rejection(&parts.extensions, hide))
+        Err(miss
+            .into_rejection(&parts.extensions, hide)
+            .decided_by("rbac"))
     }
 }
 

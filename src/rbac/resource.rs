@@ -195,15 +195,16 @@ impl<R> ResourcePolicy<R> {
 
     /// `Ok`, 401 when only a step-up is missing, or 403 naming the whole rule.
     pub(crate) fn authorize(&self, identity: &Identity, resource: &R) -> Result<(), Rejection> {
-        match self.evaluate(identity, resource, &self.roles) {
-            Ok(()) => Ok(()),
+        let rejection = match self.evaluate(identity, resource, &self.roles) {
+            Ok(()) => return Ok(()),
             Err(step_up @ Miss::StepUp { .. }) => {
-                Err(step_up.into_rejection(&http::Extensions::new(), false))
+                step_up.into_rejection(&http::Extensions::new(), false)
             }
-            Err(_) => Err(Rejection::new(RejectionKind::Forbidden)
+            Err(_) => Rejection::new(RejectionKind::Forbidden)
                 .with_reason("resource_policy_denied")
-                .with_detail(format!("This requires {self}."))),
-        }
+                .with_detail(format!("This requires {self}.")),
+        };
+        Err(rejection.decided_by("rbac"))
     }
 }
 

@@ -12,6 +12,19 @@
 //! `f64` such as `1e400`, which are JSON and are copied as sent. Values that are masked or
 //! dropped are checked as strictly as the rest. It recurses at most [`MAX_DEPTH`] levels, never
 //! indexes out of bounds and gives up (`NotJson`) rather than guess.
+//!
+//! A string value whose text is itself a JSON object or array (a stored webhook, an event
+//! blob), or a JSON string (JSON encoded twice), is walked as a document of its own, with the
+//! same rules, and written back escaped into the string: field rules and detectors apply
+//! inside, and path states continue into it as if the document were the value
+//! (`$.payload.password` reaches `{"payload":"{\"password\":1}"}`). Allowlists do not: a
+//! string where an allowlist expects members is dropped, as before. A string that does not
+//! parse as a document is text, scanned by the detectors. The work stays
+//! linear: a nested document is no longer than its string, documents nest at most
+//! [`MAX_NESTED`] deep inside strings (so each input byte is walked at most `MAX_NESTED + 1`
+//! times), and the nesting of arrays and objects counts across documents toward the same
+//! [`MAX_DEPTH`] (so the recursion is bounded as before). A document string past either bound
+//! is masked whole (counted as `nested_json`): it is never let through unchecked.
 
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -29,6 +42,9 @@ use crate::identity::Identity;
 /// Arrays and objects nest at most this deep. serde_json refuses the 128th level, so whatever
 /// passes here also parses there; the pass recurses once per level.
 const MAX_DEPTH: usize = 127;
+/// Documents in strings nest at most this deep (a document in a string of a document in a
+/// string of the body is 2).
+const MAX_NESTED: u8 = 4;
 const REDACTED: &str = "[REDACTED]";
 
 /// The body is not JSON the pass can rewrite.
@@ -43,6 +59,8 @@ pub(super) struct Engine {
     rules: Vec<Rule>,
     pub(super) allow: Vec<AllowOnly>,
     pub(super) key: Arc<[u8]>,
+    /// Strings holding a JSON document are redacted as documents (see the module docs).
+    pub(super) nested: bool,
     /// The rules sorted by target when one is added, not for every response (that loop cost
     /// about a tenth of a microsecond per response).
     index: RuleIndex,
@@ -94,6 +112,22 @@ struct Walk<'a> {
     changed: bool,
     counts: Redactions,
     found: Vec<Range<usize>>,
+    /// How many more levels of documents in strings may be walked.
+    nested_left: u8,
+    /// The walk stopped at [`MAX_DEPTH`] (not at a syntax error).
+    deep: bool,
+}
+
+/// What came of walking a string as a document.
+enum Nested {
+    /// Nothing to redact in it.
+    Unchanged,
+    /// The redacted document.
+    Changed(Vec<u8>),
+    /// It is not a JSON document: the string is text.
+    NotJson,
+    /// A document, but nested too deep to be walked.
+    TooDeep,
 }
 
 /// Where a list of members or elements stands, to cut dropped ones out with their commas.
@@ -111,6 +145,7 @@ impl Engine {
             rules: Vec::new(),
             allow: Vec::new(),
             key,
+            nested: true,
             index: RuleIndex::default(),
         }
     }
@@ -177,6 +212,8 @@ impl Engine {
             changed: false,
             counts: Redactions::default(),
             found: Vec::new(),
+            nested_left: MAX_NESTED,
+            deep: false,
         };
         let paths: SmallVec<[State; 4]> = (0..walk.paths.len() as u32).map(|i| (i, 0)).collect();
         let allow: Option<SmallVec<[State; 4]>> = walk
@@ -304,6 +341,19 @@ fn scan<'t>(
     }
     out.push_str(text.get(copied..).unwrap_or_default());
     Cow::Owned(out)
+}
+
+/// Whether `text` may be a JSON object or array, or a JSON string (JSON encoded twice, which
+/// may hold one): `{`, `[` or `"` first and the matching character last, whitespace aside.
+/// Cheap, so that only such strings are walked as documents.
+fn looks_like_document(text: &str) -> bool {
+    let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    let b = trimmed.as_bytes();
+    b.len() >= 2
+        && matches!(
+            (b.first(), b.last()),
+            (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']')) | (Some(b'"'), Some(b'"'))
+        )
 }
 
 /// The first `"`, `\` or control character (< 0x20) in `b` at or after `from`: where a string's
@@ -495,6 +545,7 @@ impl<'a> Walk<'a> {
             _ => return self.scalar(),
         };
         if depth >= MAX_DEPTH {
+            self.deep = true;
             return Err(NotJson);
         }
         self.pos += 1;
@@ -611,13 +662,92 @@ impl<'a> Walk<'a> {
             b'"' => {
                 let (token, escaped) = self.string_token()?;
                 let text = self.decode(token.clone(), escaped)?;
-                self.scrub(token, &text)
+                self.string_value(token, &text, paths, depth)
             }
             b'-' | b'0'..=b'9' => {
                 let span = self.number()?;
                 self.number_value(span)
             }
             _ => self.scalar().map(drop),
+        }
+    }
+
+    /// A string value (at `depth`, with path `paths`): a document in it is walked as one, any
+    /// other text is scanned by the detectors.
+    fn string_value(
+        &mut self,
+        token: Range<usize>,
+        text: &str,
+        paths: &[State],
+        depth: usize,
+    ) -> Pass {
+        if self.engine.nested && looks_like_document(text) {
+            let outcome = if self.nested_left == 0 {
+                Nested::TooDeep
+            } else {
+                self.nested(text, paths, depth)
+            };
+            match outcome {
+                Nested::Unchanged => return Ok(()),
+                Nested::Changed(out) => {
+                    let out = std::str::from_utf8(&out).map_err(|_| NotJson)?;
+                    return self.replace_with_string(token, out);
+                }
+                Nested::TooDeep => {
+                    self.replace_with_string(token, REDACTED)?;
+                    self.counts.add("nested_json");
+                    return Ok(());
+                }
+                Nested::NotJson => {}
+            }
+        }
+        self.scrub(token, text)
+    }
+
+    /// Walks `text` as a document whose root sits where its string does (at `depth`, with path
+    /// `paths`): the same rules and detectors, one level of [`MAX_NESTED`] less. Its counts are
+    /// added to this walk's only when it is a document.
+    fn nested(&mut self, text: &str, paths: &[State], depth: usize) -> Nested {
+        let mut walk = Walk {
+            engine: self.engine,
+            fields: Cow::Borrowed(&self.fields),
+            paths: self.paths.iter().copied().collect(),
+            detectors: Cow::Borrowed(&self.detectors),
+            allow: None,
+            text,
+            input: text.as_bytes(),
+            pos: 0,
+            out: Vec::new(),
+            copied: 0,
+            changed: false,
+            counts: Redactions::default(),
+            found: Vec::new(),
+            nested_left: self.nested_left.saturating_sub(1),
+            deep: false,
+        };
+        walk.ws();
+        let walked = walk
+            .value(paths, None, depth)
+            .and_then(|()| walk.end())
+            .and_then(|()| {
+                if walk.changed {
+                    walk.replace(text.len()..text.len(), b"")
+                } else {
+                    Ok(())
+                }
+            });
+        let (deep, changed, out, counts) = (walk.deep, walk.changed, walk.out, walk.counts);
+        match walked {
+            Err(NotJson) if deep => Nested::TooDeep,
+            Err(NotJson) => Nested::NotJson,
+            Ok(()) => {
+                self.counts.merge(&counts);
+                if changed {
+                    Nested::Changed(out)
+                } else {
+                    Nested::Unchanged
+                }
+            }
         }
     }
 
@@ -722,6 +852,7 @@ impl<'a> Walk<'a> {
 
     fn object(&mut self, paths: &[State], allow: Option<&[State]>, depth: usize) -> Pass {
         if depth >= MAX_DEPTH {
+            self.deep = true;
             return Err(NotJson);
         }
         self.pos += 1;
@@ -777,6 +908,7 @@ impl<'a> Walk<'a> {
 
     fn array(&mut self, paths: &[State], allow: Option<&[State]>, depth: usize) -> Pass {
         if depth >= MAX_DEPTH {
+            self.deep = true;
             return Err(NotJson);
         }
         self.pos += 1;

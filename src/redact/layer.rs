@@ -130,6 +130,15 @@ impl RedactLayer {
         self
     }
 
+    /// Treats strings that hold a JSON document as text, scanned only by the detectors. By
+    /// default such a string (a stored webhook, an event blob: an object or array, up to four
+    /// documents deep) is redacted as a document of its own, with the field, path and detector
+    /// rules, and written back into the string; see the [module docs](super#nested-documents).
+    pub fn nested_json_as_text(mut self) -> Self {
+        Arc::make_mut(&mut self.config).engine.nested = false;
+        self
+    }
+
     /// Adds a header to mark sensitive (besides [`SENSITIVE_HEADERS`](super::SENSITIVE_HEADERS)).
     pub fn sensitive_header(mut self, name: HeaderName) -> Self {
         let headers = &mut Arc::make_mut(&mut self.config).sensitive_headers;
@@ -192,6 +201,7 @@ impl fmt::Debug for RedactConfig {
         f.debug_struct("RedactConfig")
             .field("rules", &self.engine.rules())
             .field("allow", &self.engine.allow)
+            .field("nested_json", &self.engine.nested)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("pass_oversized", &self.pass_oversized)
             .field("pass_encoded", &self.pass_encoded)

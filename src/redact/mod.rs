@@ -11,25 +11,67 @@
 //! - **allowlists** ([`AllowOnly`]) drop every member not on a listed path, per route and role,
 //!   so a handler that returns a whole database row cannot leak a new column.
 //!
+//! - **nested documents**: a string value that is itself a JSON object or array (a stored
+//!   webhook, an event blob: `{"payload":"{\"password\":\"x\"}"}`) is redacted as a document
+//!   too, and written back correctly escaped; see [below](#nested-documents).
+//!
 //! Each rule has a [`Mask`]: remove, `"[REDACTED]"`, keep the last four characters, or a keyed
 //! HMAC fingerprint; and roles that see the value unmasked ([`Rule::except_roles`], read from the
 //! [`Identity`](crate::Identity) the [`AuthLayer`](crate::AuthLayer) put in the request, so the
 //! `RedactLayer` goes inside the `AuthLayer`). Each response that was examined carries a
 //! [`Redactions`] extension: how many values each rule (by detector name, or `field`, `path`,
-//! `allow_only`) masked, for metrics and audit.
+//! `allow_only`, `nested_json`) masked, for metrics and audit.
+//!
+//! # Nested documents
+//!
+//! A string value whose text, whitespace aside, starts with `{` and ends with `}` (or `[` and
+//! `]`, or is itself a quoted JSON string: JSON encoded twice) and parses as JSON is walked as a
+//! document with the same rules: field rules and detectors apply inside it, and **paths
+//! continue through the string as if the document were the value** (`$.payload.password` masks
+//! the `password` inside
+//! `{"payload":"{\"password\":\"x\"}"}`). The redacted document is written back into the
+//! string, escaped; what is not redacted keeps its text. Allowlists do not look inside strings
+//! (a string where an allowlist expects members is dropped, as any other string). A string that
+//! does not parse is text, scanned by the detectors.
+//!
+//! Documents are followed at most four deep inside strings, and the nesting of arrays and
+//! objects counts across them toward the same limit of 127 levels, so the work stays linear in
+//! the size of the body (at most five walks over any byte). A document string beyond either
+//! bound is masked whole (`"[REDACTED]"`, counted as `nested_json`) rather than passed
+//! unchecked. [`nested_json_as_text`](RedactLayer::nested_json_as_text) turns all of this off:
+//! such strings are then text, seen only by the detectors.
 //!
 //! # HTTP
 //!
-//! Only `application/json` and `*+json` bodies are rewritten; other types pass untouched. The
-//! rewritten body keeps member order, numbers and escapes of everything not redacted, and gets
-//! a new `Content-Length` (`ETag` and digests of the original are removed). A body is buffered
-//! only up to [`max_body_bytes`](RedactLayer::max_body_bytes) (4 MiB).
+//! Bodies whose `Content-Type` says JSON (`application/json`, `*+json`, `text/json`, ...) are
+//! rewritten; other declared types pass untouched. A body without a usable `Content-Type` (none,
+//! several, one that is not readable text or not a media type) is **decided by its content**,
+//! since a client may well parse it as JSON: when its first byte that is not whitespace (nor a
+//! byte-order mark) is `{` or `[`, it is treated as JSON (rewritten, or withheld as
+//! `invalid_json` when it does not parse); anything else (including a bare string or number)
+//! passes as it came, and a large body of unknown type is not refused for its size unless it
+//! turns out to be JSON. The rewritten body keeps member order, numbers and escapes of
+//! everything not redacted, and gets a new `Content-Length` (`ETag` and digests of the original
+//! are removed). A body is buffered only up to [`max_body_bytes`](RedactLayer::max_body_bytes)
+//! (4 MiB).
+//!
+//! A `HEAD` request is answered with the headers a `GET` would get, never with ones describing
+//! the unredacted body: under `Router::layer`, where axum still hands the layer the `GET`
+//! body, it is redacted (or withheld) exactly as for `GET`; when the layer wraps a whole
+//! `Router`, which drops the body first, the `Content-Length`, `ETag` and digests of the
+//! unredacted body are removed (RFC 9110 §9.3.2 lets a `HEAD` answer omit them; §8.6 forbids a
+//! length other than the `GET` one).
 //!
 //! A JSON body that cannot be redacted is **withheld**, never passed through by accident: it is
 //! replaced by a problem+json response with status **406** (`urn:portcullis:problem:response-withheld`)
 //! and a `reason`: `response_too_large`, `encoded_response` (it has a `Content-Encoding`),
-//! `stream_not_redacted` (`text/event-stream`, NDJSON, JSON sequences), `invalid_json` or
-//! `response_body_error`. 406 ("no acceptable representation can be sent") was chosen because it
+//! `stream_not_redacted` (`text/event-stream`, NDJSON, JSON sequences), `invalid_json`,
+//! `foreign_charset` (JSON declared in another charset than UTF-8), `partial_content` (a `206`
+//! range of JSON, of unknown type or `multipart/byteranges`: a range is checked without the
+//! document around it, so `"hunter2"` cut out of `{"password":"hunter2"}` would pass) or
+//! `response_body_error`. The refusal carries a [`Decision`](crate::Decision) of layer
+//! `redact`, so the audit records it under this layer, not under the allow of the layers
+//! outside. 406 ("no acceptable representation can be sent") was chosen because it
 //! is not a 5xx: the layer does not turn responses into server errors, and clients and monitors
 //! do not retry it as an outage. Each case can be allowed to pass unredacted explicitly
 //! ([`pass_oversized_unredacted`](RedactLayer::pass_oversized_unredacted),
@@ -129,9 +171,20 @@ impl Redactions {
     }
 
     pub(crate) fn add(&mut self, name: &'static str) {
+        self.add_n(name, 1);
+    }
+
+    fn add_n(&mut self, name: &'static str, n: u64) {
         match self.counts.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, count)) => *count += 1,
-            None => self.counts.push((name, 1)),
+            Some((_, count)) => *count += n,
+            None => self.counts.push((name, n)),
+        }
+    }
+
+    /// Adds every count of `other`.
+    pub(crate) fn merge(&mut self, other: &Redactions) {
+        for (name, n) in other.iter() {
+            self.add_n(name, n);
         }
     }
 }

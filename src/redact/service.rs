@@ -68,6 +68,9 @@ fn mark_sensitive(headers: &mut HeaderMap, names: &[http::HeaderName]) {
 
 enum Kind {
     Json,
+    /// No `Content-Type`, several, or one that cannot be read: the body decides (see
+    /// [`sniff`]).
+    Unknown,
     Stream,
     /// JSON in a charset other than UTF-8: the bytes we would check are not the text the client
     /// reads (`+ADQ-` is `4` in UTF-7), so it is withheld.
@@ -76,8 +79,10 @@ enum Kind {
 }
 
 fn kind(headers: &HeaderMap) -> Kind {
-    let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Kind::Other;
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        // None at all, or several that a client may read either way: the body decides.
+        return Kind::Unknown;
     };
     // What `axum::Json` and `Rejection` send, decided without the parameter parsing below,
     // which cost a tenth of a microsecond per response.
@@ -88,11 +93,19 @@ fn kind(headers: &HeaderMap) -> Kind {
         return Kind::Json;
     }
     let Ok(value) = value.to_str() else {
-        // Not even text: we cannot tell it is not JSON.
-        return Kind::Json;
+        // Not even text: it says nothing either way, so the body decides.
+        return Kind::Unknown;
     };
     let mut parameters = value.split(';');
     let essence = parameters.next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("multipart/byteranges") {
+        // Several ranges, each with its own type: whether any is JSON is not told here.
+        return Kind::Unknown;
+    }
+    if !essence.contains('/') {
+        // Not a media type (empty, `json`, ...): clients sniff it, and so does the layer.
+        return Kind::Unknown;
+    }
     // Lower-cased only when it has to be: this runs on every response.
     let essence: std::borrow::Cow<'_, str> = if essence.bytes().any(|b| b.is_ascii_uppercase()) {
         essence.to_ascii_lowercase().into()
@@ -129,32 +142,71 @@ fn kind(headers: &HeaderMap) -> Kind {
     }
 }
 
+/// Whether a body of unknown type is JSON, from its first bytes: `Some(true)` when the first
+/// byte that is not JSON whitespace is `{` or `[` (what a client that sniffs would parse as a
+/// document), `Some(false)` for anything else, `None` while `data` holds only whitespace. A
+/// byte-order mark counts as whitespace here, so `BOM {...}`, which `fetch().json()` reads, is
+/// taken as JSON (and then withheld, since it is not JSON the pass accepts).
+fn sniff(data: &[u8]) -> Option<bool> {
+    data.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0xEF | 0xBB | 0xBF))
+        .map(|b| matches!(b, b'{' | b'['))
+}
+
+/// `prefix` (what was read already) and then the rest of `body`, as they came.
+fn resume(parts: http::response::Parts, prefix: Bytes, body: Body) -> Response {
+    let head = futures_util::stream::once(async move { Ok(prefix) });
+    let stream = head.chain(body.into_data_stream());
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Removes what describes the body as the handler made it.
+fn remove_body_headers(headers: &mut HeaderMap, length: bool) {
+    if length {
+        headers.remove(CONTENT_LENGTH);
+    }
+    headers.remove(ETAG);
+    headers.remove("content-digest");
+    headers.remove("digest");
+    headers.remove("content-md5");
+}
+
 /// The response part of the layer: decides whether the body is rewritten, buffers it (never
 /// past the limit), redacts it and fixes the headers; or withholds it.
 pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -> Response {
     let config = &info.config;
     mark_sensitive(response.headers_mut(), &config.sensitive_headers);
     let status = response.status();
-    if info.head
-        || status.is_informational()
+    if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         return response;
     }
-    match kind(response.headers()) {
+    // `HEAD` goes through the same checks as `GET`: its headers must say nothing the `GET`
+    // answer would not (see the end).
+    let kind = kind(response.headers());
+    if status == StatusCode::PARTIAL_CONTENT && !matches!(kind, Kind::Other) {
+        // A range of a JSON document is checked without its context: `"hunter2"`, bytes 20 to
+        // 28 of `{"user":"ada","password":"hunter2"}`, is a JSON string no field rule sees.
+        // Ranges of other types in `multipart/byteranges` may be JSON too (see `kind`).
+        return withhold("partial_content", status);
+    }
+    let mut sniffing = match kind {
         Kind::Other => return response,
         Kind::Stream if config.pass_streams => return response,
         Kind::Stream => return withhold("stream_not_redacted", status),
         Kind::ForeignCharset => return withhold("foreign_charset", status),
-        Kind::Json => {}
-    }
+        Kind::Json => false,
+        Kind::Unknown => true,
+    };
     let encoded = response
         .headers()
         .get_all(CONTENT_ENCODING)
         .iter()
         .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
     if encoded {
+        // Of unknown type too: compressed bytes cannot be sniffed.
         return if config.pass_encoded {
             response
         } else {
@@ -166,7 +218,8 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
+    // A large body of unknown type (a download) is not refused before it is known to be JSON.
+    if !sniffing && declared.is_some_and(|len| len > config.max_body_bytes as u64) {
         return if config.pass_oversized {
             response
         } else {
@@ -185,6 +238,20 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         let Ok(data) = frame.into_data() else {
             continue; // trailers: JSON responses do not carry any we keep
         };
+        if sniffing {
+            match sniff(&data) {
+                None => {}
+                Some(true) => sniffing = false,
+                Some(false) => {
+                    // Not JSON: it goes as it came, with what was read so far in front.
+                    if let Some(first) = first.take() {
+                        buffer.extend_from_slice(&first);
+                    }
+                    buffer.extend_from_slice(&data);
+                    return resume(parts, buffer.freeze(), body);
+                }
+            }
+        }
         let held = first.as_ref().map_or(0, Bytes::len);
         let oversized = held + buffer.len() + data.len() > config.max_body_bytes;
         if oversized && !config.pass_oversized {
@@ -199,15 +266,29 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         }
         buffer.extend_from_slice(&data);
         if oversized {
-            let head = futures_util::stream::once(async move { Ok(buffer.freeze()) });
-            let stream = head.chain(body.into_data_stream());
-            return Response::from_parts(parts, Body::from_stream(stream));
+            return resume(parts, buffer.freeze(), body);
         }
     }
     let bytes = match first {
         Some(first) => first,
         None => buffer.freeze(),
     };
+    if info.head && bytes.is_empty() {
+        // A `HEAD` answer whose body was dropped before this layer saw it (the layer wraps a
+        // whole `Router`, whose method router drops it): its `Content-Length` (and `ETag`,
+        // digests) describe the unredacted body, and the redacted one cannot be measured.
+        // RFC 9110 §8.6 forbids a `Content-Length` on `HEAD` other than what `GET` would send,
+        // and §9.3.2 lets a server omit header fields whose value is only known while
+        // generating the content: so they are removed. (Under `Router::layer`, the usual
+        // place, the body is still there and is redacted as for `GET`, giving the same
+        // headers: axum measures and drops it after this layer.)
+        remove_body_headers(&mut parts.headers, true);
+        return Response::from_parts(parts, Body::empty());
+    }
+    if sniffing {
+        // Nothing but whitespace (or nothing at all): not JSON, nothing to redact.
+        return Response::from_parts(parts, Body::from(bytes));
+    }
     let route = info.route.as_ref().map(|r| r.as_str());
     match config.engine.redact(&bytes, info.identity.as_ref(), route) {
         Ok((None, counts)) => {
@@ -221,13 +302,11 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
                 "response redacted"
             );
             parts.extensions.insert(counts);
-            let headers = &mut parts.headers;
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(redacted.len()));
             // These described the unredacted body.
-            headers.remove(ETAG);
-            headers.remove("content-digest");
-            headers.remove("digest");
-            headers.remove("content-md5");
+            remove_body_headers(&mut parts.headers, false);
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(redacted.len()));
             Response::from_parts(parts, Body::from(Bytes::from(redacted)))
         }
         Err(_) => withhold("invalid_json", status),
@@ -253,10 +332,17 @@ fn withhold(reason: &'static str, status: StatusCode) -> Response {
         "foreign_charset" => {
             "The response is not UTF-8 JSON and cannot be checked for sensitive data."
         }
+        "partial_content" => {
+            "A part of a response cannot be checked for sensitive data; request all of it."
+        }
         _ => "The response body could not be read.",
     };
+    // A refusal made after every layer outside let the request through: the response carries
+    // the redaction layer's own `Decision`, so the audit records the refusal under `redact`
+    // and not under an earlier allow (the RBAC layer adds its allow only where none is).
     Rejection::new(RejectionKind::ResponseWithheld)
         .with_reason(reason)
         .with_detail(detail)
+        .decided_by("redact")
         .into_response()
 }

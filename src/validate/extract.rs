@@ -48,9 +48,13 @@ where
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let limits = BodyLimits::of(request.extensions());
-        require_media_type(request.headers(), &mime::APPLICATION_JSON)?;
-        let body = read_body(request, limits.max_body_bytes).await?;
-        from_json(&body, limits.max_json_depth).map(|value| Self(Json(value)))
+        require_media_type(request.headers(), &mime::APPLICATION_JSON).map_err(refused)?;
+        let body = read_body(request, limits.max_body_bytes)
+            .await
+            .map_err(refused)?;
+        from_json(&body, limits.max_json_depth)
+            .map(|value| Self(Json(value)))
+            .map_err(refused)
     }
 }
 
@@ -64,9 +68,14 @@ where
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let limits = BodyLimits::of(request.extensions());
-        require_media_type(request.headers(), &mime::APPLICATION_WWW_FORM_URLENCODED)?;
-        let body = read_body(request, limits.max_body_bytes).await?;
-        from_urlencoded(&body).map(|value| Self(Form(value)))
+        require_media_type(request.headers(), &mime::APPLICATION_WWW_FORM_URLENCODED)
+            .map_err(refused)?;
+        let body = read_body(request, limits.max_body_bytes)
+            .await
+            .map_err(refused)?;
+        from_urlencoded(&body)
+            .map(|value| Self(Form(value)))
+            .map_err(refused)
     }
 }
 
@@ -79,7 +88,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        from_urlencoded(query.as_bytes()).map(|value| Self(Query(value)))
+        from_urlencoded(query.as_bytes())
+            .map(|value| Self(Query(value)))
+            .map_err(refused)
     }
 }
 
@@ -93,9 +104,18 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(value) = Path::<T>::from_request_parts(parts, state)
             .await
-            .map_err(path_rejection)?;
-        validated(value, Vec::new()).map(|value| Self(Path(value)))
+            .map_err(|rejection| refused(path_rejection(rejection)))?;
+        validated(value, Vec::new())
+            .map(|value| Self(Path(value)))
+            .map_err(refused)
     }
+}
+
+/// A refusal of the extractor: it comes after the layers outside let the request through, so
+/// it carries the `validate` layer's own [`Decision`](crate::Decision) and is recorded under it,
+/// not under their allow.
+fn refused(rejection: Rejection) -> Rejection {
+    rejection.decided_by("validate")
 }
 
 /// axum's path errors name the parameter (from the route, not the client) and quote the value;

@@ -5,8 +5,12 @@
 //! into an arbitrary `T`, so this small scanner does both jobs: it walks the text once without
 //! recursion (so a 100 000-deep array costs a few dozen steps before it is refused, and can never
 //! overflow the stack), counts nesting outside strings, and compares the (unescaped) member
-//! names of each object when it closes. It is not a validator: on malformed input it simply
-//! stops and leaves the error to serde_json, which parses the same text next.
+//! names of each object when it closes. It is not a validator: on malformed syntax it simply
+//! stops and leaves the error to serde_json, which parses the same text next. A member name it
+//! cannot decode (a `\u` escape of a lone surrogate) is refused rather than skipped: serde_json
+//! refuses it only where it decodes the name, and lets it through where it does not (a
+//! `RawValue`, an ignored member), so stopping there would switch off both checks for the rest
+//! of the document.
 
 use std::borrow::Cow;
 
@@ -19,6 +23,9 @@ pub(crate) enum ScanError {
     TooDeep(String),
     /// An object has two members of this name; the pointer names the member.
     DuplicateKey(String),
+    /// A member name that cannot be decoded (a lone surrogate escape); the pointer names the
+    /// object it is in.
+    InvalidKey(String),
 }
 
 /// One open array or object.
@@ -50,7 +57,16 @@ pub(crate) fn scan(text: &str, max_depth: usize) -> Result<(), ScanError> {
                         // compare equal exactly as serde_json will see them.
                         match text.get(i..=end).map(serde_json::from_str::<String>) {
                             Some(Ok(name)) => Cow::Owned(name),
-                            _ => return Ok(()),
+                            // Refused, not skipped: giving up here would let duplicates and
+                            // depth through for the rest of the document.
+                            _ => {
+                                // The object's own names are left out: its pointer, not a
+                                // sibling's.
+                                let own = stack.last().and_then(|f| f.keys_start);
+                                let outer = keys.get(..own.unwrap_or(keys.len()));
+                                let at = pointer(&stack, outer.unwrap_or_default());
+                                return Err(ScanError::InvalidKey(at));
+                            }
                         }
                     } else {
                         Cow::Borrowed(text.get(i + 1..end).unwrap_or_default())
@@ -209,14 +225,31 @@ mod tests {
 
     #[test]
     fn leaves_malformed_input_to_serde_json() {
-        for text in [
-            "\"abc",
-            "]]]",
-            "{\"a\":\"\\",
-            "{\"\\ud800\":1,\"\\ud800\":1}",
-            "",
-        ] {
+        for text in ["\"abc", "]]]", "{\"a\":\"\\", ""] {
             assert!(ok(text), "{text}");
         }
+    }
+
+    /// A name that cannot be decoded stops the scan with an error, never with `Ok`: what
+    /// follows it would go unchecked where serde_json does not decode names (a `RawValue`).
+    #[test]
+    fn undecodable_names_are_refused_not_skipped() {
+        for (text, want) in [
+            (r#"{"\ud800":1,"\ud800":1}"#, ""),
+            (r#"{"a":1,"\ud800":2,"a":3}"#, ""),
+            (r#"{"a":{"\udc00":1,"b":1,"b":2}}"#, "/a"),
+            (r#"[1,{"x\ud83dy":[[[[[[]]]]]]}]"#, "/1"),
+        ] {
+            assert_eq!(
+                scan(text, 4),
+                Err(ScanError::InvalidKey(want.to_owned())),
+                "{text}"
+            );
+        }
+        // A paired surrogate is a name like any other.
+        assert_eq!(
+            scan(r#"{"\ud83d\ude00":1,"\ud83d\ude00":2}"#, 4),
+            Err(ScanError::DuplicateKey("/\u{1f600}".to_owned()))
+        );
     }
 }

@@ -106,6 +106,11 @@ pub(crate) fn from_json<T: DeserializeOwned + Validate>(
             ScanError::DuplicateKey(field) => {
                 FieldError::new(field, "duplicate_key", "appears more than once")
             }
+            ScanError::InvalidKey(field) => FieldError::new(
+                field,
+                "invalid_key",
+                "has a member name that is not valid Unicode",
+            ),
         })
     })?;
     let mut de = serde_json::Deserializer::from_str(text);
