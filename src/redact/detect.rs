@@ -64,7 +64,7 @@ impl Detector for CardNumber {
         if b.len() < self.min_len() || count(b, |c| c.is_ascii_digit()) < 13 {
             return;
         }
-        let mut ring = None;
+        let mut groups = None;
         let mut i = 0;
         while i < b.len() {
             if !b[i].is_ascii_digit() {
@@ -87,7 +87,7 @@ impl Detector for CardNumber {
             step(j - i);
             // Most runs are short numbers: only a run long enough to hold a card is examined.
             if digits >= 13 {
-                find_cards(b, i..j, ring.get_or_insert_with(Ring::default), found);
+                find_cards(b, i..j, groups.get_or_insert_with(Default::default), found);
             }
             i = j.max(i + 1);
         }
@@ -100,86 +100,37 @@ impl Detector for CardNumber {
 /// so are the prefixes of a long unbroken run (`41111111111111111227`, masked whole; runs over
 /// 32 digits are not cards). Over-matching only masks more.
 ///
-/// Linear in the run, allocation-free: each digit is read once into running Luhn sums, so a
-/// window's sum is the difference of two sums at its ends; a window holds at most 19 digits, so
-/// the groups it may end on (at most 19) wait in a ring on the stack, and at most 7 of them
-/// (13 to 19 digits) are tried per start.
-fn find_cards(
-    b: &[u8],
-    run: Range<usize>,
-    ring: &mut Ring<CardGroup, MAX_CARD>,
-    found: &mut Vec<Range<usize>>,
-) {
-    let mut groups = CardGroups {
-        b,
-        at: run.start,
-        end: run.end,
-        before: LuhnSums::default(),
-        count: 0,
-    };
-    ring.clear();
-    // For each parity of a window's end and Luhn sum (mod 10) there, the last group pushed that
-    // ends so, by number + 1 (0: none): the farthest end that passes with a given start is then
-    // one look-up per parity, not a try per end.
-    let mut latest = [[0u64; 10]; 2];
-    let admit =
-        |ring: &mut Ring<CardGroup, MAX_CARD>, latest: &mut [[u64; 10]; 2], group: CardGroup| {
-            let parity = (group.after.digits % 2) as usize;
-            latest[parity][usize::from(group.after.sums[parity])] = group.number + 1;
-            ring.push(group);
-        };
-    let mut next = groups.next();
-    loop {
-        if ring.is_empty() {
-            match next.take() {
-                Some(group) => admit(ring, &mut latest, group),
-                None => return,
+/// Linear in the run, allocation-free, one pass: each digit is read once into running Luhn
+/// sums, and a window passes when the sums at its two ends agree. A window holds at most 19
+/// digits, so a start is decided as soon as the next group is out of its reach, and its
+/// farthest passing end is the last group seen with the matching sum: one look-up per parity
+/// (`latest`), not a try per end.
+fn find_cards(b: &[u8], run: Range<usize>, groups: &mut CardGroups, found: &mut Vec<Range<usize>>) {
+    groups.clear();
+    // Group numbers: `next` is read (the look-ahead), `start` is the first not yet decided.
+    let mut next = 0;
+    let mut start = 0;
+    let mut at = run.start;
+    let mut sums = LuhnSums::default();
+    while at < run.end || start < next {
+        if at < run.end {
+            let from = at;
+            while at < run.end && b[at].is_ascii_digit() {
+                sums.push(b[at]);
+                at += 1;
             }
-            next = groups.next();
-        }
-        let start = *ring.front();
-        if start.digits() > MAX_CARD {
-            // A card with digits glued after it (an expiry, a CVV, a date): when a 13-19 digit
-            // prefix of the run is Luhn-valid, the whole run is masked, so no card digits are
-            // left behind. Runs of one repeated digit and runs over 32 digits (hashes, padding)
-            // are not cards; a card with digits glued *before* it is not found (every window
-            // of a long id would pass Luhn one time in ten).
-            let group = &b[start.start..start.end];
-            if group.len() <= MAX_GLUED_RUN
-                && group.iter().any(|d| *d != group[0])
-                && luhn_prefix(&group[..MAX_CARD])
-            {
-                found.push(start.start..start.end);
+            step(at - from);
+            groups.set(next, from..at, sums);
+            // Past the single separator.
+            at += 1;
+            // Decide every start that this group is out of reach of.
+            while start < next && sums.digits - groups.before(start).digits > MAX_CARD as u64 {
+                start = groups.decide(b, start, next, found);
             }
-            ring.pop_front();
-            continue;
-        }
-        // Every group that a window from `start` can end on.
-        while let Some(group) = next.as_ref() {
-            if group.after.digits - start.before.digits > MAX_CARD as u64 {
-                break;
-            }
-            admit(ring, &mut latest, *group);
-            next = groups.next();
-        }
-        // The longest window that passes, if any: every group in the ring is within reach.
-        step(1);
-        let matched = (0..2)
-            .filter_map(|parity| {
-                let last = latest[parity][usize::from(start.before.sums[parity])];
-                let i = last.checked_sub(start.number + 1)? as usize;
-                let end = ring.get(i);
-                let digits = end.after.digits - start.before.digits;
-                debug_assert!(end.after.valid_since(&start.before));
-                (digits >= MIN_CARD as u64).then_some(i)
-            })
-            .max();
-        match matched {
-            Some(i) => {
-                found.push(start.start..ring.get(i).end);
-                (0..=i).for_each(|_| ring.pop_front());
-            }
-            None => ring.pop_front(),
+            groups.admit(next);
+            next += 1;
+        } else {
+            start = groups.decide(b, start, next, found);
         }
     }
 }
@@ -189,58 +140,101 @@ const MIN_CARD: usize = 13;
 const MAX_CARD: usize = 19;
 /// Longest unbroken run of digits still searched for a card with other digits glued on.
 const MAX_GLUED_RUN: usize = 32;
+/// Groups kept: a power of two above the 20 a window and its look-ahead can span.
+const CARD_GROUPS: usize = 32;
 
-/// One group of digits of a run, with the running Luhn sums before and after it.
-#[derive(Clone, Copy, Debug, Default)]
-struct CardGroup {
-    /// Its place in the run, from 0.
-    number: u64,
-    /// Where the group is in the text.
-    start: usize,
-    end: usize,
-    before: LuhnSums,
-    after: LuhnSums,
+/// The last groups of a run, by number mod [`CARD_GROUPS`], as arrays of plain values (copying
+/// whole group structs between them cost more than the checks).
+struct CardGroups {
+    starts: [usize; CARD_GROUPS],
+    ends: [usize; CARD_GROUPS],
+    /// The running sums after each group.
+    after: [LuhnSums; CARD_GROUPS],
+    /// For each parity of a window's end and Luhn sum there, the last group admitted that ends
+    /// so, by number + 1 (0: none).
+    latest: [[usize; 10]; 2],
 }
 
-impl CardGroup {
-    fn digits(&self) -> usize {
-        self.end - self.start
+impl Default for CardGroups {
+    fn default() -> Self {
+        Self {
+            starts: [0; CARD_GROUPS],
+            ends: [0; CARD_GROUPS],
+            after: [LuhnSums::default(); CARD_GROUPS],
+            latest: [[0; 10]; 2],
+        }
     }
 }
 
-/// The groups of a run of digit groups, in order, each digit read once.
-struct CardGroups<'b> {
-    b: &'b [u8],
-    at: usize,
-    end: usize,
-    before: LuhnSums,
-    /// Groups read so far.
-    count: u64,
-}
+impl CardGroups {
+    fn clear(&mut self) {
+        self.latest = [[0; 10]; 2];
+    }
 
-impl CardGroups<'_> {
-    fn next(&mut self) -> Option<CardGroup> {
-        if self.at >= self.end {
-            return None;
+    fn set(&mut self, number: usize, bytes: Range<usize>, after: LuhnSums) {
+        let slot = number % CARD_GROUPS;
+        self.starts[slot] = bytes.start;
+        self.ends[slot] = bytes.end;
+        self.after[slot] = after;
+    }
+
+    /// Makes group `number` a possible end for the starts still undecided.
+    fn admit(&mut self, number: usize) {
+        let after = self.after[number % CARD_GROUPS];
+        let parity = (after.digits % 2) as usize;
+        self.latest[parity][usize::from(after.sums[parity])] = number + 1;
+    }
+
+    /// The running sums before group `number`.
+    fn before(&self, number: usize) -> LuhnSums {
+        match number.checked_sub(1) {
+            Some(previous) => self.after[previous % CARD_GROUPS],
+            None => LuhnSums::default(),
         }
-        let start = self.at;
-        let mut after = self.before;
-        while self.at < self.end && self.b[self.at].is_ascii_digit() {
-            after.push(self.b[self.at]);
-            self.at += 1;
+    }
+
+    /// Finds the longest card starting at group `start`, given the groups admitted up to
+    /// `next` (all within reach); returns the next start.
+    fn decide(&self, b: &[u8], start: usize, next: usize, found: &mut Vec<Range<usize>>) -> usize {
+        step(1);
+        let slot = start % CARD_GROUPS;
+        let before = self.before(start);
+        let (from, to) = (self.starts[slot], self.ends[slot]);
+        if to - from > MAX_CARD {
+            // A card with digits glued after it (an expiry, a CVV, a date): when a 13-19 digit
+            // prefix of the run is Luhn-valid, the whole run is masked, so no card digits are
+            // left behind. Runs of one repeated digit and runs over 32 digits (hashes, padding)
+            // are not cards; a card with digits glued *before* it is not found (every window
+            // of a long id would pass Luhn one time in ten).
+            let group = &b[from..to];
+            if group.len() <= MAX_GLUED_RUN
+                && group.iter().any(|d| *d != group[0])
+                && luhn_prefix(&group[..MAX_CARD])
+            {
+                found.push(from..to);
+            }
+            return start + 1;
         }
-        step(self.at - start);
-        let group = CardGroup {
-            number: self.count,
-            start,
-            end: self.at,
-            before: std::mem::replace(&mut self.before, after),
-            after,
-        };
-        // Past the single separator.
-        self.at += 1;
-        self.count += 1;
-        Some(group)
+        let end = (0..2)
+            .filter_map(|parity| {
+                let end = self.latest[parity][usize::from(before.sums[parity])].checked_sub(1)?;
+                if !(start..next).contains(&end) {
+                    return None;
+                }
+                let digits = self.after[end % CARD_GROUPS].digits - before.digits;
+                debug_assert!(self.after[end % CARD_GROUPS].valid_since(&before));
+                (MIN_CARD as u64..=MAX_CARD as u64)
+                    .contains(&digits)
+                    .then_some(end)
+            })
+            .max();
+        match end {
+            Some(end) => {
+                found.push(from..self.ends[end % CARD_GROUPS]);
+                end + 1
+            }
+            None => start + 1,
+        }
     }
 }
 
