@@ -281,68 +281,6 @@ fn luhn_prefix(digits: &[u8]) -> bool {
     })
 }
 
-/// A first-in first-out queue of at most `N` items on the stack.
-struct Ring<T, const N: usize> {
-    items: [T; N],
-    head: usize,
-    len: usize,
-}
-
-impl<T: Copy + Default, const N: usize> Default for Ring<T, N> {
-    fn default() -> Self {
-        Self {
-            items: [T::default(); N],
-            head: 0,
-            len: 0,
-        }
-    }
-}
-
-impl<T, const N: usize> Ring<T, N> {
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The `i`th item from the front; callers stay below `len`.
-    fn get(&self, i: usize) -> &T {
-        &self.items[Self::wrap(self.head + i)]
-    }
-
-    /// An index below `2 * N` brought below `N` (cheaper than `%` for an `N` that is not a power
-    /// of two).
-    fn wrap(i: usize) -> usize {
-        if i >= N { i - N } else { i }
-    }
-
-    fn front(&self) -> &T {
-        self.get(0)
-    }
-
-    /// Adds an item at the back; a full ring drops its front item (callers never fill it).
-    fn push(&mut self, item: T) {
-        if self.len == N {
-            self.pop_front();
-        }
-        self.items[Self::wrap(self.head + self.len)] = item;
-        self.len += 1;
-    }
-
-    fn pop_front(&mut self) {
-        if self.len > 0 {
-            self.head = Self::wrap(self.head + 1);
-            self.len -= 1;
-        }
-    }
-}
-
 /// How many bytes of `b` are `what`: counted in bytes, not in the `usize`s of
 /// `filter().count()`, so that it vectorizes 16 or 32 bytes at a time.
 fn count(b: &[u8], what: impl Fn(u8) -> bool) -> usize {
@@ -634,7 +572,7 @@ impl Detector for Iban {
             return;
         }
         // Runs of groups of capitals and digits joined by single spaces.
-        let mut ring = None;
+        let mut groups = None;
         let mut i = 0;
         while i < b.len() {
             if !upper_alnum(b[i]) {
@@ -652,10 +590,15 @@ impl Detector for Iban {
                 i += 1;
             }
             step(i - start);
-            // A shorter run, or one where no group starts like an IBAN, holds none. The ring is
-            // set up once per text, not per run.
+            // A shorter run, or one where no group starts like an IBAN, holds none. The groups'
+            // arrays are set up once per text, not per run.
             if head && i - start >= MIN_IBAN {
-                find_ibans(b, start..i, ring.get_or_insert_with(Ring::default), found);
+                find_ibans(
+                    b,
+                    start..i,
+                    groups.get_or_insert_with(Default::default),
+                    found,
+                );
             }
         }
     }
@@ -665,61 +608,43 @@ impl Detector for Iban {
 /// digit) with two capitals and two digits, ends a group (before one that is not a letter or
 /// digit), holds 15-34 characters and passes mod 97; the longest from each start wins.
 ///
-/// Linear in the run, allocation-free: each character is read once into a running remainder
-/// of the whole run, so a window's remainder comes from the remainders at its ends; a window
-/// holds at most 34 characters, so the groups it may end on wait in a ring on the stack.
-fn find_ibans(
-    b: &[u8],
-    run: Range<usize>,
-    ring: &mut Ring<IbanGroup, MAX_IBAN>,
-    found: &mut Vec<Range<usize>>,
-) {
-    let mut groups = IbanGroups {
-        b,
-        at: run.start,
-        end: run.end,
-        before: Mod97::default(),
-    };
-    ring.clear();
-    let mut next = groups.next();
-    loop {
-        if ring.is_empty() {
-            match next.take() {
-                Some(group) => ring.push(group),
-                None => return,
+/// Linear in the run, allocation-free, one pass: each character is read once into a running
+/// remainder of the whole run, so a window's remainder comes from the remainders at its ends;
+/// a window holds at most 34 characters, so a start is decided as soon as the next group is out
+/// of its reach, trying only the ends 15 to 34 characters away.
+fn find_ibans(b: &[u8], run: Range<usize>, groups: &mut IbanGroups, found: &mut Vec<Range<usize>>) {
+    let mut next = 0;
+    let mut start = 0;
+    let mut at = run.start;
+    let mut sums = Mod97::default();
+    while at < run.end || start < next {
+        if at < run.end {
+            let from = at;
+            let mut fifth = None;
+            while at < run.end && b[at] != b' ' {
+                sums.push(b[at]);
+                at += 1;
+                if at - from == 4 {
+                    fifth = Some(sums);
+                }
             }
-            next = groups.next();
-        }
-        let start = *ring.front();
-        let Some(head) = start.head else {
-            ring.pop_front();
-            continue;
-        };
-        while let Some(group) = next.as_ref() {
-            if group.after.chars - start.before.chars > MAX_IBAN as u64 {
-                break;
+            step(at - from);
+            let head = fifth.filter(|_| iban_head(b, from)).map(|fifth| IbanHead {
+                fifth,
+                value: b[from..from + 4]
+                    .iter()
+                    .fold(0, |rem, &c| mod97_push(rem, c)),
+            });
+            let boundary = !b.get(at).is_some_and(u8::is_ascii_alphanumeric);
+            groups.set(next, from..at, sums, head, boundary);
+            // Past the single space.
+            at += 1;
+            while start < next && sums.chars - groups.before(start).chars > MAX_IBAN as u64 {
+                start = groups.decide(start, next, found);
             }
-            ring.push(*group);
-            next = groups.next();
-        }
-        let mut matched = None;
-        for i in (0..ring.len()).rev() {
-            let end = ring.get(i);
-            if end.after.chars - start.before.chars < MIN_IBAN as u64 {
-                break;
-            }
-            step(1);
-            if end.boundary && head.passes(&end.after) {
-                matched = Some(i);
-                break;
-            }
-        }
-        match matched {
-            Some(i) => {
-                found.push(start.start..ring.get(i).end);
-                (0..=i).for_each(|_| ring.pop_front());
-            }
-            None => ring.pop_front(),
+            next += 1;
+        } else {
+            start = groups.decide(start, next, found);
         }
     }
 }
@@ -739,19 +664,78 @@ fn iban_head(b: &[u8], at: usize) -> bool {
 const MIN_IBAN: usize = 15;
 const MAX_IBAN: usize = 34;
 
-/// One group of a run of capitals and digits.
-#[derive(Clone, Copy, Debug, Default)]
-struct IbanGroup {
-    /// Where the group is in the text.
-    start: usize,
-    end: usize,
-    before: Mod97,
-    after: Mod97,
-    /// What an IBAN starting here needs, if one can (two capitals and two digits after a byte
-    /// that is not a letter or digit).
-    head: Option<IbanHead>,
-    /// No letter or digit follows: an IBAN can end here.
-    boundary: bool,
+/// Groups kept: a power of two above the 35 a window and its look-ahead can span.
+const IBAN_GROUPS: usize = 64;
+
+/// The last groups of a run, by number mod [`IBAN_GROUPS`], as arrays of plain values.
+struct IbanGroups {
+    starts: [usize; IBAN_GROUPS],
+    ends: [usize; IBAN_GROUPS],
+    /// The running remainder after each group.
+    after: [Mod97; IBAN_GROUPS],
+    /// What an IBAN starting at the group needs, if one can.
+    heads: [Option<IbanHead>; IBAN_GROUPS],
+    /// No letter or digit follows the group: an IBAN can end there.
+    boundaries: [bool; IBAN_GROUPS],
+}
+
+impl Default for IbanGroups {
+    fn default() -> Self {
+        Self {
+            starts: [0; IBAN_GROUPS],
+            ends: [0; IBAN_GROUPS],
+            after: [Mod97::default(); IBAN_GROUPS],
+            heads: [None; IBAN_GROUPS],
+            boundaries: [false; IBAN_GROUPS],
+        }
+    }
+}
+
+impl IbanGroups {
+    fn set(
+        &mut self,
+        number: usize,
+        bytes: Range<usize>,
+        after: Mod97,
+        head: Option<IbanHead>,
+        boundary: bool,
+    ) {
+        let slot = number % IBAN_GROUPS;
+        self.starts[slot] = bytes.start;
+        self.ends[slot] = bytes.end;
+        self.after[slot] = after;
+        self.heads[slot] = head;
+        self.boundaries[slot] = boundary;
+    }
+
+    /// The running remainder before group `number`.
+    fn before(&self, number: usize) -> Mod97 {
+        match number.checked_sub(1) {
+            Some(previous) => self.after[previous % IBAN_GROUPS],
+            None => Mod97::default(),
+        }
+    }
+
+    /// Finds the longest IBAN starting at group `start`, given the groups read up to `next`
+    /// (all within reach); returns the next start.
+    fn decide(&self, start: usize, next: usize, found: &mut Vec<Range<usize>>) -> usize {
+        let Some(head) = self.heads[start % IBAN_GROUPS] else {
+            return start + 1;
+        };
+        let before = self.before(start).chars;
+        for end in (start..next).rev() {
+            let slot = end % IBAN_GROUPS;
+            if self.after[slot].chars - before < MIN_IBAN as u64 {
+                break;
+            }
+            step(1);
+            if self.boundaries[slot] && head.passes(&self.after[slot]) {
+                found.push(self.starts[start % IBAN_GROUPS]..self.ends[slot]);
+                return end + 1;
+            }
+        }
+        start + 1
+    }
 }
 
 /// The start of a candidate IBAN: its first four characters, moved to the end by the check.
@@ -808,52 +792,6 @@ const POW10_MOD97: [u32; 96] = {
     }
     table
 };
-
-/// The groups of a run, in order, each character read once.
-struct IbanGroups<'b> {
-    b: &'b [u8],
-    at: usize,
-    end: usize,
-    before: Mod97,
-}
-
-impl IbanGroups<'_> {
-    fn next(&mut self) -> Option<IbanGroup> {
-        if self.at >= self.end {
-            return None;
-        }
-        let b = self.b;
-        let start = self.at;
-        let mut after = self.before;
-        let mut fifth = None;
-        while self.at < self.end && b[self.at] != b' ' {
-            after.push(b[self.at]);
-            self.at += 1;
-            if self.at - start == 4 {
-                fifth = Some(after);
-            }
-        }
-        step(self.at - start);
-        let head = fifth.filter(|_| iban_head(b, start));
-        let group = IbanGroup {
-            start,
-            end: self.at,
-            before: self.before,
-            after,
-            head: head.map(|fifth| IbanHead {
-                fifth,
-                value: b[start..start + 4]
-                    .iter()
-                    .fold(0, |rem, &c| mod97_push(rem, c)),
-            }),
-            boundary: !b.get(self.at).is_some_and(u8::is_ascii_alphanumeric),
-        };
-        self.before = after;
-        // Past the single space.
-        self.at += 1;
-        Some(group)
-    }
-}
 
 /// The remainder mod 97 of the number so far followed by `c` (ISO 13616: a letter stands for
 /// the two digits 10-35).
