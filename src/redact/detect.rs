@@ -629,17 +629,14 @@ fn find_ibans(b: &[u8], run: Range<usize>, groups: &mut IbanGroups, found: &mut 
                 }
             }
             step(at - from);
-            let head = fifth.filter(|_| iban_head(b, from)).map(|fifth| IbanHead {
-                fifth,
-                value: b[from..from + 4]
-                    .iter()
-                    .fold(0, |rem, &c| mod97_push(rem, c)),
-            });
+            let head = fifth
+                .filter(|_| iban_head(b, from))
+                .map(|fifth| IbanHead::new(&fifth, &b[from..from + 4]));
             let boundary = !b.get(at).is_some_and(u8::is_ascii_alphanumeric);
-            groups.set(next, from..at, sums, head, boundary);
+            groups.set(next, from..at, &sums, head, boundary);
             // Past the single space.
             at += 1;
-            while start < next && sums.chars - groups.before(start).chars > MAX_IBAN as u64 {
+            while start < next && sums.chars - groups.chars_before(start) > MAX_IBAN as u64 {
                 start = groups.decide(start, next, found);
             }
             next += 1;
@@ -671,8 +668,10 @@ const IBAN_GROUPS: usize = 64;
 struct IbanGroups {
     starts: [usize; IBAN_GROUPS],
     ends: [usize; IBAN_GROUPS],
-    /// The running remainder after each group.
-    after: [Mod97; IBAN_GROUPS],
+    /// Characters of the run up to the end of each group.
+    chars: [u64; IBAN_GROUPS],
+    /// What the check needs of each group's end.
+    end_values: [IbanEnd; IBAN_GROUPS],
     /// What an IBAN starting at the group needs, if one can.
     heads: [Option<IbanHead>; IBAN_GROUPS],
     /// No letter or digit follows the group: an IBAN can end there.
@@ -684,7 +683,8 @@ impl Default for IbanGroups {
         Self {
             starts: [0; IBAN_GROUPS],
             ends: [0; IBAN_GROUPS],
-            after: [Mod97::default(); IBAN_GROUPS],
+            chars: [0; IBAN_GROUPS],
+            end_values: [IbanEnd::default(); IBAN_GROUPS],
             heads: [None; IBAN_GROUPS],
             boundaries: [false; IBAN_GROUPS],
         }
@@ -696,24 +696,24 @@ impl IbanGroups {
         &mut self,
         number: usize,
         bytes: Range<usize>,
-        after: Mod97,
+        after: &Mod97,
         head: Option<IbanHead>,
         boundary: bool,
     ) {
         let slot = number % IBAN_GROUPS;
         self.starts[slot] = bytes.start;
         self.ends[slot] = bytes.end;
-        self.after[slot] = after;
+        self.chars[slot] = after.chars;
+        self.end_values[slot] = after.end();
         self.heads[slot] = head;
         self.boundaries[slot] = boundary;
     }
 
-    /// The running remainder before group `number`.
-    fn before(&self, number: usize) -> Mod97 {
-        match number.checked_sub(1) {
-            Some(previous) => self.after[previous % IBAN_GROUPS],
-            None => Mod97::default(),
-        }
+    /// Characters of the run before group `number`.
+    fn chars_before(&self, number: usize) -> u64 {
+        number
+            .checked_sub(1)
+            .map_or(0, |previous| self.chars[previous % IBAN_GROUPS])
     }
 
     /// Finds the longest IBAN starting at group `start`, given the groups read up to `next`
@@ -722,14 +722,14 @@ impl IbanGroups {
         let Some(head) = self.heads[start % IBAN_GROUPS] else {
             return start + 1;
         };
-        let before = self.before(start).chars;
+        let before = self.chars_before(start);
         for end in (start..next).rev() {
             let slot = end % IBAN_GROUPS;
-            if self.after[slot].chars - before < MIN_IBAN as u64 {
+            if self.chars[slot] - before < MIN_IBAN as u64 {
                 break;
             }
             step(1);
-            if self.boundaries[slot] && head.passes(&self.after[slot]) {
+            if self.boundaries[slot] && head.passes(&self.end_values[slot]) {
                 found.push(self.starts[start % IBAN_GROUPS]..self.ends[slot]);
                 return end + 1;
             }
@@ -739,22 +739,41 @@ impl IbanGroups {
 }
 
 /// The start of a candidate IBAN: its first four characters, moved to the end by the check.
+///
+/// With `N(x) = R(x) * 10^-E(x)` (the run's remainder `R` and decimal digits `E` up to `x`),
+/// the characters from the fifth (`f`) up to an end (`e`) are worth `10^E(e) * (N(e) - N(f))`,
+/// and the rearranged number `rest * 10^6 + V` (the four characters, six digits, worth `V`)
+/// leaves 1 exactly when `N(e) = N(f) + (1 - V) * 10^-(E(e) + 6)`: one multiplication per
+/// end tried, with `N(e)` and `10^-(E(e) + 6)` computed once per group ([`IbanEnd`]).
 #[derive(Clone, Copy, Debug, Default)]
 struct IbanHead {
-    /// The run so far, up to the fifth character.
-    fifth: Mod97,
-    /// The four characters' value mod 97, appended after the rest: two letters (two digits
-    /// each) and two digits make six decimal digits.
-    value: u32,
+    /// `N` up to the fifth character.
+    norm: u32,
+    /// `1 - V` mod 97.
+    factor: u32,
 }
 
 impl IbanHead {
+    fn new(fifth: &Mod97, first_four: &[u8]) -> Self {
+        let value = first_four.iter().fold(0, |rem, &c| mod97_push(rem, c));
+        Self {
+            norm: fifth.norm(),
+            factor: (1 + 97 - value) % 97,
+        }
+    }
+
     /// Whether the characters from the fifth up to `end`, followed by the first four, leave
     /// remainder 1 (ISO 13616).
-    fn passes(&self, end: &Mod97) -> bool {
-        let rest = end.since(&self.fifth);
-        (rest * POW10_MOD97[6] + self.value) % 97 == 1
+    fn passes(&self, end: &IbanEnd) -> bool {
+        (self.factor * end.weight + self.norm) % 97 == end.norm
     }
+}
+
+/// What the check needs of a group's end: `N` there and `10^-(E + 6)`.
+#[derive(Clone, Copy, Debug, Default)]
+struct IbanEnd {
+    norm: u32,
+    weight: u32,
 }
 
 /// The running remainder mod 97 of a run's characters read as one number (a letter stands for
@@ -774,12 +793,22 @@ impl Mod97 {
         self.digits += if c.is_ascii_digit() { 1 } else { 2 };
     }
 
-    /// The remainder of the characters pushed since `earlier`.
-    fn since(&self, earlier: &Mod97) -> u32 {
-        let shift = (self.digits - earlier.digits) % 96;
-        let shifted = earlier.rem * POW10_MOD97[shift as usize] % 97;
-        (self.rem + 97 - shifted) % 97
+    /// `rem * 10^-digits` mod 97.
+    fn norm(&self) -> u32 {
+        self.rem * inverse_pow10(self.digits) % 97
     }
+
+    fn end(&self) -> IbanEnd {
+        IbanEnd {
+            norm: self.norm(),
+            weight: inverse_pow10(self.digits + 6),
+        }
+    }
+}
+
+/// 10^-n mod 97 (10^96 = 1 mod 97).
+fn inverse_pow10(n: u64) -> u32 {
+    POW10_MOD97[((96 - n % 96) % 96) as usize]
 }
 
 /// 10^i mod 97.
