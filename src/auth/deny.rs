@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Answers whether a token id has been revoked. Consulted on every request, verified-token cache
 /// hits included, so it must be fast (an in-memory lookup, a local Redis set, ...).
@@ -22,43 +22,70 @@ pub struct InMemoryDenyList {
     max_entries: usize,
 }
 
+/// Issuers and expiry of the revoked tokens, by `jti`, with their number kept as they change
+/// (counting them per revocation made N revocations cost N² under the lock every request reads
+/// through).
+#[derive(Default)]
+struct Revocations {
+    by_jti: HashMap<String, Vec<(Option<String>, SystemTime)>>,
+    count: usize,
+    /// When expired entries were last pruned: a full list is swept at most once a second.
+    pruned: Option<Instant>,
+}
+
 impl InMemoryDenyList {
     /// A list holding at most `max_entries` unexpired revocations.
     pub fn new(max_entries: usize) -> Self {
         Self {
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Revocations::default()),
             max_entries,
         }
     }
 
     /// Revokes the token `jti` of `issuer` until `expires_at` (the token's `exp`). Returns
     /// `false`, adding nothing, when the list is full of unexpired entries: refuse the operation
-    /// upstream (or remove the signing key) rather than silently forget a revocation.
+    /// upstream (or remove the signing key) rather than silently forget a revocation. A full list
+    /// is swept for expired entries at most once a second, so revoking stays O(1) however full.
     #[must_use]
     pub fn deny(&self, issuer: Option<&str>, jti: &str, expires_at: SystemTime) -> bool {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        let entries = &mut *entries;
         let known = entries
+            .by_jti
             .get(jti)
             .is_some_and(|issuers| issuers.iter().any(|(iss, _)| iss.as_deref() == issuer));
-        if !known && count(&entries) >= self.max_entries {
+        if !known && entries.count >= self.max_entries {
+            if entries
+                .pruned
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+            {
+                return false;
+            }
+            entries.pruned = Some(Instant::now());
             let now = SystemTime::now();
-            entries.retain(|_, issuers| {
+            entries.by_jti.retain(|_, issuers| {
                 issuers.retain(|(_, until)| *until > now);
                 !issuers.is_empty()
             });
-            if count(&entries) >= self.max_entries {
+            entries.count = entries.by_jti.values().map(Vec::len).sum();
+            if entries.count >= self.max_entries {
                 return false;
             }
         }
-        let issuers = entries.entry(jti.to_owned()).or_default();
+        let issuers = entries.by_jti.entry(jti.to_owned()).or_default();
+        let before = issuers.len();
         issuers.retain(|(iss, _)| iss.as_deref() != issuer);
         issuers.push((issuer.map(str::to_owned), expires_at));
+        entries.count = entries.count + issuers.len() - before;
         true
     }
 
     /// Number of entries held (expired ones included until they are pruned).
     pub fn len(&self) -> usize {
-        count(&self.entries.read().unwrap_or_else(PoisonError::into_inner))
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count
     }
 
     /// Whether the list holds no entry.
@@ -70,19 +97,12 @@ impl InMemoryDenyList {
 impl JtiDenyList for InMemoryDenyList {
     fn is_denied(&self, issuer: Option<&str>, jti: &str) -> bool {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        entries.get(jti).is_some_and(|issuers| {
+        entries.by_jti.get(jti).is_some_and(|issuers| {
             issuers
                 .iter()
                 .any(|(iss, until)| iss.as_deref() == issuer && *until > SystemTime::now())
         })
     }
-}
-
-/// Issuers and expiry of the revoked tokens, by `jti`.
-type Revocations = HashMap<String, Vec<(Option<String>, SystemTime)>>;
-
-fn count(entries: &Revocations) -> usize {
-    entries.values().map(Vec::len).sum()
 }
 
 impl fmt::Debug for InMemoryDenyList {
@@ -91,5 +111,35 @@ impl fmt::Debug for InMemoryDenyList {
             .field("entries", &self.len())
             .field("max_entries", &self.max_entries)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_count_follows_additions_replacements_and_sweeps() {
+        let list = InMemoryDenyList::new(3);
+        let later = SystemTime::now() + Duration::from_secs(60);
+        let past = SystemTime::now() - Duration::from_secs(1);
+        assert!(list.deny(Some("i"), "a", past));
+        assert!(list.deny(Some("j"), "a", later));
+        assert!(list.deny(Some("j"), "a", later)); // the same revocation again: replaced
+        assert_eq!(list.len(), 2);
+        assert!(list.deny(None, "b", later));
+        assert_eq!(list.len(), 3);
+        // Full: the sweep drops the expired entry and makes room.
+        assert!(list.deny(None, "c", later));
+        assert_eq!(list.len(), 3);
+        assert!(!list.is_denied(Some("i"), "a"));
+        assert!(list.is_denied(Some("j"), "a") && list.is_denied(None, "b"));
+        // Full of live entries: refused, and not swept again within the second.
+        assert!(!list.deny(None, "d", later));
+        assert!(!list.deny(None, "e", later));
+        assert_eq!(list.len(), 3);
+        // Revoking one already held again still works when full.
+        assert!(list.deny(None, "c", later));
+        assert_eq!(list.len(), 3);
     }
 }
