@@ -83,8 +83,8 @@ pub enum AuditEntry {
 
 /// Events that never reached the chain because the queue was full ([`Overflow`](super::Overflow)).
 /// Sealed by the audit thread after the records accepted before the loss, so the loss is part of
-/// the tamper-evident log and [`verify`] counts it. (Events that arrive after a shutdown are
-/// only counted in [`AuditStats::dropped`](super::AuditStats::dropped): the chain is closed.)
+/// the tamper-evident log and [`verify`] counts it. (Events that arrive once the audit trail has
+/// closed are only counted in [`AuditStats::dropped`](super::AuditStats::dropped).)
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct AuditGap {

@@ -300,6 +300,10 @@ impl Worker {
                 {
                     Ok(n) => n,
                     Err(_) => {
+                        // Idle: drops since the last batch (a request that gave up waiting for
+                        // room) are sealed now, not when the next event comes.
+                        self.seal_gap(&mut records);
+                        self.write(&mut records);
                         self.flush_sinks();
                         unflushed = false;
                         continue;

@@ -693,12 +693,17 @@ impl<'a> Walk<'a> {
                     let out = std::str::from_utf8(&out).map_err(|_| NotJson)?;
                     return self.replace_with_string(token, out);
                 }
-                Nested::TooDeep => {
+                // Too deep, or document-shaped but refused by this walk while a lenient reader
+                // may take it (a lone surrogate, `NaN`, trailing data): it can hold a field this
+                // walk would mask, or an escaped secret the detectors cannot see in the raw
+                // text, so it is masked whole. Without a `"` nothing in it can be a member name
+                // or an escape, and the detectors see it all (`[citation needed]` stays).
+                Nested::NotJson if !text.contains('"') => {}
+                Nested::TooDeep | Nested::NotJson => {
                     self.replace_with_string(token, REDACTED)?;
                     self.counts.add("nested_json");
                     return Ok(());
                 }
-                Nested::NotJson => {}
             }
         }
         self.scrub(token, text)
