@@ -794,6 +794,19 @@ async fn alerts_reach_the_sinks_and_the_callback() {
         .unwrap();
     let handle = audit.handle();
     let app = stack(audit, 100);
+    // Expired tokens are not guesses (nor is a provider that is down): no alert, no lockout.
+    let mut stale = claims("carol", "read:items");
+    stale["exp"] = serde_json::json!(common::now() - 120);
+    let stale = format!("Bearer {}", Signer::hs256().sign(&stale));
+    for i in 0..4 {
+        let id = format!("s-{i}");
+        let response = call(
+            &app,
+            request("/items", &id, [10, 3, 2, 1], &[("authorization", &stale)]),
+        )
+        .await;
+        assert_eq!(response.status(), 401);
+    }
     let bad = format!(
         "Bearer {}",
         Signer::es256_foreign().sign(&claims("mallory", "admin"))

@@ -177,9 +177,14 @@ impl Detector {
     pub(crate) fn observe(&mut self, event: &AuditEvent, now: Instant) -> Vec<SecurityAlert> {
         let mut alerts = Vec::new();
         // A credential was presented and refused (not a request that simply carried none).
+        // Only what the lockout counts as guessing: an expired token or an identity provider
+        // that is down must not raise alerts for every office behind one address.
         let auth_failure = event.layer.as_deref() == Some("auth")
             && matches!(event.outcome, Outcome::Unauthenticated | Outcome::Invalid)
-            && event.reason.as_deref() != Some("missing_credentials");
+            && event
+                .reason
+                .as_deref()
+                .is_some_and(crate::error::Rejection::is_guessing_reason);
         let locked = event.layer.as_deref() == Some("lockout");
         // Formatted only for the events a rule counts: most requests raise nothing.
         let client = || event.client_ip.map(group);

@@ -449,6 +449,12 @@ impl Rejection {
             .any(|(kind, reason)| *kind == self.0.kind && *reason == self.0.reason)
     }
 
+    /// Whether a refusal of the `auth` layer with this reason is evidence of guessing, for those
+    /// that see only the reason (the audit trail's alerts).
+    pub(crate) fn is_guessing_reason(reason: &str) -> bool {
+        GUESSING_REASONS.iter().any(|(_, known)| *known == reason)
+    }
+
     /// The extension members of the problem document.
     pub fn members(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
         self.0.members.as_ref()
