@@ -94,6 +94,36 @@ struct Cached {
     identity: Option<Identity>,
     exp: Option<u64>,
     ttl: Duration,
+    /// Roughly the bytes it holds ([`weigh`]).
+    weight: u32,
+}
+
+/// Roughly the bytes an answer's identity holds in memory: each JSON value is a node of some 64
+/// bytes besides its text, so an array of many small values (`[0,0,0,...]`) weighs what it costs,
+/// not what it took on the wire.
+fn weigh(identity: Option<&Identity>) -> u32 {
+    fn nodes_and_text(value: &Value) -> (u64, u64) {
+        match value {
+            Value::String(text) => (1, text.len() as u64),
+            Value::Array(items) => items.iter().map(nodes_and_text).fold((1, 0), add),
+            Value::Object(members) => members
+                .iter()
+                .map(|(key, value)| add(nodes_and_text(value), (0, key.len() as u64)))
+                .fold((1, 0), add),
+            _ => (1, 0),
+        }
+    }
+    fn add(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
+        (a.0 + b.0, a.1 + b.1)
+    }
+    let (nodes, text) = identity.map_or((0, 0), |identity| {
+        identity
+            .claims()
+            .iter()
+            .map(|(key, value)| add(nodes_and_text(value), (0, key.len() as u64)))
+            .fold((1, 0), add)
+    });
+    u32::try_from(256 + 64 * nodes + text).unwrap_or(u32::MAX)
 }
 
 impl Introspector {
@@ -163,6 +193,7 @@ impl Introspector {
                 identity: outcome.as_ref().ok().cloned(),
                 exp,
                 ttl,
+                weight: weigh(outcome.as_ref().ok()),
             },
         );
         outcome
@@ -318,7 +349,7 @@ pub struct IntrospectorBuilder {
     mapping: ClaimMapping,
     negative_ttl: Duration,
     max_positive_ttl: Duration,
-    max_entries: u64,
+    cache_max_bytes: u64,
     max_token_bytes: usize,
     max_concurrent_calls: usize,
     http: HttpConfig,
@@ -347,7 +378,7 @@ impl IntrospectorBuilder {
             mapping: ClaimMapping::default(),
             negative_ttl: Duration::from_secs(10),
             max_positive_ttl: Duration::from_secs(300),
-            max_entries: 10_000,
+            cache_max_bytes: 32 << 20,
             max_token_bytes: 8 * 1024,
             max_concurrent_calls: 32,
             // Short: a request waits for this, and a slow provider must not pile requests up.
@@ -402,9 +433,11 @@ impl IntrospectorBuilder {
         self
     }
 
-    /// Most answers kept in the cache (default 10 000).
-    pub fn cache_entries(mut self, entries: u64) -> Self {
-        self.max_entries = entries;
+    /// Memory budget of the answer cache in bytes (default 32 MiB, some 30 000 typical answers).
+    /// Entries are weighed by the claims they hold, so a provider that answers with huge claims
+    /// (or lets users edit theirs) cannot make the cache outgrow its budget.
+    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.cache_max_bytes = bytes;
         self
     }
 
@@ -464,7 +497,8 @@ impl IntrospectorBuilder {
             .set_client_secret(ClientSecret::new(self.client_secret))
             .set_introspection_url(IntrospectionUrl::from_url(endpoint));
         let cache = moka::sync::Cache::builder()
-            .max_capacity(self.max_entries)
+            .max_capacity(self.cache_max_bytes)
+            .weigher(|_, cached: &Cached| cached.weight)
             .expire_after(CachedTtl)
             .build();
         Ok(Introspector {
@@ -503,6 +537,20 @@ impl moka::Expiry<[u8; 32], Cached> for CachedTtl {
 mod tests {
     use super::*;
     use crate::identity::PrincipalKind;
+
+    /// A provider answering with huge claims (or letting users edit theirs) weighs what it costs:
+    /// an array of 32 000 zeros is 64 KiB on the wire and some 2 MiB in memory.
+    #[test]
+    fn answers_are_weighed_by_what_they_hold() {
+        let small = Identity::builder("alice", AuthMethod::Introspection).build();
+        let zeros: Map<String, Value> =
+            serde_json::from_str(&format!("{{\"x\":[{}0]}}", "0,".repeat(32_000))).unwrap();
+        let big = Identity::builder("alice", AuthMethod::Introspection)
+            .claims(zeros)
+            .build();
+        assert!(weigh(None) >= 256 && weigh(Some(&small)) < 1024);
+        assert!(weigh(Some(&big)) >= 64 * 32_000);
+    }
 
     fn introspector() -> Introspector {
         Introspector::builder("https://idp.test/introspect", "api", "secret")
