@@ -846,7 +846,10 @@ async fn alerts_reach_the_sinks_and_the_callback() {
     );
     assert_eq!(raised[0].key, "10.3.0.1");
     assert_eq!(raised[0].request_id, "a-1");
-    assert_eq!(raised[2].key, "bob");
+    assert_eq!(
+        raised[2].key,
+        serde_json::json!(["jwt", common::ISSUER, "bob"]).to_string()
+    );
     assert_eq!(raised[2].count, 3);
     let recorded: Vec<AlertKind> = alerts(&recent).iter().map(|a| a.alert).collect();
     assert_eq!(recorded, kinds, "alerts are records in the chain too");

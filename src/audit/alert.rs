@@ -41,7 +41,8 @@ impl AlertKind {
 pub struct SecurityAlert {
     /// What was seen.
     pub alert: AlertKind,
-    /// Whom it is about: the client address, the user-name fingerprint or the subject.
+    /// Whom it is about: the client address, the user-name fingerprint, or the principal as a
+    /// JSON array `[method, issuer, subject]`.
     pub key: String,
     /// How many matching requests were seen in the window when the alert was raised.
     pub count: u32,
@@ -202,8 +203,15 @@ impl Detector {
             (
                 AlertKind::ForbiddenSpike,
                 self.rules.forbidden_per_subject,
+                // The whole principal: `alice` of two issuers, or a Basic user and a token
+                // subject of the same name, are different callers.
                 (event.outcome == Outcome::Forbidden)
-                    .then(|| event.principal.as_ref().map(|p| p.subject.clone()))
+                    .then(|| {
+                        event
+                            .principal
+                            .as_ref()
+                            .map(|p| serde_json::json!([p.method, p.issuer, p.subject]).to_string())
+                    })
                     .flatten(),
             ),
             (
