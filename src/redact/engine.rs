@@ -94,6 +94,9 @@ impl RuleIndex {
 
 /// A (rule or allowlist path, position in its segments) pair: how far a path has matched.
 type State = (u32, u32);
+/// The states of one member or element: inline, since a heap allocation per element of a long
+/// array cost more than the walk itself.
+type States = SmallVec<[State; 4]>;
 
 struct Walk<'a> {
     engine: &'a Engine,
@@ -772,8 +775,8 @@ impl<'a> Walk<'a> {
         states: &[State],
         segments: impl Fn(u32) -> Option<&'s [Segment]>,
         matches: impl Fn(&Segment) -> bool,
-    ) -> (Vec<State>, Option<u32>) {
-        let mut next = Vec::new();
+    ) -> (States, Option<u32>) {
+        let mut next = States::new();
         let mut done = None;
         for &(which, at) in states {
             let Some(segs) = segments(which) else {
@@ -851,7 +854,7 @@ impl<'a> Walk<'a> {
     }
 
     /// A scalar where an allowlist expects a container is not on an allowed path.
-    fn scalar_blocked(&self, allow: &Option<Vec<State>>) -> bool {
+    fn scalar_blocked(&self, allow: &Option<States>) -> bool {
         allow.is_some() && !matches!(self.peek(), b'{' | b'[')
     }
 
@@ -986,8 +989,8 @@ impl<'a> Walk<'a> {
 enum Step {
     Drop,
     Walk {
-        paths: Vec<State>,
-        allow: Option<Vec<State>>,
+        paths: States,
+        allow: Option<States>,
         rule: Option<usize>,
     },
 }
