@@ -932,7 +932,18 @@ async fn without_a_usable_content_type_the_body_decides() {
             (&["\u{feff}", CARD_JSON][..], "withheld"),
             (&["call 4111111111111111"][..], "passed"),
             (&["  ", "<p>4111111111111111</p>"][..], "passed"),
-            (&["\"4111111111111111\""][..], "passed"),
+            // A bare JSON string is JSON too: it may hold a card, a token or a document.
+            (&["\"4111111111111111\""][..], "redacted"),
+            (
+                &["\"{\\\"card\\\":\\\"4111111111111111\\\"}\""][..],
+                "redacted",
+            ),
+            // Text that merely starts like a JSON scalar passes as it came.
+            (&["404 4111111111111111 not found"][..], "passed"),
+            (&["true story: 4111111111111111"][..], "passed"),
+            (&["\"quoted\" 4111111111111111"][..], "passed"),
+            // JSON in another encoding (UTF-16 starts with a NUL or a byte-order mark).
+            (&["\u{0}", CARD_JSON][..], "withheld"),
             (&[][..], "passed"),
         ] {
             let response = move || untyped(types, chunks);

@@ -47,10 +47,12 @@
 //! rewritten; other declared types pass untouched. A body without a usable `Content-Type` (none,
 //! several, one that is not readable text or not a media type) is **decided by its content**,
 //! since a client may well parse it as JSON: when its first byte that is not whitespace (nor a
-//! byte-order mark) is `{` or `[`, it is treated as JSON (rewritten, or withheld as
-//! `invalid_json` when it does not parse); anything else (including a bare string or number)
-//! passes as it came, and a large body of unknown type is not refused for its size unless it
-//! turns out to be JSON. The rewritten body keeps member order, numbers and escapes of
+//! UTF-8 byte-order mark) is `{` or `[` (or starts JSON in another encoding: a UTF-16 or UTF-32
+//! byte-order mark, a NUL), it is treated as JSON (rewritten, or withheld as `invalid_json` when
+//! it does not parse); when it starts like a JSON string, number or literal, it is rewritten if
+//! the whole body is JSON (a bare string may hold a token or a document) and passes as it came
+//! otherwise; anything else passes as it came, and a large body of unknown type is not refused
+//! for its size unless it turns out to be a document. The rewritten body keeps member order, numbers and escapes of
 //! everything not redacted, and gets a new `Content-Length` (`ETag` and digests of the original
 //! are removed). A body is buffered only up to [`max_body_bytes`](RedactLayer::max_body_bytes)
 //! (4 MiB).

@@ -142,15 +142,30 @@ fn kind(headers: &HeaderMap) -> Kind {
     }
 }
 
-/// Whether a body of unknown type is JSON, from its first bytes: `Some(true)` when the first
-/// byte that is not JSON whitespace is `{` or `[` (what a client that sniffs would parse as a
-/// document), `Some(false)` for anything else, `None` while `data` holds only whitespace. A
-/// byte-order mark counts as whitespace here, so `BOM {...}`, which `fetch().json()` reads, is
-/// taken as JSON (and then withheld, since it is not JSON the pass accepts).
-fn sniff(data: &[u8]) -> Option<bool> {
+/// What a body of unknown type is, from its first byte that is not JSON whitespace (`None`
+/// while `data` holds only whitespace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sniffed {
+    /// `{` or `[` (what a client that sniffs parses as a document), or a byte that starts JSON in
+    /// another encoding (a UTF-16 or UTF-32 byte-order mark, a NUL): JSON, redacted, or withheld
+    /// when the pass cannot read it. A UTF-8 byte-order mark counts as whitespace here, so
+    /// `BOM {...}`, which `fetch().json()` reads, is taken as JSON (and then withheld).
+    Document,
+    /// A string, number or literal (`"...`, `-`, a digit, `t`, `f`, `n`): redacted when the whole
+    /// body is JSON (a bare string may hold a token or a document), else text, passed as it came.
+    Scalar,
+    /// Anything else: text, passed as it came.
+    Text,
+}
+
+fn sniff(data: &[u8]) -> Option<Sniffed> {
     data.iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0xEF | 0xBB | 0xBF))
-        .map(|b| matches!(b, b'{' | b'['))
+        .map(|b| match b {
+            b'{' | b'[' | 0xFE | 0xFF | 0x00 => Sniffed::Document,
+            b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => Sniffed::Scalar,
+            _ => Sniffed::Text,
+        })
 }
 
 /// `prefix` (what was read already) and then the rest of `body`, as they came.
@@ -200,6 +215,8 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         Kind::Json => false,
         Kind::Unknown => true,
     };
+    // An untyped body that starts like a JSON scalar: redacted if it is JSON, else passed.
+    let mut lenient = false;
     let encoded = response
         .headers()
         .get_all(CONTENT_ENCODING)
@@ -241,8 +258,12 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         if sniffing {
             match sniff(&data) {
                 None => {}
-                Some(true) => sniffing = false,
-                Some(false) => {
+                Some(Sniffed::Document) => sniffing = false,
+                Some(Sniffed::Scalar) => {
+                    sniffing = false;
+                    lenient = true;
+                }
+                Some(Sniffed::Text) => {
                     // Not JSON: it goes as it came, with what was read so far in front.
                     if let Some(first) = first.take() {
                         buffer.extend_from_slice(&first);
@@ -254,7 +275,7 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         }
         let held = first.as_ref().map_or(0, Bytes::len);
         let oversized = held + buffer.len() + data.len() > config.max_body_bytes;
-        if oversized && !config.pass_oversized {
+        if oversized && !config.pass_oversized && !lenient {
             return withhold("response_too_large", status);
         }
         if !oversized && first.is_none() && buffer.is_empty() {
@@ -309,6 +330,8 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
                 .insert(CONTENT_LENGTH, HeaderValue::from(redacted.len()));
             Response::from_parts(parts, Body::from(Bytes::from(redacted)))
         }
+        // Untyped text that merely starts like a JSON scalar.
+        Err(_) if lenient => Response::from_parts(parts, Body::from(bytes)),
         Err(_) => withhold("invalid_json", status),
     }
 }
