@@ -486,6 +486,24 @@ fn same_unflagged(before: &Value, after: &Value) -> bool {
     }
 }
 
+/// Found by the `redactor` fuzz target: the four digits `LastFour` keeps of a long digit run
+/// joined the digit groups after it into a card number that is flagged elsewhere in the text.
+#[test]
+fn last_four_never_joins_the_digits_after_it_into_a_card() {
+    let layer = RedactLayer::empty().rule(Rule::detector(CardNumber).mask(Mask::LastFour));
+    let text = "444444444444444444114-111-2222-22512514-21111 and B114-111-2222-22512514";
+    let (out, counts) = redact(&layer, &json!({ "a": text }).to_string());
+    let out = out["a"].as_str().unwrap().to_owned();
+    assert!(!out.contains("114-111-2222-22512514"), "{out}");
+    assert_eq!(counts.get("card_number"), 2, "{out}");
+    // Where nothing follows, the last four are kept as configured.
+    let (out, _) = redact(
+        &layer,
+        &json!({ "a": "card 4111 1111 1111 1111." }).to_string(),
+    );
+    assert_eq!(out["a"], "card ****1111.");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 

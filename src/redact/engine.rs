@@ -338,7 +338,18 @@ fn scan<'t>(
         let Some(rule_ref) = engine.rules.get(rule) else {
             continue;
         };
-        out.push_str(&engine.masked(secret, rule_ref.mask));
+        // The last four kept by `LastFour` must not join the digits that follow into a number
+        // a detector would flag (`****4114-111-...` out of a longer digit run): then nothing is
+        // kept.
+        let b = text.as_bytes();
+        let joins = b.get(range.end).is_some_and(u8::is_ascii_digit)
+            || matches!(b.get(range.end), Some(b' ' | b'-'))
+                && b.get(range.end + 1).is_some_and(u8::is_ascii_digit);
+        let mask = match rule_ref.mask {
+            Mask::LastFour if joins => Mask::Replace,
+            mask => mask,
+        };
+        out.push_str(&engine.masked(secret, mask));
         counts.add(rule_ref.name());
         copied = range.end;
     }
