@@ -178,10 +178,13 @@ impl Detector {
     pub(crate) fn observe(&mut self, event: &AuditEvent, now: Instant) -> Vec<SecurityAlert> {
         let mut alerts = Vec::new();
         // A credential was presented and refused (not a request that simply carried none).
-        // Only what the lockout counts as guessing: an expired token or an identity provider
-        // that is down must not raise alerts for every office behind one address.
         let auth_failure = event.layer.as_deref() == Some("auth")
             && matches!(event.outcome, Outcome::Unauthenticated | Outcome::Invalid)
+            && event.reason.as_deref() != Some("missing_credentials");
+        // Per address, only what the lockout counts as guessing: an expired token or an
+        // identity provider that is down must not raise alerts for every office behind one
+        // address. (Per user name, every refused Basic attempt counts: no provider is involved.)
+        let guess = auth_failure
             && event
                 .reason
                 .as_deref()
@@ -193,7 +196,7 @@ impl Detector {
             (
                 AlertKind::AuthFailuresFromIp,
                 self.rules.auth_failures_per_ip,
-                auth_failure.then(client).flatten(),
+                guess.then(client).flatten(),
             ),
             (
                 AlertKind::AuthFailuresForUser,
