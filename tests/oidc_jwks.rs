@@ -558,6 +558,38 @@ async fn denied_jti_is_refused_even_from_the_cache() {
     );
 }
 
+/// A provider (or whatever answers in its name) serving thousands of keys: applying them would
+/// cost work quadratic in their number and a warning each. A failed fetch instead: the last good
+/// keys stay.
+#[tokio::test]
+async fn a_key_set_of_more_than_100_keys_is_a_failed_fetch() {
+    let jwks = Jwks::start(vec![jwk(&es256("k1"), "k1")]).await;
+    let issuer = jwks
+        .issuer()
+        .refresh_cooldown(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    let app = oidc_app(vec![issuer.clone()]);
+    let token = token_for(&jwks, &es256("k1"));
+    assert_eq!(send(&app, bearer(&token)).await.status, 200);
+    let junk = jwk(&es256("k2"), "k2");
+    jwks.with(|p| {
+        p.keys.extend((0..100).map(|i| {
+            let mut key = junk.clone();
+            key["kid"] = json!(format!("junk-{i}"));
+            key
+        }))
+    });
+    assert!(!issuer.refresh_keys().await);
+    assert!(issuer.jwks_stale());
+    assert_eq!(send(&app, bearer(&token)).await.status, 200);
+    // Back to a real set: accepted again.
+    jwks.with(|p| p.keys.truncate(100));
+    assert!(issuer.refresh_keys().await);
+    assert_eq!(send(&app, bearer(&token)).await.status, 200);
+}
+
 #[tokio::test]
 async fn a_key_set_with_no_usable_key_does_not_wipe_the_good_keys() {
     let jwks = Jwks::start(vec![jwk(&es256("k1"), "k1")]).await;

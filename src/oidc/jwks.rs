@@ -18,6 +18,9 @@ use url::Url;
 use super::http::{FetchError, HttpClient, max_age};
 use crate::auth::{JwtAuthenticator, JwtKey};
 
+/// Most keys a set may hold; a larger one is a failed fetch.
+const MAX_KEYS: usize = 100;
+
 /// A refresh in flight, shared by everyone waiting for it. `Some(max_age)` on success.
 pub(crate) type Refresh = Shared<BoxFuture<'static, Outcome>>;
 
@@ -205,6 +208,12 @@ impl Jwks {
         let Some(Value::Array(raw)) = set.get("keys") else {
             return Err(FetchError::Url("the JWKS has no `keys` array"));
         };
+        // Real sets hold a handful of keys. Thousands (which fit in the size limit) would cost
+        // work quadratic in their number to apply and a warning each: a failed fetch instead,
+        // so the last good keys stay.
+        if raw.len() > MAX_KEYS {
+            return Err(FetchError::Url("the JWKS holds more than 100 keys"));
+        }
         let keys: Vec<Usable> = raw.iter().filter_map(|jwk| self.usable(jwk)).collect();
         // A set with no usable key is far more likely a broken deployment (an empty file from a
         // CDN, a lagging replica) than a provider revoking every key at once: keep the last good
