@@ -207,16 +207,7 @@ impl Engine {
                 Cow::Borrowed(&index.detectors)
             },
             allow: self.allow.iter().find(|a| a.applies(route, identity)),
-            text,
-            input,
-            pos: 0,
-            out: Vec::new(),
-            copied: 0,
-            changed: false,
-            counts: Redactions::default(),
-            found: Vec::new(),
-            nested_left: MAX_NESTED,
-            deep: false,
+            ..Walk::over(self, text, MAX_NESTED)
         };
         let paths: SmallVec<[State; 4]> = (0..walk.paths.len() as u32).map(|i| (i, 0)).collect();
         let allow: Option<SmallVec<[State; 4]>> = walk
@@ -723,15 +714,14 @@ impl<'a> Walk<'a> {
         self.scrub(token, text)
     }
 
-    /// Walks `text` as a document whose root sits where its string does (at `depth`, with path
-    /// `paths`): the same rules and detectors, one level of [`MAX_NESTED`] less. Its counts are
-    /// added to this walk's only when it is a document.
-    fn nested(&mut self, text: &str, paths: &[State], depth: usize) -> Nested {
-        let mut walk = Walk {
-            engine: self.engine,
-            fields: Cow::Borrowed(&self.fields),
-            paths: self.paths.iter().copied().collect(),
-            detectors: Cow::Borrowed(&self.detectors),
+    /// A walk at the start of `text` with no rules of its own yet (the caller sets them), nothing
+    /// written and `nested_left` documents still allowed inside strings.
+    fn over(engine: &'a Engine, text: &'a str, nested_left: u8) -> Self {
+        Walk {
+            engine,
+            fields: Cow::Borrowed(&[]),
+            paths: SmallVec::new(),
+            detectors: Cow::Borrowed(&[]),
             allow: None,
             text,
             input: text.as_bytes(),
@@ -741,8 +731,20 @@ impl<'a> Walk<'a> {
             changed: false,
             counts: Redactions::default(),
             found: Vec::new(),
-            nested_left: self.nested_left.saturating_sub(1),
+            nested_left,
             deep: false,
+        }
+    }
+
+    /// Walks `text` as a document whose root sits where its string does (at `depth`, with path
+    /// `paths`): the same rules and detectors, one level of [`MAX_NESTED`] less. Its counts are
+    /// added to this walk's only when it is a document.
+    fn nested(&mut self, text: &str, paths: &[State], depth: usize) -> Nested {
+        let mut walk = Walk {
+            fields: Cow::Borrowed(&self.fields),
+            paths: self.paths.iter().copied().collect(),
+            detectors: Cow::Borrowed(&self.detectors),
+            ..Walk::over(self.engine, text, self.nested_left.saturating_sub(1))
         };
         walk.ws();
         let walked = walk
