@@ -558,11 +558,9 @@ async fn denied_jti_is_refused_even_from_the_cache() {
     );
 }
 
-/// A provider (or whatever answers in its name) serving thousands of keys: applying them would
-/// cost work quadratic in their number and a warning each. A failed fetch instead: the last good
-/// keys stay.
-#[tokio::test]
-async fn a_key_set_of_more_than_100_keys_is_a_failed_fetch() {
+/// A provider serving `k1`, an issuer that refreshes without a cool-down, an app on it, and a
+/// token of `k1` it accepts.
+async fn refreshable_with_k1() -> (Jwks, Issuer, Router, String) {
     let jwks = Jwks::start(vec![jwk(&es256("k1"), "k1")]).await;
     let issuer = jwks
         .issuer()
@@ -573,6 +571,15 @@ async fn a_key_set_of_more_than_100_keys_is_a_failed_fetch() {
     let app = oidc_app(vec![issuer.clone()]);
     let token = token_for(&jwks, &es256("k1"));
     assert_eq!(send(&app, bearer(&token)).await.status, 200);
+    (jwks, issuer, app, token)
+}
+
+/// A provider (or whatever answers in its name) serving thousands of keys: applying them would
+/// cost work quadratic in their number and a warning each. A failed fetch instead: the last good
+/// keys stay.
+#[tokio::test]
+async fn a_key_set_of_more_than_100_keys_is_a_failed_fetch() {
+    let (jwks, issuer, app, token) = refreshable_with_k1().await;
     let junk = jwk(&es256("k2"), "k2");
     jwks.with(|p| {
         p.keys.extend((0..100).map(|i| {
@@ -592,16 +599,7 @@ async fn a_key_set_of_more_than_100_keys_is_a_failed_fetch() {
 
 #[tokio::test]
 async fn a_key_set_with_no_usable_key_does_not_wipe_the_good_keys() {
-    let jwks = Jwks::start(vec![jwk(&es256("k1"), "k1")]).await;
-    let issuer = jwks
-        .issuer()
-        .refresh_cooldown(Duration::ZERO)
-        .build()
-        .await
-        .unwrap();
-    let app = oidc_app(vec![issuer.clone()]);
-    let token = token_for(&jwks, &es256("k1"));
-    assert_eq!(send(&app, bearer(&token)).await.status, 200);
+    let (jwks, issuer, app, token) = refreshable_with_k1().await;
     // A CDN serves an empty set: treated as a failed fetch (stale-if-error), not as revocation.
     jwks.with(|p| p.keys.clear());
     assert!(!issuer.refresh_keys().await);
