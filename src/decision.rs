@@ -1,6 +1,54 @@
-//! The decision record every layer leaves behind.
+//! The decision record every layer leaves behind, and the names of the deciding layers.
 
 use std::borrow::Cow;
+use std::fmt;
+
+/// The portcullis layer that made a decision.
+///
+/// Every refusal records its layer as one of these, never as a string that another layer
+/// matches; [`as_str`](LayerKind::as_str) gives the stable snake_case name written to audit
+/// records, metrics and traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LayerKind {
+    /// [`AuthLayer`](crate::AuthLayer) and the [`Identity`](crate::Identity) /
+    /// [`Claims`](crate::Claims) extractors.
+    Auth,
+    /// [`RbacLayer`](crate::RbacLayer), its route guards and resource policies.
+    Rbac,
+    /// [`RateLimitLayer`](crate::RateLimitLayer).
+    RateLimit,
+    /// [`LockoutLayer`](crate::rate_limit::LockoutLayer).
+    Lockout,
+    /// [`ValidateLayer`](crate::ValidateLayer) and the [`Valid`](crate::Valid) extractors.
+    Validate,
+    /// [`RedactLayer`](crate::RedactLayer): a response withheld.
+    Redact,
+    /// [`TransportSecurityLayer`](crate::TransportSecurityLayer).
+    Transport,
+}
+
+impl LayerKind {
+    /// The stable snake_case name: `auth`, `rbac`, `rate_limit`, `lockout`, `validate`,
+    /// `redact`, `transport`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Rbac => "rbac",
+            Self::RateLimit => "rate_limit",
+            Self::Lockout => "lockout",
+            Self::Validate => "validate",
+            Self::Redact => "redact",
+            Self::Transport => "transport",
+        }
+    }
+}
+
+impl fmt::Display for LayerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What a layer decided about a request, and why.
 ///
@@ -16,8 +64,8 @@ use std::borrow::Cow;
 /// response, so the refusal is recorded under the layer that made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
-    /// The deciding layer: `auth`, `rbac`, ...
-    pub layer: &'static str,
+    /// The deciding layer.
+    pub layer: LayerKind,
     /// Whether the request was let through.
     pub allowed: bool,
     /// A short machine-readable reason (`policy`, `missing_scope`, `unlisted_route`, ...).
@@ -25,7 +73,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub(crate) fn allowed(layer: &'static str, reason: &'static str) -> Self {
+    pub(crate) fn allowed(layer: LayerKind, reason: &'static str) -> Self {
         Self {
             layer,
             allowed: true,
@@ -33,7 +81,7 @@ impl Decision {
         }
     }
 
-    pub(crate) fn denied(layer: &'static str, reason: &'static str) -> Self {
+    pub(crate) fn denied(layer: LayerKind, reason: &'static str) -> Self {
         Self {
             layer,
             allowed: false,

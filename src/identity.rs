@@ -50,6 +50,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::decision::LayerKind;
 use crate::error::{Rejection, RejectionKind, Scheme};
 
 /// How the caller proved who they are.
@@ -587,7 +588,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
             .cloned()
             // Refused in the handler, after the layers let the request through: recorded
             // under `auth`, not under their allow.
-            .ok_or_else(|| missing_identity(&parts.extensions).decided_by("auth"))
+            .ok_or_else(|| missing_identity(&parts.extensions).decided_by(LayerKind::Auth))
     }
 }
 
@@ -617,12 +618,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
         let identity = parts
             .extensions
             .get::<Identity>()
-            .ok_or_else(|| missing_identity(&parts.extensions).decided_by("auth"))?;
+            .ok_or_else(|| missing_identity(&parts.extensions).decided_by(LayerKind::Auth))?;
         T::deserialize(&identity.0.claims).map(Claims).map_err(|_| {
             Rejection::new(RejectionKind::Forbidden)
                 .with_detail("The credential does not carry the claims this resource needs.")
                 .with_reason("claims_shape")
-                .decided_by("auth")
+                .decided_by(LayerKind::Auth)
         })
     }
 }

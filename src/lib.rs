@@ -46,13 +46,14 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
 pub mod auth;
 pub mod client_ip;
 mod decision;
 pub mod error;
+pub mod guard;
 pub mod identity;
 #[cfg(feature = "oidc")]
 pub mod oidc;
@@ -66,7 +67,7 @@ pub mod validate;
 pub use audit::AuditLayer;
 pub use auth::AuthLayer;
 pub use client_ip::ClientIp;
-pub use decision::Decision;
+pub use decision::{Decision, LayerKind};
 pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity, Principal, PrincipalKind};
 #[cfg(feature = "oidc")]

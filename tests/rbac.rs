@@ -457,7 +457,7 @@ async fn every_decision_is_left_in_the_extensions() {
     assert_eq!(
         decision,
         Decision {
-            layer: "rbac",
+            layer: portcullis::LayerKind::Rbac,
             allowed: true,
             reason: "policy".into()
         }

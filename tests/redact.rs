@@ -889,7 +889,7 @@ async fn a_withheld_response_carries_the_redaction_layers_refusal() {
     fn allowed_but_invalid() -> Response {
         let mut response = invalid_json();
         response.extensions_mut().insert(portcullis::Decision {
-            layer: "rbac",
+            layer: portcullis::LayerKind::Rbac,
             allowed: true,
             reason: "policy".into(),
         });
@@ -907,7 +907,10 @@ async fn a_withheld_response_carries_the_redaction_layers_refusal() {
             .unwrap();
         assert_eq!(answer.status(), StatusCode::NOT_ACCEPTABLE);
         let decision = answer.extensions().get::<portcullis::Decision>().unwrap();
-        assert_eq!((decision.layer, decision.allowed), ("redact", false));
+        assert_eq!(
+            (decision.layer, decision.allowed),
+            (portcullis::LayerKind::Redact, false)
+        );
         let rejection = answer.extensions().get::<portcullis::Rejection>().unwrap();
         assert_eq!(decision.reason, rejection.reason());
     }

@@ -101,7 +101,10 @@ async fn assert_refused(response: Response, reason: &str) {
     assert!(!response.headers().contains_key(HSTS));
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     let decision = response.extensions().get::<Decision>().unwrap();
-    assert_eq!((decision.layer, decision.allowed), ("transport", false));
+    assert_eq!(
+        (decision.layer, decision.allowed),
+        (portcullis::LayerKind::Transport, false)
+    );
     assert_eq!(decision.reason, reason);
     let problem = problem(response).await;
     assert_eq!(problem["type"], "urn:portcullis:problem:forbidden");

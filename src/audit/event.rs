@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 use serde::{Serialize, Serializer};
 
 use super::RequestId;
-use crate::decision::Decision;
+use crate::decision::{Decision, LayerKind};
 use crate::error::RejectionKind;
 use crate::identity::Identity;
 
@@ -532,14 +532,19 @@ impl RawEvent {
         }
         let denied_by = self.decision.as_ref().filter(|d| !d.allowed);
         if let Some((kind, rejection_reason)) = self.rejection {
-            let layer = denied_by.map_or(Cow::Borrowed("handler"), |d| Cow::Borrowed(d.layer));
+            let layer = denied_by.map_or(Cow::Borrowed("handler"), |d| {
+                Cow::Borrowed(d.layer.as_str())
+            });
             return (
                 Outcome::of_rejection(kind),
                 Some(layer),
                 Some(Cow::Borrowed(rejection_reason)),
             );
         }
-        let layer = self.decision.as_ref().map(|d| Cow::Borrowed(d.layer));
+        let layer = self
+            .decision
+            .as_ref()
+            .map(|d| Cow::Borrowed(d.layer.as_str()));
         let reason = self.decision.as_ref().map(|d| d.reason.clone());
         if let Some(d) = denied_by
             && !(self.status.is_client_error() || self.status.is_server_error())
@@ -547,10 +552,10 @@ impl RawEvent {
             // Refused, but answered with another status (a redirect to HTTPS, a renderer that
             // turns refusals into 200s): the deciding layer says what kind of refusal it was.
             let outcome = match d.layer {
-                "auth" => Outcome::Unauthenticated,
-                "rbac" => Outcome::Forbidden,
-                "rate_limit" | "lockout" => Outcome::RateLimited,
-                _ => Outcome::Invalid,
+                LayerKind::Auth => Outcome::Unauthenticated,
+                LayerKind::Rbac => Outcome::Forbidden,
+                LayerKind::RateLimit | LayerKind::Lockout => Outcome::RateLimited,
+                LayerKind::Validate | LayerKind::Redact | LayerKind::Transport => Outcome::Invalid,
             };
             return (outcome, layer, reason);
         }
@@ -558,7 +563,10 @@ impl RawEvent {
             // Refused without a `Rejection`: by the handler (a bare 403 from an object-level
             // check, axum's own 404/405/422) or by a layer whose rejection was re-rendered.
             let (layer, reason) = match denied_by {
-                Some(d) => (Some(Cow::Borrowed(d.layer)), Some(d.reason.clone())),
+                Some(d) => (
+                    Some(Cow::Borrowed(d.layer.as_str())),
+                    Some(d.reason.clone()),
+                ),
                 None => (Some(Cow::Borrowed("handler")), None),
             };
             return (Outcome::of_status(self.status), layer, reason);

@@ -6,6 +6,7 @@ use tower_layer::Layer;
 
 use super::{Auth, Authenticator};
 use crate::error::{ConfigError, Realm, Scheme};
+use crate::guard::Guard;
 use crate::identity::AnonymousChallenge;
 
 /// Authenticates requests with a list of [`Authenticator`]s; see the [module docs](super).
@@ -119,9 +120,6 @@ impl<S> Layer<S> for AuthLayer {
     type Service = Auth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            config: self.config.clone(),
-        }
+        Guard::new(inner, self.clone())
     }
 }

@@ -51,7 +51,6 @@
 mod api_key;
 mod basic;
 mod deny;
-mod future;
 pub(crate) mod header;
 mod jwt;
 mod layer;
@@ -71,10 +70,9 @@ pub use api_key::{
 };
 pub use basic::{BasicAuthenticator, BasicAuthenticatorBuilder, BasicUser, hash_password};
 pub use deny::{InMemoryDenyList, JtiDenyList};
-pub use future::ResponseFuture;
 pub use jwt::{JwtAuthenticator, JwtAuthenticatorBuilder, JwtKey};
 pub use layer::AuthLayer;
-pub use service::Auth;
+pub use service::{Auth, ResponseFuture};
 
 /// A boxed future for authenticators that must wait (for a password hash, a database, a network
 /// call).

@@ -39,7 +39,7 @@ use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 
-use crate::decision::Decision;
+use crate::decision::{Decision, LayerKind};
 
 pub use render::{RenderRejection, RenderRejectionLayer, RenderRejectionService};
 
@@ -321,7 +321,7 @@ struct Inner {
     /// extractor guard, the redaction of a response): the response then carries its
     /// [`Decision`], so the refusal is recorded under that layer and not under an outer
     /// layer's earlier allow.
-    layer: Option<&'static str>,
+    layer: Option<LayerKind>,
 }
 
 impl Rejection {
@@ -401,7 +401,7 @@ impl Rejection {
     /// layer (with this rejection's reason), which outer layers do not replace with their own
     /// allow. For refusals made after the request was let through: extractor guards and
     /// response-side checks.
-    pub(crate) fn decided_by(mut self, layer: &'static str) -> Self {
+    pub(crate) fn decided_by(mut self, layer: LayerKind) -> Self {
         self.0.layer = Some(layer);
         self
     }
@@ -561,7 +561,14 @@ impl From<RejectionKind> for Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let mut response = Response::new(axum::body::Body::from(self.problem_json()));
+        self.into_http()
+    }
+}
+
+impl Rejection {
+    /// The problem+json response, with any response body type that can hold bytes.
+    pub(crate) fn into_http<B: From<Bytes>>(self) -> http::Response<B> {
+        let mut response = http::Response::new(B::from(self.problem_json()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

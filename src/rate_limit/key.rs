@@ -3,7 +3,8 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 
 use axum::extract::MatchedPath;
-use http::{HeaderName, Request};
+use http::HeaderName;
+use http::request::Parts;
 
 use crate::identity::{Identity, Principal, length_prefixed};
 
@@ -47,8 +48,8 @@ pub(crate) enum Material<'a> {
 }
 
 impl KeyBy {
-    pub(crate) fn material<'a, B>(&self, request: &'a Request<B>, v6_prefix: u8) -> Material<'a> {
-        let extensions = request.extensions();
+    pub(crate) fn material<'a>(&self, request: &'a Parts, v6_prefix: u8) -> Material<'a> {
+        let extensions = &request.extensions;
         let ip = || group(crate::client_ip::of(extensions), v6_prefix);
         // Looked up only by the keys that need it: every lookup is on the hot path.
         let identity = || extensions.get::<Identity>();
@@ -66,7 +67,7 @@ impl KeyBy {
                 .and_then(Identity::api_key_id)
                 .map_or_else(|| Material::Ip(ip()), Material::ApiKey),
             KeyBy::Header(name) => {
-                let mut values = request.headers().get_all(name).iter();
+                let mut values = request.headers.get_all(name).iter();
                 match (values.next(), values.next()) {
                     // The whole value: two values that share a prefix are different clients.
                     (Some(value), None) => Material::Header(value.as_bytes()),

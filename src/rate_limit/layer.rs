@@ -253,9 +253,6 @@ impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
-            inner,
-            config: self.config.clone(),
-        }
+        crate::guard::Guard::new(inner, self.clone())
     }
 }

@@ -17,7 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::key::group;
-use crate::decision::Decision;
+use crate::decision::{Decision, LayerKind};
 use crate::error::{ConfigError, Rejection, RejectionKind};
 
 /// Locks out callers after repeated failed authentication; see [`LockoutLayerBuilder`].
@@ -502,7 +502,7 @@ fn locked_out(retry_after: Duration) -> Response {
         .into_response();
     response
         .extensions_mut()
-        .insert(Decision::denied("lockout", "locked_out"));
+        .insert(Decision::denied(LayerKind::Lockout, "locked_out"));
     response
 }
 

@@ -43,7 +43,6 @@
 //! # }
 //! ```
 
-mod future;
 mod key;
 mod layer;
 mod local;
@@ -55,7 +54,6 @@ mod service;
 
 use std::time::Duration;
 
-pub use future::ResponseFuture;
 pub use key::KeyBy;
 pub(crate) use key::group;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
@@ -64,7 +62,7 @@ pub use lockout::{LockoutLayer, LockoutLayerBuilder, LockoutService};
 pub use quota::Quota;
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisFailure};
-pub use service::RateLimit;
+pub use service::{RateLimit, ResponseFuture};
 
 /// Which headers describe the limit on every answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

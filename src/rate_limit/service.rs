@@ -1,57 +1,44 @@
-use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::response::{IntoResponse, Response};
 use http::header::RETRY_AFTER;
-use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use tower_service::Service;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
-use super::future::ResponseFuture;
-use super::layer::{Limit, RateLimitConfig};
+use super::layer::{Limit, RateLimitConfig, RateLimitLayer};
 use super::{Outcome, RateLimitHeaders};
-use crate::decision::Decision;
+use crate::decision::LayerKind;
 use crate::error::{Rejection, RejectionKind};
+use crate::guard::{self, Check, Denial, Verdict};
 use crate::identity::Identity;
 
-/// The service built by [`RateLimitLayer`](super::RateLimitLayer).
-#[derive(Clone)]
-pub struct RateLimit<S> {
-    pub(super) inner: S,
-    pub(super) config: Arc<RateLimitConfig>,
-}
+/// The service built by [`RateLimitLayer`].
+pub type RateLimit<S> = guard::Guard<S, RateLimitLayer>;
 
-impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
-            .field("inner", &self.inner)
-            .field("name", &self.config.name)
-            .finish_non_exhaustive()
-    }
-}
+/// Response future of [`RateLimit`].
+pub type ResponseFuture<S, B> = guard::ResponseFuture<S, RateLimitLayer, B>;
 
-impl<S, B> Service<Request<B>> for RateLimit<S>
-where
-    S: Service<Request<B>, Response = Response> + Clone,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+/// A shared-backend check in flight, and which limit it checks.
+pub(super) type BoxCheck = Pin<Box<dyn Future<Output = (Outcome, Which)> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+impl Check for RateLimitLayer {
+    const LAYER: LayerKind = LayerKind::RateLimit;
+    /// The limit's state, for the answer's headers.
+    type Admit = Option<HeaderPlan>;
+    type Ready = (Outcome, Which);
+    type Pending = BoxCheck;
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let config = &self.config;
+    fn check(&self, parts: &mut Parts) -> Verdict<Self::Admit, Self::Pending> {
+        let config = &*self.config;
         #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
         let (limit, which) = match &config.anonymous {
-            Some(limit) if request.extensions().get::<Identity>().is_none() => {
+            Some(limit) if parts.extensions.get::<Identity>().is_none() => {
                 (limit, Which::Anonymous)
             }
             _ => (&config.authenticated, Which::Authenticated),
         };
-        let material = config.key_by.material(&request, config.v6_prefix);
+        let material = config.key_by.material(parts, config.v6_prefix);
         #[cfg(feature = "redis")]
         if let Some(redis) = &config.redis {
             let future = redis.check(
@@ -62,53 +49,54 @@ where
                 limit.local.clone(),
                 config.fingerprint(&material),
             );
-            let clone = self.inner.clone();
-            let inner = std::mem::replace(&mut self.inner, clone);
-            return ResponseFuture::checking(
-                Box::pin(future),
-                request,
-                inner,
-                config.clone(),
-                which,
-            );
+            return Verdict::Defer(Box::pin(async move { (future.await, which) }));
         }
         let outcome = limit
             .local
             .check(config.fingerprint(&material), config.cost);
-        decide(&mut self.inner, config, limit, outcome, request)
+        match decide(config, limit, outcome) {
+            Ok(plan) => Verdict::Allow(plan),
+            Err(denial) => Verdict::Deny(denial),
+        }
+    }
+
+    fn resume(&self, _: &mut Parts, (outcome, which): Self::Ready) -> Result<Self::Admit, Denial> {
+        let config = &*self.config;
+        decide(config, limit_of(config, which), outcome)
+    }
+
+    fn finish<B>(plan: Self::Admit, response: &mut Response<B>) {
+        if let Some(plan) = plan {
+            plan.write(response.headers_mut());
+        }
     }
 }
 
 /// Which of the two limits applied, so the deferred (Redis) path can find it again.
 #[derive(Clone, Copy)]
-pub(super) enum Which {
+pub(crate) enum Which {
     Authenticated,
     Anonymous,
 }
 
-pub(super) fn limit_of(config: &RateLimitConfig, which: Which) -> &Limit {
+fn limit_of(config: &RateLimitConfig, which: Which) -> &Limit {
     match (which, &config.anonymous) {
         (Which::Anonymous, Some(limit)) => limit,
         _ => &config.authenticated,
     }
 }
 
-/// Calls the inner service or answers 429, per `outcome`.
-pub(super) fn decide<S, B>(
-    inner: &mut S,
+/// Lets the request through with its header plan, or refuses it with 429, per `outcome`.
+fn decide(
     config: &RateLimitConfig,
     limit: &Limit,
     outcome: Outcome,
-    request: Request<B>,
-) -> ResponseFuture<S, B>
-where
-    S: Service<Request<B>, Response = Response>,
-{
+) -> Result<Option<HeaderPlan>, Denial> {
     let plan = HeaderPlan::new(config, limit, &outcome);
     if outcome.allowed {
         // Only refusals leave a `Decision`: "within quota" on every request would cost an
         // allocation each time and tell the audit log nothing.
-        return ResponseFuture::called(inner.call(request), plan);
+        return Ok(plan);
     }
     let retry_after = outcome.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut rejection = Rejection::new(RejectionKind::TooManyRequests)
@@ -123,11 +111,7 @@ where
         }
     }
     tracing::debug!(target: "portcullis::rate_limit", limit = %config.name, retry_after, "rate limited");
-    let mut response = rejection.into_response();
-    response
-        .extensions_mut()
-        .insert(Decision::denied("rate_limit", "rate_limited"));
-    ResponseFuture::rejected(response)
+    Err(Denial::Refuse(rejection))
 }
 
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -137,7 +121,7 @@ const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining")
 const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// The limit's state, written into the answer's headers once it exists (no intermediate map).
-pub(super) struct HeaderPlan {
+pub(crate) struct HeaderPlan {
     style: RateLimitHeaders,
     name: Arc<str>,
     policy: HeaderValue,

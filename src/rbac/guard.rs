@@ -7,6 +7,7 @@ use http::request::Parts;
 
 use super::policy::Miss;
 use super::service::HideDetails;
+use crate::decision::LayerKind;
 use crate::error::Rejection;
 use crate::identity::Identity;
 
@@ -66,7 +67,7 @@ impl<S: Scope, St: Send + Sync> FromRequestParts<St> for RequireScope<S> {
         let hide = parts.extensions.get::<HideDetails>().is_some();
         Err(miss
             .into_rejection(&parts.extensions, hide)
-            .decided_by("rbac"))
+            .decided_by(LayerKind::Rbac))
     }
 }
 
@@ -82,7 +83,7 @@ impl<R: Role, St: Send + Sync> FromRequestParts<St> for RequireRole<R> {
         let hide = parts.extensions.get::<HideDetails>().is_some();
         Err(miss
             .into_rejection(&parts.extensions, hide)
-            .decided_by("rbac"))
+            .decided_by(LayerKind::Rbac))
     }
 }
 

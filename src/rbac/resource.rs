@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::policy::{Context, Miss, Policy};
 use super::roles::RoleModel;
+use crate::decision::LayerKind;
 use crate::error::{Rejection, RejectionKind};
 use crate::identity::{Identity, Principal};
 
@@ -204,7 +205,7 @@ impl<R> ResourcePolicy<R> {
                 .with_reason("resource_policy_denied")
                 .with_detail(format!("This requires {self}.")),
         };
-        Err(rejection.decided_by("rbac"))
+        Err(rejection.decided_by(LayerKind::Rbac))
     }
 }
 

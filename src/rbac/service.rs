@@ -12,7 +12,7 @@ use super::future::ResponseFuture;
 use super::layer::{RbacConfig, Rules};
 use super::policy;
 use super::table::Rule;
-use crate::decision::Decision;
+use crate::decision::{Decision, LayerKind};
 use crate::error::{Rejection, RejectionKind};
 use crate::identity::Identity;
 
@@ -85,10 +85,13 @@ fn decide<B>(config: &RbacConfig, request: &Request<B>) -> Result<Decision, (Dec
                     let rejection = Rejection::new(RejectionKind::MethodNotAllowed)
                         .with_reason("method_not_listed")
                         .with_header(ALLOW, allow.clone());
-                    return Err((Decision::denied("rbac", "method_not_listed"), rejection));
+                    return Err((
+                        Decision::denied(LayerKind::Rbac, "method_not_listed"),
+                        rejection,
+                    ));
                 }
                 Rule::Unlisted { allowed: true } => {
-                    return Ok(Decision::allowed("rbac", "unlisted_route"));
+                    return Ok(Decision::allowed(LayerKind::Rbac, "unlisted_route"));
                 }
                 Rule::Unlisted { allowed: false } => {
                     let mut rejection =
@@ -96,21 +99,27 @@ fn decide<B>(config: &RbacConfig, request: &Request<B>) -> Result<Decision, (Dec
                     if !config.hide_details {
                         rejection = rejection.with_detail("No access policy covers this route.");
                     }
-                    return Err((Decision::denied("rbac", "unlisted_route"), rejection));
+                    return Err((
+                        Decision::denied(LayerKind::Rbac, "unlisted_route"),
+                        rejection,
+                    ));
                 }
                 Rule::NoRoute => {
                     let rejection = Rejection::new(RejectionKind::NotFound).with_reason("no_route");
-                    return Err((Decision::denied("rbac", "no_route"), rejection));
+                    return Err((Decision::denied(LayerKind::Rbac, "no_route"), rejection));
                 }
             }
         }
     };
     let cx = policy::Context::new(extensions.get::<Identity>(), &config.roles);
     match policy.evaluate(&cx) {
-        Ok(()) => Ok(Decision::allowed("rbac", "policy")),
+        Ok(()) => Ok(Decision::allowed(LayerKind::Rbac, "policy")),
         Err(miss) => {
             let rejection = miss.into_rejection(extensions, config.hide_details);
-            Err((Decision::denied("rbac", rejection.reason()), rejection))
+            Err((
+                Decision::denied(LayerKind::Rbac, rejection.reason()),
+                rejection,
+            ))
         }
     }
 }

@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use super::future::{RequestInfo, ResponseFuture};
 use super::layer::RedactConfig;
+use crate::decision::LayerKind;
 use crate::error::{Rejection, RejectionKind};
 use crate::identity::Identity;
 
@@ -366,6 +367,6 @@ fn withhold(reason: &'static str, status: StatusCode) -> Response {
     Rejection::new(RejectionKind::ResponseWithheld)
         .with_reason(reason)
         .with_detail(detail)
-        .decided_by("redact")
+        .decided_by(LayerKind::Redact)
         .into_response()
 }

@@ -327,10 +327,7 @@ impl<S> Layer<S> for TransportSecurityLayer {
     type Service = TransportSecurity<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TransportSecurity {
-            inner,
-            config: self.config.clone(),
-        }
+        crate::guard::Guard::new(inner, self.clone())
     }
 }
 

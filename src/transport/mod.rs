@@ -115,14 +115,12 @@
 //! # }
 //! ```
 
-mod future;
 mod layer;
 mod scheme;
 mod service;
 
-pub use future::ResponseFuture;
 pub use layer::{Hsts, TransportSecurityLayer};
-pub use service::TransportSecurity;
+pub use service::{ResponseFuture, TransportSecurity};
 
 /// Marks a request that arrived over a TLS connection this process terminated.
 ///

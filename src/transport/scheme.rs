@@ -4,7 +4,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use http::header::{FORWARDED, HOST};
-use http::{HeaderMap, HeaderName, Request};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName};
 
 use super::TlsConnection;
 use crate::client_ip::{self, ProxyHeader, TrustedProxies, forwarded_for};
@@ -15,10 +16,10 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const MAX_HOPS: usize = 32;
 
 /// Whether the request reached us over HTTPS; see the module docs for the rules.
-pub(super) fn is_https<B>(request: &Request<B>, proxies: &TrustedProxies) -> bool {
-    let peer = client_ip::peer(request.extensions());
+pub(super) fn is_https(request: &Parts, proxies: &TrustedProxies) -> bool {
+    let peer = client_ip::peer(&request.extensions);
     if proxies.trusts_peer(peer) {
-        let headers = request.headers();
+        let headers = &request.headers;
         match proxies.proxy_header() {
             Some(ProxyHeader::Forwarded) if headers.contains_key(FORWARDED) => {
                 return forwarded_https(headers, proxies);
@@ -31,7 +32,7 @@ pub(super) fn is_https<B>(request: &Request<B>, proxies: &TrustedProxies) -> boo
             _ => {}
         }
     }
-    request.extensions().get::<TlsConnection>().is_some()
+    request.extensions.get::<TlsConnection>().is_some()
 }
 
 /// Exactly one `X-Forwarded-Proto` line holding exactly `https`. A list or a second line means
@@ -135,14 +136,14 @@ impl Host {
 
     /// The host a plain request names: its `Host` header (exactly one) and its target's
     /// authority (HTTP/2, absolute form), which must agree when both are present.
-    pub(super) fn of_request<B>(request: &Request<B>) -> Option<Self> {
-        let mut lines = request.headers().get_all(HOST).iter();
+    pub(super) fn of_request(request: &Parts) -> Option<Self> {
+        let mut lines = request.headers.get_all(HOST).iter();
         let header = match (lines.next(), lines.next()) {
             (Some(value), None) => Some(Self::parse(value.to_str().ok()?)?),
             (None, _) => None,
             (Some(_), Some(_)) => return None,
         };
-        let target = match request.uri().authority() {
+        let target = match request.uri.authority() {
             Some(authority) => Some(Self::parse(authority.as_str())?),
             None => None,
         };

@@ -1,22 +1,19 @@
-use std::fmt;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::convert::Infallible;
 
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, SERVER,
     STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
 };
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
-use tower_service::Service;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use super::ResponseFuture;
-use super::layer::{PlainHttp, TransportConfig};
+use super::layer::{PlainHttp, TransportConfig, TransportSecurityLayer};
 use super::scheme::{Host, is_https};
 use crate::client_ip;
-use crate::decision::Decision;
+use crate::decision::{Decision, LayerKind};
 use crate::error::{Rejection, RejectionKind};
+use crate::guard::{self, Check, Denial, Never, Verdict};
 use crate::identity::Identity;
 
 /// Headers only a proxy writes.
@@ -29,73 +26,66 @@ const FORWARDING_HEADERS: [&str; 6] = [
     "via",
 ];
 
-/// The service built by [`TransportSecurityLayer`](super::TransportSecurityLayer).
-#[derive(Clone)]
-pub struct TransportSecurity<S> {
-    pub(super) inner: S,
-    pub(super) config: Arc<TransportConfig>,
-}
+/// The service built by [`TransportSecurityLayer`].
+pub type TransportSecurity<S> = guard::Guard<S, TransportSecurityLayer>;
 
-impl<S: fmt::Debug> fmt::Debug for TransportSecurity<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TransportSecurity")
-            .field("inner", &self.inner)
-            .field("config", &self.config)
-            .finish()
-    }
-}
+/// Response future of [`TransportSecurity`].
+pub type ResponseFuture<S, B> = guard::ResponseFuture<S, TransportSecurityLayer, B>;
 
 /// What the response pass needs to know about the request.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Exchange {
-    pub(super) https: bool,
-    pub(super) credentialed: bool,
+pub(crate) struct Exchange {
+    https: bool,
+    credentialed: bool,
 }
 
-impl<S, B> Service<Request<B>> for TransportSecurity<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+impl Check for TransportSecurityLayer {
+    const LAYER: LayerKind = LayerKind::Transport;
+    type Admit = (TransportSecurityLayer, Exchange);
+    type Ready = Infallible;
+    type Pending = Never;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn check(&self, parts: &mut Parts) -> Verdict<Self::Admit, Self::Pending> {
+        let config = &self.config;
+        let exchange = Exchange {
+            https: is_https(parts, &config.proxies),
+            credentialed: config.credentialed(parts),
+        };
+        if exchange.https || config.loopback_exempt(parts) {
+            return Verdict::Allow((self.clone(), exchange));
+        }
+        let mut response = config.plain_http(parts, exchange.credentialed);
+        config.secure_headers(&mut response, exchange);
+        Verdict::Deny(Denial::Answer(Box::new(response)))
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let exchange = Exchange {
-            https: is_https(&request, &self.config.proxies),
-            credentialed: self.config.credentialed(&request),
-        };
-        if exchange.https || self.config.loopback_exempt(&request) {
-            return ResponseFuture::call(self.inner.call(request), self.config.clone(), exchange);
-        }
-        let mut response = self.config.plain_http(&request, exchange.credentialed);
-        self.config.secure_headers(&mut response, exchange);
-        ResponseFuture::ready(response)
+    fn resume(&self, _: &mut Parts, ready: Infallible) -> Result<Self::Admit, Denial> {
+        match ready {}
+    }
+
+    fn finish<B>((layer, exchange): Self::Admit, response: &mut Response<B>) {
+        layer.config.secure_headers(response, exchange);
     }
 }
 
 impl TransportConfig {
-    fn credentialed<B>(&self, request: &Request<B>) -> bool {
-        let headers = request.headers();
+    fn credentialed(&self, request: &Parts) -> bool {
+        let headers = &request.headers;
         self.credential_headers
             .iter()
             .any(|name| headers.contains_key(name))
-            || request.extensions().get::<Identity>().is_some()
+            || request.extensions.get::<Identity>().is_some()
     }
 
     /// A plain request from a loopback peer, that is not a trusted proxy, to a loopback host,
     /// carrying no forwarding header: a proxy on this machine that relays the internet to us is
     /// a loopback peer too, and usually says so in one of them.
-    fn loopback_exempt<B>(&self, request: &Request<B>) -> bool {
+    fn loopback_exempt(&self, request: &Parts) -> bool {
         if !self.loopback_http {
             return false;
         }
-        let peer = client_ip::peer(request.extensions()).to_canonical();
-        let headers = request.headers();
+        let peer = client_ip::peer(&request.extensions).to_canonical();
+        let headers = &request.headers;
         peer.is_loopback()
             && !self.proxies.trusts_peer(peer)
             && !FORWARDING_HEADERS
@@ -104,8 +94,9 @@ impl TransportConfig {
             && Host::of_request(request).is_some_and(|host| host.is_loopback())
     }
 
-    /// The answer to a plain HTTP request: a 308 where allowed, else 403.
-    fn plain_http<B>(&self, request: &Request<B>, credentialed: bool) -> Response {
+    /// The answer to a plain HTTP request: a 308 where allowed, else 403. Built here rather
+    /// than by the guard, so that this layer's headers are on it too.
+    fn plain_http(&self, request: &Parts, credentialed: bool) -> Response<Bytes> {
         let refuse = |reason: &'static str| {
             let detail = if credentialed {
                 "This API is served over HTTPS only; credentials sent over plain HTTP must be \
@@ -114,14 +105,11 @@ impl TransportConfig {
                 "This API is served over HTTPS only."
             };
             tracing::debug!(target: "portcullis::transport", reason, "plain HTTP refused");
-            let mut response = Rejection::new(RejectionKind::Forbidden)
+            Rejection::new(RejectionKind::Forbidden)
                 .with_reason(reason)
                 .with_detail(detail)
-                .into_response();
-            response
-                .extensions_mut()
-                .insert(Decision::denied("transport", reason));
-            response
+                .decided_by(LayerKind::Transport)
+                .into_http()
         };
         if credentialed {
             return refuse("credentials_over_http");
@@ -129,7 +117,7 @@ impl TransportConfig {
         let PlainHttp::Redirect(canonical) = &self.plain_http else {
             return refuse("https_required");
         };
-        if request.method() != Method::GET && request.method() != Method::HEAD {
+        if request.method != Method::GET && request.method != Method::HEAD {
             return refuse("https_required");
         }
         let host = match canonical {
@@ -140,7 +128,7 @@ impl TransportConfig {
             },
         };
         let path = request
-            .uri()
+            .uri
             .path_and_query()
             .map_or("/", |path| path.as_str());
         if !path.starts_with('/') {
@@ -150,7 +138,7 @@ impl TransportConfig {
             return refuse("https_required");
         };
         tracing::debug!(target: "portcullis::transport", "plain HTTP redirected");
-        let mut response = Response::new(Body::empty());
+        let mut response = Response::new(Bytes::new());
         *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
         response.headers_mut().insert(LOCATION, location);
         // 308 is cacheable by default; a shared cache that keys on less than the Host we read
@@ -160,13 +148,13 @@ impl TransportConfig {
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
             .extensions_mut()
-            .insert(Decision::denied("transport", "redirect_to_https"));
+            .insert(Decision::denied(LayerKind::Transport, "redirect_to_https"));
         response
     }
 
     /// Adds this layer's headers to a response. Site-wide ones (HSTS, `nosniff`) replace what
     /// is there; per-response ones (CSP, referrer policy, caching) only fill a gap.
-    pub(super) fn secure_headers(&self, response: &mut Response, exchange: Exchange) {
+    fn secure_headers<B>(&self, response: &mut Response<B>, exchange: Exchange) {
         let headers = response.headers_mut();
         if self.strip_server {
             headers.remove(SERVER);

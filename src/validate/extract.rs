@@ -13,6 +13,7 @@ use validator::Validate;
 use super::BodyLimits;
 use super::parse::{from_json, from_urlencoded, validated};
 use super::pointer::Pointer;
+use crate::decision::LayerKind;
 use crate::error::{Rejection, RejectionKind};
 
 /// Deserializes with axum's extractor types and then runs [`Validate`]: handlers only ever see
@@ -115,7 +116,7 @@ where
 /// it carries the `validate` layer's own [`Decision`](crate::Decision) and is recorded under it,
 /// not under their allow.
 fn refused(rejection: Rejection) -> Rejection {
-    rejection.decided_by("validate")
+    rejection.decided_by(LayerKind::Validate)
 }
 
 /// axum's path errors name the parameter (from the route, not the client) and quote the value;

@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::ResponseFuture;
 use super::layer::{AllowedHost, ValidateConfig};
-use crate::decision::Decision;
+use crate::decision::{Decision, LayerKind};
 use crate::error::{Rejection, RejectionKind};
 
 /// The service built by [`ValidateLayer`](super::ValidateLayer).
@@ -54,7 +54,7 @@ where
             let mut response = rejection.into_response();
             response
                 .extensions_mut()
-                .insert(Decision::denied("validate", reason));
+                .insert(Decision::denied(LayerKind::Validate, reason));
             return ResponseFuture::rejected(response);
         }
         request.extensions_mut().insert(self.config.limits);

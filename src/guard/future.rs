@@ -1,0 +1,140 @@
+#![allow(private_bounds)] // `Check` is crate-private; see the module docs.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::Check;
+
+pin_project! {
+    /// Response future of [`Guard`](super::Guard).
+    ///
+    /// Polling it again after it has completed panics, as `futures`' combinators do: that is a
+    /// bug in the caller, and an answer must never be produced twice.
+    pub struct ResponseFuture<S, C, B>
+    where
+        S: Service<Request<B>>,
+        C: Check,
+    {
+        #[pin]
+        state: State<S, C, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, C, B>
+    where
+        S: Service<Request<B>>,
+        C: Check,
+    {
+        Deferred {
+            #[pin]
+            pending: C::Pending,
+            // An `Option` so it can be moved out once the check has decided.
+            request: Option<(Parts, B, S, C)>,
+        },
+        Called {
+            #[pin]
+            future: S::Future,
+            admit: Option<C::Admit>,
+        },
+        Denied {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, C, B> ResponseFuture<S, C, B>
+where
+    S: Service<Request<B>>,
+    C: Check,
+{
+    pub(super) fn called(future: S::Future, admit: C::Admit) -> Self {
+        Self {
+            state: State::Called {
+                future,
+                admit: Some(admit),
+            },
+        }
+    }
+
+    pub(super) fn denied(response: S::Response) -> Self {
+        Self {
+            state: State::Denied {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(super) fn deferred(pending: C::Pending, parts: Parts, body: B, inner: S, check: C) -> Self {
+        Self {
+            state: State::Deferred {
+                pending,
+                request: Some((parts, body, inner, check)),
+            },
+        }
+    }
+}
+
+const POLLED_AFTER_COMPLETION: &str = "portcullis ResponseFuture polled after completion";
+
+impl<S, C, B, ResBody> Future for ResponseFuture<S, C, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    C: Check,
+    ResBody: From<Bytes>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Deferred { pending, request } => {
+                    let ready = ready!(pending.poll(cx));
+                    let (mut parts, body, mut inner, check) =
+                        request.take().expect(POLLED_AFTER_COMPLETION);
+                    let next = match check.resume(&mut parts, ready) {
+                        Ok(admit) => State::Called {
+                            future: inner.call(Request::from_parts(parts, body)),
+                            admit: Some(admit),
+                        },
+                        Err(denial) => State::Denied {
+                            response: Some(denial.into_response(C::LAYER)),
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Called { future, admit } => {
+                    let mut result = ready!(future.poll(cx));
+                    let admit = admit.take().expect(POLLED_AFTER_COMPLETION);
+                    if let Ok(response) = &mut result {
+                        C::finish(admit, response);
+                    }
+                    return Poll::Ready(result);
+                }
+                StateProj::Denied { response } => {
+                    return Poll::Ready(Ok(response.take().expect(POLLED_AFTER_COMPLETION)));
+                }
+            }
+        }
+    }
+}
+
+impl<S, C, B> fmt::Debug for ResponseFuture<S, C, B>
+where
+    S: Service<Request<B>>,
+    C: Check,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
