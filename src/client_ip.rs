@@ -28,19 +28,17 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, Request, Response};
+use http::{HeaderMap, HeaderName, Response};
 use ipnet::IpNet;
-use pin_project_lite::pin_project;
+
+use crate::decision::LayerKind;
+use crate::guard::{Check, Denial, Guard, Never, Verdict};
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::error::ConfigError;
 
@@ -339,70 +337,41 @@ impl<S> Layer<S> for ClientIpLayer {
     type Service = ClientIpService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientIpService {
-            inner,
-            proxies: self.proxies.clone(),
-        }
+        Guard::new(inner, self.clone())
     }
 }
 
 /// The service built by [`ClientIpLayer`].
-#[derive(Clone, Debug)]
-pub struct ClientIpService<S> {
-    inner: S,
-    proxies: Arc<TrustedProxies>,
-}
+pub type ClientIpService<S> = Guard<S, ClientIpLayer>;
 
-impl<S, B, ResBody> Service<Request<B>> for ClientIpService<S>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+/// Response future of [`ClientIpService`]: leaves the [`ClientIp`] in the response extensions
+/// too, for layers outside this one (the audit layer).
+pub type ResponseFuture<S, B> = crate::guard::ResponseFuture<S, ClientIpLayer, B>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+impl Check for ClientIpLayer {
+    const LAYER: LayerKind = LayerKind::ClientIp;
+    const SERVICE: &'static str = "ClientIpService";
+    type Admit = ClientIp;
+    type Ready = Infallible;
+    type Pending = Never;
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn check<B>(&self, parts: &mut Parts, _: &B) -> Verdict<Self::Admit, Self::Pending> {
         // Resolved here even when an outer layer or the application put a `ClientIp` in
         // already: only this layer's proxies decide the address the layers below key by.
         let ip = ClientIp(
             self.proxies
-                .client_ip(peer(request.extensions()), request.headers()),
+                .client_ip(peer(&parts.extensions), &parts.headers),
         );
-        request.extensions_mut().insert(ip);
-        ResponseFuture {
-            inner: self.inner.call(request),
-            ip,
-        }
+        parts.extensions.insert(ip);
+        Verdict::Allow(ip)
     }
-}
 
-pin_project! {
-    /// Response future of [`ClientIpService`]: leaves the [`ClientIp`] in the response
-    /// extensions too, for layers outside this one (the audit layer).
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        ip: ClientIp,
+    fn resume(&self, _: &mut Parts, ready: Infallible) -> Result<Self::Admit, Denial> {
+        match ready {}
     }
-}
 
-impl<F, ResBody, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut result = ready!(this.inner.poll(cx));
-        if let Ok(response) = &mut result {
-            response.extensions_mut().insert(*this.ip);
-        }
-        Poll::Ready(result)
+    fn finish<B>(ip: Self::Admit, response: &mut Response<B>) {
+        response.extensions_mut().insert(ip);
     }
 }
 

@@ -26,11 +26,13 @@ pub enum LayerKind {
     Redact,
     /// [`TransportSecurityLayer`](crate::TransportSecurityLayer).
     Transport,
+    /// [`ClientIpLayer`](crate::client_ip::ClientIpLayer); it never refuses.
+    ClientIp,
 }
 
 impl LayerKind {
     /// The stable snake_case name: `auth`, `rbac`, `rate_limit`, `lockout`, `validate`,
-    /// `redact`, `transport`.
+    /// `redact`, `transport`, `client_ip`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Auth => "auth",
@@ -40,6 +42,7 @@ impl LayerKind {
             Self::Validate => "validate",
             Self::Redact => "redact",
             Self::Transport => "transport",
+            Self::ClientIp => "client_ip",
         }
     }
 }

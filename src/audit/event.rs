@@ -555,7 +555,10 @@ impl RawEvent {
                 LayerKind::Auth => Outcome::Unauthenticated,
                 LayerKind::Rbac => Outcome::Forbidden,
                 LayerKind::RateLimit | LayerKind::Lockout => Outcome::RateLimited,
-                LayerKind::Validate | LayerKind::Redact | LayerKind::Transport => Outcome::Invalid,
+                LayerKind::Validate
+                | LayerKind::Redact
+                | LayerKind::Transport
+                | LayerKind::ClientIp => Outcome::Invalid,
             };
             return (outcome, layer, reason);
         }

@@ -17,12 +17,13 @@ pub type ResponseFuture<S, B> = guard::ResponseFuture<S, AuthLayer, B>;
 
 impl Check for AuthLayer {
     const LAYER: LayerKind = LayerKind::Auth;
+    const SERVICE: &'static str = "Auth";
     /// The caller, left in the response extensions for outer layers (the audit layer).
     type Admit = Option<Identity>;
     type Ready = Result<Identity, Rejection>;
     type Pending = BoxAuthFuture;
 
-    fn check(&self, parts: &mut Parts) -> Verdict<Self::Admit, Self::Pending> {
+    fn check<B>(&self, parts: &mut Parts, _: &B) -> Verdict<Self::Admit, Self::Pending> {
         let config = &*self.config;
         let has_authorization = match header::check_authorization(&parts.headers) {
             Ok(present) => present,

@@ -17,7 +17,8 @@ pin_project! {
     /// Response future of [`Guard`](super::Guard).
     ///
     /// Polling it again after it has completed panics, as `futures`' combinators do: that is a
-    /// bug in the caller, and an answer must never be produced twice.
+    /// bug in the caller (never something a request can cause), and an answer must never be
+    /// produced twice. The inner future is never polled after it has completed.
     pub struct ResponseFuture<S, C, B>
     where
         S: Service<Request<B>>,
@@ -49,6 +50,7 @@ pin_project! {
         Denied {
             response: Option<S::Response>,
         },
+        Done,
     }
 }
 
@@ -97,12 +99,12 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let mut this = self.as_mut().project();
-            match this.state.as_mut().project() {
+            let next = match this.state.as_mut().project() {
                 StateProj::Deferred { pending, request } => {
                     let ready = ready!(pending.poll(cx));
                     let (mut parts, body, mut inner, check) =
                         request.take().expect(POLLED_AFTER_COMPLETION);
-                    let next = match check.resume(&mut parts, ready) {
+                    match check.resume(&mut parts, ready) {
                         Ok(admit) => State::Called {
                             future: inner.call(Request::from_parts(parts, body)),
                             admit: Some(admit),
@@ -110,8 +112,7 @@ where
                         Err(denial) => State::Denied {
                             response: Some(denial.into_response(C::LAYER)),
                         },
-                    };
-                    this.state.set(next);
+                    }
                 }
                 StateProj::Called { future, admit } => {
                     let mut result = ready!(future.poll(cx));
@@ -119,12 +120,17 @@ where
                     if let Ok(response) = &mut result {
                         C::finish(admit, response);
                     }
+                    this.state.set(State::Done);
                     return Poll::Ready(result);
                 }
                 StateProj::Denied { response } => {
-                    return Poll::Ready(Ok(response.take().expect(POLLED_AFTER_COMPLETION)));
+                    let response = response.take().expect(POLLED_AFTER_COMPLETION);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(response));
                 }
-            }
+                StateProj::Done => panic!("{POLLED_AFTER_COMPLETION}"),
+            };
+            this.state.set(next);
         }
     }
 }

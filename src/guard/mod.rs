@@ -1,13 +1,17 @@
-//! The one check core under the guarding layers.
+//! The one service every guarding layer runs as.
 //!
-//! A guarding layer is configuration plus a check: a decision on the request parts (allow,
-//! deny with a typed rejection, or defer to a future), and a response-side `finish` step for
-//! headers and counting. [`Guard`] is the one service and [`ResponseFuture`] the one response
-//! future built on it: the "check, then call the inner service" state machine, the clone/swap of
-//! a service made ready by `poll_ready`, the refusal rendering with its [`Decision`] and the
-//! poll-after-completion policy are written here once.
+//! [`AuthLayer`](crate::AuthLayer), [`RbacLayer`](crate::RbacLayer),
+//! [`RateLimitLayer`](crate::RateLimitLayer), [`LockoutLayer`](crate::rate_limit::LockoutLayer),
+//! [`ValidateLayer`](crate::ValidateLayer),
+//! [`TransportSecurityLayer`](crate::TransportSecurityLayer) and
+//! [`ClientIpLayer`](crate::client_ip::ClientIpLayer) are configuration plus a check: a decision
+//! on the request (let it through, refuse it, or wait for a backend first) and a step on the
+//! response (headers, extensions, counting). [`Guard`] runs any of them; its [`ResponseFuture`]
+//! is the one response future. Each layer's module names both by alias (`Auth<S>`,
+//! `auth::ResponseFuture<S, B>`, ...), so you rarely write `Guard` yourself.
 //!
-//! [`Decision`]: crate::Decision
+//! Every refusal is a [`Rejection`] rendered as problem+json, carrying a
+//! [`Decision`](crate::Decision) with the refusing layer's [`LayerKind`].
 
 mod future;
 mod service;
@@ -61,6 +65,8 @@ pub(crate) type Never = std::future::Pending<Infallible>;
 pub(crate) trait Check: Clone + Send + Sync + 'static {
     /// The layer recorded in the `Decision` of every refusal this check makes.
     const LAYER: LayerKind;
+    /// The service's name in `Debug` output (`Auth`, `RateLimit`, ...).
+    const SERVICE: &'static str;
     /// What the response step needs from the request step.
     type Admit: Send + 'static;
     /// What a deferred check resolves to.
@@ -68,8 +74,13 @@ pub(crate) trait Check: Clone + Send + Sync + 'static {
     /// A deferred check.
     type Pending: Future<Output = Self::Ready> + Send;
 
-    /// Decides on the request parts; may add request extensions.
-    fn check(&self, parts: &mut Parts) -> Verdict<Self::Admit, Self::Pending>;
+    /// Decides on the request parts, and what the body says of itself without being read;
+    /// may add request extensions.
+    fn check<B: http_body::Body>(
+        &self,
+        parts: &mut Parts,
+        body: &B,
+    ) -> Verdict<Self::Admit, Self::Pending>;
 
     /// Decides once a deferred check has resolved.
     fn resume(&self, parts: &mut Parts, ready: Self::Ready) -> Result<Self::Admit, Denial>;

@@ -10,8 +10,16 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::{Check, Verdict};
 
-/// The service of every guarding layer: runs the layer's check, then calls the inner service
-/// or answers in its place. Layers name it by alias (`Auth<S>`, `RateLimit<S>`, ...).
+/// The service of every guarding layer: runs the layer's check on the request, then calls the
+/// inner service or answers in its place, and finishes the inner service's response (headers,
+/// extensions, counting). Each layer names it by alias: [`Auth`](crate::auth::Auth),
+/// [`Rbac`](crate::rbac::Rbac), [`RateLimit`](crate::rate_limit::RateLimit),
+/// [`Lockout`](crate::rate_limit::Lockout), [`Validate`](crate::validate::Validate),
+/// [`TransportSecurity`](crate::transport::TransportSecurity),
+/// [`ClientIpService`](crate::client_ip::ClientIpService).
+///
+/// The inner service must be `Clone` (as every axum `Router` and handler is): a check that
+/// waits (a Redis lookup, a password hash) calls the clone that `poll_ready` readied later.
 #[derive(Clone)]
 pub struct Guard<S, C> {
     inner: S,
@@ -39,9 +47,9 @@ impl<S, C> Guard<S, C> {
     }
 }
 
-impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Guard<S, C> {
+impl<S: fmt::Debug, C: Check + fmt::Debug> fmt::Debug for Guard<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guard")
+        f.debug_struct(C::SERVICE)
             .field("inner", &self.inner)
             .field("check", &self.check)
             .finish()
@@ -52,6 +60,7 @@ impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for Guard<S, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     C: Check,
+    ReqBody: http_body::Body,
     ResBody: From<Bytes>,
 {
     type Response = Response<ResBody>;
@@ -64,7 +73,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
-        match self.check.check(&mut parts) {
+        match self.check.check(&mut parts, &body) {
             Verdict::Allow(admit) => {
                 ResponseFuture::called(self.inner.call(Request::from_parts(parts, body)), admit)
             }

@@ -5,20 +5,18 @@ use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
 use http::header::{AUTHORIZATION, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, Request};
-use pin_project_lite::pin_project;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use super::key::group;
-use crate::decision::{Decision, LayerKind};
+use crate::decision::LayerKind;
 use crate::error::{ConfigError, Rejection, RejectionKind};
+use crate::guard::{Check, Denial, Guard, Verdict};
 
 /// Locks out callers after repeated failed authentication; see [`LockoutLayerBuilder`].
 ///
@@ -439,16 +437,16 @@ impl PendingAttempt {
 type Entries = [Option<(u64, Arc<Mutex<Entry>>)>; 2];
 
 /// What a request is counted as: its address and, for Basic, the user it tries to be.
-struct Subjects {
+pub(crate) struct Subjects {
     keys: [u64; 2],
     len: usize,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     texts: Vec<String>,
 }
 
-fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
-    let ip = group(crate::client_ip::of(request.extensions()), config.v6_prefix);
-    let user = crate::auth::basic_user_name(request.headers());
+fn subjects(config: &LockoutConfig, request: &Parts) -> Subjects {
+    let ip = group(crate::client_ip::of(&request.extensions), config.v6_prefix);
+    let user = crate::auth::basic_user_name(&request.headers);
     // Keys hash the values themselves; the text forms are only built for a shared backend.
     let mut keys = [config.hasher.hash_one(("ip", ip)), 0];
     let mut len = 1;
@@ -478,7 +476,7 @@ fn subjects<B>(config: &LockoutConfig, request: &Request<B>) -> Subjects {
 /// the shared (Redis) one. Only a 401 whose rejection is evidence of guessing counts (see
 /// `GUESSING_REASONS` in `crate::error`): a stale token, an identity provider that is down, a key
 /// rotation in progress or a revoked token are not guesses, and no credential is no attempt.
-fn is_failure(response: &Response) -> bool {
+fn is_failure<B>(response: &http::Response<B>) -> bool {
     response.status() == http::StatusCode::UNAUTHORIZED
         && response
             .extensions()
@@ -488,22 +486,19 @@ fn is_failure(response: &Response) -> bool {
 
 /// Only requests that try to authenticate are checked and counted: a locked-out address can
 /// still reach public routes.
-fn carries_credentials<B>(request: &Request<B>, names: &[HeaderName]) -> bool {
-    let headers = request.headers();
+fn carries_credentials(request: &Parts, names: &[HeaderName]) -> bool {
+    let headers = &request.headers;
     names.iter().any(|name| headers.contains_key(name))
 }
 
-fn locked_out(retry_after: Duration) -> Response {
+fn locked_out(retry_after: Duration) -> Denial {
     let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = Rejection::new(RejectionKind::TooManyRequests)
-        .with_reason("locked_out")
-        .with_detail("Too many failed attempts; retry after the time in Retry-After.")
-        .with_header(RETRY_AFTER, HeaderValue::from(seconds))
-        .into_response();
-    response
-        .extensions_mut()
-        .insert(Decision::denied(LayerKind::Lockout, "locked_out"));
-    response
+    Denial::Refuse(
+        Rejection::new(RejectionKind::TooManyRequests)
+            .with_reason("locked_out")
+            .with_detail("Too many failed attempts; retry after the time in Retry-After.")
+            .with_header(RETRY_AFTER, HeaderValue::from(seconds)),
+    )
 }
 
 impl fmt::Debug for LockoutLayer {
@@ -518,55 +513,54 @@ impl fmt::Debug for LockoutLayer {
 }
 
 impl<S> Layer<S> for LockoutLayer {
-    type Service = LockoutService<S>;
+    type Service = Lockout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        LockoutService {
-            inner,
-            config: self.config.clone(),
-            credential_headers: self.credential_headers.clone(),
-        }
+        Guard::new(inner, self.clone())
     }
 }
 
 /// The service built by [`LockoutLayer`].
-#[derive(Clone)]
-pub struct LockoutService<S> {
-    inner: S,
-    config: Arc<LockoutConfig>,
-    credential_headers: Arc<[HeaderName]>,
+pub type Lockout<S> = Guard<S, LockoutLayer>;
+
+/// The former name of [`Lockout`].
+#[deprecated(since = "0.2.0", note = "renamed to `Lockout`")]
+pub type LockoutService<S> = Lockout<S>;
+
+/// Response future of [`Lockout`].
+pub type LockoutFuture<S, B> = crate::guard::ResponseFuture<S, LockoutLayer, B>;
+
+/// A counted attempt, settled when its answer is known.
+pub(crate) struct Counted {
+    attempt: PendingAttempt,
+    /// With a shared backend: where a failure is recorded too, and as what.
+    #[cfg(feature = "redis")]
+    shared: Option<(super::redis::RedisBackend, Vec<String>)>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for LockoutService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockoutService")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
+/// What the shared backend said, with what the request step needs to go on.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct SharedLookup {
+    wait: Option<Duration>,
+    subjects: Subjects,
+    outer: Option<PendingAttempt>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B> Service<Request<B>> for LockoutService<S>
-where
-    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = LockoutFuture<S::Future, S::Error>;
+impl Check for LockoutLayer {
+    const LAYER: LayerKind = LayerKind::Lockout;
+    const SERVICE: &'static str = "Lockout";
+    /// `None` for a request that is not counted.
+    type Admit = Option<Counted>;
+    type Ready = SharedLookup;
+    type Pending = BoxFuture<SharedLookup>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn check<B>(&self, parts: &mut Parts, _: &B) -> Verdict<Self::Admit, Self::Pending> {
         // Not counted: a request without credentials, and one whose attempt the same layer
         // applied further out (on a route and around the router) already holds.
-        let outer = carries_credentials(&request, &self.credential_headers)
-            .then(|| request.extensions().get::<PendingAttempt>().cloned());
+        let outer = carries_credentials(parts, &self.credential_headers)
+            .then(|| parts.extensions.get::<PendingAttempt>().cloned());
         let outer = match outer {
             Some(outer)
                 if !outer
@@ -575,63 +569,75 @@ where
             {
                 outer
             }
-            _ => {
-                return LockoutFuture::Called {
-                    future: self.inner.call(request),
-                    attempt: None,
-                };
-            }
+            _ => return Verdict::Allow(None),
         };
-        let config = self.config.clone();
-        let subjects = subjects(&config, &request);
+        let config = &self.config;
+        let subjects = subjects(config, parts);
         // This replica's own count runs with or without Redis: it bounds the guesses in flight
         // (which a shared count recorded after each answer cannot), and it keeps the lockout
         // working while Redis is down.
         #[cfg(feature = "redis")]
         if let Some(redis) = config.redis.clone() {
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            // Shared backend: the check and the recording are network calls. The local
-            // reservation comes after the shared check, so the round trip does not count as
-            // an attempt in flight (at the 50 ms deadline of a Redis outage, a busy address
-            // would otherwise be refused without any failure).
-            return LockoutFuture::Boxed {
-                future: Box::pin(async move {
-                    // Locked out here already: answered without asking Redis.
-                    if let Some(wait) = config.local_lockout(&subjects.keys[..subjects.len]) {
-                        return Ok(locked_out(wait));
-                    }
-                    if let Some(wait) = redis.lockout_remaining(&subjects.texts).await {
-                        return Ok(locked_out(wait));
-                    }
-                    let attempt = match reserve(&config, &subjects, &mut request, outer) {
-                        Ok(attempt) => attempt,
-                        Err(wait) => return Ok(locked_out(wait)),
-                    };
-                    let result = inner.call(request).await;
-                    let failed = result.as_ref().is_ok_and(is_failure);
-                    // An attempt accepted at authentication is no failure, whatever the
-                    // handler answers later.
-                    if attempt.settle(failed) && failed {
-                        let redis = redis.clone();
-                        let config = config.clone();
-                        // Counting must not delay the answer.
-                        tokio::spawn(async move {
-                            redis.record_failure(&subjects.texts, &config).await;
-                        });
-                    }
-                    result
-                }),
-            };
+            // Locked out here already: answered without asking Redis.
+            if let Some(wait) = config.local_lockout(&subjects.keys[..subjects.len]) {
+                return Verdict::Deny(locked_out(wait));
+            }
+            // The local reservation comes after the shared check, so the round trip does not
+            // count as an attempt in flight (at the 50 ms deadline of a Redis outage, a busy
+            // address would otherwise be refused without any failure).
+            return Verdict::Defer(Box::pin(async move {
+                let wait = redis.lockout_remaining(&subjects.texts).await;
+                SharedLookup {
+                    wait,
+                    subjects,
+                    outer,
+                }
+            }));
         }
-        match reserve(&config, &subjects, &mut request, outer) {
-            Ok(attempt) => LockoutFuture::Called {
-                future: self.inner.call(request),
-                attempt: Some(attempt),
-            },
-            Err(wait) => LockoutFuture::Ready {
-                response: Some(locked_out(wait)),
-            },
+        match reserve(config, &subjects, parts, outer) {
+            Ok(attempt) => Verdict::Allow(Some(Counted {
+                attempt,
+                #[cfg(feature = "redis")]
+                shared: None,
+            })),
+            Err(wait) => Verdict::Deny(locked_out(wait)),
+        }
+    }
+
+    fn resume(&self, parts: &mut Parts, lookup: SharedLookup) -> Result<Self::Admit, Denial> {
+        if let Some(wait) = lookup.wait {
+            return Err(locked_out(wait));
+        }
+        let attempt =
+            reserve(&self.config, &lookup.subjects, parts, lookup.outer).map_err(locked_out)?;
+        Ok(Some(Counted {
+            attempt,
+            #[cfg(feature = "redis")]
+            shared: self
+                .config
+                .redis
+                .clone()
+                .map(|redis| (redis, lookup.subjects.texts)),
+        }))
+    }
+
+    fn finish<B>(counted: Self::Admit, response: &mut http::Response<B>) {
+        let Some(counted) = counted else { return };
+        let failed = is_failure(response);
+        // An attempt accepted at authentication is no failure, whatever the handler answers
+        // later.
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+        let settled = counted.attempt.settle(failed);
+        #[cfg(feature = "redis")]
+        if settled
+            && failed
+            && let Some((redis, texts)) = counted.shared
+        {
+            let config = counted.attempt.config.clone();
+            // Counting must not delay the answer.
+            tokio::spawn(async move {
+                redis.record_failure(&texts, &config).await;
+            });
         }
     }
 }
@@ -639,10 +645,10 @@ where
 /// Reserves the request's attempt on this replica and leaves it in the request for the
 /// authentication layer to settle (chained to `outer`, another lockout layer's), or says how
 /// long the caller must wait.
-fn reserve<B>(
+fn reserve(
     config: &Arc<LockoutConfig>,
     subjects: &Subjects,
-    request: &mut Request<B>,
+    request: &mut Parts,
     outer: Option<PendingAttempt>,
 ) -> Result<PendingAttempt, Duration> {
     let entries = config.local_reserve(&subjects.keys[..subjects.len])?;
@@ -654,53 +660,8 @@ fn reserve<B>(
         },
         outer,
     );
-    request.extensions_mut().insert(attempt.clone());
+    request.extensions.insert(attempt.clone());
     Ok(attempt)
-}
-
-pin_project! {
-    /// Response future of [`LockoutService`].
-    #[project = LockoutProj]
-    pub enum LockoutFuture<F, E> {
-        /// The inner call, whose failure is counted when it completes.
-        Called {
-            #[pin]
-            future: F,
-            attempt: Option<PendingAttempt>,
-        },
-        /// Refused before calling.
-        Ready {
-            response: Option<Response>,
-        },
-        /// The shared-backend path.
-        Boxed {
-            future: BoxFuture<Result<Response, E>>,
-        },
-    }
-}
-
-impl<F, E> Future for LockoutFuture<F, E>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            LockoutProj::Called { future, attempt } => {
-                let result = ready!(future.poll(cx));
-                if let Some(attempt) = attempt.take() {
-                    let _ = attempt.settle(result.as_ref().is_ok_and(is_failure));
-                }
-                Poll::Ready(result)
-            }
-            LockoutProj::Ready { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
-            LockoutProj::Boxed { future } => future.as_mut().poll(cx),
-        }
-    }
 }
 
 impl fmt::Debug for LockoutConfig {

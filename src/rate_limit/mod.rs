@@ -57,8 +57,10 @@ use std::time::Duration;
 pub use key::KeyBy;
 pub(crate) use key::group;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
+#[allow(deprecated)]
+pub use lockout::LockoutService;
 pub(crate) use lockout::PendingAttempt;
-pub use lockout::{LockoutLayer, LockoutLayerBuilder, LockoutService};
+pub use lockout::{Lockout, LockoutFuture, LockoutLayer, LockoutLayerBuilder};
 pub use quota::Quota;
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisFailure};

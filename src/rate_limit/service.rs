@@ -24,12 +24,13 @@ pub(super) type BoxCheck = Pin<Box<dyn Future<Output = (Outcome, Which)> + Send>
 
 impl Check for RateLimitLayer {
     const LAYER: LayerKind = LayerKind::RateLimit;
+    const SERVICE: &'static str = "RateLimit";
     /// The limit's state, for the answer's headers.
     type Admit = Option<HeaderPlan>;
     type Ready = (Outcome, Which);
     type Pending = BoxCheck;
 
-    fn check(&self, parts: &mut Parts) -> Verdict<Self::Admit, Self::Pending> {
+    fn check<B>(&self, parts: &mut Parts, _: &B) -> Verdict<Self::Admit, Self::Pending> {
         let config = &*self.config;
         #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
         let (limit, which) = match &config.anonymous {

@@ -93,9 +93,6 @@ impl<S> Layer<S> for RbacLayer {
     type Service = Rbac<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Rbac {
-            inner,
-            config: self.config.clone(),
-        }
+        crate::guard::Guard::new(inner, self.clone())
     }
 }

@@ -54,7 +54,6 @@
 //! Put the [`AuthLayer`](crate::AuthLayer) outside (after, in `.layer` order) so the identity is
 //! known when the policy runs; make it `optional()` when some routes are public.
 
-mod future;
 mod guard;
 mod layer;
 mod policy;
@@ -63,7 +62,6 @@ mod roles;
 mod service;
 mod table;
 
-pub use future::ResponseFuture;
 pub use guard::{RequireRole, RequireScope, Role, Scope};
 pub use layer::RbacLayer;
 pub use policy::{
@@ -72,5 +70,5 @@ pub use policy::{
 };
 pub use resource::{IssuedValue, ResourcePolicy, check, owner, same_claim};
 pub use roles::{RoleDef, RoleDocument, RoleModel, RoleModelBuilder, RoleSpec};
-pub use service::Rbac;
+pub use service::{Rbac, ResponseFuture};
 pub use table::{RouteInfo, RouteTable, RouteTableBuilder};

@@ -1,68 +1,61 @@
-use std::fmt;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::convert::Infallible;
 
 use axum::extract::MatchedPath;
-use axum::response::{IntoResponse, Response};
-use http::Request;
+use http::Response;
 use http::header::ALLOW;
-use tower_service::Service;
+use http::request::Parts;
 
-use super::future::ResponseFuture;
-use super::layer::{RbacConfig, Rules};
+use super::layer::{RbacConfig, RbacLayer, Rules};
 use super::policy;
 use super::table::Rule;
 use crate::decision::{Decision, LayerKind};
 use crate::error::{Rejection, RejectionKind};
+use crate::guard::{self, Check, Denial, Never, Verdict};
 use crate::identity::Identity;
 
-/// The service built by [`RbacLayer`](super::RbacLayer).
-#[derive(Clone)]
-pub struct Rbac<S> {
-    pub(super) inner: S,
-    pub(super) config: Arc<RbacConfig>,
-}
+/// The service built by [`RbacLayer`].
+pub type Rbac<S> = guard::Guard<S, RbacLayer>;
 
-impl<S: fmt::Debug> fmt::Debug for Rbac<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rbac")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
+/// Response future of [`Rbac`].
+pub type ResponseFuture<S, B> = guard::ResponseFuture<S, RbacLayer, B>;
 
-impl<S, B> Service<Request<B>> for Rbac<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+impl Check for RbacLayer {
+    const LAYER: LayerKind = LayerKind::Rbac;
+    const SERVICE: &'static str = "Rbac";
+    /// The allow, recorded in the response unless an inner layer or guard refused.
+    type Admit = Decision;
+    type Ready = Infallible;
+    type Pending = Never;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        match decide(&self.config, &request) {
+    fn check<B>(&self, parts: &mut Parts, _: &B) -> Verdict<Self::Admit, Self::Pending> {
+        match decide(&self.config, parts) {
             Ok(decision) => {
-                request.extensions_mut().insert(decision.clone());
+                parts.extensions.insert(decision.clone());
                 if self.config.hide_details {
                     // The handler's guards answer as vaguely as the layer.
-                    request.extensions_mut().insert(HideDetails);
+                    parts.extensions.insert(HideDetails);
                 }
-                ResponseFuture::call(self.inner.call(request), decision)
+                Verdict::Allow(decision)
             }
-            Err((decision, rejection)) => {
+            Err(rejection) => {
                 tracing::debug!(
                     target: "portcullis::rbac",
                     reason = rejection.reason(),
                     "request not authorized"
                 );
-                let mut response = rejection.into_response();
-                response.extensions_mut().insert(decision);
-                ResponseFuture::rejected(response)
+                Verdict::Deny(Denial::Refuse(rejection))
             }
+        }
+    }
+
+    fn resume(&self, _: &mut Parts, ready: Infallible) -> Result<Self::Admit, Denial> {
+        match ready {}
+    }
+
+    fn finish<B>(decision: Self::Admit, response: &mut Response<B>) {
+        // An inner layer or guard that refused has the last word on why.
+        if response.extensions().get::<Decision>().is_none() {
+            response.extensions_mut().insert(decision);
         }
     }
 }
@@ -72,23 +65,21 @@ where
 #[derive(Clone, Copy, Debug)]
 pub(super) struct HideDetails;
 
-/// The decision for one request: allowed, or the decision and the rejection to answer with.
-fn decide<B>(config: &RbacConfig, request: &Request<B>) -> Result<Decision, (Decision, Rejection)> {
-    let extensions = request.extensions();
+/// The decision for one request: allowed, or the rejection to answer with (its reason is the
+/// reason of the denied `Decision` the guard records).
+fn decide(config: &RbacConfig, request: &Parts) -> Result<Decision, Rejection> {
+    let extensions = &request.extensions;
     let policy = match &config.rules {
         Rules::Single(policy) => policy,
         Rules::Table(table) => {
             let path = extensions.get::<MatchedPath>().map(MatchedPath::as_str);
-            match table.rule(request.method(), path) {
+            match table.rule(&request.method, path) {
                 Rule::Policy(policy) => policy,
                 Rule::MethodNotAllowed(allow) => {
                     let rejection = Rejection::new(RejectionKind::MethodNotAllowed)
                         .with_reason("method_not_listed")
                         .with_header(ALLOW, allow.clone());
-                    return Err((
-                        Decision::denied(LayerKind::Rbac, "method_not_listed"),
-                        rejection,
-                    ));
+                    return Err(rejection);
                 }
                 Rule::Unlisted { allowed: true } => {
                     return Ok(Decision::allowed(LayerKind::Rbac, "unlisted_route"));
@@ -99,14 +90,11 @@ fn decide<B>(config: &RbacConfig, request: &Request<B>) -> Result<Decision, (Dec
                     if !config.hide_details {
                         rejection = rejection.with_detail("No access policy covers this route.");
                     }
-                    return Err((
-                        Decision::denied(LayerKind::Rbac, "unlisted_route"),
-                        rejection,
-                    ));
+                    return Err(rejection);
                 }
                 Rule::NoRoute => {
                     let rejection = Rejection::new(RejectionKind::NotFound).with_reason("no_route");
-                    return Err((Decision::denied(LayerKind::Rbac, "no_route"), rejection));
+                    return Err(rejection);
                 }
             }
         }
@@ -114,12 +102,6 @@ fn decide<B>(config: &RbacConfig, request: &Request<B>) -> Result<Decision, (Dec
     let cx = policy::Context::new(extensions.get::<Identity>(), &config.roles);
     match policy.evaluate(&cx) {
         Ok(()) => Ok(Decision::allowed(LayerKind::Rbac, "policy")),
-        Err(miss) => {
-            let rejection = miss.into_rejection(extensions, config.hide_details);
-            Err((
-                Decision::denied(LayerKind::Rbac, rejection.reason()),
-                rejection,
-            ))
-        }
+        Err(miss) => Err(miss.into_rejection(extensions, config.hide_details)),
     }
 }

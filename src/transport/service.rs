@@ -41,11 +41,12 @@ pub(crate) struct Exchange {
 
 impl Check for TransportSecurityLayer {
     const LAYER: LayerKind = LayerKind::Transport;
+    const SERVICE: &'static str = "TransportSecurity";
     type Admit = (TransportSecurityLayer, Exchange);
     type Ready = Infallible;
     type Pending = Never;
 
-    fn check(&self, parts: &mut Parts) -> Verdict<Self::Admit, Self::Pending> {
+    fn check<B>(&self, parts: &mut Parts, _: &B) -> Verdict<Self::Admit, Self::Pending> {
         let config = &self.config;
         let exchange = Exchange {
             https: is_https(parts, &config.proxies),

@@ -220,10 +220,7 @@ impl<S> Layer<S> for ValidateLayer {
     type Service = Validate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Validate {
-            inner,
-            config: self.config.clone(),
-        }
+        crate::guard::Guard::new(inner, self.clone())
     }
 }
 

@@ -86,7 +86,6 @@
 //! ```
 
 mod extract;
-mod future;
 mod json;
 mod layer;
 mod parse;
@@ -95,10 +94,9 @@ mod rules;
 mod service;
 
 pub use extract::Valid;
-pub use future::ResponseFuture;
 pub use layer::ValidateLayer;
 pub use rules::{finite, https_url, identifier, iso_date, safe_line, safe_text, slug};
-pub use service::Validate;
+pub use service::{ResponseFuture, Validate};
 
 /// The body limits [`ValidateLayer`] hands to the [`Valid`] extractors through the request
 /// extensions (as axum's `DefaultBodyLimit` does for its own extractors).

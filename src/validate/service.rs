@@ -1,77 +1,63 @@
-use std::fmt;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::convert::Infallible;
 
-use axum::response::{IntoResponse, Response};
+use http::HeaderName;
 use http::header::{ALLOW, CONTENT_LENGTH, HOST};
-use http::{HeaderName, Request};
+use http::request::Parts;
 use serde_json::json;
-use tower_service::Service;
 
-use super::ResponseFuture;
-use super::layer::{AllowedHost, ValidateConfig};
-use crate::decision::{Decision, LayerKind};
+use super::layer::{AllowedHost, ValidateConfig, ValidateLayer};
+use crate::decision::LayerKind;
 use crate::error::{Rejection, RejectionKind};
+use crate::guard::{self, Check, Denial, Never, Verdict};
 
-/// The service built by [`ValidateLayer`](super::ValidateLayer).
-#[derive(Clone)]
-pub struct Validate<S> {
-    pub(super) inner: S,
-    pub(super) config: Arc<ValidateConfig>,
-}
+/// The service built by [`ValidateLayer`].
+pub type Validate<S> = guard::Guard<S, ValidateLayer>;
 
-impl<S: fmt::Debug> fmt::Debug for Validate<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Validate")
-            .field("inner", &self.inner)
-            .field("config", &self.config)
-            .finish()
-    }
-}
+/// Response future of [`Validate`].
+pub type ResponseFuture<S, B> = guard::ResponseFuture<S, ValidateLayer, B>;
 
-impl<S, B> Service<Request<B>> for Validate<S>
-where
-    S: Service<Request<B>, Response = Response>,
-    B: http_body::Body,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+impl Check for ValidateLayer {
+    const LAYER: LayerKind = LayerKind::Validate;
+    const SERVICE: &'static str = "Validate";
+    type Admit = ();
+    type Ready = Infallible;
+    type Pending = Never;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if let Err(rejection) = self.config.check(&request) {
+    fn check<B: http_body::Body>(
+        &self,
+        parts: &mut Parts,
+        body: &B,
+    ) -> Verdict<Self::Admit, Self::Pending> {
+        if let Err(rejection) = self.config.check(parts, body) {
             tracing::debug!(
                 target: "portcullis::validate",
                 kind = ?rejection.kind(),
                 reason = rejection.reason(),
                 "request refused"
             );
-            let reason = rejection.reason();
-            let mut response = rejection.into_response();
-            response
-                .extensions_mut()
-                .insert(Decision::denied(LayerKind::Validate, reason));
-            return ResponseFuture::rejected(response);
+            return Verdict::Deny(Denial::Refuse(rejection));
         }
-        request.extensions_mut().insert(self.config.limits);
-        ResponseFuture::call(self.inner.call(request))
+        parts.extensions.insert(self.config.limits);
+        Verdict::Allow(())
     }
+
+    fn resume(&self, _: &mut Parts, ready: Infallible) -> Result<Self::Admit, Denial> {
+        match ready {}
+    }
+
+    fn finish<B>((): Self::Admit, _: &mut http::Response<B>) {}
 }
 
 impl ValidateConfig {
     /// The rules in a fixed order, cheapest and most fundamental first: an unknown method is
     /// refused before anything else about the request is looked at.
-    fn check<B: http_body::Body>(&self, request: &Request<B>) -> Result<(), Rejection> {
-        if !self.methods.contains(request.method()) {
+    fn check<B: http_body::Body>(&self, request: &Parts, body: &B) -> Result<(), Rejection> {
+        if !self.methods.contains(&request.method) {
             return Err(Rejection::new(RejectionKind::MethodNotAllowed)
                 .with_reason("method_not_allowed")
                 .with_header(ALLOW, self.allow.clone()));
         }
-        let uri = request.uri();
+        let uri = &request.uri;
         let uri_bytes = uri.scheme_str().map_or(0, |s| s.len() + 3)
             + uri.authority().map_or(0, |a| a.as_str().len())
             + uri.path_and_query().map_or(0, |p| p.as_str().len());
@@ -79,7 +65,7 @@ impl ValidateConfig {
             return Err(Rejection::new(RejectionKind::UriTooLong).with_reason("uri_too_long"));
         }
         let header_bytes: usize = request
-            .headers()
+            .headers
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum();
@@ -93,11 +79,11 @@ impl ValidateConfig {
         if let Some(name) = self
             .required_headers
             .iter()
-            .find(|name| !request.headers().contains_key(*name))
+            .find(|name| !request.headers.contains_key(*name))
         {
             return Err(missing_header(name));
         }
-        if self.bodiless.contains(request.method()) && has_body(request) {
+        if self.bodiless.contains(&request.method) && has_body(request, body) {
             return Err(Rejection::new(RejectionKind::BadRequest)
                 .with_reason("body_not_allowed")
                 .with_detail("This method does not take a request body."));
@@ -108,8 +94,8 @@ impl ValidateConfig {
     /// Every place the request names its host must be on the allowlist: the target's authority
     /// (HTTP/2 `:authority`, HTTP/1.1 absolute form) and the `Host` header, so a request cannot
     /// show one host to this check and another to the application.
-    fn check_host<B>(&self, request: &Request<B>) -> Result<(), Rejection> {
-        let mut hosts = request.headers().get_all(HOST).iter();
+    fn check_host(&self, request: &Parts) -> Result<(), Rejection> {
+        let mut hosts = request.headers.get_all(HOST).iter();
         let header = match (hosts.next(), hosts.next()) {
             (None, _) => None,
             (Some(value), None) => Some(
@@ -121,7 +107,7 @@ impl ValidateConfig {
             ),
             (Some(_), Some(_)) => return Err(bad_host("Send exactly one Host header.")),
         };
-        let target = match request.uri().authority() {
+        let target = match request.uri.authority() {
             Some(authority) => Some(
                 AllowedHost::parse(authority.as_str())
                     .ok_or_else(|| bad_host("The request target's host is malformed."))?,
@@ -142,12 +128,12 @@ impl ValidateConfig {
 
 /// Whether the request carries a body: a non-zero `Content-Length`, or a body that is not known
 /// to be empty (a chunked one, or HTTP/2 data frames).
-fn has_body<B: http_body::Body>(request: &Request<B>) -> bool {
+fn has_body<B: http_body::Body>(request: &Parts, body: &B) -> bool {
     let declared_empty = request
-        .headers()
+        .headers
         .get(CONTENT_LENGTH)
         .is_some_and(|value| value.as_bytes() == b"0");
-    !declared_empty && !request.body().is_end_stream()
+    !declared_empty && !body.is_end_stream()
 }
 
 fn missing_header(name: &HeaderName) -> Rejection {
