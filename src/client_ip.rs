@@ -37,7 +37,7 @@ use http::{HeaderMap, HeaderName, Response};
 use ipnet::IpNet;
 
 use crate::decision::LayerKind;
-use crate::guard::{Check, Denial, Guard, Never, Verdict};
+use crate::guard::{Check, Guard, Never, Verdict};
 use tower_layer::Layer;
 
 use crate::error::ConfigError;
@@ -366,7 +366,12 @@ impl Check for ClientIpLayer {
         Verdict::Allow(ip)
     }
 
-    fn resume(&self, _: &mut Parts, ready: Infallible) -> Result<Self::Admit, Denial> {
+    fn resume<B>(
+        &self,
+        _: &mut Parts,
+        _: &B,
+        ready: Infallible,
+    ) -> Verdict<Self::Admit, Self::Pending> {
         match ready {}
     }
 

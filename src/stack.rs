@@ -70,6 +70,7 @@ use crate::audit::AuditLayer;
 use crate::auth::AuthLayer;
 use crate::client_ip::{ClientIpLayer, TrustedProxies};
 use crate::error::ConfigError;
+use crate::guard::{Chain, Guard};
 use crate::rate_limit::{LockoutLayer, RateLimitLayer};
 use crate::rbac::RbacLayer;
 use crate::redact::RedactLayer;
@@ -323,33 +324,60 @@ fn maybe<L: Layer<S>, S>(layer: &Option<L>, inner: S) -> Maybe<L::Service, S> {
     }
 }
 
-// The service types, innermost (10) to outermost (1), one `Maybe` per optional layer.
-type Inner10<S> = Maybe<crate::redact::Redact<S>, S>;
-type Inner9<S> = Maybe<crate::rbac::Rbac<Inner10<S>>, Inner10<S>>;
-type Inner8<S> = Maybe<crate::rate_limit::RateLimit<Inner9<S>>, Inner9<S>>;
-type Inner7<S> = Maybe<crate::auth::Auth<Inner8<S>>, Inner8<S>>;
-type Inner6<S> = Maybe<crate::validate::Validate<Inner7<S>>, Inner7<S>>;
-type Inner5<S> = Maybe<crate::rate_limit::Lockout<Inner6<S>>, Inner6<S>>;
-type Inner4<S> = Maybe<crate::rate_limit::RateLimit<Inner5<S>>, Inner5<S>>;
-type Inner3<S> = Maybe<crate::transport::TransportSecurity<Inner4<S>>, Inner4<S>>;
-type Inner2<S> = Maybe<crate::client_ip::ClientIpService<Inner3<S>>, Inner3<S>>;
+/// The checks between the audit and the redaction layer, in their documented order, run by one
+/// [`Guard`] with one future instead of nested services.
+type Checks = Chain<
+    Option<ClientIpLayer>,
+    Chain<
+        Option<TransportSecurityLayer>,
+        Chain<
+            Option<RateLimitLayer>,
+            Chain<
+                Option<LockoutLayer>,
+                Chain<
+                    Option<ValidateLayer>,
+                    Chain<Option<AuthLayer>, Chain<Option<RateLimitLayer>, Option<RbacLayer>>>,
+                >,
+            >,
+        >,
+    >,
+>;
+
+// The service types, innermost to outermost.
+type Inner3<S> = Maybe<crate::redact::Redact<S>, S>;
+type Inner2<S> = Guard<Inner3<S>, Checks>;
 type Inner1<S> = Maybe<crate::audit::Audit<Inner2<S>>, Inner2<S>>;
 
 impl<S> Layer<S> for Portcullis {
     type Service = PortcullisService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let s = maybe(&self.layers.redact, inner);
-        let s = maybe(&self.layers.rbac, s);
-        let s = maybe(&self.layers.rate_limit_per_subject, s);
-        let s = maybe(&self.layers.auth, s);
-        let s = maybe(&self.layers.validate, s);
-        let s = maybe(&self.layers.lockout, s);
-        let s = maybe(&self.layers.rate_limit_per_ip, s);
-        let s = maybe(&self.layers.transport, s);
-        let s = maybe(&self.layers.client_ip, s);
+        let layers = &self.layers;
+        let checks = Chain::new(
+            layers.client_ip.clone(),
+            Chain::new(
+                layers.transport.clone(),
+                Chain::new(
+                    layers.rate_limit_per_ip.clone(),
+                    Chain::new(
+                        layers.lockout.clone(),
+                        Chain::new(
+                            layers.validate.clone(),
+                            Chain::new(
+                                layers.auth.clone(),
+                                Chain::new(
+                                    layers.rate_limit_per_subject.clone(),
+                                    layers.rbac.clone(),
+                                ),
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        );
+        let checked = Guard::new(maybe(&layers.redact, inner), checks);
         PortcullisService {
-            inner: maybe(&self.layers.audit, s),
+            inner: maybe(&layers.audit, checked),
         }
     }
 }

@@ -74,10 +74,15 @@ impl Check for AuthLayer {
         Verdict::Allow(None)
     }
 
-    fn resume(&self, parts: &mut Parts, ready: Self::Ready) -> Result<Self::Admit, Denial> {
+    fn resume<B>(
+        &self,
+        parts: &mut Parts,
+        _: &B,
+        ready: Self::Ready,
+    ) -> Verdict<Self::Admit, Self::Pending> {
         match ready {
-            Ok(identity) => Ok(admit(parts, identity)),
-            Err(rejection) => Err(self.refuse(rejection)),
+            Ok(identity) => Verdict::Allow(admit(parts, identity)),
+            Err(rejection) => Verdict::Deny(self.refuse(rejection)),
         }
     }
 

@@ -11,7 +11,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::Check;
+use super::{Check, Verdict};
 
 pin_project! {
     /// Response future of [`Guard`](super::Guard).
@@ -92,6 +92,7 @@ impl<S, C, B, ResBody> Future for ResponseFuture<S, C, B>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
     C: Check,
+    B: http_body::Body,
     ResBody: From<Bytes>,
 {
     type Output = Result<Response<ResBody>, S::Error>;
@@ -104,13 +105,17 @@ where
                     let ready = ready!(pending.poll(cx));
                     let (mut parts, body, mut inner, check) =
                         request.take().expect(POLLED_AFTER_COMPLETION);
-                    match check.resume(&mut parts, ready) {
-                        Ok(admit) => State::Called {
+                    match check.resume(&mut parts, &body, ready) {
+                        Verdict::Allow(admit) => State::Called {
                             future: inner.call(Request::from_parts(parts, body)),
                             admit: Some(admit),
                         },
-                        Err(denial) => State::Denied {
+                        Verdict::Deny(denial) => State::Denied {
                             response: Some(denial.into_response(C::LAYER)),
+                        },
+                        Verdict::Defer(pending) => State::Deferred {
+                            pending,
+                            request: Some((parts, body, inner, check)),
                         },
                     }
                 }

@@ -13,6 +13,7 @@
 //! Every refusal is a [`Rejection`] rendered as problem+json, carrying a
 //! [`Decision`](crate::Decision) with the refusing layer's [`LayerKind`].
 
+mod chain;
 mod future;
 mod service;
 
@@ -29,6 +30,7 @@ use crate::error::Rejection;
 // `Guard` and `ResponseFuture` are public so each layer can name its service by alias; their
 // bound, `Check`, stays crate-private on purpose (the `private_bounds` allowances in both
 // files): users configure layers, they do not write checks.
+pub(crate) use chain::Chain;
 pub use future::ResponseFuture;
 pub use service::Guard;
 
@@ -49,6 +51,15 @@ pub(crate) enum Denial {
     Refuse(Rejection),
     /// A ready answer that is no refusal body (a redirect); it carries its own `Decision`.
     Answer(Box<Response<Bytes>>),
+}
+
+impl<A, D> From<Result<A, Denial>> for Verdict<A, D> {
+    fn from(result: Result<A, Denial>) -> Self {
+        match result {
+            Ok(admit) => Self::Allow(admit),
+            Err(denial) => Self::Deny(denial),
+        }
+    }
 }
 
 impl From<Rejection> for Denial {
@@ -82,8 +93,14 @@ pub(crate) trait Check: Clone + Send + Sync + 'static {
         body: &B,
     ) -> Verdict<Self::Admit, Self::Pending>;
 
-    /// Decides once a deferred check has resolved.
-    fn resume(&self, parts: &mut Parts, ready: Self::Ready) -> Result<Self::Admit, Denial>;
+    /// Decides once a deferred check has resolved (and may defer again: a chain of checks
+    /// goes on with its next one).
+    fn resume<B: http_body::Body>(
+        &self,
+        parts: &mut Parts,
+        body: &B,
+        ready: Self::Ready,
+    ) -> Verdict<Self::Admit, Self::Pending>;
 
     /// The response step for an allowed request: headers, response extensions, counting.
     /// Not called when the inner service fails; `admit` is dropped then.

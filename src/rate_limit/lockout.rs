@@ -604,21 +604,27 @@ impl Check for LockoutLayer {
         }
     }
 
-    fn resume(&self, parts: &mut Parts, lookup: SharedLookup) -> Result<Self::Admit, Denial> {
+    fn resume<B>(
+        &self,
+        parts: &mut Parts,
+        _: &B,
+        lookup: SharedLookup,
+    ) -> Verdict<Self::Admit, Self::Pending> {
         if let Some(wait) = lookup.wait {
-            return Err(locked_out(wait));
+            return Verdict::Deny(locked_out(wait));
         }
-        let attempt =
-            reserve(&self.config, &lookup.subjects, parts, lookup.outer).map_err(locked_out)?;
-        Ok(Some(Counted {
-            attempt,
-            #[cfg(feature = "redis")]
-            shared: self
-                .config
-                .redis
-                .clone()
-                .map(|redis| (redis, lookup.subjects.texts)),
-        }))
+        match reserve(&self.config, &lookup.subjects, parts, lookup.outer) {
+            Ok(attempt) => Verdict::Allow(Some(Counted {
+                attempt,
+                #[cfg(feature = "redis")]
+                shared: self
+                    .config
+                    .redis
+                    .clone()
+                    .map(|redis| (redis, lookup.subjects.texts)),
+            })),
+            Err(wait) => Verdict::Deny(locked_out(wait)),
+        }
     }
 
     fn finish<B>(counted: Self::Admit, response: &mut http::Response<B>) {

@@ -61,9 +61,14 @@ impl Check for RateLimitLayer {
         }
     }
 
-    fn resume(&self, _: &mut Parts, (outcome, which): Self::Ready) -> Result<Self::Admit, Denial> {
+    fn resume<B>(
+        &self,
+        _: &mut Parts,
+        _: &B,
+        (outcome, which): Self::Ready,
+    ) -> Verdict<Self::Admit, Self::Pending> {
         let config = &*self.config;
-        decide(config, limit_of(config, which), outcome)
+        decide(config, limit_of(config, which), outcome).into()
     }
 
     fn finish<B>(plan: Self::Admit, response: &mut Response<B>) {

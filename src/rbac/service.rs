@@ -48,7 +48,12 @@ impl Check for RbacLayer {
         }
     }
 
-    fn resume(&self, _: &mut Parts, ready: Infallible) -> Result<Self::Admit, Denial> {
+    fn resume<B>(
+        &self,
+        _: &mut Parts,
+        _: &B,
+        ready: Infallible,
+    ) -> Verdict<Self::Admit, Self::Pending> {
         match ready {}
     }
 

@@ -60,7 +60,12 @@ impl Check for TransportSecurityLayer {
         Verdict::Deny(Denial::Answer(Box::new(response)))
     }
 
-    fn resume(&self, _: &mut Parts, ready: Infallible) -> Result<Self::Admit, Denial> {
+    fn resume<B>(
+        &self,
+        _: &mut Parts,
+        _: &B,
+        ready: Infallible,
+    ) -> Verdict<Self::Admit, Self::Pending> {
         match ready {}
     }
 

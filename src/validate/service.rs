@@ -41,7 +41,12 @@ impl Check for ValidateLayer {
         Verdict::Allow(())
     }
 
-    fn resume(&self, _: &mut Parts, ready: Infallible) -> Result<Self::Admit, Denial> {
+    fn resume<B>(
+        &self,
+        _: &mut Parts,
+        _: &B,
+        ready: Infallible,
+    ) -> Verdict<Self::Admit, Self::Pending> {
         match ready {}
     }
 
