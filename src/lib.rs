@@ -60,6 +60,7 @@ pub mod oidc;
 pub mod rate_limit;
 pub mod rbac;
 pub mod redact;
+mod request;
 pub mod stack;
 pub mod transport;
 pub mod validate;

@@ -15,7 +15,10 @@ use common::*;
 use http::{HeaderMap, Method, Request};
 use http_body_util::BodyExt;
 use portcullis::audit::{AlertRules, AuditEntry, AuditEvent, AuditKey, AuditLayer, RecentEvents};
-use portcullis::auth::{BasicAuthenticator, BasicUser, JwtAuthenticator};
+use portcullis::auth::{
+    ApiKeyAuthenticator, ApiKeyGrant, BasicAuthenticator, BasicUser, InMemoryKeyStore,
+    JwtAuthenticator,
+};
 use portcullis::client_ip::{ClientIpLayer, TrustedProxies};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
@@ -23,6 +26,8 @@ use portcullis::transport::{TlsConnection, TransportSecurityLayer};
 use portcullis::{AuthLayer, Portcullis, RedactLayer, ValidateLayer};
 use serde_json::json;
 use tower::ServiceExt;
+
+const API_KEY: &str = "pcl_fused_test_key_0123456789abcdefghijkl";
 
 /// One fresh set of layers: the two stacks must not share limiter or lockout state.
 struct Layers {
@@ -50,7 +55,10 @@ fn phc() -> String {
         .to_string()
 }
 
-fn layers(recent: &RecentEvents, phc: &str) -> Layers {
+/// With Redis: the backend of the two limits and the lockout, under a prefix of the stack's own.
+type Shared = Option<(String, String)>;
+
+async fn layers(recent: &RecentEvents, phc: &str, shared: &Shared) -> Layers {
     let jwt = JwtAuthenticator::builder()
         .key(all_keys().remove(3))
         .issuer(ISSUER)
@@ -61,11 +69,37 @@ fn layers(recent: &RecentEvents, phc: &str) -> Layers {
         .user(BasicUser::new("ops", phc).unwrap().roles(["admin"]))
         .build()
         .unwrap();
+    let store = InMemoryKeyStore::new();
+    store
+        .insert(API_KEY, ApiKeyGrant::new("ci", "ci-bot"))
+        .unwrap();
+    #[cfg(feature = "redis")]
+    let backend = match shared {
+        Some((url, prefix)) => Some(
+            portcullis::rate_limit::RedisBackend::connect(url)
+                .await
+                .unwrap()
+                .prefix(prefix),
+        ),
+        None => None,
+    };
+    #[cfg(not(feature = "redis"))]
+    assert!(shared.is_none());
     // Hourly refill: the budgets cannot refill between the two stacks' turns.
     let limit = |key, burst| {
-        RateLimitLayer::builder(key, Quota::per_hour(1).burst(burst))
-            .build()
-            .unwrap()
+        let builder = RateLimitLayer::builder(key, Quota::per_hour(1).burst(burst));
+        #[cfg(feature = "redis")]
+        let builder = match &backend {
+            Some(backend) => builder.redis(backend.clone()),
+            None => builder,
+        };
+        builder.build().unwrap()
+    };
+    let lockout = LockoutLayer::builder().max_failures(3);
+    #[cfg(feature = "redis")]
+    let lockout = match &backend {
+        Some(backend) => lockout.redis(backend.clone()),
+        None => lockout,
     };
     Layers {
         audit: AuditLayer::builder(
@@ -78,9 +112,12 @@ fn layers(recent: &RecentEvents, phc: &str) -> Layers {
         client_ip: ClientIpLayer::new(TrustedProxies::none()),
         transport: TransportSecurityLayer::new(),
         per_ip: limit(KeyBy::ClientIp, 6),
-        lockout: LockoutLayer::builder().max_failures(3).build().unwrap(),
+        lockout: lockout.build().unwrap(),
         validate: ValidateLayer::new().deny_body_on([Method::GET]),
-        auth: AuthLayer::optional().with(jwt).with(basic),
+        auth: AuthLayer::optional()
+            .with(jwt)
+            .with(basic)
+            .with(ApiKeyAuthenticator::new(store)),
         per_subject: limit(KeyBy::Subject, 3),
         rbac: RbacLayer::table(
             RouteTable::builder()
@@ -196,15 +233,34 @@ fn events(recent: &RecentEvents) -> Vec<AuditEvent> {
 
 #[tokio::test]
 async fn the_fused_stack_answers_and_records_exactly_as_the_nested_layers() {
+    differential(None, None).await;
+}
+
+/// The same with the limits and the lockout in Redis: every shared check defers, one after the
+/// other in one request (per-IP limit, lockout, Basic password check, per-subject limit).
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_same_with_every_shared_check_in_redis() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let run = portcullis::auth::ApiKey::generate("t").unwrap();
+    let prefix = format!("fused-{}", &run.expose()[2..14]);
+    differential(
+        Some((url.clone(), format!("{prefix}-a"))),
+        Some((url, format!("{prefix}-b"))),
+    )
+    .await;
+}
+
+async fn differential(fused_shared: Shared, nested_shared: Shared) {
     let phc = phc();
     let (fused_events, nested_events) = (RecentEvents::new(200), RecentEvents::new(200));
     let fused_handle = {
-        let layers = layers(&fused_events, &phc);
+        let layers = layers(&fused_events, &phc, &fused_shared).await;
         let handle = layers.audit.handle();
         (fused(layers), handle)
     };
     let nested_handle = {
-        let layers = layers(&nested_events, &phc);
+        let layers = layers(&nested_events, &phc, &nested_shared).await;
         let handle = layers.audit.handle();
         (nested(layers), handle)
     };
@@ -307,4 +363,35 @@ async fn the_fused_stack_answers_and_records_exactly_as_the_nested_layers() {
     let nested_records: Vec<String> = events(&nested_events).iter().map(comparable).collect();
     assert_eq!(fused_records.len(), statuses.len());
     assert_eq!(fused_records, nested_records);
+    // ... and every layer's refusal, as the audit trail records them.
+    let refused: std::collections::BTreeSet<(String, String)> = events(&fused_events)
+        .into_iter()
+        .filter(|event| event.status >= 400)
+        .map(|event| {
+            (
+                event.layer.unwrap_or_default().into_owned(),
+                event.reason.unwrap_or_default().into_owned(),
+            )
+        })
+        .collect();
+    for (layer, reason) in [
+        ("transport", "https_required"),
+        ("transport", "credentials_over_http"),
+        ("validate", "body_not_allowed"),
+        ("rbac", "method_not_listed"),
+        ("validate", "header_fields_too_large"),
+        ("auth", "expired"),
+        ("auth", "unknown_kid"),
+        ("auth", "malformed_authorization"),
+        ("auth", "several_credentials"),
+        ("auth", "wrong_password"),
+        ("lockout", "locked_out"),
+        ("rate_limit", "rate_limited"),
+        ("rbac", "missing_scope"),
+    ] {
+        assert!(
+            refused.contains(&(layer.to_owned(), reason.to_owned())),
+            "no {layer} {reason} in {refused:?}"
+        );
+    }
 }

@@ -289,7 +289,7 @@ impl Detector {
 /// An IPv4 address as is, an IPv6 address as its /64 (one subscriber's usual allocation), the
 /// grouping the rate limiter uses.
 fn group(ip: std::net::IpAddr) -> String {
-    match crate::rate_limit::group(ip, 64) {
+    match crate::request::forwarded::group(ip, 64) {
         ip @ std::net::IpAddr::V4(_) => ip.to_string(),
         ip @ std::net::IpAddr::V6(_) => format!("{ip}/64"),
     }

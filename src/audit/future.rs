@@ -10,11 +10,11 @@ use pin_project_lite::pin_project;
 use super::event::{Ended, RawEvent};
 use super::pipeline::{AuditHandle, Overflow};
 use super::request_id::X_REQUEST_ID;
-use crate::client_ip::ClientIp;
 use crate::decision::Decision;
 use crate::error::Rejection;
 use crate::identity::Identity;
 use crate::redact::Redactions;
+use crate::request::forwarded::ClientIp;
 
 /// The event of a request still in flight. Dropped unfinished (the client went away, the
 /// handler panicked), it still submits its event, as abandoned, so every request is recorded.

@@ -11,9 +11,9 @@ use super::pipeline::{
 };
 use super::service::Audit;
 use super::sink::{AuditSink, TracingSink};
-use crate::client_ip::TrustedProxies;
 use crate::error::ConfigError;
 use crate::redact::RedactLayer;
+use crate::request::forwarded::TrustedProxies;
 
 /// Records one sealed [`AuditEvent`](super::AuditEvent) per request and echoes its
 /// [`RequestId`](super::RequestId); see the [module docs](super).

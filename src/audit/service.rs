@@ -11,7 +11,7 @@ use super::RequestId;
 use super::future::{Pending, ResponseFuture};
 use super::pipeline::AuditHandle;
 use super::request_id::X_REQUEST_ID;
-use crate::client_ip::{ClientIp, TrustedProxies, canonical, peer};
+use crate::request::forwarded::{ClientIp, TrustedProxies, canonical, peer};
 
 /// The service built by [`AuditLayer`](super::AuditLayer).
 #[derive(Clone)]

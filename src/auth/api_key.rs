@@ -11,9 +11,10 @@ use http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Authentication, Authenticator, header};
+use super::{Authentication, Authenticator};
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::{AuthMethod, Identity};
+use crate::request::credential;
 
 /// Keys shorter than this are refused: an unsalted hash is only safe for high-entropy keys.
 const MIN_KEY_LEN: usize = 32;
@@ -268,12 +269,12 @@ impl ApiKeyAuthenticator {
     }
 
     fn presented_key<'a>(&self, parts: &'a Parts) -> Result<Option<&'a str>, Rejection> {
-        let from_authorization = header::credentials(&parts.headers, "ApiKey");
+        let from_authorization = credential::credentials(&parts.headers, "ApiKey");
         let mut values = parts.headers.get_all(&self.header).iter();
         let from_header = match (values.next(), values.next()) {
             (None, _) => None,
             (Some(_), Some(_)) => {
-                return Err(header::invalid_request(
+                return Err(credential::invalid_request(
                     "duplicate_api_key",
                     "Send exactly one API key.",
                 ));

@@ -9,19 +9,15 @@ use argon2::password_hash::{
     PasswordHash, PasswordHashString, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::{Argon2, Params};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 use http::header::RETRY_AFTER;
 use http::request::Parts;
 use tokio::sync::Semaphore;
 
-use super::{Authentication, Authenticator, header};
+use super::{Authentication, Authenticator};
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::{AuthMethod, Identity};
-
-/// Longest accepted `user:password` after base64 decoding.
-const MAX_CREDENTIALS_LEN: usize = 1024;
+use crate::request::credential;
 
 /// Hashes a password with argon2id (the `argon2` crate's defaults: 19 MiB, 2 passes, OWASP's
 /// recommendation) and a random salt, as a PHC string to store.
@@ -280,30 +276,16 @@ fn rejected(reason: &'static str) -> Rejection {
         .with_challenge(Scheme::Basic)
 }
 
-/// `user:password` from the base64 credentials, or `None` when they are not well-formed.
-pub(crate) fn decode_credentials(encoded: &str) -> Option<(String, String)> {
-    if encoded.len() > MAX_CREDENTIALS_LEN * 4 / 3 + 4 {
-        return None;
-    }
-    let decoded = STANDARD.decode(encoded).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    if user.is_empty() || user.chars().any(char::is_control) {
-        return None;
-    }
-    Some((user.to_owned(), password.to_owned()))
-}
-
 impl Authenticator for BasicAuthenticator {
     fn scheme(&self) -> Scheme {
         Scheme::Basic
     }
 
     fn authenticate(&self, request: &Parts) -> Authentication {
-        let Some(encoded) = header::credentials(&request.headers, "Basic") else {
+        let Some(encoded) = credential::credentials(&request.headers, "Basic") else {
             return Authentication::NotPresent;
         };
-        let Some((user, password)) = decode_credentials(encoded) else {
+        let Some((user, password)) = credential::decode_basic(encoded) else {
             return Authentication::Rejected(rejected("malformed_basic"));
         };
         let Some(slot) = InFlight::enter(&self.inner) else {
@@ -353,6 +335,8 @@ impl fmt::Debug for BasicAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
 
     fn phc(algorithm: argon2::Algorithm, version: argon2::Version, m: u32, len: usize) -> String {
         let params = Params::new(m, 1, 1, Some(len)).unwrap();
@@ -419,21 +403,21 @@ mod tests {
     fn decodes_only_well_formed_credentials() {
         let encode = |s: &str| STANDARD.encode(s);
         assert_eq!(
-            decode_credentials(&encode("alice:pa:ss")),
+            credential::decode_basic(&encode("alice:pa:ss")),
             Some(("alice".into(), "pa:ss".into()))
         );
-        assert_eq!(decode_credentials(&encode("alice")), None);
-        assert_eq!(decode_credentials(&encode(":pw")), None);
-        assert_eq!(decode_credentials(&encode("al\u{7}ice:pw")), None);
+        assert_eq!(credential::decode_basic(&encode("alice")), None);
+        assert_eq!(credential::decode_basic(&encode(":pw")), None);
+        assert_eq!(credential::decode_basic(&encode("al\u{7}ice:pw")), None);
         assert_eq!(
-            decode_credentials("YWxpY2U6cHc"),
+            credential::decode_basic("YWxpY2U6cHc"),
             None,
             "padding is required"
         );
         assert_eq!(
-            decode_credentials(&STANDARD.encode([0xff, b':', b'x'])),
+            credential::decode_basic(&STANDARD.encode([0xff, b':', b'x'])),
             None
         );
-        assert_eq!(decode_credentials(&encode(&"a".repeat(4096))), None);
+        assert_eq!(credential::decode_basic(&encode(&"a".repeat(4096))), None);
     }
 }

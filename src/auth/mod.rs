@@ -51,7 +51,6 @@
 mod api_key;
 mod basic;
 mod deny;
-pub(crate) mod header;
 mod jwt;
 mod layer;
 mod service;
@@ -122,10 +121,4 @@ impl std::fmt::Debug for Authentication {
             Self::Pending(_) => f.write_str("Pending"),
         }
     }
-}
-
-/// The user name a request tries to log in as with Basic, for brute-force counting.
-pub(crate) fn basic_user_name(headers: &http::HeaderMap) -> Option<String> {
-    let encoded = header::credentials(headers, "Basic")?;
-    basic::decode_credentials(encoded).map(|(user, _password)| user)
 }

@@ -2,12 +2,13 @@ use http::StatusCode;
 use http::request::Parts;
 
 use super::layer::AuthLayer;
-use super::{Authentication, BoxAuthFuture, header};
+use super::{Authentication, BoxAuthFuture};
 use crate::decision::LayerKind;
 use crate::error::{Rejection, RejectionKind};
 use crate::guard::{self, Check, Denial, Verdict};
 use crate::identity::Identity;
-use crate::rate_limit::PendingAttempt;
+use crate::request::attempt::PendingAttempt;
+use crate::request::credential;
 
 /// The service built by [`AuthLayer`].
 pub type Auth<S> = guard::Guard<S, AuthLayer>;
@@ -25,7 +26,7 @@ impl Check for AuthLayer {
 
     fn check<B>(&self, parts: &mut Parts, _: &B) -> Verdict<Self::Admit, Self::Pending> {
         let config = &*self.config;
-        let has_authorization = match header::check_authorization(&parts.headers) {
+        let has_authorization = match credential::check_authorization(&parts.headers) {
             Ok(present) => present,
             Err(rejection) => return Verdict::Deny(self.refuse(rejection)),
         };
@@ -36,7 +37,7 @@ impl Check for AuthLayer {
                 .filter(|name| parts.headers.contains_key(*name))
                 .count();
         if sources > 1 {
-            return Verdict::Deny(self.refuse(header::invalid_request(
+            return Verdict::Deny(self.refuse(credential::invalid_request(
                 "several_credentials",
                 "Send exactly one credential.",
             )));

@@ -43,8 +43,7 @@ impl<C: Check> Check for Option<C> {
     ) -> Verdict<Self::Admit, Self::Pending> {
         match self {
             Some(check) => some(check.resume(parts, body, ready)),
-            // Only a configured check defers.
-            None => Verdict::Allow(None),
+            None => unreachable!("only a configured check defers"),
         }
     }
 
@@ -66,6 +65,11 @@ fn some<A, D>(verdict: Verdict<A, D>) -> Verdict<Option<A>, D> {
 /// `A`, then `B` on what `A` let through, as `A`'s layer around `B`'s would: a refusal by `B`
 /// gets `A`'s response step too (its headers, its counting), and `B`'s response step runs
 /// before `A`'s.
+///
+/// One difference from nesting, on purpose: a refusal by `B` gets `A`'s response step when it
+/// is made (in `call`, or when a deferred check resolves), not when the response future is
+/// first polled. A lockout outside counts a refused guess even if the future is then dropped
+/// unpolled, where nested layers would have released the attempt uncounted.
 ///
 /// Public in a private module: [`PortcullisService`](crate::stack::PortcullisService)'s
 /// future names it, users cannot.

@@ -19,9 +19,10 @@ use sha2::{Digest, Sha256};
 
 use super::http::{HttpClient, HttpConfig};
 use super::invalid;
-use crate::auth::{Authentication, Authenticator, header};
+use crate::auth::{Authentication, Authenticator};
 use crate::error::{ConfigError, Rejection, Scheme};
 use crate::identity::{AuthMethod, ClaimMapping, Identity, system_time};
+use crate::request::credential;
 
 /// Every member of the introspection response beyond RFC 7662's, for the [`ClaimMapping`]
 /// (`roles`, `realm_access`, ...).
@@ -303,7 +304,7 @@ impl Authenticator for Introspector {
     }
 
     fn authenticate(&self, request: &Parts) -> Authentication {
-        match header::credentials(&request.headers, "Bearer") {
+        match credential::credentials(&request.headers, "Bearer") {
             None => Authentication::NotPresent,
             Some(token) => self.authenticate_token(token),
         }
@@ -314,7 +315,7 @@ impl Introspector {
     pub(crate) fn authenticate_token(&self, token: &str) -> Authentication {
         // The layer checked the header's syntax; an introspector used alone must not send the
         // identity provider what no client could have sent through the layer.
-        if !header::is_credential(token.as_bytes()) {
+        if !credential::is_credential(token.as_bytes()) {
             return Authentication::Rejected(invalid(
                 "malformed",
                 "The access token is malformed.",

@@ -74,9 +74,10 @@ pub use crate::auth::{InMemoryDenyList, JtiDenyList};
 pub use introspection::{Introspector, IntrospectorBuilder};
 pub use issuer::{Issuer, IssuerBuilder};
 
-use crate::auth::{Authentication, Authenticator, header};
+use crate::auth::{Authentication, Authenticator};
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::Identity;
+use crate::request::credential;
 
 /// Larger tokens are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -205,7 +206,7 @@ impl Authenticator for OidcAuthenticator {
     }
 
     fn authenticate(&self, request: &Parts) -> Authentication {
-        match header::credentials(&request.headers, "Bearer") {
+        match credential::credentials(&request.headers, "Bearer") {
             None => Authentication::NotPresent,
             Some(token) => self.authenticate_token(token),
         }

@@ -1,12 +1,13 @@
 use std::fmt::Write as _;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use axum::extract::MatchedPath;
 use http::HeaderName;
 use http::request::Parts;
 
 use crate::identity::{Identity, Principal, length_prefixed};
+use crate::request::forwarded::{self, group};
 
 /// What a limit counts requests by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +51,7 @@ pub(crate) enum Material<'a> {
 impl KeyBy {
     pub(crate) fn material<'a>(&self, request: &'a Parts, v6_prefix: u8) -> Material<'a> {
         let extensions = &request.extensions;
-        let ip = || group(crate::client_ip::of(extensions), v6_prefix);
+        let ip = || group(forwarded::of(extensions), v6_prefix);
         // Looked up only by the keys that need it: every lookup is on the hot path.
         let identity = || extensions.get::<Identity>();
         let route = || {
@@ -143,24 +144,6 @@ fn route_part(out: &mut String, route: &str) {
 fn subject_part(out: &mut String, principal: &Principal<'_>) {
     out.push_str("sub:");
     principal.write_key(out);
-}
-
-/// IPv6 clients are grouped by prefix (default /64, one customer site): a single host can
-/// otherwise rotate through 2^64 addresses and get a fresh budget for each.
-pub(crate) fn group(ip: IpAddr, v6_prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let prefix = u32::from(v6_prefix.min(128));
-            let mask = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - prefix)
-            };
-            IpAddr::V6(Ipv6Addr::from(bits & mask))
-        }
-    }
 }
 
 #[cfg(test)]

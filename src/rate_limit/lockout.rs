@@ -13,10 +13,12 @@ use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 use tower_layer::Layer;
 
-use super::key::group;
 use crate::decision::LayerKind;
 use crate::error::{ConfigError, Rejection, RejectionKind};
 use crate::guard::{Check, Denial, Guard, Verdict};
+use crate::request::attempt::PendingAttempt;
+use crate::request::forwarded::{self, group};
+use crate::request::{self, credential};
 
 /// Locks out callers after repeated failed authentication; see [`LockoutLayerBuilder`].
 ///
@@ -388,31 +390,22 @@ impl Drop for Attempt {
 /// handler does not hold one of the address's attempts: otherwise `max_failures` concurrent
 /// authenticated requests from one address (a browser, a NAT) would lock it out without any
 /// failure. A request whose credential is refused keeps its attempt until its answer is known.
-#[derive(Clone)]
-pub(crate) struct PendingAttempt {
-    attempt: Arc<Mutex<Option<Attempt>>>,
+pub(crate) struct LockoutAttempt {
+    attempt: Mutex<Option<Attempt>>,
     /// Whose attempt it is: the same layer stacked twice must not count a request twice.
     config: Arc<LockoutConfig>,
     /// The attempt of a lockout layer outside this one (a global lockout around one on a login
     /// route), which the request's extensions no longer show: accepting a credential releases
     /// both.
-    outer: Option<Box<PendingAttempt>>,
+    outer: Option<PendingAttempt>,
 }
 
-impl PendingAttempt {
+impl LockoutAttempt {
     fn new(attempt: Attempt, outer: Option<PendingAttempt>) -> Self {
         Self {
             config: attempt.config.clone(),
-            attempt: Arc::new(Mutex::new(Some(attempt))),
-            outer: outer.map(Box::new),
-        }
-    }
-
-    /// The credential was accepted: release the attempt, and any outer one, not a failure.
-    pub(crate) fn accepted(&self) {
-        let _ = self.settle(false);
-        if let Some(outer) = &self.outer {
-            outer.accepted();
+            attempt: Mutex::new(Some(attempt)),
+            outer,
         }
     }
 
@@ -433,6 +426,20 @@ impl PendingAttempt {
     }
 }
 
+impl request::attempt::Attempt for LockoutAttempt {
+    /// Releases the attempt, and any outer one, as no failure.
+    fn accepted(&self) {
+        let _ = self.settle(false);
+        if let Some(outer) = &self.outer {
+            outer.accepted();
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// The keys and entries of an attempt's subjects (its address, and its Basic user if any).
 type Entries = [Option<(u64, Arc<Mutex<Entry>>)>; 2];
 
@@ -445,8 +452,8 @@ pub(crate) struct Subjects {
 }
 
 fn subjects(config: &LockoutConfig, request: &Parts) -> Subjects {
-    let ip = group(crate::client_ip::of(&request.extensions), config.v6_prefix);
-    let user = crate::auth::basic_user_name(&request.headers);
+    let ip = group(forwarded::of(&request.extensions), config.v6_prefix);
+    let user = credential::basic_user_name(&request.headers);
     // Keys hash the values themselves; the text forms are only built for a shared backend.
     let mut keys = [config.hasher.hash_one(("ip", ip)), 0];
     let mut len = 1;
@@ -532,7 +539,7 @@ pub type LockoutFuture<S, B> = crate::guard::ResponseFuture<S, LockoutLayer, B>;
 
 /// A counted attempt, settled when its answer is known.
 pub(crate) struct Counted {
-    attempt: PendingAttempt,
+    attempt: Arc<LockoutAttempt>,
     /// With a shared backend: where a failure is recorded too, and as what.
     #[cfg(feature = "redis")]
     shared: Option<(super::redis::RedisBackend, Vec<String>)>,
@@ -565,6 +572,7 @@ impl Check for LockoutLayer {
             Some(outer)
                 if !outer
                     .as_ref()
+                    .and_then(PendingAttempt::downcast::<LockoutAttempt>)
                     .is_some_and(|outer| Arc::ptr_eq(&outer.config, &self.config)) =>
             {
                 outer
@@ -656,17 +664,19 @@ fn reserve(
     subjects: &Subjects,
     request: &mut Parts,
     outer: Option<PendingAttempt>,
-) -> Result<PendingAttempt, Duration> {
+) -> Result<Arc<LockoutAttempt>, Duration> {
     let entries = config.local_reserve(&subjects.keys[..subjects.len])?;
-    let attempt = PendingAttempt::new(
+    let attempt = Arc::new(LockoutAttempt::new(
         Attempt {
             config: config.clone(),
             entries,
             done: false,
         },
         outer,
-    );
-    request.extensions.insert(attempt.clone());
+    ));
+    request
+        .extensions
+        .insert(PendingAttempt::new(attempt.clone()));
     Ok(attempt)
 }
 
@@ -740,7 +750,7 @@ mod tests {
                 .unwrap();
             let config = layer.config.clone();
             let mut model = [Model::default(); 3];
-            let mut open: Vec<(PendingAttempt, &[u64])> = Vec::new();
+            let mut open: Vec<(LockoutAttempt, &[u64])> = Vec::new();
             for op in ops {
                 match op {
                     Op::Reserve { subjects } => {
@@ -756,7 +766,7 @@ mod tests {
                                     model[(*key - 1) as usize].pending += 1;
                                 }
                                 let attempt = Attempt { config: config.clone(), entries, done: false };
-                                open.push((PendingAttempt::new(attempt, None), keys));
+                                open.push((LockoutAttempt::new(attempt, None), keys));
                             }
                             Err(_) => prop_assert!(refused, "refused against the model: {model:?}"),
                         }

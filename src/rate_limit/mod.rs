@@ -55,11 +55,9 @@ mod service;
 use std::time::Duration;
 
 pub use key::KeyBy;
-pub(crate) use key::group;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder};
 #[allow(deprecated)]
 pub use lockout::LockoutService;
-pub(crate) use lockout::PendingAttempt;
 pub use lockout::{Lockout, LockoutFuture, LockoutLayer, LockoutLayerBuilder};
 pub use quota::Quota;
 #[cfg(feature = "redis")]

@@ -7,8 +7,8 @@ use tower_layer::Layer;
 
 use super::TransportSecurity;
 use super::scheme::Host;
-use crate::client_ip::TrustedProxies;
 use crate::error::ConfigError;
+use crate::request::forwarded::TrustedProxies;
 
 /// The shortest `max-age` the HSTS preload list accepts (hstspreload.org): one year.
 const PRELOAD_MIN_AGE: u64 = 31_536_000;

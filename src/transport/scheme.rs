@@ -8,7 +8,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName};
 
 use super::TlsConnection;
-use crate::client_ip::{self, ProxyHeader, TrustedProxies, forwarded_for};
+use crate::request::forwarded::{self, ProxyHeader, TrustedProxies, forwarded_for};
 
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -17,7 +17,7 @@ const MAX_HOPS: usize = 32;
 
 /// Whether the request reached us over HTTPS; see the module docs for the rules.
 pub(super) fn is_https(request: &Parts, proxies: &TrustedProxies) -> bool {
-    let peer = client_ip::peer(&request.extensions);
+    let peer = forwarded::peer(&request.extensions);
     if proxies.trusts_peer(peer) {
         let headers = &request.headers;
         match proxies.proxy_header() {

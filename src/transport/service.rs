@@ -10,11 +10,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::layer::{PlainHttp, TransportConfig, TransportSecurityLayer};
 use super::scheme::{Host, is_https};
-use crate::client_ip;
 use crate::decision::{Decision, LayerKind};
 use crate::error::{Rejection, RejectionKind};
 use crate::guard::{self, Check, Denial, Never, Verdict};
 use crate::identity::Identity;
+use crate::request::forwarded;
 
 /// Headers only a proxy writes.
 const FORWARDING_HEADERS: [&str; 6] = [
@@ -90,7 +90,7 @@ impl TransportConfig {
         if !self.loopback_http {
             return false;
         }
-        let peer = client_ip::peer(&request.extensions).to_canonical();
+        let peer = forwarded::peer(&request.extensions).to_canonical();
         let headers = &request.headers;
         peer.is_loopback()
             && !self.proxies.trusts_peer(peer)

@@ -18,9 +18,10 @@ use sha2::{Digest, Sha256};
 
 pub use key::JwtKey;
 
-use super::{Authentication, Authenticator, JtiDenyList, header};
+use super::{Authentication, Authenticator, JtiDenyList};
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::{AuthMethod, ClaimMapping, Identity, YEAR_9999_END, system_time};
+use crate::request::credential;
 
 /// Header parameters that would make us trust a key the token brings along. Never honoured.
 const EMBEDDED_KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
@@ -208,7 +209,7 @@ impl Authenticator for JwtAuthenticator {
     }
 
     fn authenticate(&self, request: &Parts) -> Authentication {
-        match header::credentials(&request.headers, "Bearer") {
+        match credential::credentials(&request.headers, "Bearer") {
             None => Authentication::NotPresent,
             Some(token) => match self.verify(token) {
                 Ok(identity) => Authentication::Authenticated(identity),

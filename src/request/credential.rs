@@ -3,6 +3,8 @@
 //! Hand-written because it is a few lines and the available crates (`headers`) accept more than we
 //! want: we refuse repeated headers, non-ASCII bytes and anything but `scheme 1*SP token68`.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
@@ -117,6 +119,30 @@ pub(crate) fn invalid_request(reason: &'static str, detail: &'static str) -> Rej
     Rejection::new(RejectionKind::InvalidRequest)
         .with_reason(reason)
         .with_detail(detail)
+}
+
+/// Longest accepted `user:password` after base64 decoding.
+const MAX_CREDENTIALS_LEN: usize = 1024;
+
+/// `user:password` from the base64 credentials, or `None` when they are not well-formed.
+pub(crate) fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    if encoded.len() > MAX_CREDENTIALS_LEN * 4 / 3 + 4 {
+        return None;
+    }
+    let decoded = STANDARD.decode(encoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    if user.is_empty() || user.chars().any(char::is_control) {
+        return None;
+    }
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The user name a request tries to log in as with Basic, for brute-force counting and the
+/// audit trail.
+pub(crate) fn basic_user_name(headers: &HeaderMap) -> Option<String> {
+    let encoded = credentials(headers, "Basic")?;
+    decode_basic(encoded).map(|(user, _password)| user)
 }
 
 #[cfg(test)]
