@@ -16,7 +16,7 @@ use axum::routing::get;
 use common::*;
 use jsonwebtoken::jwk::Jwk;
 use portcullis::AuthLayer;
-use portcullis::oidc::{InMemoryDenyList, Issuer, JtiDenyList, OidcAuthenticator};
+use portcullis::oidc::{InMemoryDenyList, Issuer, OidcAuthenticator};
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -535,7 +535,7 @@ async fn denied_jti_is_refused_even_from_the_cache() {
     let app = app(AuthLayer::required().with(
         OidcAuthenticator::builder()
             .issuer(issuer)
-            .shared_deny_list(deny.clone() as Arc<dyn JtiDenyList>)
+            .deny_list(deny.clone())
             .build()
             .unwrap(),
     ));

@@ -437,7 +437,7 @@ async fn loopback_http_is_an_explicit_opt_in() {
                 .unwrap()
                 .header(ProxyHeader::XForwardedFor),
         )
-        .allow_loopback_http());
+        .allow_http_on_loopback());
     for (peer, host) in [
         ("127.0.0.1:5000", "localhost:3000"),
         ("[::1]:5000", "[::1]:3000"),

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Answers whether a token id has been revoked. Consulted on every request, verified-token cache
@@ -10,6 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 pub trait JtiDenyList: Send + Sync + 'static {
     /// Whether the token with this `jti` from this `iss` is revoked.
     fn is_denied(&self, issuer: Option<&str>, jti: &str) -> bool;
+}
+
+/// A shared list: keep one clone to revoke tokens at run time, give the other to the builder.
+impl<T: JtiDenyList + ?Sized> JtiDenyList for Arc<T> {
+    fn is_denied(&self, issuer: Option<&str>, jti: &str) -> bool {
+        (**self).is_denied(issuer, jti)
+    }
 }
 
 /// An in-memory [`JtiDenyList`] with bounded memory: each entry is kept until the token's own

@@ -280,12 +280,15 @@ impl OidcAuthenticatorBuilder {
         self
     }
 
-    /// Refuses tokens whose `jti` this list denies (consulted on every request).
-    pub fn deny_list(self, list: impl JtiDenyList) -> Self {
-        self.shared_deny_list(Arc::new(list))
+    /// Refuses tokens whose `jti` this list denies (consulted on every request). Pass an `Arc`
+    /// of the list and keep a clone of it to revoke tokens at run time.
+    pub fn deny_list(mut self, list: impl JtiDenyList) -> Self {
+        self.deny = Some(Arc::new(list));
+        self
     }
 
-    /// Like [`deny_list`](Self::deny_list), for a list you keep a handle to (to revoke tokens).
+    /// Like [`deny_list`](Self::deny_list), which now takes an `Arc` too.
+    #[deprecated(since = "0.2.0", note = "use `deny_list` with an `Arc` of the list")]
     pub fn shared_deny_list(mut self, list: Arc<dyn JtiDenyList>) -> Self {
         self.deny = Some(list);
         self

@@ -197,9 +197,16 @@ impl TransportSecurityLayer {
     /// `[::1]`), for local development; without HSTS. Never for a trusted proxy's requests, nor
     /// for requests with a forwarding header. A proxy on the same machine is a loopback peer
     /// too: list it in [`trusted_proxies`](Self::trusted_proxies), or leave this off.
-    pub fn allow_loopback_http(mut self) -> Self {
+    pub fn allow_http_on_loopback(mut self) -> Self {
         Arc::make_mut(&mut self.config).loopback_http = true;
         self
+    }
+
+    /// The former name of [`allow_http_on_loopback`](Self::allow_http_on_loopback), the
+    /// spelling the OIDC builders use for the same setting.
+    #[deprecated(since = "0.2.0", note = "renamed to `allow_http_on_loopback`")]
+    pub fn allow_loopback_http(self) -> Self {
+        self.allow_http_on_loopback()
     }
 
     /// The `Strict-Transport-Security` policy sent over HTTPS (default [`Hsts::default`]).

@@ -53,7 +53,7 @@
 //! authority agreeing; `X-Forwarded-Host` is never read); anything else is refused, never echoed.
 //! Redirects carry `Cache-Control: no-store`.
 //!
-//! [`allow_loopback_http`](TransportSecurityLayer::allow_loopback_http) lets plain HTTP through
+//! [`allow_http_on_loopback`](TransportSecurityLayer::allow_http_on_loopback) lets plain HTTP through
 //! from a loopback peer to a loopback host (`localhost`, `127.0.0.1`, `[::1]`) for local
 //! development. It is off by default, and never applies to a trusted proxy or to a request with a
 //! forwarding header (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `Via`).

@@ -656,9 +656,9 @@ impl JwtAuthenticatorBuilder {
     }
 
     /// Revoked tokens, by `jti`: consulted on every request, verified-token cache hits included.
-    /// Keep a clone of the `Arc` to revoke tokens at run time.
-    pub fn deny_list(mut self, list: Arc<dyn JtiDenyList>) -> Self {
-        self.deny = Some(list);
+    /// Pass an `Arc` of the list and keep a clone of it to revoke tokens at run time.
+    pub fn deny_list(mut self, list: impl JtiDenyList) -> Self {
+        self.deny = Some(Arc::new(list));
         self
     }
 
