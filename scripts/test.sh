@@ -60,6 +60,13 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --all-targets --all-features --locked -- -D warnings
 
+step "each layer's feature alone, no default features, the default set (cargo check, -D warnings)"
+for features in "" auth auth-jwt auth-basic rbac rate-limit validate redact audit transport oidc redis metrics test-util; do
+    RUSTFLAGS="-D warnings" cargo check --lib --locked --no-default-features --features "$features" \
+        --target-dir target/features
+done
+RUSTFLAGS="-D warnings" cargo check --all-targets --locked --target-dir target/features
+
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --locked
 

@@ -319,6 +319,7 @@ impl Identity {
 
     /// Checks an object-level rule against one resource: `Ok`, or the same 403 rejection the
     /// [`RbacLayer`](crate::RbacLayer) gives. See [`ResourcePolicy`](crate::rbac::ResourcePolicy).
+    #[cfg(feature = "rbac")]
     pub fn authorize<R>(
         &self,
         policy: &crate::rbac::ResourcePolicy<R>,

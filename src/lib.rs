@@ -47,8 +47,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// With some layers' features off, the shared parsing and core items only those layers use are
+// unused; every item is used with the default features, where this does not apply.
+#![cfg_attr(
+    not(all(
+        feature = "auth-jwt",
+        feature = "auth-basic",
+        feature = "rbac",
+        feature = "rate-limit",
+        feature = "validate",
+        feature = "redact",
+        feature = "audit",
+        feature = "transport"
+    )),
+    allow(dead_code, unused_imports)
+)]
 
+#[cfg(feature = "audit")]
 pub mod audit;
+#[cfg(feature = "auth")]
 pub mod auth;
 pub mod client_ip;
 mod decision;
@@ -57,15 +74,22 @@ pub mod guard;
 pub mod identity;
 #[cfg(feature = "oidc")]
 pub mod oidc;
+#[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "rbac")]
 pub mod rbac;
+#[cfg(feature = "redact")]
 pub mod redact;
 mod request;
 pub mod stack;
+#[cfg(feature = "transport")]
 pub mod transport;
+#[cfg(feature = "validate")]
 pub mod validate;
 
+#[cfg(feature = "audit")]
 pub use audit::AuditLayer;
+#[cfg(feature = "auth")]
 pub use auth::AuthLayer;
 pub use client_ip::ClientIp;
 pub use decision::{Decision, LayerKind};
@@ -73,18 +97,25 @@ pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Sch
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity, Principal, PrincipalKind};
 #[cfg(feature = "oidc")]
 pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenticator};
+#[cfg(feature = "rate-limit")]
 pub use rate_limit::RateLimitLayer;
+#[cfg(feature = "rbac")]
 pub use rbac::RbacLayer;
+#[cfg(feature = "redact")]
 pub use redact::{RedactLayer, Redactions, Sensitive};
 pub use stack::Portcullis;
+#[cfg(feature = "transport")]
 pub use transport::TransportSecurityLayer;
+#[cfg(feature = "validate")]
 pub use validate::{Valid, ValidateLayer};
 
 /// `jsonwebtoken`'s algorithm names, re-exported so you can configure keys without depending on
 /// the same version yourself.
+#[cfg(feature = "auth-jwt")]
 pub use jsonwebtoken::Algorithm;
 
-// Compiles the README's examples as doctests so they cannot drift from the API.
+// Compiles the README's examples as doctests so they cannot drift from the API (they use the
+// default layers).
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "default"))]
 struct ReadmeDoctests;

@@ -66,16 +66,39 @@ use futures_util::future::Either;
 use tower_layer::Layer;
 use tower_service::Service;
 
+#[cfg(feature = "audit")]
 use crate::audit::AuditLayer;
+#[cfg(feature = "auth")]
 use crate::auth::AuthLayer;
 use crate::client_ip::{ClientIpLayer, TrustedProxies};
 use crate::error::ConfigError;
 use crate::guard::{Chain, Guard};
+#[cfg(feature = "rate-limit")]
 use crate::rate_limit::{LockoutLayer, RateLimitLayer};
+#[cfg(feature = "rbac")]
 use crate::rbac::RbacLayer;
+#[cfg(feature = "redact")]
 use crate::redact::RedactLayer;
+#[cfg(feature = "transport")]
 use crate::transport::TransportSecurityLayer;
+#[cfg(feature = "validate")]
 use crate::validate::ValidateLayer;
+
+// The slots of layers whose feature is off never hold one.
+#[cfg(not(feature = "audit"))]
+use crate::guard::Disabled as AuditLayer;
+#[cfg(not(feature = "auth"))]
+use crate::guard::Disabled as AuthLayer;
+#[cfg(not(feature = "rbac"))]
+use crate::guard::Disabled as RbacLayer;
+#[cfg(not(feature = "redact"))]
+use crate::guard::Disabled as RedactLayer;
+#[cfg(not(feature = "transport"))]
+use crate::guard::Disabled as TransportSecurityLayer;
+#[cfg(not(feature = "validate"))]
+use crate::guard::Disabled as ValidateLayer;
+#[cfg(not(feature = "rate-limit"))]
+use crate::guard::{Disabled as LockoutLayer, Disabled as RateLimitLayer};
 
 /// Every configured portcullis layer, as one [`Layer`] in the recommended order.
 #[derive(Clone)]
@@ -109,6 +132,7 @@ impl Portcullis {
 
 impl PortcullisBuilder {
     /// Audit every request (outermost; also assigns the request id).
+    #[cfg(feature = "audit")]
     pub fn audit(mut self, layer: AuditLayer) -> Self {
         self.audit = Some(layer);
         self
@@ -121,6 +145,7 @@ impl PortcullisBuilder {
     }
 
     /// Refuse plain HTTP, set HSTS and the API security headers.
+    #[cfg(feature = "transport")]
     pub fn transport(mut self, layer: TransportSecurityLayer) -> Self {
         self.transport = Some(layer);
         self
@@ -130,24 +155,28 @@ impl PortcullisBuilder {
     /// address). Not by identity, which is not known yet, nor by a header, whose every new value
     /// would be a fresh budget. A `Route` or `Global` key here lets one anonymous client spend
     /// everyone's budget: use it only as a ceiling above per-address limits.
+    #[cfg(feature = "rate-limit")]
     pub fn rate_limit_per_ip(mut self, layer: RateLimitLayer) -> Self {
         self.rate_limit_per_ip = Some(layer);
         self
     }
 
     /// Lock out addresses and user names after repeated failed logins.
+    #[cfg(feature = "rate-limit")]
     pub fn lockout(mut self, layer: LockoutLayer) -> Self {
         self.lockout = Some(layer);
         self
     }
 
     /// Refuse malformed requests before authentication.
+    #[cfg(feature = "validate")]
     pub fn validate(mut self, layer: ValidateLayer) -> Self {
         self.validate = Some(layer);
         self
     }
 
     /// Authenticate callers.
+    #[cfg(feature = "auth")]
     pub fn auth(mut self, layer: AuthLayer) -> Self {
         self.auth = Some(layer);
         self
@@ -155,18 +184,21 @@ impl PortcullisBuilder {
 
     /// A limit per caller, after authentication: keyed by subject, API key, route and subject,
     /// or a header.
+    #[cfg(feature = "rate-limit")]
     pub fn rate_limit_per_subject(mut self, layer: RateLimitLayer) -> Self {
         self.rate_limit_per_subject = Some(layer);
         self
     }
 
     /// Authorize requests (deny by default).
+    #[cfg(feature = "rbac")]
     pub fn rbac(mut self, layer: RbacLayer) -> Self {
         self.rbac = Some(layer);
         self
     }
 
     /// Redact responses.
+    #[cfg(feature = "redact")]
     pub fn redact(mut self, layer: RedactLayer) -> Self {
         self.redact = Some(layer);
         self
@@ -189,6 +221,7 @@ impl PortcullisBuilder {
                 "{what} needs an authenticator: add .auth(..)"
             )));
         }
+        #[cfg(feature = "rate-limit")]
         if self
             .rate_limit_per_ip
             .as_ref()
@@ -199,6 +232,7 @@ impl PortcullisBuilder {
                  identity or a header), or use rate_limit_per_subject",
             ));
         }
+        #[cfg(feature = "rate-limit")]
         if self
             .rate_limit_per_subject
             .as_ref()
@@ -220,9 +254,11 @@ impl PortcullisBuilder {
         if !configured {
             return Err(ConfigError::new("no layer configured"));
         }
+        #[cfg_attr(not(feature = "audit"), allow(unused_mut))]
         let mut layers = self;
         // The audit layer resolves the client address itself, so that a request that ends
         // without an answer is recorded with the client's, not the proxy's.
+        #[cfg(feature = "audit")]
         if let Some(client_ip) = &layers.client_ip {
             layers.audit = layers
                 .audit
@@ -230,16 +266,24 @@ impl PortcullisBuilder {
         }
         // Credentials in the authenticators' own headers (an API key header of another name)
         // are guesses for the lockout and credentials for the transport layer's caching rule.
+        #[cfg(feature = "auth")]
         if let Some(auth) = &layers.auth {
             let names = auth.credential_headers();
-            layers.lockout = layers
-                .lockout
-                .map(|lockout| lockout.with_credential_headers(names));
-            layers.transport = layers.transport.map(|transport| {
-                names.iter().fold(transport, |transport, name| {
-                    transport.credential_header(name.clone())
-                })
-            });
+            #[cfg(feature = "rate-limit")]
+            {
+                layers.lockout = layers
+                    .lockout
+                    .map(|lockout| lockout.with_credential_headers(names));
+            }
+            #[cfg(feature = "transport")]
+            {
+                layers.transport = layers.transport.map(|transport| {
+                    names.iter().fold(transport, |transport, name| {
+                        transport.credential_header(name.clone())
+                    })
+                });
+            }
+            let _ = names;
         }
         Ok(Portcullis { layers })
     }
@@ -250,6 +294,7 @@ impl PortcullisBuilder {
     /// transport layer knows them, every client would count as its proxy's address in the per-IP
     /// limit, the lockout, the audit log and (for anonymous callers) the per-subject limit: one
     /// client's flood would lock out everyone.
+    #[cfg(feature = "transport")]
     fn check_proxies(&self) -> Result<(), ConfigError> {
         let Some(transport) = self.transport.as_ref().map(|t| t.proxies()) else {
             return Ok(());
@@ -276,6 +321,11 @@ impl PortcullisBuilder {
             }
             _ => Ok(()),
         }
+    }
+
+    #[cfg(not(feature = "transport"))]
+    fn check_proxies(&self) -> Result<(), ConfigError> {
+        Ok(())
     }
 }
 
@@ -344,9 +394,9 @@ type Checks = Chain<
 >;
 
 // The service types, innermost to outermost.
-type Inner3<S> = Maybe<crate::redact::Redact<S>, S>;
+type Inner3<S> = Maybe<<RedactLayer as Layer<S>>::Service, S>;
 type Inner2<S> = Guard<Inner3<S>, Checks>;
-type Inner1<S> = Maybe<crate::audit::Audit<Inner2<S>>, Inner2<S>>;
+type Inner1<S> = Maybe<<AuditLayer as Layer<Inner2<S>>>::Service, Inner2<S>>;
 
 impl<S> Layer<S> for Portcullis {
     type Service = PortcullisService<S>;

@@ -49,8 +49,11 @@
 //! protected ones behind an optional layer, reading `Option<Identity>`.
 
 mod api_key;
+#[cfg(feature = "auth-basic")]
 mod basic;
+#[cfg(feature = "auth-jwt")]
 mod deny;
+#[cfg(feature = "auth-jwt")]
 mod jwt;
 mod layer;
 mod service;
@@ -67,8 +70,11 @@ use crate::identity::Identity;
 pub use api_key::{
     ApiKey, ApiKeyAuthenticator, ApiKeyGrant, ApiKeyHash, ApiKeyStore, InMemoryKeyStore,
 };
+#[cfg(feature = "auth-basic")]
 pub use basic::{BasicAuthenticator, BasicAuthenticatorBuilder, BasicUser, hash_password};
+#[cfg(feature = "auth-jwt")]
 pub use deny::{InMemoryDenyList, JtiDenyList};
+#[cfg(feature = "auth-jwt")]
 pub use jwt::{JwtAuthenticator, JwtAuthenticatorBuilder, JwtKey};
 pub use layer::AuthLayer;
 pub use service::{Auth, ResponseFuture};

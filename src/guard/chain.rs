@@ -209,3 +209,46 @@ impl<A: Check, B: Check> Future for ChainPending<A, B> {
         }
     }
 }
+
+/// A layer left out at compile time (its feature is off): a slot of the fused stack that can
+/// never hold one. Public in a private module, like [`Chain`].
+#[derive(Clone, Debug)]
+#[allow(unreachable_pub, dead_code)] // Used only when a layer's feature is off.
+pub enum Disabled {}
+
+impl Check for Disabled {
+    const LAYER: LayerKind = LayerKind::ClientIp;
+    const SERVICE: &'static str = "Disabled";
+    type Admit = std::convert::Infallible;
+    type Ready = std::convert::Infallible;
+    type Pending = super::Never;
+
+    fn check<B: http_body::Body>(
+        &self,
+        _: &mut Parts,
+        _: &B,
+    ) -> Verdict<Self::Admit, Self::Pending> {
+        match *self {}
+    }
+
+    fn resume<B: http_body::Body>(
+        &self,
+        _: &mut Parts,
+        _: &B,
+        _: Self::Ready,
+    ) -> Verdict<Self::Admit, Self::Pending> {
+        match *self {}
+    }
+
+    fn finish<B>(admit: Self::Admit, _: &mut Response<B>) {
+        match admit {}
+    }
+}
+
+impl<S> tower_layer::Layer<S> for Disabled {
+    type Service = S;
+
+    fn layer(&self, _: S) -> S {
+        match *self {}
+    }
+}

@@ -31,6 +31,8 @@ use crate::error::Rejection;
 // bound, `Check`, stays crate-private on purpose (the `private_bounds` allowances in both
 // files): users configure layers, they do not write checks.
 pub(crate) use chain::Chain;
+#[allow(unused_imports)] // Used only when a layer's feature is off.
+pub(crate) use chain::Disabled;
 pub use future::ResponseFuture;
 pub use service::Guard;
 

@@ -141,7 +141,8 @@ impl RateLimitLayerBuilder {
         self
     }
 
-    /// Drives the in-memory limiter with a clock you control (tests).
+    /// Drives the in-memory limiter with a clock you control, for tests (feature `test-util`).
+    #[cfg(feature = "test-util")]
     pub fn clock(mut self, clock: FakeRelativeClock) -> Self {
         self.clock = Some(clock);
         self

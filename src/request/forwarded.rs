@@ -13,7 +13,8 @@ use ipnet::IpNet;
 
 use crate::error::ConfigError;
 
-/// The client's address as worked out by [`ClientIpLayer`] (or the socket peer without one).
+/// The client's address as worked out by [`ClientIpLayer`](crate::client_ip::ClientIpLayer) (or
+/// the socket peer without one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientIp(pub IpAddr);
 
@@ -260,7 +261,8 @@ pub(crate) fn peer(extensions: &http::Extensions) -> IpAddr {
     }
 }
 
-/// The client address of a request: the [`ClientIp`] left by a [`ClientIpLayer`], else the peer.
+/// The client address of a request: the [`ClientIp`] left by a
+/// [`ClientIpLayer`](crate::client_ip::ClientIpLayer), else the peer.
 pub(crate) fn of(extensions: &http::Extensions) -> IpAddr {
     match extensions.get::<ClientIp>() {
         Some(ClientIp(ip)) => *ip,
