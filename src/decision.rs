@@ -1,7 +1,8 @@
 //! The decision record every layer leaves behind, and the names of the deciding layers.
 
-use std::borrow::Cow;
 use std::fmt;
+
+use crate::error::Reason;
 
 /// The portcullis layer that made a decision.
 ///
@@ -71,24 +72,24 @@ pub struct Decision {
     pub layer: LayerKind,
     /// Whether the request was let through.
     pub allowed: bool,
-    /// A short machine-readable reason (`policy`, `missing_scope`, `unlisted_route`, ...).
-    pub reason: Cow<'static, str>,
+    /// Why (`policy`, `missing_scope`, `unlisted_route`, ...).
+    pub reason: Reason,
 }
 
 impl Decision {
-    pub(crate) fn allowed(layer: LayerKind, reason: &'static str) -> Self {
+    pub(crate) fn allowed(layer: LayerKind, reason: Reason) -> Self {
         Self {
             layer,
             allowed: true,
-            reason: Cow::Borrowed(reason),
+            reason,
         }
     }
 
-    pub(crate) fn denied(layer: LayerKind, reason: &'static str) -> Self {
+    pub(crate) fn denied(layer: LayerKind, reason: Reason) -> Self {
         Self {
             layer,
             allowed: false,
-            reason: Cow::Borrowed(reason),
+            reason,
         }
     }
 }

@@ -51,6 +51,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::decision::LayerKind;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind, Scheme};
 
 /// How the caller proved who they are.
@@ -311,7 +312,7 @@ impl Identity {
             Ok(())
         } else {
             Err(Rejection::new(RejectionKind::InsufficientScope)
-                .with_reason("missing_scope")
+                .with_reason(Reason::MissingScope)
                 .with_scope(scope)
                 .with_challenge(Scheme::Bearer))
         }
@@ -568,7 +569,7 @@ pub(crate) struct AnonymousChallenge(pub(crate) Arc<(crate::error::Realm, Vec<Sc
 
 pub(crate) fn missing_identity(extensions: &http::Extensions) -> Rejection {
     let mut rejection =
-        Rejection::new(RejectionKind::MissingCredentials).with_reason("missing_credentials");
+        Rejection::new(RejectionKind::MissingCredentials).with_reason(Reason::MissingCredentials);
     match extensions.get::<AnonymousChallenge>() {
         Some(AnonymousChallenge(challenge)) => {
             rejection.set_realm(&challenge.0);
@@ -623,7 +624,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Claims<T> {
         T::deserialize(&identity.0.claims).map(Claims).map_err(|_| {
             Rejection::new(RejectionKind::Forbidden)
                 .with_detail("The credential does not carry the claims this resource needs.")
-                .with_reason("claims_shape")
+                .with_reason(Reason::ClaimsShape)
                 .decided_by(LayerKind::Auth)
         })
     }

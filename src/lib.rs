@@ -93,7 +93,7 @@ pub use audit::AuditLayer;
 pub use auth::AuthLayer;
 pub use client_ip::ClientIp;
 pub use decision::{Decision, LayerKind};
-pub use error::{ConfigError, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
+pub use error::{ConfigError, Reason, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity, Principal, PrincipalKind};
 #[cfg(feature = "oidc")]
 pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenticator};

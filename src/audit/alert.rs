@@ -188,7 +188,7 @@ impl Detector {
             && event
                 .reason
                 .as_deref()
-                .is_some_and(crate::error::Rejection::is_guessing_reason);
+                .is_some_and(crate::error::is_guessing_name);
         let locked = event.layer.as_deref() == Some("lockout");
         // Formatted only for the events a rule counts: most requests raise nothing.
         let client = || event.client_ip.map(group);

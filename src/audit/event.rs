@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 
 use super::RequestId;
 use crate::decision::{Decision, LayerKind};
-use crate::error::RejectionKind;
+use crate::error::{Reason, RejectionKind};
 use crate::identity::Identity;
 
 /// Longest path kept in an event, in bytes; the rest is cut (a path is attacker-controlled).
@@ -400,7 +400,7 @@ pub(crate) struct RawEvent {
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) identity: Option<Identity>,
     pub(crate) status: StatusCode,
-    pub(crate) rejection: Option<(RejectionKind, &'static str)>,
+    pub(crate) rejection: Option<(RejectionKind, Reason)>,
     pub(crate) decision: Option<Decision>,
     pub(crate) redacted: u64,
     pub(crate) ended: Ended,
@@ -538,14 +538,17 @@ impl RawEvent {
             return (
                 Outcome::of_rejection(kind),
                 Some(layer),
-                Some(Cow::Borrowed(rejection_reason)),
+                Some(Cow::Borrowed(rejection_reason.as_str())),
             );
         }
         let layer = self
             .decision
             .as_ref()
             .map(|d| Cow::Borrowed(d.layer.as_str()));
-        let reason = self.decision.as_ref().map(|d| d.reason.clone());
+        let reason = self
+            .decision
+            .as_ref()
+            .map(|d| Cow::Borrowed(d.reason.as_str()));
         if let Some(d) = denied_by
             && !(self.status.is_client_error() || self.status.is_server_error())
         {
@@ -568,7 +571,7 @@ impl RawEvent {
             let (layer, reason) = match denied_by {
                 Some(d) => (
                     Some(Cow::Borrowed(d.layer.as_str())),
-                    Some(d.reason.clone()),
+                    Some(Cow::Borrowed(d.reason.as_str())),
                 ),
                 None => (Some(Cow::Borrowed("handler")), None),
             };

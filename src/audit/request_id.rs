@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 
 /// The header a request id is read from and echoed back in.
@@ -88,7 +89,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
                 target: "portcullis::audit",
                 "RequestId extractor used on a route without AuditLayer"
             );
-            Rejection::new(RejectionKind::Internal).with_reason("audit_layer_missing")
+            Rejection::new(RejectionKind::Internal).with_reason(Reason::AuditLayerMissing)
         })
     }
 }

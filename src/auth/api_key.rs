@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Authentication, Authenticator};
+use crate::error::Reason;
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::{AuthMethod, Identity};
 use crate::request::credential;
@@ -275,7 +276,7 @@ impl ApiKeyAuthenticator {
             (None, _) => None,
             (Some(_), Some(_)) => {
                 return Err(credential::invalid_request(
-                    "duplicate_api_key",
+                    Reason::DuplicateApiKey,
                     "Send exactly one API key.",
                 ));
             }
@@ -289,7 +290,7 @@ impl ApiKeyAuthenticator {
 
 fn rejected() -> Rejection {
     Rejection::new(RejectionKind::InvalidCredentials)
-        .with_reason("unknown_api_key")
+        .with_reason(Reason::UnknownApiKey)
         .with_detail("The API key was not accepted.")
         .with_challenge(Scheme::ApiKey)
 }

@@ -15,6 +15,7 @@ use http::request::Parts;
 use tokio::sync::Semaphore;
 
 use super::{Authentication, Authenticator};
+use crate::error::Reason;
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::{AuthMethod, Identity};
 use crate::request::credential;
@@ -269,7 +270,7 @@ impl Drop for InFlight {
     }
 }
 
-fn rejected(reason: &'static str) -> Rejection {
+fn rejected(reason: Reason) -> Rejection {
     Rejection::new(RejectionKind::InvalidCredentials)
         .with_reason(reason)
         .with_detail("The user name or password was not accepted.")
@@ -286,12 +287,12 @@ impl Authenticator for BasicAuthenticator {
             return Authentication::NotPresent;
         };
         let Some((user, password)) = credential::decode_basic(encoded) else {
-            return Authentication::Rejected(rejected("malformed_basic"));
+            return Authentication::Rejected(rejected(Reason::MalformedBasic));
         };
         let Some(slot) = InFlight::enter(&self.inner) else {
             return Authentication::Rejected(
                 Rejection::new(RejectionKind::TooManyRequests)
-                    .with_reason("basic_queue_full")
+                    .with_reason(Reason::BasicQueueFull)
                     .with_detail("Too many logins are being checked; retry shortly.")
                     .with_header(RETRY_AFTER, HeaderValue::from_static("1")),
             );
@@ -317,8 +318,8 @@ impl Authenticator for BasicAuthenticator {
             .map_err(|_| Rejection::new(RejectionKind::Internal))?;
             match known {
                 Some((_, identity)) if verified => Ok(identity.clone()),
-                Some(_) => Err(rejected("wrong_password")),
-                None => Err(rejected("unknown_user")),
+                Some(_) => Err(rejected(Reason::WrongPassword)),
+                None => Err(rejected(Reason::UnknownUser)),
             }
         }))
     }

@@ -4,6 +4,7 @@ use http::request::Parts;
 use super::layer::AuthLayer;
 use super::{Authentication, BoxAuthFuture};
 use crate::decision::LayerKind;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 use crate::guard::{self, Check, Denial, Verdict};
 use crate::identity::Identity;
@@ -38,7 +39,7 @@ impl Check for AuthLayer {
                 .count();
         if sources > 1 {
             return Verdict::Deny(self.refuse(credential::invalid_request(
-                "several_credentials",
+                Reason::SeveralCredentials,
                 "Send exactly one credential.",
             )));
         }
@@ -58,7 +59,7 @@ impl Check for AuthLayer {
             return Verdict::Deny(
                 self.refuse(
                     Rejection::new(RejectionKind::MissingCredentials)
-                        .with_reason("unsupported_scheme")
+                        .with_reason(Reason::UnsupportedScheme)
                         .with_detail("This authentication scheme is not accepted here."),
                 ),
             );
@@ -67,7 +68,7 @@ impl Check for AuthLayer {
             return Verdict::Deny(
                 self.refuse(
                     Rejection::new(RejectionKind::MissingCredentials)
-                        .with_reason("missing_credentials"),
+                        .with_reason(Reason::MissingCredentials),
                 ),
             );
         }
@@ -120,7 +121,7 @@ impl AuthLayer {
         tracing::debug!(
             target: "portcullis::auth",
             kind = ?rejection.kind(),
-            reason = rejection.reason(),
+            reason = rejection.reason().as_str(),
             "request not authenticated"
         );
         Denial::Refuse(rejection)

@@ -27,6 +27,7 @@
 //! assert!(response.extensions().get::<Rejection>().is_some());
 //! ```
 
+mod reason;
 mod render;
 
 use std::borrow::Cow;
@@ -41,6 +42,8 @@ use serde::Serialize;
 
 use crate::decision::{Decision, LayerKind};
 
+pub use reason::Reason;
+pub(crate) use reason::is_guessing_name;
 pub use render::{RenderRejection, RenderRejectionLayer, RenderRejectionService};
 
 /// The media type of every rejection body (RFC 9457 §3).
@@ -264,38 +267,6 @@ impl Default for Realm {
     }
 }
 
-/// The refusals that are evidence of guessing: a wrong password or API key, a token that is
-/// forged or malformed (bad signature, undecodable, an algorithm or key this server never
-/// accepts), or a genuine token from a foreign issuer or for another audience.
-///
-/// An allowlist, so that a new reason is never counted by accident: refusals that say nothing
-/// about guessing must not lock out a shared address (an office behind one NAT). Left out on
-/// purpose: a token that is stale or not yet valid (`expired`, `not_yet_valid`,
-/// `issued_in_future`, `missing_exp`), revoked, `inactive` at introspection, signed by a key not
-/// yet known (`unknown_kid` during a rotation), one the identity provider could not check
-/// (`introspection_failed`, `introspection_busy`), one that is too large, and every refusal of a
-/// custom authenticator that does not use one of these reasons.
-///
-/// Kept next to the reasons' definition on purpose: when reasons become typed, this becomes a
-/// method of that type.
-pub(crate) const GUESSING_REASONS: &[(RejectionKind, &str)] = &[
-    // Basic.
-    (RejectionKind::InvalidCredentials, "wrong_password"),
-    (RejectionKind::InvalidCredentials, "unknown_user"),
-    (RejectionKind::InvalidCredentials, "malformed_basic"),
-    // API keys.
-    (RejectionKind::InvalidCredentials, "unknown_api_key"),
-    // Bearer tokens.
-    (RejectionKind::InvalidToken, "bad_signature"),
-    (RejectionKind::InvalidToken, "malformed"),
-    (RejectionKind::InvalidToken, "malformed_json"),
-    (RejectionKind::InvalidToken, "alg_none"),
-    (RejectionKind::InvalidToken, "alg_not_allowed"),
-    (RejectionKind::InvalidToken, "embedded_key"),
-    (RejectionKind::InvalidToken, "bad_issuer"),
-    (RejectionKind::InvalidToken, "bad_audience"),
-];
-
 /// A refused request: the single error type of portcullis.
 ///
 /// Build one with [`Rejection::new`] (or a layer builds it for you), return it from a handler or an
@@ -308,7 +279,7 @@ pub struct Rejection(Box<Inner>);
 struct Inner {
     kind: RejectionKind,
     detail: Cow<'static, str>,
-    reason: &'static str,
+    reason: Reason,
     /// Schemes to challenge with when the status is 401 (or 403 for `insufficient_scope`).
     challenges: Vec<Scheme>,
     realm: Option<Realm>,
@@ -330,7 +301,7 @@ impl Rejection {
         Self(Box::new(Inner {
             kind,
             detail: Cow::Borrowed(kind.default_detail()),
-            reason: "",
+            reason: Reason::Unspecified,
             challenges: Vec::new(),
             realm: None,
             bearer_params: Vec::new(),
@@ -347,10 +318,11 @@ impl Rejection {
         self
     }
 
-    /// Sets the machine-readable reason (e.g. `"expired"`), recorded by the audit layer and in
-    /// traces. It is not part of the response body.
-    pub fn with_reason(mut self, reason: &'static str) -> Self {
-        self.0.reason = reason;
+    /// Sets the machine-readable reason (e.g. [`Reason::Expired`], or `"expired"`, which
+    /// converts to it), recorded by the audit layer and in traces. It is not part of the
+    /// response body.
+    pub fn with_reason(mut self, reason: impl Into<Reason>) -> Self {
+        self.0.reason = reason.into();
         self
     }
 
@@ -435,24 +407,16 @@ impl Rejection {
         &self.0.detail
     }
 
-    /// The machine-readable reason (empty when none was set).
-    pub fn reason(&self) -> &'static str {
+    /// The machine-readable reason ([`Reason::Unspecified`] when none was set).
+    pub fn reason(&self) -> Reason {
         self.0.reason
     }
 
     /// Whether this refusal is evidence that someone is guessing credentials, which the
     /// [`LockoutLayer`](crate::rate_limit::LockoutLayer) counts (locally and in Redis alike).
-    /// See [`GUESSING_REASONS`].
+    /// See [`Reason::is_guess`].
     pub(crate) fn is_guess(&self) -> bool {
-        GUESSING_REASONS
-            .iter()
-            .any(|(kind, reason)| *kind == self.0.kind && *reason == self.0.reason)
-    }
-
-    /// Whether a refusal of the `auth` layer with this reason is evidence of guessing, for those
-    /// that see only the reason (the audit trail's alerts).
-    pub(crate) fn is_guessing_reason(reason: &str) -> bool {
-        GUESSING_REASONS.iter().any(|(_, known)| *known == reason)
+        self.0.reason.is_guess(self.0.kind)
     }
 
     /// The extension members of the problem document.

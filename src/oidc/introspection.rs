@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::http::{HttpClient, HttpConfig};
 use super::invalid;
 use crate::auth::{Authentication, Authenticator};
+use crate::error::Reason;
 use crate::error::{ConfigError, Rejection, Scheme};
 use crate::identity::{AuthMethod, ClaimMapping, Identity, system_time};
 use crate::request::credential;
@@ -141,20 +142,20 @@ impl Introspector {
     pub async fn introspect(&self, token: &str) -> Result<Identity, Rejection> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
-            return Err(invalid("too_large", "The access token is too large."));
+            return Err(invalid(Reason::TooLarge, "The access token is too large."));
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(hit) = inner.cache.get(&digest) {
             return match hit.identity {
                 Some(identity) if hit.exp.is_none_or(|exp| now() < exp) => Ok(identity),
-                Some(_) => Err(invalid("expired", "The access token expired.")),
+                Some(_) => Err(invalid(Reason::Expired, "The access token expired.")),
                 None => Err(inactive()),
             };
         }
         let Ok(_call) = inner.calls.clone().try_acquire_owned() else {
             tracing::warn!("too many token introspections in flight; refusing the token");
             return Err(invalid(
-                "introspection_busy",
+                Reason::IntrospectionBusy,
                 "The access token could not be checked right now.",
             ));
         };
@@ -175,7 +176,7 @@ impl Introspector {
             Err(error) => {
                 tracing::warn!(%error, "token introspection failed; refusing the token");
                 return Err(invalid(
-                    "introspection_failed",
+                    Reason::IntrospectionFailed,
                     "The access token could not be checked.",
                 ));
             }
@@ -202,7 +203,7 @@ impl Introspector {
 }
 
 fn inactive() -> Rejection {
-    invalid("inactive", "The access token is not active.")
+    invalid(Reason::Inactive, "The access token is not active.")
 }
 
 fn now() -> u64 {
@@ -225,7 +226,7 @@ impl Inner {
         if !bearer || response.extra_fields().members.contains_key("cnf") {
             return (
                 Err(invalid(
-                    "not_a_bearer_access_token",
+                    Reason::NotABearerAccessToken,
                     "The token is not a bearer access token.",
                 )),
                 None,
@@ -239,13 +240,13 @@ impl Inner {
 
     fn identity(&self, response: &Response, exp: Option<u64>) -> Result<Identity, Rejection> {
         if exp.is_some_and(|exp| now() >= exp) {
-            return Err(invalid("expired", "The access token expired."));
+            return Err(invalid(Reason::Expired, "The access token expired."));
         }
         if let Some(expected) = &self.issuer
             && response.iss() != Some(expected.as_str())
         {
             return Err(invalid(
-                "bad_issuer",
+                Reason::BadIssuer,
                 "The access token was issued by an untrusted issuer.",
             ));
         }
@@ -253,7 +254,7 @@ impl Inner {
             let audiences = response.aud().map(Vec::as_slice).unwrap_or_default();
             if !audiences.iter().any(|aud| expected.contains(aud)) {
                 return Err(invalid(
-                    "bad_audience",
+                    Reason::BadAudience,
                     "The access token is not meant for this API.",
                 ));
             }
@@ -266,19 +267,22 @@ impl Inner {
             (None, None) => ("", false),
         };
         if subject.is_empty() {
-            return Err(invalid("missing_sub", "The access token has no subject."));
+            return Err(invalid(
+                Reason::MissingSub,
+                "The access token has no subject.",
+            ));
         }
         let subject = subject.to_owned();
         let Ok(Value::Object(mut claims)) = serde_json::to_value(response) else {
             return Err(invalid(
-                "claim_type",
+                Reason::ClaimType,
                 "A claim of the access token has the wrong type.",
             ));
         };
         claims.retain(|_, value| !value.is_null());
         let (scopes, roles) = self.mapping.apply(&claims).map_err(|()| {
             invalid(
-                "claim_type",
+                Reason::ClaimType,
                 "A claim of the access token has the wrong type.",
             )
         })?;
@@ -317,7 +321,7 @@ impl Introspector {
         // identity provider what no client could have sent through the layer.
         if !credential::is_credential(token.as_bytes()) {
             return Authentication::Rejected(invalid(
-                "malformed",
+                Reason::Malformed,
                 "The access token is malformed.",
             ));
         }

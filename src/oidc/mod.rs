@@ -75,6 +75,7 @@ pub use introspection::{Introspector, IntrospectorBuilder};
 pub use issuer::{Issuer, IssuerBuilder};
 
 use crate::auth::{Authentication, Authenticator};
+use crate::error::Reason;
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::Identity;
 use crate::request::credential;
@@ -82,7 +83,7 @@ use crate::request::credential;
 /// Larger tokens are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-pub(crate) fn invalid(reason: &'static str, detail: &'static str) -> Rejection {
+pub(crate) fn invalid(reason: Reason, detail: &'static str) -> Rejection {
     Rejection::new(RejectionKind::InvalidToken)
         .with_reason(reason)
         .with_detail(detail)
@@ -120,7 +121,7 @@ impl OidcAuthenticator {
             Authentication::Rejected(rejection) => Err(rejection),
             Authentication::Pending(future) => future.await,
             Authentication::NotPresent => {
-                Err(invalid("malformed", "The access token is malformed."))
+                Err(invalid(Reason::Malformed, "The access token is malformed."))
             }
         }
     }
@@ -128,30 +129,31 @@ impl OidcAuthenticator {
     fn authenticate_token(&self, token: &str) -> Authentication {
         if token.len() > MAX_TOKEN_BYTES {
             return Authentication::Rejected(invalid(
-                "too_large",
+                Reason::TooLarge,
                 "The access token is too large.",
             ));
         }
         if !looks_like_jwt(token) {
             return match &self.inner.introspector {
                 Some(introspector) => self.deny_pending(introspector.authenticate_token(token)),
-                None => {
-                    Authentication::Rejected(invalid("malformed", "The access token is malformed."))
-                }
+                None => Authentication::Rejected(invalid(
+                    Reason::Malformed,
+                    "The access token is malformed.",
+                )),
             };
         }
         let Some(issuer) = unverified_issuer(token)
             .and_then(|iss| self.inner.issuers.iter().find(|i| i.issuer() == iss))
         else {
             return Authentication::Rejected(invalid(
-                "bad_issuer",
+                Reason::BadIssuer,
                 "The access token was issued by an untrusted issuer.",
             ));
         };
         let generation = issuer.jwks().generation();
         match issuer.verify(token) {
             Ok(identity) => self.deny_checked(identity),
-            Err(rejection) if rejection.reason() == "unknown_kid" => {
+            Err(rejection) if rejection.reason() == crate::error::Reason::UnknownKid => {
                 match issuer.jwks().refresh_since(generation) {
                     // The cool-down forbids another fetch: fail closed.
                     None => Authentication::Rejected(rejection),
@@ -176,7 +178,10 @@ impl OidcAuthenticator {
             && let Some(jti) = identity.claim("jti").and_then(|v| v.as_str())
             && deny.is_denied(identity.issuer(), jti)
         {
-            return Err(invalid("revoked", "The access token has been revoked."));
+            return Err(invalid(
+                Reason::Revoked,
+                "The access token has been revoked.",
+            ));
         }
         Ok(identity)
     }

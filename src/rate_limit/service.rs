@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use super::layer::{Limit, RateLimitConfig, RateLimitLayer};
 use super::{Outcome, RateLimitHeaders};
 use crate::decision::LayerKind;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 use crate::guard::{self, Check, Denial, Verdict};
 use crate::identity::Identity;
@@ -106,7 +107,7 @@ fn decide(
     }
     let retry_after = outcome.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut rejection = Rejection::new(RejectionKind::TooManyRequests)
-        .with_reason("rate_limited")
+        .with_reason(Reason::RateLimited)
         .with_detail("Too many requests; retry after the time in Retry-After.")
         .with_header(RETRY_AFTER, HeaderValue::from(retry_after));
     if let Some(plan) = plan {

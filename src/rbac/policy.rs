@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::roles::RoleModel;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind, Scheme};
 use crate::identity::{AuthMethod, Identity, missing_identity};
 
@@ -360,7 +361,7 @@ impl Miss {
             Miss::Anonymous => missing_identity(extensions),
             Miss::Scope(scope) => {
                 let rejection = Rejection::new(RejectionKind::InsufficientScope)
-                    .with_reason("missing_scope")
+                    .with_reason(Reason::MissingScope)
                     .with_challenge(Scheme::Bearer);
                 if hide_details {
                     rejection
@@ -372,7 +373,7 @@ impl Miss {
             }
             Miss::Requirement(requirement) => {
                 let rejection =
-                    Rejection::new(RejectionKind::Forbidden).with_reason("policy_denied");
+                    Rejection::new(RejectionKind::Forbidden).with_reason(Reason::PolicyDenied);
                 if hide_details {
                     rejection
                 } else {
@@ -384,7 +385,7 @@ impl Miss {
                 max_age,
             } => {
                 let mut rejection = Rejection::new(RejectionKind::InsufficientUserAuthentication)
-                    .with_reason("step_up_required")
+                    .with_reason(Reason::StepUpRequired)
                     .with_challenge(Scheme::Bearer);
                 if let Some(acr_values) = acr_values {
                     rejection = rejection.with_bearer_param("acr_values", acr_values);

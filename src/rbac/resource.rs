@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::policy::{Context, Miss, Policy};
 use super::roles::RoleModel;
 use crate::decision::LayerKind;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 use crate::identity::{Identity, Principal};
 
@@ -202,7 +203,7 @@ impl<R> ResourcePolicy<R> {
                 step_up.into_rejection(&http::Extensions::new(), false)
             }
             Err(_) => Rejection::new(RejectionKind::Forbidden)
-                .with_reason("resource_policy_denied")
+                .with_reason(Reason::ResourcePolicyDenied)
                 .with_detail(format!("This requires {self}.")),
         };
         Err(rejection.decided_by(LayerKind::Rbac))

@@ -9,7 +9,7 @@ use super::layer::{RbacConfig, RbacLayer, Rules};
 use super::policy;
 use super::table::Rule;
 use crate::decision::{Decision, LayerKind};
-use crate::error::{Rejection, RejectionKind};
+use crate::error::{Reason, Rejection, RejectionKind};
 use crate::guard::{self, Check, Denial, Never, Verdict};
 use crate::identity::Identity;
 
@@ -40,7 +40,7 @@ impl Check for RbacLayer {
             Err(rejection) => {
                 tracing::debug!(
                     target: "portcullis::rbac",
-                    reason = rejection.reason(),
+                    reason = rejection.reason().as_str(),
                     "request not authorized"
                 );
                 Verdict::Deny(Denial::Refuse(rejection))
@@ -82,23 +82,24 @@ fn decide(config: &RbacConfig, request: &Parts) -> Result<Decision, Rejection> {
                 Rule::Policy(policy) => policy,
                 Rule::MethodNotAllowed(allow) => {
                     let rejection = Rejection::new(RejectionKind::MethodNotAllowed)
-                        .with_reason("method_not_listed")
+                        .with_reason(Reason::MethodNotListed)
                         .with_header(ALLOW, allow.clone());
                     return Err(rejection);
                 }
                 Rule::Unlisted { allowed: true } => {
-                    return Ok(Decision::allowed(LayerKind::Rbac, "unlisted_route"));
+                    return Ok(Decision::allowed(LayerKind::Rbac, Reason::UnlistedRoute));
                 }
                 Rule::Unlisted { allowed: false } => {
                     let mut rejection =
-                        Rejection::new(RejectionKind::Forbidden).with_reason("unlisted_route");
+                        Rejection::new(RejectionKind::Forbidden).with_reason(Reason::UnlistedRoute);
                     if !config.hide_details {
                         rejection = rejection.with_detail("No access policy covers this route.");
                     }
                     return Err(rejection);
                 }
                 Rule::NoRoute => {
-                    let rejection = Rejection::new(RejectionKind::NotFound).with_reason("no_route");
+                    let rejection =
+                        Rejection::new(RejectionKind::NotFound).with_reason(Reason::NoRoute);
                     return Err(rejection);
                 }
             }
@@ -106,7 +107,7 @@ fn decide(config: &RbacConfig, request: &Parts) -> Result<Decision, Rejection> {
     };
     let cx = policy::Context::new(extensions.get::<Identity>(), &config.roles);
     match policy.evaluate(&cx) {
-        Ok(()) => Ok(Decision::allowed(LayerKind::Rbac, "policy")),
+        Ok(()) => Ok(Decision::allowed(LayerKind::Rbac, Reason::Policy)),
         Err(miss) => Err(miss.into_rejection(extensions, config.hide_details)),
     }
 }

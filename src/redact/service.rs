@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::future::{RequestInfo, ResponseFuture};
 use super::layer::RedactConfig;
 use crate::decision::LayerKind;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 use crate::identity::Identity;
 
@@ -206,13 +207,13 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         // A range of a JSON document is checked without its context: `"hunter2"`, bytes 20 to
         // 28 of `{"user":"ada","password":"hunter2"}`, is a JSON string no field rule sees.
         // Ranges of other types in `multipart/byteranges` may be JSON too (see `kind`).
-        return withhold("partial_content", status);
+        return withhold(Reason::PartialContent, status);
     }
     let mut sniffing = match kind {
         Kind::Other => return response,
         Kind::Stream if config.pass_streams => return response,
-        Kind::Stream => return withhold("stream_not_redacted", status),
-        Kind::ForeignCharset => return withhold("foreign_charset", status),
+        Kind::Stream => return withhold(Reason::StreamNotRedacted, status),
+        Kind::ForeignCharset => return withhold(Reason::ForeignCharset, status),
         Kind::Json => false,
         Kind::Unknown => true,
     };
@@ -228,7 +229,7 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         return if config.pass_encoded {
             response
         } else {
-            withhold("encoded_response", status)
+            withhold(Reason::EncodedResponse, status)
         };
     }
     let declared = response
@@ -241,7 +242,7 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         return if config.pass_oversized {
             response
         } else {
-            withhold("response_too_large", status)
+            withhold(Reason::ResponseTooLarge, status)
         };
     }
 
@@ -251,7 +252,7 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            return withhold("response_body_error", status);
+            return withhold(Reason::ResponseBodyError, status);
         };
         let Ok(data) = frame.into_data() else {
             continue; // trailers: JSON responses do not carry any we keep
@@ -277,7 +278,7 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         let held = first.as_ref().map_or(0, Bytes::len);
         let oversized = held + buffer.len() + data.len() > config.max_body_bytes;
         if oversized && !config.pass_oversized && !lenient {
-            return withhold("response_too_large", status);
+            return withhold(Reason::ResponseTooLarge, status);
         }
         if !oversized && first.is_none() && buffer.is_empty() {
             first = Some(data);
@@ -333,30 +334,30 @@ pub(super) async fn redact_response(info: RequestInfo, mut response: Response) -
         }
         // Untyped text that merely starts like a JSON scalar.
         Err(_) if lenient => Response::from_parts(parts, Body::from(bytes)),
-        Err(_) => withhold("invalid_json", status),
+        Err(_) => withhold(Reason::InvalidJson, status),
     }
 }
 
-fn withhold(reason: &'static str, status: StatusCode) -> Response {
+fn withhold(reason: Reason, status: StatusCode) -> Response {
     tracing::warn!(
         target: "portcullis::redact",
-        reason,
+        reason = reason.as_str(),
         status = status.as_u16(),
         "response withheld: it could not be redacted"
     );
     let detail = match reason {
-        "response_too_large" => "The response is too large to be checked for sensitive data.",
-        "encoded_response" => {
+        Reason::ResponseTooLarge => "The response is too large to be checked for sensitive data.",
+        Reason::EncodedResponse => {
             "The response is compressed and cannot be checked for sensitive data."
         }
-        "stream_not_redacted" => "Streamed responses are not checked for sensitive data.",
-        "invalid_json" => {
+        Reason::StreamNotRedacted => "Streamed responses are not checked for sensitive data.",
+        Reason::InvalidJson => {
             "The response is not valid JSON and cannot be checked for sensitive data."
         }
-        "foreign_charset" => {
+        Reason::ForeignCharset => {
             "The response is not UTF-8 JSON and cannot be checked for sensitive data."
         }
-        "partial_content" => {
+        Reason::PartialContent => {
             "A part of a response cannot be checked for sensitive data; request all of it."
         }
         _ => "The response body could not be read.",

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 
 /// Checks what the layer must refuse before any authenticator looks: repeated `Authorization`
@@ -19,14 +20,14 @@ pub(crate) fn check_authorization(headers: &HeaderMap) -> Result<bool, Rejection
     };
     if values.next().is_some() {
         return Err(invalid_request(
-            "duplicate_authorization",
+            Reason::DuplicateAuthorization,
             "Send exactly one Authorization header.",
         ));
     }
     // The syntax check admits only ASCII, so no separate UTF-8 or visible-ASCII pass is needed.
     if !well_formed(value.as_bytes()) {
         return Err(invalid_request(
-            "malformed_authorization",
+            Reason::MalformedAuthorization,
             "The Authorization header must be a scheme followed by exactly one credential.",
         ));
     }
@@ -115,7 +116,7 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// A 400 `invalid_request`; the layer adds a challenge for each scheme it accepts.
-pub(crate) fn invalid_request(reason: &'static str, detail: &'static str) -> Rejection {
+pub(crate) fn invalid_request(reason: Reason, detail: &'static str) -> Rejection {
     Rejection::new(RejectionKind::InvalidRequest)
         .with_reason(reason)
         .with_detail(detail)

@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use super::layer::{PlainHttp, TransportConfig, TransportSecurityLayer};
 use super::scheme::{Host, is_https};
 use crate::decision::{Decision, LayerKind};
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 use crate::guard::{self, Check, Denial, Never, Verdict};
 use crate::identity::Identity;
@@ -103,14 +104,14 @@ impl TransportConfig {
     /// The answer to a plain HTTP request: a 308 where allowed, else 403. Built here rather
     /// than by the guard, so that this layer's headers are on it too.
     fn plain_http(&self, request: &Parts, credentialed: bool) -> Response<Bytes> {
-        let refuse = |reason: &'static str| {
+        let refuse = |reason: Reason| {
             let detail = if credentialed {
                 "This API is served over HTTPS only; credentials sent over plain HTTP must be \
                  considered exposed."
             } else {
                 "This API is served over HTTPS only."
             };
-            tracing::debug!(target: "portcullis::transport", reason, "plain HTTP refused");
+            tracing::debug!(target: "portcullis::transport", reason = reason.as_str(), "plain HTTP refused");
             Rejection::new(RejectionKind::Forbidden)
                 .with_reason(reason)
                 .with_detail(detail)
@@ -118,19 +119,19 @@ impl TransportConfig {
                 .into_http()
         };
         if credentialed {
-            return refuse("credentials_over_http");
+            return refuse(Reason::CredentialsOverHttp);
         }
         let PlainHttp::Redirect(canonical) = &self.plain_http else {
-            return refuse("https_required");
+            return refuse(Reason::HttpsRequired);
         };
         if request.method != Method::GET && request.method != Method::HEAD {
-            return refuse("https_required");
+            return refuse(Reason::HttpsRequired);
         }
         let host = match canonical {
             Some(host) => host.clone(),
             None => match Host::of_request(request) {
                 Some(host) => host.without_port(),
-                None => return refuse("redirect_host_invalid"),
+                None => return refuse(Reason::RedirectHostInvalid),
             },
         };
         let path = request
@@ -138,10 +139,10 @@ impl TransportConfig {
             .path_and_query()
             .map_or("/", |path| path.as_str());
         if !path.starts_with('/') {
-            return refuse("https_required");
+            return refuse(Reason::HttpsRequired);
         }
         let Ok(location) = HeaderValue::try_from(format!("https://{host}{path}")) else {
-            return refuse("https_required");
+            return refuse(Reason::HttpsRequired);
         };
         tracing::debug!(target: "portcullis::transport", "plain HTTP redirected");
         let mut response = Response::new(Bytes::new());
@@ -152,9 +153,10 @@ impl TransportConfig {
         response
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
-            .extensions_mut()
-            .insert(Decision::denied(LayerKind::Transport, "redirect_to_https"));
+        response.extensions_mut().insert(Decision::denied(
+            LayerKind::Transport,
+            crate::error::Reason::RedirectToHttps,
+        ));
         response
     }
 

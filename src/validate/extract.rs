@@ -14,6 +14,7 @@ use super::BodyLimits;
 use super::parse::{from_json, from_urlencoded, validated};
 use super::pointer::Pointer;
 use crate::decision::LayerKind;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 
 /// Deserializes with axum's extractor types and then runs [`Validate`]: handlers only ever see
@@ -125,7 +126,7 @@ fn path_rejection(rejection: PathRejection) -> Rejection {
     use axum::extract::path::ErrorKind;
     if rejection.status().is_server_error() {
         // A route that does not match its extractor: a programming error no client can cause.
-        return Rejection::new(RejectionKind::Internal).with_reason("path_extractor_mismatch");
+        return Rejection::new(RejectionKind::Internal).with_reason(Reason::PathExtractorMismatch);
     }
     let mut field = Pointer::default();
     if let PathRejection::FailedToDeserializePathParams(error) = &rejection {
@@ -138,7 +139,7 @@ fn path_rejection(rejection: PathRejection) -> Rejection {
         }
     }
     Rejection::new(RejectionKind::BadRequest)
-        .with_reason("malformed_input")
+        .with_reason(Reason::MalformedInput)
         .with_detail("The request could not be read; see `errors` for where.")
         .with_member(
             "errors",
@@ -173,7 +174,7 @@ fn require_media_type(headers: &HeaderMap, expected: &mime::Mime) -> Result<(), 
         Ok(())
     } else {
         Err(Rejection::new(RejectionKind::UnsupportedMediaType)
-            .with_reason("unsupported_media_type")
+            .with_reason(Reason::UnsupportedMediaType)
             .with_detail(format!("Send the body as {}.", expected.essence_str())))
     }
 }
@@ -199,7 +200,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, Rejection> {
                 source = error.source();
             }
             Err(Rejection::new(RejectionKind::BadRequest)
-                .with_reason("body_unreadable")
+                .with_reason(Reason::BodyUnreadable)
                 .with_detail("The request body could not be read."))
         }
     }
@@ -207,6 +208,6 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, Rejection> {
 
 fn too_large(limit: usize) -> Rejection {
     Rejection::new(RejectionKind::PayloadTooLarge)
-        .with_reason("body_too_large")
+        .with_reason(Reason::BodyTooLarge)
         .with_detail(format!("The request body is larger than {limit} bytes."))
 }

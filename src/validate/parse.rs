@@ -13,6 +13,7 @@ use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKin
 
 use super::json::{ScanError, scan};
 use super::pointer::{self, Pointer};
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 
 /// At most this many entries go into one `errors` array: enough to fix a request, too few to
@@ -57,13 +58,13 @@ fn unreadable(error: FieldError) -> Rejection {
     let (kind, reason, detail) = if error.code == "unknown_field" {
         (
             RejectionKind::UnprocessableContent,
-            "unknown_field",
+            Reason::UnknownField,
             "The request has a field this resource does not accept.",
         )
     } else {
         (
             RejectionKind::BadRequest,
-            "malformed_input",
+            Reason::MalformedInput,
             "The request could not be read; see `errors` for where.",
         )
     };
@@ -77,7 +78,7 @@ fn unprocessable(mut errors: Vec<FieldError>) -> Rejection {
     errors.sort_by(|a, b| (&a.field, &a.code).cmp(&(&b.field, &b.code)));
     errors.truncate(MAX_ERRORS);
     Rejection::new(RejectionKind::UnprocessableContent)
-        .with_reason("validation_failed")
+        .with_reason(Reason::ValidationFailed)
         .with_detail("The request content is not valid; see `errors` for every problem.")
         .with_member(
             "errors",

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::layer::{AllowedHost, ValidateConfig, ValidateLayer};
 use crate::decision::LayerKind;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 use crate::guard::{self, Check, Denial, Never, Verdict};
 
@@ -32,7 +33,7 @@ impl Check for ValidateLayer {
             tracing::debug!(
                 target: "portcullis::validate",
                 kind = ?rejection.kind(),
-                reason = rejection.reason(),
+                reason = rejection.reason().as_str(),
                 "request refused"
             );
             return Verdict::Deny(Denial::Refuse(rejection));
@@ -59,7 +60,7 @@ impl ValidateConfig {
     fn check<B: http_body::Body>(&self, request: &Parts, body: &B) -> Result<(), Rejection> {
         if !self.methods.contains(&request.method) {
             return Err(Rejection::new(RejectionKind::MethodNotAllowed)
-                .with_reason("method_not_allowed")
+                .with_reason(Reason::MethodNotAllowed)
                 .with_header(ALLOW, self.allow.clone()));
         }
         let uri = &request.uri;
@@ -67,7 +68,7 @@ impl ValidateConfig {
             + uri.authority().map_or(0, |a| a.as_str().len())
             + uri.path_and_query().map_or(0, |p| p.as_str().len());
         if uri_bytes > self.max_uri_bytes {
-            return Err(Rejection::new(RejectionKind::UriTooLong).with_reason("uri_too_long"));
+            return Err(Rejection::new(RejectionKind::UriTooLong).with_reason(Reason::UriTooLong));
         }
         let header_bytes: usize = request
             .headers
@@ -76,7 +77,7 @@ impl ValidateConfig {
             .sum();
         if header_bytes > self.max_header_bytes {
             return Err(Rejection::new(RejectionKind::HeaderFieldsTooLarge)
-                .with_reason("header_fields_too_large"));
+                .with_reason(Reason::HeaderFieldsTooLarge));
         }
         if !self.hosts.is_empty() {
             self.check_host(request)?;
@@ -90,7 +91,7 @@ impl ValidateConfig {
         }
         if self.bodiless.contains(&request.method) && has_body(request, body) {
             return Err(Rejection::new(RejectionKind::BadRequest)
-                .with_reason("body_not_allowed")
+                .with_reason(Reason::BodyNotAllowed)
                 .with_detail("This method does not take a request body."));
         }
         Ok(())
@@ -126,7 +127,8 @@ impl ValidateConfig {
         if header.iter().chain(target.iter()).all(allowed) {
             Ok(())
         } else {
-            Err(Rejection::new(RejectionKind::MisdirectedRequest).with_reason("host_not_allowed"))
+            Err(Rejection::new(RejectionKind::MisdirectedRequest)
+                .with_reason(Reason::HostNotAllowed))
         }
     }
 }
@@ -143,13 +145,13 @@ fn has_body<B: http_body::Body>(request: &Parts, body: &B) -> bool {
 
 fn missing_header(name: &HeaderName) -> Rejection {
     Rejection::new(RejectionKind::BadRequest)
-        .with_reason("missing_header")
+        .with_reason(Reason::MissingHeader)
         .with_detail("A required header is missing.")
         .with_member("header", json!(name.as_str()))
 }
 
 fn bad_host(detail: &'static str) -> Rejection {
     Rejection::new(RejectionKind::BadRequest)
-        .with_reason("bad_host")
+        .with_reason(Reason::BadHost)
         .with_detail(detail)
 }

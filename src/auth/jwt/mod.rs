@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 pub use key::JwtKey;
 
 use super::{Authentication, Authenticator, JtiDenyList};
+use crate::error::Reason;
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
 use crate::identity::{AuthMethod, ClaimMapping, Identity, YEAR_9999_END, system_time};
 use crate::request::credential;
@@ -112,7 +113,7 @@ impl JwtAuthenticator {
             && let Some(serde_json::Value::String(jti)) = identity.claim("jti")
             && deny.is_denied(identity.issuer(), jti)
         {
-            return Err(invalid("revoked", "The access token was revoked."));
+            return Err(invalid(Reason::Revoked, "The access token was revoked."));
         }
         Ok(identity)
     }
@@ -120,7 +121,7 @@ impl JwtAuthenticator {
     fn verify_signed(&self, token: &str) -> Result<Identity, Rejection> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
-            return Err(invalid("too_large", "The access token is too large."));
+            return Err(invalid(Reason::TooLarge, "The access token is too large."));
         }
         let Some(cache) = &inner.cache else {
             return inner
@@ -135,7 +136,7 @@ impl JwtAuthenticator {
                     && now.saturating_sub(inner.leeway) >= exp
                 {
                     cache.invalidate(&digest);
-                    return Err(invalid("expired", "The access token expired."));
+                    return Err(invalid(Reason::Expired, "The access token expired."));
                 }
                 return Ok(hit.identity);
             }
@@ -236,7 +237,7 @@ impl fmt::Debug for JwtAuthenticator {
     }
 }
 
-fn invalid(reason: &'static str, detail: &'static str) -> Rejection {
+fn invalid(reason: Reason, detail: &'static str) -> Rejection {
     Rejection::new(RejectionKind::InvalidToken)
         .with_reason(reason)
         .with_detail(detail)
@@ -244,12 +245,12 @@ fn invalid(reason: &'static str, detail: &'static str) -> Rejection {
 }
 
 fn malformed() -> Rejection {
-    invalid("malformed", "The access token is malformed.")
+    invalid(Reason::Malformed, "The access token is malformed.")
 }
 
 fn claim_type() -> Rejection {
     invalid(
-        "claim_type",
+        Reason::ClaimType,
         "A claim of the access token has the wrong type.",
     )
 }
@@ -281,7 +282,7 @@ impl Inner {
             let key = select_key(&keys, &header)?;
             if key.algorithm != algorithm {
                 return Err(invalid(
-                    "alg_not_allowed",
+                    Reason::AlgNotAllowed,
                     "The token's signing algorithm is not accepted for its key.",
                 ));
             }
@@ -295,7 +296,7 @@ impl Inner {
             .unwrap_or(false);
             if !valid {
                 return Err(invalid(
-                    "bad_signature",
+                    Reason::BadSignature,
                     "The access token signature is invalid.",
                 ));
             }
@@ -311,11 +312,14 @@ impl Inner {
             return Err(malformed());
         };
         if alg.eq_ignore_ascii_case("none") {
-            return Err(invalid("alg_none", "Unsigned tokens are not accepted."));
+            return Err(invalid(
+                Reason::AlgNone,
+                "Unsigned tokens are not accepted.",
+            ));
         }
         let algorithm = Algorithm::from_str(alg).map_err(|_| {
             invalid(
-                "alg_not_allowed",
+                Reason::AlgNotAllowed,
                 "The token's signing algorithm is not accepted.",
             )
         })?;
@@ -324,13 +328,13 @@ impl Inner {
             .any(|name| header.contains_key(*name))
         {
             return Err(invalid(
-                "embedded_key",
+                Reason::EmbeddedKey,
                 "Keys embedded in or linked from the token header are not trusted.",
             ));
         }
         if header.contains_key("crit") {
             return Err(invalid(
-                "unsupported_crit",
+                Reason::UnsupportedCrit,
                 "The token requires an extension this server does not support.",
             ));
         }
@@ -339,7 +343,10 @@ impl Inner {
         match header.get("cty") {
             None => {}
             Some(Value::String(cty)) if normalize_typ(cty) == "jwt" => {
-                return Err(invalid("nested_jwt", "Nested tokens are not accepted."));
+                return Err(invalid(
+                    Reason::NestedJwt,
+                    "Nested tokens are not accepted.",
+                ));
             }
             Some(Value::String(_)) => {}
             Some(_) => return Err(malformed()),
@@ -355,7 +362,10 @@ impl Inner {
         if let Some(accepted) = &self.typ {
             let ok = typ.is_some_and(|typ| accepted.iter().any(|a| *a == normalize_typ(typ)));
             if !ok {
-                return Err(invalid("typ_mismatch", "The token type is not accepted."));
+                return Err(invalid(
+                    Reason::TypMismatch,
+                    "The token type is not accepted.",
+                ));
             }
         }
         Ok(algorithm)
@@ -380,29 +390,32 @@ impl Inner {
         // presented as a plain bearer token, without its proof, must be refused.
         if claims.contains_key("cnf") {
             return Err(invalid(
-                "sender_constrained",
+                Reason::SenderConstrained,
                 "A sender-constrained token cannot be used as a bearer token.",
             ));
         }
 
         match exp {
             Some(exp) if now.saturating_sub(leeway) >= exp => {
-                return Err(invalid("expired", "The access token expired."));
+                return Err(invalid(Reason::Expired, "The access token expired."));
             }
             None if self.require_exp => {
-                return Err(invalid("missing_exp", "The access token has no expiry."));
+                return Err(invalid(
+                    Reason::MissingExp,
+                    "The access token has no expiry.",
+                ));
             }
             _ => {}
         }
         if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
             return Err(invalid(
-                "not_yet_valid",
+                Reason::NotYetValid,
                 "The access token is not valid yet.",
             ));
         }
         if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
             return Err(invalid(
-                "issued_in_future",
+                Reason::IssuedInFuture,
                 "The access token was issued in the future.",
             ));
         }
@@ -410,7 +423,7 @@ impl Inner {
             && issuer != Some(expected.as_str())
         {
             return Err(invalid(
-                "bad_issuer",
+                Reason::BadIssuer,
                 "The access token was issued by an untrusted issuer.",
             ));
         }
@@ -420,13 +433,18 @@ impl Inner {
                 .any(|aud| expected.iter().any(|e| e == aud))
         {
             return Err(invalid(
-                "bad_audience",
+                Reason::BadAudience,
                 "The access token is not meant for this API.",
             ));
         }
         let subject = match subject {
             Some(subject) if !subject.is_empty() => subject.to_owned(),
-            _ => return Err(invalid("missing_sub", "The access token has no subject.")),
+            _ => {
+                return Err(invalid(
+                    Reason::MissingSub,
+                    "The access token has no subject.",
+                ));
+            }
         };
         let (scopes, roles) = self.mapping.apply(&claims).map_err(|()| claim_type())?;
         let mut builder = Identity::builder(subject, AuthMethod::Jwt)
@@ -458,7 +476,7 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, Rejection> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| malformed())?;
     strict::parse_object(&bytes).ok_or_else(|| {
         invalid(
-            "malformed_json",
+            Reason::MalformedJson,
             "The access token is not made of JSON objects with unique member names.",
         )
     })
@@ -472,11 +490,16 @@ fn select_key<'a>(
         Some(Value::String(kid)) => keys
             .iter()
             .find(|key| key.kid.as_deref() == Some(kid.as_str()))
-            .ok_or_else(|| invalid("unknown_kid", "The token was signed with an unknown key.")),
+            .ok_or_else(|| {
+                invalid(
+                    Reason::UnknownKid,
+                    "The token was signed with an unknown key.",
+                )
+            }),
         _ => match keys {
             [only] => Ok(only),
             _ => Err(invalid(
-                "kid_required",
+                Reason::KidRequired,
                 "The token must name its signing key (kid).",
             )),
         },
@@ -529,7 +552,7 @@ fn numeric_date(value: Option<&Value>) -> Result<Option<u64>, Rejection> {
     match seconds {
         Some(seconds) if seconds <= YEAR_9999_END => Ok(Some(seconds)),
         _ => Err(invalid(
-            "date_out_of_range",
+            Reason::DateOutOfRange,
             "A date claim of the access token is out of range.",
         )),
     }

@@ -14,6 +14,7 @@ use http::{HeaderName, HeaderValue};
 use super::count::{Attempt, LockoutAttempt};
 use super::{LockoutConfig, LockoutLayer};
 use crate::decision::LayerKind;
+use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
 use crate::guard::{Check, Denial, Verdict};
 use crate::request::attempt::PendingAttempt;
@@ -58,7 +59,7 @@ fn subjects(config: &LockoutConfig, request: &Parts) -> Subjects {
 
 /// Whether a response is a failed guess worth counting: the one rule for the local count and
 /// the shared (Redis) one. Only a 401 whose rejection is evidence of guessing counts (see
-/// `GUESSING_REASONS` in `crate::error`): a stale token, an identity provider that is down, a key
+/// `Reason::is_guess`): a stale token, an identity provider that is down, a key
 /// rotation in progress or a revoked token are not guesses, and no credential is no attempt.
 fn is_failure<B>(response: &http::Response<B>) -> bool {
     response.status() == http::StatusCode::UNAUTHORIZED
@@ -79,7 +80,7 @@ fn locked_out(retry_after: Duration) -> Denial {
     let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     Denial::Refuse(
         Rejection::new(RejectionKind::TooManyRequests)
-            .with_reason("locked_out")
+            .with_reason(Reason::LockedOut)
             .with_detail("Too many failed attempts; retry after the time in Retry-After.")
             .with_header(RETRY_AFTER, HeaderValue::from(seconds)),
     )
