@@ -93,15 +93,6 @@ impl Check for ClientIpLayer {
         Verdict::Allow(ip)
     }
 
-    fn resume<B>(
-        &self,
-        _: &mut Parts,
-        _: &B,
-        ready: Infallible,
-    ) -> Verdict<Self::Admit, Self::Pending> {
-        match ready {}
-    }
-
     fn finish<B>(ip: Self::Admit, response: &mut Response<B>) {
         response.extensions_mut().insert(ip);
     }

@@ -128,17 +128,6 @@ fn recorded(capacity: usize) -> (RecentEvents, AuditLayer, AuditHandle) {
     (recent, audit, handle)
 }
 
-fn events(recent: &RecentEvents) -> Vec<AuditEvent> {
-    recent
-        .records()
-        .into_iter()
-        .filter_map(|r| match r.entry() {
-            AuditEntry::Request(event) => Some(event.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn alerts(recent: &RecentEvents) -> Vec<SecurityAlert> {
     recent
         .records()
@@ -272,7 +261,7 @@ async fn every_outcome_gives_exactly_one_event_with_the_right_fields() {
     );
 
     handle.flush().await;
-    let events = events(&recent);
+    let events = request_events(&recent);
     assert_eq!(events.len(), sent, "one event per request");
     let by_id: HashMap<&str, &AuditEvent> =
         events.iter().map(|e| (e.request_id.as_str(), e)).collect();
@@ -343,7 +332,7 @@ async fn a_panicking_handler_is_recorded_as_an_error_with_or_without_catch_panic
     assert!(unwound.unwrap_err().is_panic());
 
     handle.flush().await;
-    let events = events(&recent);
+    let events = request_events(&recent);
     assert_eq!(events.len(), 2, "one event per request: {events:?}");
     for event in &events {
         assert_eq!(
@@ -478,7 +467,7 @@ async fn no_record_holds_a_credential_password_or_detected_secret() {
     for secret in secrets {
         assert!(!file.contains(secret), "{secret} leaked into the audit log");
     }
-    let events = events(&recent);
+    let events = request_events(&recent);
     let s2 = events.iter().find(|e| e.request_id == "s-2").unwrap();
     let fingerprint = s2
         .attempted_user
@@ -770,7 +759,7 @@ async fn shutdown_writes_every_accepted_event() {
     shutdown.await.unwrap();
     let stats = handle.stats();
     assert_eq!((stats.accepted, stats.dropped), (2000, 0));
-    assert_eq!(events(&recent).len(), 2000);
+    assert_eq!(request_events(&recent).len(), 2000);
     // After shutdown new events are dropped and counted, not lost silently.
     call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(handle.stats().dropped, 1);
@@ -928,7 +917,7 @@ async fn refusals_without_a_rejection_are_not_recorded_as_allowed() {
         call(&app, Request::get(path).body(Body::empty()).unwrap()).await;
     }
     handle.flush().await;
-    let outcomes: Vec<(Outcome, Option<String>)> = events(&recent)
+    let outcomes: Vec<(Outcome, Option<String>)> = request_events(&recent)
         .iter()
         .map(|e| (e.outcome, e.layer.as_deref().map(str::to_owned)))
         .collect();
@@ -955,7 +944,7 @@ async fn encoded_and_cut_secrets_in_paths_are_scrubbed() {
         call(&app, Request::get(path).body(Body::empty()).unwrap()).await;
     }
     handle.flush().await;
-    for event in events(&recent) {
+    for event in request_events(&recent) {
         assert!(!event.path.contains("ghp_0123456789abcd"), "{}", event.path);
         assert!(!event.path.contains("alice.smith"), "{}", event.path);
         assert!(event.path.len() <= 1024);
@@ -986,7 +975,7 @@ async fn concurrent_shutdowns_all_wait_for_the_flush_and_panicking_sinks_cost_no
     let (a, b) = (handle.clone(), handle.clone());
     tokio::join!(a.shutdown(), b.shutdown());
     assert_eq!(
-        events(&recent).len(),
+        request_events(&recent).len(),
         50,
         "both shutdowns returned after everything was written"
     );
@@ -1050,7 +1039,7 @@ async fn dropping_the_layer_without_shutdown_still_writes_what_was_queued() {
     drop(app);
     drop(release);
     let written = async {
-        while events(&recent).len() < 1000 {
+        while request_events(&recent).len() < 1000 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
@@ -1111,7 +1100,7 @@ async fn dropped_events_are_sealed_as_gap_records_that_verify_reports() {
         assert!(before <= gap.first && gap.first <= gap.last, "{gap:?}");
     }
     // Every accepted event is there too, and the sink wrote each record once.
-    assert_eq!(events(&recent).len() as u64, stats.accepted);
+    assert_eq!(request_events(&recent).len() as u64, stats.accepted);
     assert_eq!(handle.stats().written, stats.accepted + gaps.len() as u64);
     let log: String = records.iter().map(|r| format!("{}\n", r.json())).collect();
     assert!(log.contains("\"type\":\"gap\""), "{log}");
@@ -1160,7 +1149,10 @@ async fn a_second_shutdown_or_flush_waits_for_the_first_to_finish() {
     drop(permits);
     second.await.unwrap();
     // Checked before the first shutdown is awaited: the second returned only once all was written.
-    assert_eq!(events(&recent).len() as u64, handle.stats().accepted);
+    assert_eq!(
+        request_events(&recent).len() as u64,
+        handle.stats().accepted
+    );
     first.await.unwrap();
 }
 
@@ -1210,7 +1202,7 @@ async fn a_recycled_event_carries_nothing_of_the_request_before() {
         }
     }
     handle.shutdown().await;
-    let events = events(&recent);
+    let events = request_events(&recent);
     assert_eq!(events.len(), 1200);
     let bare: Vec<_> = events
         .iter()

@@ -12,10 +12,7 @@ use axum::routing::get;
 use common::*;
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use portcullis::audit::{
-    AlertRules, AuditEntry, AuditEvent, AuditHandle, AuditKey, AuditLayer, RecentEvents,
-};
-use portcullis::auth::JwtAuthenticator;
+use portcullis::audit::{AlertRules, AuditHandle, AuditKey, AuditLayer, RecentEvents};
 use portcullis::client_ip::{ClientIpLayer, ProxyHeader, TrustedProxies};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
@@ -26,13 +23,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 fn auth() -> AuthLayer {
-    let jwt = JwtAuthenticator::builder()
-        .key(all_keys().remove(3))
-        .issuer(ISSUER)
-        .audience([AUDIENCE])
-        .build()
-        .unwrap();
-    AuthLayer::optional().with(jwt)
+    AuthLayer::optional().with(hs256_jwt())
 }
 
 fn table() -> RbacLayer {
@@ -160,18 +151,6 @@ fn audit_to(recent: &RecentEvents) -> AuditLayer {
         .alerts(AlertRules::none())
         .build()
         .unwrap()
-}
-
-/// The request events `recent` holds.
-fn request_events(recent: &RecentEvents) -> Vec<AuditEvent> {
-    recent
-        .records()
-        .into_iter()
-        .filter_map(|record| match record.entry() {
-            AuditEntry::Request(event) => Some(event.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn app(recent: &RecentEvents) -> (Router, AuditHandle) {

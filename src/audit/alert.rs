@@ -180,7 +180,7 @@ impl Detector {
         // A credential was presented and refused (not a request that simply carried none).
         let auth_failure = event.layer.as_deref() == Some("auth")
             && matches!(event.outcome, Outcome::Unauthenticated | Outcome::Invalid)
-            && event.reason.as_deref() != Some("missing_credentials");
+            && event.reason.as_deref() != Some(crate::error::Reason::MissingCredentials.as_str());
         // Per address, only what the lockout counts as guessing: an expired token or an
         // identity provider that is down must not raise alerts for every office behind one
         // address. (Per user name, every refused Basic attempt counts: no provider is involved.)

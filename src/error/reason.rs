@@ -12,8 +12,10 @@ use super::RejectionKind;
 /// Your own authenticators and handlers may use any built-in reason (a custom authenticator that
 /// refuses with [`Reason::WrongPassword`] is counted by the lockout like the built-in ones) or
 /// one of their own with [`Reason::Other`]; a `&'static str` converts to the built-in reason of
-/// that name, or to `Other`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+/// that name, or to `Other`. Reasons compare by name, so `Other("expired")` is
+/// [`Reason::Expired`]; the built-in names are reserved (a later release may add one that is
+/// your `Other`'s name).
+#[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
 pub enum Reason {
     /// No reason given (the name is empty).
@@ -355,16 +357,20 @@ impl Reason {
     /// check (`introspection_failed`, `introspection_busy`), one that is too large, and every
     /// reason of your own.
     pub(crate) fn is_guess(self, kind: RejectionKind) -> bool {
+        let this = match self {
+            Self::Other(name) => Self::from_name(name),
+            reason => reason,
+        };
         match kind {
             RejectionKind::InvalidCredentials => matches!(
-                self,
+                this,
                 Self::WrongPassword
                     | Self::UnknownUser
                     | Self::MalformedBasic
                     | Self::UnknownApiKey
             ),
             RejectionKind::InvalidToken => matches!(
-                self,
+                this,
                 Self::BadSignature
                     | Self::Malformed
                     | Self::MalformedJson
@@ -403,6 +409,20 @@ pub(crate) fn is_guessing_name(name: &str) -> bool {
 impl From<&'static str> for Reason {
     fn from(name: &'static str) -> Self {
         Self::from_name(name)
+    }
+}
+
+impl PartialEq for Reason {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Reason {}
+
+impl std::hash::Hash for Reason {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -512,6 +532,10 @@ mod tests {
             assert_eq!(Reason::from_name(reason.as_str()), reason);
         }
         assert_eq!(Reason::from_name("mine"), Reason::Other("mine"));
+        // By name: a built-in name given as `Other` is that reason, for the lockout too.
+        assert_eq!(Reason::Other("expired"), Reason::Expired);
+        assert!(Reason::Other("wrong_password").is_guess(RejectionKind::InvalidCredentials));
+        assert!(!Reason::Other("mine").is_guess(RejectionKind::InvalidCredentials));
         assert_eq!(Reason::from_name(""), Reason::Unspecified);
     }
 }

@@ -96,13 +96,17 @@ pub(crate) trait Check: Clone + Send + Sync + 'static {
     ) -> Verdict<Self::Admit, Self::Pending>;
 
     /// Decides once a deferred check has resolved (and may defer again: a chain of checks
-    /// goes on with its next one).
+    /// goes on with its next one). A check that never defers (`Pending` is [`Never`], which
+    /// never resolves) keeps this default, which is then never called.
     fn resume<B: http_body::Body>(
         &self,
         parts: &mut Parts,
         body: &B,
         ready: Self::Ready,
-    ) -> Verdict<Self::Admit, Self::Pending>;
+    ) -> Verdict<Self::Admit, Self::Pending> {
+        let _ = (parts, body, ready);
+        unreachable!("{} never defers", Self::SERVICE)
+    }
 
     /// The response step for an allowed request: headers, response extensions, counting.
     /// Not called when the inner service fails; `admit` is dropped then.

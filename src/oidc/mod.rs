@@ -153,7 +153,7 @@ impl OidcAuthenticator {
         let generation = issuer.jwks().generation();
         match issuer.verify(token) {
             Ok(identity) => self.deny_checked(identity),
-            Err(rejection) if rejection.reason() == crate::error::Reason::UnknownKid => {
+            Err(rejection) if rejection.reason() == Reason::UnknownKid => {
                 match issuer.jwks().refresh_since(generation) {
                     // The cool-down forbids another fetch: fail closed.
                     None => Authentication::Rejected(rejection),

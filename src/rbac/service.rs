@@ -48,15 +48,6 @@ impl Check for RbacLayer {
         }
     }
 
-    fn resume<B>(
-        &self,
-        _: &mut Parts,
-        _: &B,
-        ready: Infallible,
-    ) -> Verdict<Self::Admit, Self::Pending> {
-        match ready {}
-    }
-
     fn finish<B>(decision: Self::Admit, response: &mut Response<B>) {
         // An inner layer or guard that refused has the last word on why.
         if response.extensions().get::<Decision>().is_none() {

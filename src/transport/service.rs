@@ -61,15 +61,6 @@ impl Check for TransportSecurityLayer {
         Verdict::Deny(Denial::Answer(Box::new(response)))
     }
 
-    fn resume<B>(
-        &self,
-        _: &mut Parts,
-        _: &B,
-        ready: Infallible,
-    ) -> Verdict<Self::Admit, Self::Pending> {
-        match ready {}
-    }
-
     fn finish<B>((layer, exchange): Self::Admit, response: &mut Response<B>) {
         layer.config.secure_headers(response, exchange);
     }
@@ -155,7 +146,7 @@ impl TransportConfig {
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response.extensions_mut().insert(Decision::denied(
             LayerKind::Transport,
-            crate::error::Reason::RedirectToHttps,
+            Reason::RedirectToHttps,
         ));
         response
     }

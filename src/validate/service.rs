@@ -42,15 +42,6 @@ impl Check for ValidateLayer {
         Verdict::Allow(())
     }
 
-    fn resume<B>(
-        &self,
-        _: &mut Parts,
-        _: &B,
-        ready: Infallible,
-    ) -> Verdict<Self::Admit, Self::Pending> {
-        match ready {}
-    }
-
     fn finish<B>((): Self::Admit, _: &mut http::Response<B>) {}
 }
 

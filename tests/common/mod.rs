@@ -151,6 +151,30 @@ pub fn es256_jwt() -> portcullis::auth::JwtAuthenticator {
         .unwrap()
 }
 
+/// Accepts `Signer::hs256()` tokens for `ISSUER` and `AUDIENCE`.
+pub fn hs256_jwt() -> portcullis::auth::JwtAuthenticator {
+    portcullis::auth::JwtAuthenticator::builder()
+        .key(all_keys().remove(3))
+        .issuer(ISSUER)
+        .audience([AUDIENCE])
+        .build()
+        .unwrap()
+}
+
+/// The request events (not gaps, not alerts) an audit layer wrote to `recent`.
+pub fn request_events(
+    recent: &portcullis::audit::RecentEvents,
+) -> Vec<portcullis::audit::AuditEvent> {
+    recent
+        .records()
+        .into_iter()
+        .filter_map(|record| match record.entry() {
+            portcullis::audit::AuditEntry::Request(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `/me` answers the identity as JSON; `/public` answers "ok".
 pub fn app(layer: AuthLayer) -> Router {
     Router::new()
