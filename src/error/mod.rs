@@ -44,7 +44,7 @@ use crate::decision::{Decision, LayerKind};
 
 pub use reason::Reason;
 pub(crate) use reason::is_guessing_name;
-pub use render::{RenderRejection, RenderRejectionLayer, RenderRejectionService};
+pub use render::{RenderFuture, RenderRejection, RenderRejectionLayer, RenderRejectionService};
 
 /// The media type of every rejection body (RFC 9457 §3).
 pub const PROBLEM_JSON: &str = "application/problem+json";
