@@ -55,6 +55,7 @@ impl ClientIpLayer {
 }
 
 impl ClientIpLayer {
+    #[cfg(any(feature = "audit", feature = "transport"))]
     pub(crate) fn proxies(&self) -> &Arc<TrustedProxies> {
         &self.proxies
     }

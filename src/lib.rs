@@ -47,9 +47,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// With some layers' features off, the shared parsing and core items only those layers use are
-// unused; every item is used with the default features, where this does not apply.
-#![cfg_attr(
+
+#[cfg(feature = "audit")]
+pub mod audit;
+#[cfg(feature = "auth")]
+pub mod auth;
+// The shared modules below the layers: with some layers' features off, what only those layers
+// use is unused (every item is used with the default features). The layer modules themselves
+// are checked for dead code in every feature set.
+pub mod client_ip;
+#[cfg_attr(
     not(all(
         feature = "auth-jwt",
         feature = "auth-basic",
@@ -62,15 +69,48 @@
     )),
     allow(dead_code, unused_imports)
 )]
-
-#[cfg(feature = "audit")]
-pub mod audit;
-#[cfg(feature = "auth")]
-pub mod auth;
-pub mod client_ip;
 mod decision;
+#[cfg_attr(
+    not(all(
+        feature = "auth-jwt",
+        feature = "auth-basic",
+        feature = "rbac",
+        feature = "rate-limit",
+        feature = "validate",
+        feature = "redact",
+        feature = "audit",
+        feature = "transport"
+    )),
+    allow(dead_code, unused_imports)
+)]
 pub mod error;
+#[cfg_attr(
+    not(all(
+        feature = "auth-jwt",
+        feature = "auth-basic",
+        feature = "rbac",
+        feature = "rate-limit",
+        feature = "validate",
+        feature = "redact",
+        feature = "audit",
+        feature = "transport"
+    )),
+    allow(dead_code, unused_imports)
+)]
 pub mod guard;
+#[cfg_attr(
+    not(all(
+        feature = "auth-jwt",
+        feature = "auth-basic",
+        feature = "rbac",
+        feature = "rate-limit",
+        feature = "validate",
+        feature = "redact",
+        feature = "audit",
+        feature = "transport"
+    )),
+    allow(dead_code, unused_imports)
+)]
 pub mod identity;
 #[cfg(feature = "oidc")]
 pub mod oidc;
@@ -80,6 +120,19 @@ pub mod rate_limit;
 pub mod rbac;
 #[cfg(feature = "redact")]
 pub mod redact;
+#[cfg_attr(
+    not(all(
+        feature = "auth-jwt",
+        feature = "auth-basic",
+        feature = "rbac",
+        feature = "rate-limit",
+        feature = "validate",
+        feature = "redact",
+        feature = "audit",
+        feature = "transport"
+    )),
+    allow(dead_code, unused_imports)
+)]
 mod request;
 pub mod stack;
 #[cfg(feature = "transport")]

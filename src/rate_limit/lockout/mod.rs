@@ -110,6 +110,7 @@ impl LockoutLayer {
 
     /// Also checks and counts requests that carry a credential in these headers (the
     /// `Portcullis` builder passes the ones its authenticators read).
+    #[cfg(feature = "auth")]
     pub(crate) fn with_credential_headers(mut self, names: &[HeaderName]) -> Self {
         let mut all = self.credential_headers.to_vec();
         for name in names {
