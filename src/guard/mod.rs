@@ -16,6 +16,8 @@
 mod chain;
 mod future;
 mod service;
+#[cfg(test)]
+mod tests;
 
 use std::convert::Infallible;
 use std::future::Future;
