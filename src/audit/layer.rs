@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tower_layer::Layer;
@@ -68,6 +68,7 @@ impl<S> Layer<S> for AuditLayer {
     type Service = Audit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.handle.start();
         Audit {
             inner,
             handle: self.handle.clone(),
@@ -147,7 +148,8 @@ impl AuditLayerBuilder {
         self
     }
 
-    /// Starts the audit thread and returns the layer.
+    /// Returns the layer. The audit thread starts when the layer is first applied to a service
+    /// (or its handle first flushed), not here.
     pub fn build(mut self) -> Result<AuditLayer, ConfigError> {
         if self.sinks.is_empty() {
             self.sinks.push(Box::new(TracingSink));
@@ -169,13 +171,11 @@ impl AuditLayerBuilder {
             unwarned: 0,
             last_warning: None,
         };
-        worker
-            .spawn(receiver)
-            .map_err(|_| ConfigError::new("the audit thread could not be started"))?;
         Ok(AuditLayer {
             handle: AuditHandle {
                 inner: Arc::new(HandleInner {
                     queue,
+                    unstarted: Mutex::new(Some((worker, receiver))),
                     finished,
                     counters,
                     overflow: self.overflow,

@@ -122,6 +122,9 @@ pub struct AuditHandle {
 
 pub(crate) struct HandleInner {
     pub(crate) queue: mpsc::Sender<Message>,
+    /// The audit thread's work, until the thread is started: when the layer is first applied
+    /// (or the handle first flushed), not when it is built.
+    pub(crate) unstarted: Mutex<Option<(Worker, mpsc::Receiver<Message>)>>,
     /// Turns true when the audit thread has written, flushed and stopped.
     pub(crate) finished: tokio::sync::watch::Receiver<bool>,
     pub(crate) counters: Arc<Counters>,
@@ -139,8 +142,30 @@ impl fmt::Debug for AuditHandle {
 }
 
 impl AuditHandle {
+    /// Starts the audit thread unless it runs already. If the thread cannot be started, that is
+    /// logged and every event is dropped and counted (never a hang: waiting for the trail
+    /// returns at once).
+    pub(crate) fn start(&self) {
+        let unstarted = self
+            .inner
+            .unstarted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((worker, queue)) = unstarted
+            && let Err(error) = worker.spawn(queue)
+        {
+            tracing::error!(
+                target: "portcullis::audit",
+                %error,
+                "the audit thread could not be started: every event is dropped"
+            );
+        }
+    }
+
     /// Waits until every event accepted so far is written and the sinks flushed.
     pub async fn flush(&self) {
+        self.start();
         let (done, wait) = oneshot::channel();
         if self.inner.queue.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
@@ -154,6 +179,7 @@ impl AuditHandle {
     /// later are dropped and counted. Calling it again returns at once. A sink that never
     /// returns keeps this waiting: bound it with `tokio::time::timeout` if a sink may hang.
     pub async fn shutdown(&self) {
+        self.start();
         let (done, wait) = oneshot::channel();
         if self.inner.queue.send(Message::Shutdown(done)).await.is_ok() {
             let _ = wait.await;
