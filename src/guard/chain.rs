@@ -201,6 +201,7 @@ impl<A: Check, B: Check> Future for ChainPending<A, B> {
             }
             ChainPendingProj::Then { first, pending } => {
                 let ready = ready!(pending.poll(cx));
+                // Taken only when polled again after `Ready`: a caller's bug, never request input.
                 let first = first
                     .take()
                     .expect("portcullis chain polled after completion");

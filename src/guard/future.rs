@@ -86,6 +86,9 @@ where
     }
 }
 
+/// The only panics of the future: each `expect` below finds its value taken only when the future
+/// is polled again after it returned `Ready`, which is a bug in the caller, never something a
+/// request can cause (no request data decides which state the future is in).
 const POLLED_AFTER_COMPLETION: &str = "portcullis ResponseFuture polled after completion";
 
 impl<S, C, B, ResBody> Future for ResponseFuture<S, C, B>
