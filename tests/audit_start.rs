@@ -32,13 +32,24 @@ async fn the_audit_thread_starts_when_the_layer_is_applied_not_when_it_is_built(
     let _again = audit.layer(service_fn(|_: http::Request<axum::body::Body>| async {
         Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty()))
     }));
-    assert_eq!(audit_threads(), 1, "applied: one thread");
+    // A thread takes its name from inside, once it runs: wait for it.
+    assert!(eventually(1).await, "applied: one thread");
     handle.shutdown().await;
+    assert!(
+        eventually(0).await,
+        "the audit thread did not stop after shutdown"
+    );
+}
+
+/// Whether the count of audit threads reaches `count` within a second (and stays there for the
+/// rest of the check: a second thread would show as 2).
+async fn eventually(count: usize) -> bool {
     for _ in 0..100 {
-        if audit_threads() == 0 {
-            return;
+        match audit_threads() {
+            n if n == count => return true,
+            n if n > count && count == 1 => return false,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("the audit thread did not stop after shutdown");
+    false
 }

@@ -149,7 +149,7 @@ impl AuditLayerBuilder {
     }
 
     /// Returns the layer. The audit thread starts when the layer is first applied to a service
-    /// (or its handle first flushed), not here.
+    /// (or its handle first flushed or shut down), not here.
     pub fn build(mut self) -> Result<AuditLayer, ConfigError> {
         if self.sinks.is_empty() {
             self.sinks.push(Box::new(TracingSink));

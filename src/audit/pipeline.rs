@@ -146,13 +146,14 @@ impl AuditHandle {
     /// logged and every event is dropped and counted (never a hang: waiting for the trail
     /// returns at once).
     pub(crate) fn start(&self) {
-        let unstarted = self
+        // Held while the thread starts: a concurrent `layer()` returns only once it runs (or
+        // has failed, so its service's events are counted as dropped, none accepted and lost).
+        let mut unstarted = self
             .inner
             .unstarted
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some((worker, queue)) = unstarted
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((worker, queue)) = unstarted.take()
             && let Err(error) = worker.spawn(queue)
         {
             tracing::error!(
@@ -303,12 +304,25 @@ impl Worker {
             let (seq, _) = self.chain.head();
             self.counters.last_seq.store(seq, Ordering::Relaxed);
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
+        // The runtime is built on the new thread: one dropped here, when the thread cannot be
+        // started, would panic inside the caller's async context.
         std::thread::Builder::new()
             .name("portcullis-audit".into())
-            .spawn(move || runtime.block_on(self.run(&mut queue)))?;
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(self.run(&mut queue)),
+                    // The queue and the `finished` sender go with `self`: senders count their
+                    // events as dropped, and waiting for the trail returns at once.
+                    Err(error) => tracing::error!(
+                        target: "portcullis::audit",
+                        %error,
+                        "the audit thread could not start its runtime: every event is dropped"
+                    ),
+                }
+            })?;
         Ok(())
     }
 
