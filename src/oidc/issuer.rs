@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{HttpClient, HttpConfig};
 use super::introspection::IntrospectorBuilder;
-use super::jwks::{Jwks, Outcome, RefreshPolicy};
+use super::jwks::{Jwks, KeySetFetch, RefreshPolicy};
 use crate::auth::JwtAuthenticator;
 use crate::error::{ConfigError, Rejection};
 use crate::identity::{ClaimMapping, Identity};
@@ -131,7 +131,7 @@ impl Issuer {
     /// the fetch succeeded; on failure the last good keys stay in use.
     pub async fn refresh_keys(&self) -> bool {
         match self.inner.jwks.refresh(false) {
-            Some(refresh) => matches!(refresh.await, Outcome::Fresh(_)),
+            Some(refresh) => matches!(refresh.await, KeySetFetch::Fresh(_)),
             None => false,
         }
     }
@@ -344,9 +344,9 @@ impl IssuerBuilder {
         ));
         let first = match jwks.refresh(false) {
             Some(refresh) => refresh.await,
-            None => Outcome::Failed,
+            None => KeySetFetch::Failed,
         };
-        if matches!(first, Outcome::Failed) {
+        if matches!(first, KeySetFetch::Failed) {
             return Err(ConfigError::new(format!(
                 "cannot fetch the JWKS of {:?} (see the log)",
                 self.issuer

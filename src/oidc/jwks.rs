@@ -22,10 +22,10 @@ use crate::auth::{JwtAuthenticator, JwtKey};
 const MAX_KEYS: usize = 100;
 
 /// A refresh in flight, shared by everyone waiting for it. `Some(max_age)` on success.
-pub(crate) type Refresh = Shared<BoxFuture<'static, Outcome>>;
+pub(crate) type Refresh = Shared<BoxFuture<'static, KeySetFetch>>;
 
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum KeySetFetch {
     Fresh(Option<Duration>),
     Failed,
 }
@@ -134,7 +134,7 @@ impl Jwks {
         // by a second one.
         if seen_generation.is_some_and(|seen| seen != self.generation()) {
             return Some(
-                futures_util::future::ready(Outcome::Fresh(None))
+                futures_util::future::ready(KeySetFetch::Fresh(None))
                     .boxed()
                     .shared(),
             );
@@ -163,7 +163,7 @@ impl Jwks {
         let refresh = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let task = runtime.spawn(work);
-                async move { task.await.unwrap_or(Outcome::Failed) }
+                async move { task.await.unwrap_or(KeySetFetch::Failed) }
                     .boxed()
                     .shared()
             }
@@ -173,7 +173,7 @@ impl Jwks {
         Some(refresh)
     }
 
-    async fn fetch_and_apply(&self) -> Outcome {
+    async fn fetch_and_apply(&self) -> KeySetFetch {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match self.fetch().await {
             Ok((keys, max_age)) => {
@@ -186,7 +186,7 @@ impl Jwks {
                 state.stale = false;
                 drop(state);
                 tracing::debug!(issuer = %self.issuer, keys = count, "JWKS refreshed");
-                Outcome::Fresh(max_age)
+                KeySetFetch::Fresh(max_age)
             }
             Err(error) => {
                 self.state().stale = true;
@@ -196,7 +196,7 @@ impl Jwks {
                     %error,
                     "JWKS fetch failed; serving the last good keys (stale-if-error)"
                 );
-                Outcome::Failed
+                KeySetFetch::Failed
             }
         }
     }
@@ -322,18 +322,18 @@ impl Jwks {
     }
 
     /// How long to wait before the next background refresh.
-    fn next_interval(&self, outcome: Outcome) -> Duration {
+    fn next_interval(&self, outcome: KeySetFetch) -> Duration {
         let policy = &self.policy;
         match outcome {
-            Outcome::Fresh(max_age) => max_age
+            KeySetFetch::Fresh(max_age) => max_age
                 .unwrap_or(policy.default_interval)
                 .clamp(policy.min_interval, policy.max_interval),
-            Outcome::Failed => policy.min_interval,
+            KeySetFetch::Failed => policy.min_interval,
         }
     }
 
     /// Refreshes in the background for as long as the issuer lives.
-    pub(crate) fn spawn_background(self: &Arc<Self>, first: Outcome) {
+    pub(crate) fn spawn_background(self: &Arc<Self>, first: KeySetFetch) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(issuer = %self.issuer, "no tokio runtime: JWKS background refresh is off");
             return;
@@ -346,7 +346,7 @@ impl Jwks {
                 let Some(this) = weak.upgrade() else { return };
                 let outcome = match this.refresh(false) {
                     Some(refresh) => refresh.await,
-                    None => Outcome::Failed,
+                    None => KeySetFetch::Failed,
                 };
                 wait = this.next_interval(outcome);
             }

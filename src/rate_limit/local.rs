@@ -14,7 +14,7 @@ use governor::nanos::Nanos;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, StateStore};
 
-use super::{Outcome, Quota};
+use super::{LimitCheck, Quota};
 use crate::error::ConfigError;
 
 /// Keys are already keyed SipHash fingerprints chosen by no client, so hashing them again would
@@ -78,7 +78,7 @@ const MAINTENANCE_EVERY: u64 = 4096;
 
 /// A clock-erased in-memory limiter.
 pub(crate) trait LocalLimiter: Send + Sync {
-    fn check(&self, key: u64, cost: NonZeroU32) -> Outcome;
+    fn check(&self, key: u64, cost: NonZeroU32) -> LimitCheck;
     fn prune(&self);
     fn keys(&self) -> usize;
 }
@@ -174,7 +174,7 @@ impl<C: Clock + Clone + Send + Sync + 'static> LocalLimiter for Governed<C>
 where
     C::Instant: Send + Sync,
 {
-    fn check(&self, key: u64, cost: NonZeroU32) -> Outcome {
+    fn check(&self, key: u64, cost: NonZeroU32) -> LimitCheck {
         if self
             .checks
             .fetch_add(1, Ordering::Relaxed)
@@ -198,7 +198,7 @@ where
         match checked {
             Ok(Ok(snapshot)) => {
                 let remaining = snapshot.remaining_burst_capacity();
-                Outcome {
+                LimitCheck {
                     allowed: true,
                     known: true,
                     limit: burst,
@@ -209,7 +209,7 @@ where
             }
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(self.clock.now());
-                Outcome {
+                LimitCheck {
                     allowed: false,
                     known: true,
                     limit: burst,
@@ -220,7 +220,7 @@ where
             }
             // The cost is larger than the burst: it can never pass (configuration is checked, so
             // this is only reachable with a quota changed behind our back); refuse.
-            Err(_) => Outcome {
+            Err(_) => LimitCheck {
                 allowed: false,
                 known: true,
                 limit: burst,

@@ -79,7 +79,7 @@ pub enum RateLimitHeaders {
 
 /// One decision of a backend.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Outcome {
+pub(crate) struct LimitCheck {
     pub(crate) allowed: bool,
     /// Whether the numbers below are known (not when a failed shared backend was skipped).
     pub(crate) known: bool,

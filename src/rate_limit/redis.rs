@@ -12,7 +12,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use sha2::{Digest, Sha256};
 
-use super::Outcome;
+use super::LimitCheck;
 use super::Quota;
 use super::local::LocalLimiter;
 use super::lockout::LockoutConfig;
@@ -224,7 +224,7 @@ impl RedisBackend {
         cost: NonZeroU32,
         local: Arc<dyn LocalLimiter>,
         local_key: u64,
-    ) -> impl Future<Output = Outcome> + Send + 'static {
+    ) -> impl Future<Output = LimitCheck> + Send + 'static {
         let backend = self.clone();
         async move {
             let key = backend.key(&material, &format!("rl:{name}"));
@@ -237,7 +237,7 @@ impl RedisBackend {
                 .arg(cost.get());
             let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
             match tokio::time::timeout(backend.timeout, call).await {
-                Ok(Ok((allowed, remaining, retry_us, reset_us))) => Outcome {
+                Ok(Ok((allowed, remaining, retry_us, reset_us))) => LimitCheck {
                     allowed: allowed == 1,
                     known: true,
                     limit: quota.burst_size(),
@@ -257,9 +257,9 @@ impl RedisBackend {
         local: &Arc<dyn LocalLimiter>,
         local_key: u64,
         cost: NonZeroU32,
-    ) -> Outcome {
+    ) -> LimitCheck {
         self.warn("rate limit check", error);
-        let unknown = |allowed| Outcome {
+        let unknown = |allowed| LimitCheck {
             allowed,
             known: false,
             limit: 0,

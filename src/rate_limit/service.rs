@@ -7,7 +7,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use super::layer::{Limit, RateLimitConfig, RateLimitLayer};
-use super::{Outcome, RateLimitHeaders};
+use super::{LimitCheck, RateLimitHeaders};
 use crate::decision::LayerKind;
 use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
@@ -21,14 +21,14 @@ pub type RateLimit<S> = guard::Guard<S, RateLimitLayer>;
 pub type ResponseFuture<S, B> = guard::ResponseFuture<S, RateLimitLayer, B>;
 
 /// A shared-backend check in flight, and which limit it checks.
-pub(super) type BoxCheck = Pin<Box<dyn Future<Output = (Outcome, Which)> + Send>>;
+pub(super) type BoxCheck = Pin<Box<dyn Future<Output = (LimitCheck, Which)> + Send>>;
 
 impl Check for RateLimitLayer {
     const LAYER: LayerKind = LayerKind::RateLimit;
     const SERVICE: &'static str = "RateLimit";
     /// The limit's state, for the answer's headers.
     type Admit = Option<HeaderPlan>;
-    type Ready = (Outcome, Which);
+    type Ready = (LimitCheck, Which);
     type Pending = BoxCheck;
 
     fn check<B>(&self, parts: &mut Parts, _: &B) -> Verdict<Self::Admit, Self::Pending> {
@@ -97,7 +97,7 @@ fn limit_of(config: &RateLimitConfig, which: Which) -> &Limit {
 fn decide(
     config: &RateLimitConfig,
     limit: &Limit,
-    outcome: Outcome,
+    outcome: LimitCheck,
 ) -> Result<Option<HeaderPlan>, Denial> {
     let plan = HeaderPlan::new(config, limit, &outcome);
     if outcome.allowed {
@@ -138,7 +138,7 @@ pub(crate) struct HeaderPlan {
 }
 
 impl HeaderPlan {
-    fn new(config: &RateLimitConfig, limit: &Limit, outcome: &Outcome) -> Option<Self> {
+    fn new(config: &RateLimitConfig, limit: &Limit, outcome: &LimitCheck) -> Option<Self> {
         if !outcome.known || config.headers == RateLimitHeaders::None {
             return None;
         }
