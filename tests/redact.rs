@@ -10,8 +10,8 @@ use axum::{Extension, Json, Router};
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use portcullis::redact::{
-    AllowOnly, ApiKey, CardNumber, Detector, Email, Iban, Jwt, Mask, RedactLayer, Redactions, Rule,
-    Sensitive,
+    AllowOnly, CardNumber, Detector, Email, Iban, Jwt, KnownApiKey, Mask, RedactLayer, Redactions,
+    Rule, Sensitive,
 };
 use portcullis::{AuthMethod, Identity};
 use proptest::prelude::*;
@@ -434,7 +434,7 @@ fn detectors() -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(CardNumber),
         Box::new(Jwt),
-        Box::new(ApiKey),
+        Box::new(KnownApiKey),
         Box::new(Email),
         Box::new(Iban),
     ]
@@ -513,7 +513,7 @@ proptest! {
         let layer = RedactLayer::empty()
             .rule(Rule::detector(CardNumber).mask(Mask::LastFour))
             .rule(Rule::detector(Jwt))
-            .rule(Rule::detector(ApiKey).mask(Mask::Fingerprint))
+            .rule(Rule::detector(KnownApiKey).mask(Mask::Fingerprint))
             .rule(Rule::detector(Email))
             .rule(Rule::detector(Iban));
         let (out, _) = layer.redact_json(&input, None, None).expect("valid JSON is redacted");

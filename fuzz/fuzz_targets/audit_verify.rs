@@ -24,7 +24,13 @@ fuzz_target!(|data: &[u8]| {
     let mut log = SEALED.as_bytes().to_vec();
     log.extend_from_slice(data);
     match verify(&KEY, &log[..]) {
-        Ok(summary) => assert!(data.is_empty() && summary.records == 3, "a foreign line verified"),
-        Err(broken) => assert!(!data.is_empty() && broken.line >= 4, "a sealed line was refused"),
+        Ok(summary) => assert!(
+            data.is_empty() && summary.records == 3,
+            "a foreign line verified"
+        ),
+        Err(broken) => assert!(
+            !data.is_empty() && broken.line >= 4,
+            "a sealed line was refused"
+        ),
     }
 });

@@ -19,7 +19,11 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-fuzz-secret";
 
 static JWT: LazyLock<JwtAuthenticator> = LazyLock::new(|| {
     JwtAuthenticator::builder()
-        .key(JwtKey::hmac(SECRET, Algorithm::HS256).expect("a long secret").with_kid("k"))
+        .key(
+            JwtKey::hmac(SECRET, Algorithm::HS256)
+                .expect("a long secret")
+                .with_kid("k"),
+        )
         .issuer("https://issuer.fuzz")
         .audience(["fuzz"])
         .build()
@@ -29,7 +33,10 @@ static JWT: LazyLock<JwtAuthenticator> = LazyLock::new(|| {
 static APP: LazyLock<Router> = LazyLock::new(|| {
     let store = InMemoryKeyStore::new();
     store
-        .insert("pcl_fuzz_0123456789abcdefghijklmnopqrstuvwxyz", ApiKeyGrant::new("k", "svc"))
+        .insert(
+            "pcl_fuzz_0123456789abcdefghijklmnopqrstuvwxyz",
+            ApiKeyGrant::new("k", "svc"),
+        )
         .expect("a long key");
     Router::new().route("/", get(|| async { "ok" })).layer(
         AuthLayer::required()
@@ -43,7 +50,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = JWT.verify(text);
     }
     let (header, rest) = data.split_at(data.len() / 2);
-    for (name, value) in [("authorization", data), ("x-api-key", header), ("authorization", rest)] {
+    for (name, value) in [
+        ("authorization", data),
+        ("x-api-key", header),
+        ("authorization", rest),
+    ] {
         let Ok(value) = http::HeaderValue::from_bytes(value) else {
             continue;
         };

@@ -16,11 +16,17 @@ use validator::Validate;
 #[derive(Deserialize, Validate)]
 #[allow(dead_code)]
 struct Target {
-    #[validate(length(min = 1, max = 100), custom(function = "portcullis::validate::safe_line"))]
+    #[validate(
+        length(min = 1, max = 100),
+        custom(function = "portcullis::validate::safe_line")
+    )]
     name: String,
     #[validate(custom(function = "portcullis::validate::slug"))]
     slug: Option<String>,
-    #[validate(range(min = 0.0, max = 1e6), custom(function = "portcullis::validate::finite"))]
+    #[validate(
+        range(min = 0.0, max = 1e6),
+        custom(function = "portcullis::validate::finite")
+    )]
     price: Option<f64>,
     #[validate(length(max = 10))]
     tags: Option<Vec<String>>,

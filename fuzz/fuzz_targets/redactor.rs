@@ -5,14 +5,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::redact::{
-    AllowOnly, ApiKey, CardNumber, Detector, Email, Iban, Jwt, Mask, RedactLayer, Rule,
+    AllowOnly, CardNumber, Detector, Email, Iban, Jwt, KnownApiKey, Mask, RedactLayer, Rule,
 };
 use serde_json::Value;
 use std::sync::LazyLock;
 
 static LAYERS: LazyLock<[RedactLayer; 2]> = LazyLock::new(|| {
     let rules = RedactLayer::new()
-        .rule(Rule::detector(ApiKey).mask(Mask::Fingerprint))
+        .rule(Rule::detector(KnownApiKey).mask(Mask::Fingerprint))
         .rule(Rule::detector(Iban).mask(Mask::Remove))
         .rule(Rule::path("$.a[*].b").unwrap().mask(Mask::LastFour))
         .rule(Rule::path("$.*[0]").unwrap().mask(Mask::Remove))
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         let (mut before, mut after) = (Vec::new(), Vec::new());
         strings(input, &mut before);
         strings(&output, &mut after);
-        let detectors: [&dyn Detector; 5] = [&CardNumber, &Jwt, &ApiKey, &Email, &Iban];
+        let detectors: [&dyn Detector; 5] = [&CardNumber, &Jwt, &KnownApiKey, &Email, &Iban];
         let findings = |text: &str| {
             let mut found = Vec::new();
             for detector in detectors {

@@ -64,7 +64,10 @@ fuzz_target!(|data: &[u8]| {
             let status = response.status().as_u16();
             assert!(status < 500, "a {status}");
             if status == 200 {
-                assert!(peer.to_string().starts_with("10."), "HTTPS believed from an untrusted peer");
+                assert!(
+                    peer.to_string().starts_with("10."),
+                    "HTTPS believed from an untrusted peer"
+                );
             }
             if let Some(location) = response.headers().get("location") {
                 let location = location.as_bytes();

@@ -379,7 +379,7 @@ impl Detector for Jwt {
 /// (`sk_live_`, `rk_live_`), Slack tokens (`xox?-`) and `Bearer` credentials in text. Name:
 /// `api_key`.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ApiKey;
+pub struct KnownApiKey;
 
 /// Prefixes and what must follow them: (prefix, is a char of the key, minimum key length).
 type KeyFormat = (&'static str, fn(u8) -> bool, usize);
@@ -426,7 +426,7 @@ const KEY_FORMATS: &[KeyFormat] = &[
     ("bearer ", token68, 8),
 ];
 
-impl Detector for ApiKey {
+impl Detector for KnownApiKey {
     fn name(&self) -> &'static str {
         "api_key"
     }
@@ -856,7 +856,7 @@ mod tests {
     }
 
     fn detectors() -> [&'static dyn Detector; 5] {
-        [&CardNumber, &Jwt, &ApiKey, &Email, &Iban]
+        [&CardNumber, &Jwt, &KnownApiKey, &Email, &Iban]
     }
 
     /// Units that repeated make the worst inputs known for each detector: digit groups that
@@ -1217,21 +1217,21 @@ mod tests {
         assert_eq!(hits(&Jwt, &format!("t={jwt};")), [jwt]);
         assert!(hits(&Jwt, "eyJ alone").is_empty());
         assert_eq!(
-            hits(&ApiKey, "id AKIAIOSFODNN7EXAMPLE!"),
+            hits(&KnownApiKey, "id AKIAIOSFODNN7EXAMPLE!"),
             ["AKIAIOSFODNN7EXAMPLE"]
         );
         let gh = format!("ghp_{}", "a1".repeat(18));
-        assert_eq!(hits(&ApiKey, &format!("({gh})")), [gh.as_str()]);
+        assert_eq!(hits(&KnownApiKey, &format!("({gh})")), [gh.as_str()]);
         assert_eq!(
-            hits(&ApiKey, "Authorization: Bearer abc.def-ghi"),
+            hits(&KnownApiKey, "Authorization: Bearer abc.def-ghi"),
             ["abc.def-ghi"]
         );
         assert_eq!(
-            hits(&ApiKey, "AUTHORIZATION: BEARER abc.def-ghi"),
+            hits(&KnownApiKey, "AUTHORIZATION: BEARER abc.def-ghi"),
             ["abc.def-ghi"]
         );
-        assert!(hits(&ApiKey, "akiaiosfodnn7example").is_empty());
-        assert!(hits(&ApiKey, "GHP_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_empty());
+        assert!(hits(&KnownApiKey, "akiaiosfodnn7example").is_empty());
+        assert!(hits(&KnownApiKey, "GHP_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_empty());
         assert_eq!(
             hits(&Email, "mail a.b+c@ex-ample.co.uk."),
             ["a.b+c@ex-ample.co.uk"]

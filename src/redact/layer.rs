@@ -6,7 +6,7 @@ use http::HeaderName;
 use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 
-use super::detect::{ApiKey, CardNumber, Email, Iban, Jwt};
+use super::detect::{CardNumber, Email, Iban, Jwt, KnownApiKey};
 use super::engine::Engine;
 use super::rules::{AllowOnly, DEFAULT_FIELDS, Mask, Rule};
 use super::sensitive::SENSITIVE_HEADERS;
@@ -40,7 +40,7 @@ impl Default for RedactLayer {
 impl RedactLayer {
     /// The default rules: the field names in [`DEFAULT_FIELDS`](super::DEFAULT_FIELDS)
     /// (`card_number` keeps its last four characters, the others are replaced), and the
-    /// detectors [`CardNumber`] (last four kept), [`Jwt`], [`ApiKey`], [`Email`] and [`Iban`]
+    /// detectors [`CardNumber`] (last four kept), [`Jwt`], [`KnownApiKey`], [`Email`] and [`Iban`]
     /// (replaced). Bodies up to 4 MiB are redacted; larger, encoded and streamed JSON bodies are
     /// withheld; fingerprints use a random key made now.
     pub fn new() -> Self {
@@ -56,7 +56,7 @@ impl RedactLayer {
         layer
             .rule(Rule::detector(CardNumber).mask(Mask::LastFour))
             .rule(Rule::detector(Jwt))
-            .rule(Rule::detector(ApiKey))
+            .rule(Rule::detector(KnownApiKey))
             .rule(Rule::detector(Email))
             .rule(Rule::detector(Iban))
     }

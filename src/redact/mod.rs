@@ -138,7 +138,7 @@ mod rules;
 mod sensitive;
 mod service;
 
-pub use detect::{ApiKey, CardNumber, Detector, Email, Iban, Jwt};
+pub use detect::{CardNumber, Detector, Email, Iban, Jwt, KnownApiKey};
 pub use future::ResponseFuture;
 pub use layer::RedactLayer;
 pub use rules::{AllowOnly, DEFAULT_FIELDS, Mask, Rule};
