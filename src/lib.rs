@@ -52,66 +52,37 @@
 pub mod audit;
 #[cfg(feature = "auth")]
 pub mod auth;
-// The shared modules below the layers: with some layers' features off, what only those layers
-// use is unused (every item is used with the default features). The layer modules themselves
-// are checked for dead code in every feature set.
 pub mod client_ip;
-#[cfg_attr(
-    not(all(
-        feature = "auth-jwt",
-        feature = "auth-basic",
-        feature = "rbac",
-        feature = "rate-limit",
-        feature = "validate",
-        feature = "redact",
-        feature = "audit",
-        feature = "transport"
-    )),
-    allow(dead_code, unused_imports)
-)]
-mod decision;
-#[cfg_attr(
-    not(all(
-        feature = "auth-jwt",
-        feature = "auth-basic",
-        feature = "rbac",
-        feature = "rate-limit",
-        feature = "validate",
-        feature = "redact",
-        feature = "audit",
-        feature = "transport"
-    )),
-    allow(dead_code, unused_imports)
-)]
-pub mod error;
-#[cfg_attr(
-    not(all(
-        feature = "auth-jwt",
-        feature = "auth-basic",
-        feature = "rbac",
-        feature = "rate-limit",
-        feature = "validate",
-        feature = "redact",
-        feature = "audit",
-        feature = "transport"
-    )),
-    allow(dead_code, unused_imports)
-)]
-pub mod guard;
-#[cfg_attr(
-    not(all(
-        feature = "auth-jwt",
-        feature = "auth-basic",
-        feature = "rbac",
-        feature = "rate-limit",
-        feature = "validate",
-        feature = "redact",
-        feature = "audit",
-        feature = "transport"
-    )),
-    allow(dead_code, unused_imports)
-)]
-pub mod identity;
+
+/// Declares the shared modules below the layers. With some layers' features off, what only
+/// those layers use is unused there (every item is used with the default features); the layer
+/// modules themselves are checked for dead code in every feature set.
+macro_rules! shared_modules {
+    ($($vis:vis mod $name:ident;)*) => {$(
+        #[cfg_attr(
+            not(all(
+                feature = "auth-jwt",
+                feature = "auth-basic",
+                feature = "rbac",
+                feature = "rate-limit",
+                feature = "validate",
+                feature = "redact",
+                feature = "audit",
+                feature = "transport"
+            )),
+            allow(dead_code, unused_imports)
+        )]
+        $vis mod $name;
+    )*};
+}
+
+shared_modules! {
+    mod decision;
+    pub mod error;
+    pub mod guard;
+    pub mod identity;
+    mod request;
+}
 #[cfg(feature = "oidc")]
 pub mod oidc;
 #[cfg(feature = "rate-limit")]
@@ -120,20 +91,6 @@ pub mod rate_limit;
 pub mod rbac;
 #[cfg(feature = "redact")]
 pub mod redact;
-#[cfg_attr(
-    not(all(
-        feature = "auth-jwt",
-        feature = "auth-basic",
-        feature = "rbac",
-        feature = "rate-limit",
-        feature = "validate",
-        feature = "redact",
-        feature = "audit",
-        feature = "transport"
-    )),
-    allow(dead_code, unused_imports)
-)]
-mod request;
 pub mod stack;
 #[cfg(feature = "transport")]
 pub mod transport;
