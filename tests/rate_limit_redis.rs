@@ -544,19 +544,23 @@ impl RedisCluster {
                 .status()
                 .expect("redis-cli must be installed with redis-server");
         assert!(status.success(), "redis-cli --cluster create failed");
-        // Wait until every slot is served.
+        // Wait until every node sees every slot served: a node whose own view is not yet
+        // complete answers CLUSTERDOWN even for the slots it owns.
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let output =
-                Command::new(std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into()))
-                    .args(["-p", &nodes[0].port.to_string(), "cluster", "info"])
-                    .output()
-                    .unwrap();
-            if String::from_utf8_lossy(&output.stdout).contains("cluster_state:ok") {
-                break;
+        for node in &nodes {
+            loop {
+                let output = Command::new(
+                    std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into()),
+                )
+                .args(["-p", &node.port.to_string(), "cluster", "info"])
+                .output()
+                .unwrap();
+                if String::from_utf8_lossy(&output.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster never became ready");
+                std::thread::sleep(Duration::from_millis(100));
             }
-            assert!(Instant::now() < deadline, "the cluster never became ready");
-            std::thread::sleep(Duration::from_millis(100));
         }
         Self {
             nodes,

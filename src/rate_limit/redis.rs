@@ -111,7 +111,7 @@ impl RedisBackend {
             redis::Client::open(url).map_err(|_| ConfigError::new("not a valid Redis URL"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(250)))
-            .set_response_timeout(Some(Duration::from_millis(250)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client, config)
@@ -133,7 +133,7 @@ impl RedisBackend {
         }
         let client = ClusterClient::builder(nodes)
             .connection_timeout(Duration::from_millis(250))
-            .response_timeout(Duration::from_millis(250))
+            .response_timeout(Duration::from_secs(1))
             .retries(1)
             .build()
             .map_err(|_| ConfigError::new("not valid Redis Cluster node URLs"))?;
@@ -179,7 +179,8 @@ impl RedisBackend {
         self
     }
 
-    /// Deadline of one call (default 50 ms).
+    /// Deadline of one call (default 50 ms). The connection's own response timeout (1 s) is a
+    /// backstop for calls without a deadline, so a longer setting is cut at 1 s.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
