@@ -45,21 +45,21 @@ async fn gcra_allows_the_burst_then_one_per_emission_interval() {
     for _ in 0..3 {
         let answer = send(&app, from("192.0.2.1", "/", &[])).await;
         assert_eq!(answer.status, 200);
-        assert_eq!(answer.headers["ratelimit-policy"], r#""default";q=3;w=2"#);
+        assert_eq!(answer.headers["ratelimit-policy"], r#""per-ip";q=3;w=2"#);
         remaining.push(answer.headers["ratelimit"].to_str().unwrap().to_owned());
     }
     assert_eq!(
         remaining,
         [
-            r#""default";r=2;t=1"#,
-            r#""default";r=1;t=1"#,
-            r#""default";r=0;t=2"#
+            r#""per-ip";r=2;t=1"#,
+            r#""per-ip";r=1;t=1"#,
+            r#""per-ip";r=0;t=2"#
         ]
     );
     let answer = send(&app, from("192.0.2.1", "/", &[])).await;
     answer.problem(429, "too-many-requests");
     assert_eq!(answer.headers["retry-after"], "1");
-    assert_eq!(answer.headers["ratelimit"], r#""default";r=0;t=2"#);
+    assert_eq!(answer.headers["ratelimit"], r#""per-ip";r=0;t=2"#);
     // Another client has its own budget.
     assert_eq!(send(&app, from("192.0.2.2", "/", &[])).await.status, 200);
     // One emission interval (500 ms) later exactly one more request fits.
@@ -84,7 +84,7 @@ async fn cost_weighs_expensive_requests() {
     let app = app_with(layer);
     assert_eq!(
         send(&app, from("192.0.2.1", "/", &[])).await.headers["ratelimit"],
-        r#""default";r=3;t=2"#
+        r#""global";r=3;t=2"#
     );
     assert_eq!(send(&app, from("192.0.2.9", "/", &[])).await.status, 200);
     assert_eq!(
@@ -437,6 +437,45 @@ async fn repeated_failed_logins_lock_out_the_address_with_growing_lockouts() {
         assert_eq!(send(&app, good()).await.headers["retry-after"], expected);
         tokio::time::advance(Duration::from_secs(31)).await;
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lockout_refusal_carries_only_the_lockouts_timing() {
+    let lockout = LockoutLayer::builder()
+        .max_failures(3)
+        .lockout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let per_ip = RateLimitLayer::builder(KeyBy::ClientIp, Quota::per_second(10))
+        .build()
+        .unwrap();
+    let app = app(AuthLayer::required().with(es256_jwt()))
+        .layer(lockout)
+        .layer(per_ip);
+    let bad = || {
+        from(
+            "192.0.2.68",
+            "/me",
+            &[("authorization", "Bearer bad.token.value")],
+        )
+    };
+    for _ in 0..3 {
+        let answer = send(&app, bad()).await;
+        answer.problem(401, "invalid-token");
+        // Other refusals still say where the client stands with the limit.
+        assert!(
+            answer.headers["ratelimit"]
+                .to_str()
+                .unwrap()
+                .starts_with("\"per-ip\";r=")
+        );
+    }
+    let answer = send(&app, bad()).await;
+    answer.problem(429, "too-many-requests");
+    assert_eq!(answer.headers["retry-after"], "60");
+    // Not `r=6` next to `Retry-After: 60`: one truth per response.
+    assert!(!answer.headers.contains_key("ratelimit"));
+    assert!(!answer.headers.contains_key("ratelimit-policy"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -157,8 +157,8 @@ async fn two_replicas_share_one_quota() {
         }
     }
     assert_eq!(allowed, 5, "one quota across both replicas");
-    assert_eq!(remaining[0], r#""default";r=4;t=12"#);
-    assert_eq!(remaining[4], r#""default";r=0;t=60"#);
+    assert_eq!(remaining[0], r#""per-ip";r=4;t=12"#);
+    assert_eq!(remaining[4], r#""per-ip";r=0;t=60"#);
     // Other clients are counted apart.
     assert_eq!(
         send_timely(&a, from("192.0.2.11", "/", &[])).await.status,
@@ -190,7 +190,7 @@ async fn keys_expire_and_scripts_survive_a_flush() {
         .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert!(
-        keys[0].contains(":{") && keys[0].contains("}:rl:default"),
+        keys[0].contains(":{") && keys[0].contains("}:rl:per-ip"),
         "hash-tagged: {}",
         keys[0]
     );
@@ -549,12 +549,11 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         for node in &nodes {
             loop {
-                let output = Command::new(
-                    std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into()),
-                )
-                .args(["-p", &node.port.to_string(), "cluster", "info"])
-                .output()
-                .unwrap();
+                let output =
+                    Command::new(std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into()))
+                        .args(["-p", &node.port.to_string(), "cluster", "info"])
+                        .output()
+                        .unwrap();
                 if String::from_utf8_lossy(&output.stdout).contains("cluster_state:ok") {
                     break;
                 }

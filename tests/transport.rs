@@ -108,6 +108,8 @@ async fn assert_refused(response: Response, reason: &str) {
     assert_eq!(decision.reason, reason);
     let problem = problem(response).await;
     assert_eq!(problem["type"], "urn:portcullis:problem:forbidden");
+    // The reason the README documents is in the body, not only in the audit record.
+    assert_eq!(problem["reason"], reason);
     assert!(
         problem["detail"]
             .as_str()

@@ -436,7 +436,20 @@ impl Rejection {
         headers
     }
 
-    /// The RFC 9457 problem document as JSON bytes.
+    /// The RFC 9457 problem document as JSON bytes: `type`, `title`, `status`, `detail`, the
+    /// machine-readable `reason` (its stable name; absent when unspecified, and for the two
+    /// Basic reasons that would tell which half of a credential was wrong) and your
+    /// [members](Self::with_member).
+    ///
+    /// ```
+    /// use portcullis::{Reason, Rejection, RejectionKind};
+    ///
+    /// let rejection = Rejection::new(RejectionKind::InvalidToken)
+    ///     .with_detail("the token has expired")
+    ///     .with_reason(Reason::Expired);
+    /// let body: serde_json::Value = serde_json::from_slice(&rejection.problem_json()).unwrap();
+    /// assert_eq!(body["reason"], "expired");
+    /// ```
     pub fn problem_json(&self) -> Bytes {
         #[derive(Serialize)]
         struct Problem<'a> {
@@ -445,16 +458,25 @@ impl Rejection {
             title: &'static str,
             status: u16,
             detail: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'static str>,
             #[serde(flatten, skip_serializing_if = "Option::is_none")]
             members: Option<&'a serde_json::Map<String, serde_json::Value>>,
         }
         let kind = self.0.kind;
+        let members = self.0.members.as_ref();
         let problem = Problem {
             type_uri: kind.type_uri(),
             title: kind.title(),
             status: kind.status().as_u16(),
             detail: &self.0.detail,
-            members: self.0.members.as_ref(),
+            // A `reason` member of your own takes its place.
+            reason: self
+                .0
+                .reason
+                .public_name()
+                .filter(|_| members.is_none_or(|m| !m.contains_key("reason"))),
+            members,
         };
         // Serializing strings, integers and a `serde_json::Map` cannot fail.
         serde_json::to_vec(&problem)

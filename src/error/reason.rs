@@ -385,6 +385,23 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// The name the problem document shows as its `reason` member: every reason but
+    /// [`Unspecified`](Reason::Unspecified) and the two that would tell a guesser which half of
+    /// a Basic credential was wrong (`unknown_user`, `wrong_password`: both are refused with the
+    /// same detail, and the audit record keeps the difference).
+    pub(crate) fn public_name(self) -> Option<&'static str> {
+        let this = match self {
+            Self::Other(name) => Self::from_name(name),
+            reason => reason,
+        };
+        match this {
+            Self::Unspecified | Self::UnknownUser | Self::WrongPassword => None,
+            _ => Some(self.as_str()),
+        }
+    }
+}
+
 /// Whether a refusal recorded with this reason name is evidence of guessing (for those that see
 /// only the audit record: the alerts).
 pub(crate) fn is_guessing_name(name: &str) -> bool {
@@ -449,6 +466,32 @@ impl fmt::Display for Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Rejection;
+
+    #[test]
+    fn the_body_names_every_reason_but_the_halves_of_a_basic_credential() {
+        let body = |rejection: Rejection| -> serde_json::Value {
+            serde_json::from_slice(&rejection.problem_json()).unwrap()
+        };
+        let refused = |reason: Reason| {
+            Rejection::new(RejectionKind::InvalidCredentials)
+                .with_detail("invalid user name or password")
+                .with_reason(reason)
+        };
+        assert_eq!(body(refused(Reason::Expired))["reason"], "expired");
+        assert_eq!(body(refused(Reason::Other("mine")))["reason"], "mine");
+        // A guesser learns nothing from the body about which half was wrong.
+        let unknown = body(refused(Reason::UnknownUser));
+        assert_eq!(unknown, body(refused(Reason::WrongPassword)));
+        assert_eq!(unknown, body(refused(Reason::Other("wrong_password"))));
+        assert!(unknown.get("reason").is_none());
+        assert!(body(Rejection::new(RejectionKind::Forbidden)).get("reason").is_none());
+        // A member of your own named `reason` wins, once.
+        let own = refused(Reason::Expired).with_member("reason", "renew".into());
+        let bytes = own.problem_json();
+        assert_eq!(body(own)["reason"], "renew");
+        assert_eq!(String::from_utf8_lossy(&bytes).matches("\"reason\"").count(), 1);
+    }
 
     #[test]
     fn every_name_converts_back_to_its_reason() {

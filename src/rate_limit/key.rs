@@ -49,6 +49,20 @@ pub(crate) enum Material<'a> {
 }
 
 impl KeyBy {
+    /// The policy name of a limit that was not given one: what it counts by.
+    pub(crate) fn default_name(&self) -> &'static str {
+        match self {
+            Self::ClientIp => "per-ip",
+            Self::Subject => "per-subject",
+            Self::ApiKeyId => "per-api-key",
+            Self::Header(_) => "per-header",
+            Self::Route => "per-route",
+            Self::RouteAndSubject => "per-route-subject",
+            Self::RouteAndClientIp => "per-route-ip",
+            Self::Global => "global",
+        }
+    }
+
     pub(crate) fn material<'a>(&self, request: &'a Parts, v6_prefix: u8) -> Material<'a> {
         let extensions = &request.extensions;
         let ip = || group(forwarded::of(extensions), v6_prefix);

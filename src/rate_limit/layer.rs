@@ -53,7 +53,7 @@ impl RateLimitLayer {
     /// [`build`]: RateLimitLayerBuilder::build
     pub fn builder(key_by: KeyBy, quota: Quota) -> RateLimitLayerBuilder {
         RateLimitLayerBuilder {
-            name: "default".to_owned(),
+            name: None,
             key_by,
             quota,
             anonymous: None,
@@ -86,7 +86,7 @@ impl RateLimitLayer {
 /// Configures a [`RateLimitLayer`].
 #[must_use]
 pub struct RateLimitLayerBuilder {
-    name: String,
+    name: Option<String>,
     key_by: KeyBy,
     quota: Quota,
     anonymous: Option<Quota>,
@@ -100,9 +100,12 @@ pub struct RateLimitLayerBuilder {
 }
 
 impl RateLimitLayerBuilder {
-    /// The policy name in the `RateLimit` headers (default `default`); letters, digits, `-`, `_`.
+    /// The policy name clients see in the `RateLimit` headers; letters, digits, `-`, `_`. By
+    /// default it says what the limit counts by: `per-ip`, `per-subject`, `per-api-key`,
+    /// `per-header`, `per-route`, `per-route-subject`, `per-route-ip` or `global`. Name each of
+    /// two limits of the same kind, so clients can tell them apart.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.name = Some(name.into());
         self
     }
 
@@ -156,11 +159,14 @@ impl RateLimitLayerBuilder {
     }
 
     /// Checks the configuration and builds the layer.
-    pub fn build(self) -> Result<RateLimitLayer, ConfigError> {
-        if self.name.is_empty()
-            || self.name.len() > 64
-            || !self
-                .name
+    pub fn build(mut self) -> Result<RateLimitLayer, ConfigError> {
+        let name = self
+            .name
+            .take()
+            .unwrap_or_else(|| self.key_by.default_name().to_owned());
+        if name.is_empty()
+            || name.len() > 64
+            || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
@@ -179,13 +185,13 @@ impl RateLimitLayerBuilder {
             }
             let policy = format!(
                 "\"{}\";q={};w={}",
-                self.name,
+                name,
                 quota.burst_size(),
                 quota.window_secs()
             );
             let shared_name = format!(
                 "{}:{which}:{}:{}",
-                self.name,
+                name,
                 quota.emission_interval().as_micros(),
                 quota.burst_size()
             );
@@ -204,7 +210,7 @@ impl RateLimitLayerBuilder {
             .transpose()?;
         Ok(RateLimitLayer {
             config: Arc::new(RateLimitConfig {
-                name: self.name.into(),
+                name: name.into(),
                 key_by: self.key_by,
                 authenticated,
                 anonymous,

@@ -10,7 +10,14 @@
 //! A refused request gets 429 problem+json with `Retry-After`. Every answer carries the limit's
 //! state in the IETF httpapi draft's `RateLimit-Policy: "name";q=100;w=60` and
 //! `RateLimit: "name";r=42;t=17` headers, or in the legacy `X-RateLimit-Limit`/`-Remaining`/
-//! `-Reset` trio ([`RateLimitHeaders`]).
+//! `-Reset` trio ([`RateLimitHeaders`]). The name is the limit's
+//! [`name`](RateLimitLayerBuilder::name), by default what it counts by (`per-ip`, ...).
+//!
+//! The two times answer different questions: `Retry-After` is when the next request fits, `t`
+//! when the whole burst is back. GCRA refills one unit per emission interval, so a refusal of a
+//! limit of 2 per second with a burst of 3 says `Retry-After: 1` next to `t=2`. A 429 carries
+//! only the refusing layer's timing: the lockout's or another limit's 429 gets no headers from
+//! this limit.
 //!
 //! Memory is bounded: the in-memory key map is pruned of keys whose budget is full again and
 //! capped ([`max_keys`](RateLimitLayerBuilder::max_keys)); past the cap, new keys share one

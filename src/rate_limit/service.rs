@@ -72,8 +72,12 @@ impl Check for RateLimitLayer {
         decide(config, limit_of(config, which), outcome).into()
     }
 
+    /// A 429 from further in (the lockout, another limit, the handler) keeps its own timing
+    /// alone: this limit's headers next to its `Retry-After` would contradict it.
     fn finish<B>(plan: Self::Admit, response: &mut Response<B>) {
-        if let Some(plan) = plan {
+        if let Some(plan) = plan
+            && response.status() != http::StatusCode::TOO_MANY_REQUESTS
+        {
             plan.write(response.headers_mut());
         }
     }
