@@ -16,15 +16,16 @@
 //! | 9 | [`RedactLayer`] | innermost, so it sees the identity for role rules and every handler body |
 //!
 //! The builder adds no behaviour beyond this wiring, which includes telling layers what the
-//! others know: the audit layer resolves the client address through the client-IP layer's
-//! proxies (so an abandoned request is recorded with it), and the lockout and the transport layer
-//! learn the headers the authenticators read credentials from (an API key header of another
-//! name). Mistakes that would only show at request
-//! time are errors from [`build`](PortcullisBuilder::build): authorization, a lockout or a
-//! per-subject limit without an authenticator, a per-IP limit keyed by identity or a header (it
-//! runs before authentication), a per-subject limit that is not, a transport layer trusting
-//! other proxies than the client-IP layer (or proxies the client-IP layer is missing for), or
-//! nothing configured.
+//! others know: the trusted proxies are given once (to [`client_ip`](PortcullisBuilder::client_ip),
+//! or to the transport layer) and every layer believes the same list; the audit layer resolves
+//! the client address through them (so an abandoned request is recorded with it); the lockout
+//! and the transport layer learn the headers the authenticators read credentials from (an API
+//! key header of another name). Mistakes that would only show at request time are errors from
+//! [`build`](PortcullisBuilder::build): authorization, a lockout or a per-subject limit without
+//! an authenticator, a required authentication in front of a route table with public rows (it
+//! would shut them: use `AuthLayer::optional()`), a per-IP limit keyed by identity or a header
+//! (it runs before authentication), a per-subject limit that is not, two different lists of
+//! trusted proxies, or nothing configured.
 //! See `docs/architecture.md` for the full reasoning.
 //!
 //! ```
@@ -138,7 +139,9 @@ impl PortcullisBuilder {
         self
     }
 
-    /// Read the client address through these trusted proxies.
+    /// Read the client address through these trusted proxies. They are the stack's one list:
+    /// the transport layer believes their proto header too, unless it was given its own list
+    /// (which must then name the same networks).
     pub fn client_ip(mut self, proxies: TrustedProxies) -> Self {
         self.client_ip = Some(ClientIpLayer::new(proxies));
         self
@@ -243,6 +246,15 @@ impl PortcullisBuilder {
                  or a header",
             ));
         }
+        #[cfg(all(feature = "auth", feature = "rbac"))]
+        if let (Some(auth), Some(rbac)) = (&self.auth, &self.rbac)
+            && auth.is_required()
+            && let [first, ..] = rbac.public_routes().as_slice()
+        {
+            return Err(ConfigError::new(format!(
+                "AuthLayer::required() answers 401 on the route table's public routes ({first},                  ...): use AuthLayer::optional(); the table answers 401 to anonymous callers on                  every route that needs a caller"
+            )));
+        }
         self.check_proxies()?;
         let configured = self.audit.is_some()
             || self.client_ip.is_some()
@@ -254,8 +266,22 @@ impl PortcullisBuilder {
         if !configured {
             return Err(ConfigError::new("no layer configured"));
         }
-        #[cfg_attr(not(feature = "audit"), allow(unused_mut))]
+        #[cfg_attr(not(any(feature = "audit", feature = "transport")), allow(unused_mut))]
         let mut layers = self;
+        // The trusted proxies are configured once: the layer that was not given them believes
+        // the other's. A transport layer that believes the proxies' proto header still sees
+        // TLS itself when they send none (re-encrypting proxies).
+        #[cfg(feature = "transport")]
+        match (&layers.client_ip, &layers.transport) {
+            (Some(client_ip), Some(transport)) if !transport.proxies().trusts_any() => {
+                let proxies = TrustedProxies::clone(client_ip.proxies());
+                layers.transport = Some(transport.clone().trusted_proxies(proxies));
+            }
+            (None, Some(transport)) if transport.proxies().trusts_any() => {
+                layers.client_ip = Some(ClientIpLayer::new(transport.proxies().clone()));
+            }
+            _ => {}
+        }
         // The audit layer resolves the client address itself, so that a request that ends
         // without an answer is recorded with the client's, not the proxy's.
         #[cfg(feature = "audit")]
@@ -290,33 +316,18 @@ impl PortcullisBuilder {
 }
 
 impl PortcullisBuilder {
-    /// Both layers that read forwarding headers must believe the same proxies. If only the
-    /// transport layer knows them, every client would count as its proxy's address in the per-IP
-    /// limit, the lockout, the audit log and (for anonymous callers) the per-subject limit: one
-    /// client's flood would lock out everyone.
+    /// Both layers that read forwarding headers must believe the same proxies. Given to one of
+    /// them, the other believes them too (see `build`); given to both, they must agree.
     #[cfg(feature = "transport")]
     fn check_proxies(&self) -> Result<(), ConfigError> {
-        let Some(transport) = self.transport.as_ref().map(|t| t.proxies()) else {
-            return Ok(());
-        };
-        match &self.client_ip {
-            Some(client_ip)
-                if transport.trusts_any() && !client_ip.proxies().same_networks(transport) =>
+        match (&self.client_ip, &self.transport) {
+            (Some(client_ip), Some(transport))
+                if transport.proxies().trusts_any()
+                    && !client_ip.proxies().same_networks(transport.proxies()) =>
             {
                 Err(ConfigError::new(
-                    "client_ip and transport trust different proxies: give both the same networks",
-                ))
-            }
-            // A per-subject limit keys anonymous callers by address too.
-            None if transport.trusts_any()
-                && (self.audit.is_some()
-                    || self.rate_limit_per_ip.is_some()
-                    || self.lockout.is_some()
-                    || self.rate_limit_per_subject.is_some()) =>
-            {
-                Err(ConfigError::new(
-                    "transport trusts proxies but client_ip is not configured: every client would \
-                     count as its proxy's address; add .client_ip(..) with the same proxies",
+                    "client_ip and transport trust different proxies: give them once, to \
+                     .client_ip(..)",
                 ))
             }
             _ => Ok(()),

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use portcullis::audit::{AlertRules, AuditHandle, AuditKey, AuditLayer, RecentEvents};
 use portcullis::client_ip::{ClientIpLayer, ProxyHeader, TrustedProxies};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
-use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
+use portcullis::rbac::{RbacLayer, RouteTable, public, require_scope};
 use portcullis::redact::{Email, Rule};
 use portcullis::transport::TransportSecurityLayer;
 use portcullis::{AuthLayer, Portcullis, RedactLayer, ValidateLayer};
@@ -87,17 +87,16 @@ fn mistakes_are_refused_at_build_time() {
                 .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
         ),
         (
-            "transport trusting proxies, a per-ip limit without client_ip",
+            "required authentication in front of public rows",
             Portcullis::builder()
-                .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
-                .rate_limit_per_ip(limit(KeyBy::ClientIp, 5)),
-        ),
-        (
-            "transport trusting proxies, a per-subject limit without client_ip",
-            Portcullis::builder()
-                .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
-                .auth(auth())
-                .rate_limit_per_subject(limit(KeyBy::Subject, 5)),
+                .auth(AuthLayer::required().with(hs256_jwt()))
+                .rbac(RbacLayer::table(
+                    RouteTable::builder()
+                        .route(Method::GET, "/health", public())
+                        .route(Method::GET, "/items", require_scope("read:items"))
+                        .build()
+                        .unwrap(),
+                )),
         ),
         ("nothing", Portcullis::builder()),
     ];
@@ -123,6 +122,15 @@ fn mistakes_are_refused_at_build_time() {
             .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
         Portcullis::builder()
             .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
+        // Proxies given to the transport layer only: every layer believes them.
+        Portcullis::builder()
+            .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
+            .auth(auth())
+            .rate_limit_per_subject(limit(KeyBy::Subject, 5)),
+        // Required authentication with a table that has no public row.
+        Portcullis::builder()
+            .auth(AuthLayer::required().with(hs256_jwt()))
+            .rbac(table()),
     ];
     for (i, builder) in accepted.into_iter().enumerate() {
         if let Err(error) = builder.build() {
@@ -326,6 +334,46 @@ async fn an_abandoned_request_is_recorded_with_the_client_address_behind_a_proxy
         events.iter().any(|e| e.path == "/slow" && e.status == 499),
         "{events:?}"
     );
+}
+
+/// The trusted proxies are given once, to either layer that reads forwarding headers, and
+/// every layer believes them: the transport layer the proxy's proto header, the per-IP limit
+/// the client address behind the proxy.
+#[tokio::test]
+async fn trusted_proxies_given_once_are_believed_by_every_layer() {
+    let given_to_client_ip = Portcullis::builder()
+        .client_ip(proxies(&["10.0.0.0/8"]))
+        .transport(TransportSecurityLayer::new())
+        .rate_limit_per_ip(limit(KeyBy::ClientIp, 1));
+    let given_to_transport = Portcullis::builder()
+        .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
+        .rate_limit_per_ip(limit(KeyBy::ClientIp, 1));
+    for builder in [given_to_client_ip, given_to_transport] {
+        let app = Router::new()
+            .route("/items", get(|| async { "[]" }))
+            .layer(builder.build().unwrap());
+        let via_proxy = |client: &str, proto: &str| {
+            let mut request = Request::get("/items")
+                .header("x-forwarded-for", client)
+                .header("x-forwarded-proto", proto)
+                .body(Body::empty())
+                .unwrap();
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 5000))));
+            request
+        };
+        assert_eq!(send(&app, via_proxy("203.0.113.1", "https")).await.0, 200);
+        // Counted by the client behind the proxy, not by the proxy.
+        assert_eq!(send(&app, via_proxy("203.0.113.2", "https")).await.0, 200);
+        assert_eq!(send(&app, via_proxy("203.0.113.1", "https")).await.0, 429);
+        // The proxy says the client came over plain HTTP.
+        let (status, body) = send(&app, via_proxy("203.0.113.3", "http")).await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (403, Some("https_required"))
+        );
+    }
 }
 
 /// The builder tells the lockout where its authenticators read credentials: guesses in a custom

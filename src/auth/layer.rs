@@ -28,7 +28,13 @@ pub(super) struct AuthConfig {
 }
 
 impl AuthLayer {
-    /// Every request must authenticate: without a credential it gets 401.
+    /// Every request must authenticate: without a credential it gets 401, on every route.
+    ///
+    /// With an [`RbacLayer`](crate::RbacLayer) route table that has
+    /// [`public`](crate::rbac::public) rows, use [`optional`](Self::optional) instead: the table
+    /// then answers 401 to anonymous callers on every route that needs a caller, and lets them
+    /// through on the public ones. [`Portcullis::builder`](crate::Portcullis::builder) refuses
+    /// `required` with public rows, which it would shut.
     pub fn required() -> Self {
         Self::new(true)
     }
@@ -73,6 +79,12 @@ impl AuthLayer {
 }
 
 impl AuthLayer {
+    /// Whether every request must authenticate.
+    #[cfg(feature = "rbac")]
+    pub(crate) fn is_required(&self) -> bool {
+        self.config.required
+    }
+
     /// Headers besides `Authorization` where its authenticators look for credentials.
     pub(crate) fn credential_headers(&self) -> &[HeaderName] {
         &self.config.credential_headers

@@ -76,6 +76,22 @@ impl RbacLayer {
     }
 }
 
+impl RbacLayer {
+    /// The rows of its table that let anonymous callers in, as `METHOD /path`.
+    #[cfg(feature = "auth")]
+    pub(crate) fn public_routes(&self) -> Vec<String> {
+        match &self.config.rules {
+            Rules::Single(_) => Vec::new(),
+            Rules::Table(table) => table
+                .inventory()
+                .into_iter()
+                .filter(|route| route.public)
+                .map(|route| format!("{} {}", route.method, route.path))
+                .collect(),
+        }
+    }
+}
+
 impl fmt::Debug for RbacLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("RbacLayer");
