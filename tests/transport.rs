@@ -423,6 +423,63 @@ async fn a_canonical_host_ignores_the_request_host() {
     }
 }
 
+/// A load balancer probes `/health` over plain HTTP without a proto header: with the path
+/// exempted, the probe gets its answer (and the service is not marked down), while every other
+/// plain request, a credential on the probe path and a write to it are still refused.
+#[tokio::test]
+async fn health_probes_over_plain_http_are_an_explicit_per_path_opt_in() {
+    let app = app(behind_proxies(ProxyHeader::XForwardedFor)
+        .allow_http_on_paths(["/custom"])
+        .unwrap());
+    let probe =
+        |method: Method, uri: &str, headers: &[(&str, &str)]| request(method, uri, PROXY, headers);
+    let answer = send(&app, probe(Method::GET, "/custom", &[])).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(
+        !answer.headers().contains_key(HSTS),
+        "never over plain HTTP"
+    );
+    assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        send(&app, probe(Method::HEAD, "/custom?verbose=1", &[]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_refused(
+        send(&app, probe(Method::GET, "/items", &[])).await,
+        "https_required",
+    )
+    .await;
+    assert_refused(
+        send(&app, probe(Method::GET, "/custom/", &[])).await,
+        "https_required",
+    )
+    .await;
+    assert_refused(
+        send(&app, probe(Method::POST, "/custom", &[])).await,
+        "https_required",
+    )
+    .await;
+    assert_refused(
+        send(
+            &app,
+            probe(Method::GET, "/custom", &[("authorization", "Bearer x")]),
+        )
+        .await,
+        "credentials_over_http",
+    )
+    .await;
+    for bad in ["health", "/health?x", ""] {
+        assert!(
+            TransportSecurityLayer::new()
+                .allow_http_on_paths([bad])
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn loopback_http_is_an_explicit_opt_in() {
     let local = [("host", "localhost:3000")];

@@ -48,6 +48,8 @@ pub(super) struct TransportConfig {
     pub(super) proxies: TrustedProxies,
     pub(super) plain_http: PlainHttp,
     pub(super) loopback_http: bool,
+    /// Paths served over plain HTTP to credential-less `GET` and `HEAD` (health probes).
+    pub(super) http_paths: Vec<Box<str>>,
     pub(super) hsts: Option<HeaderValue>,
     pub(super) nosniff: bool,
     pub(super) content_security_policy: Option<HeaderValue>,
@@ -143,6 +145,7 @@ impl TransportSecurityLayer {
                 proxies: TrustedProxies::none(),
                 plain_http: PlainHttp::Refuse,
                 loopback_http: false,
+                http_paths: Vec::new(),
                 hsts: Some(Hsts::default().header_value()),
                 nosniff: true,
                 content_security_policy: Some(HeaderValue::from_static(
@@ -200,6 +203,38 @@ impl TransportSecurityLayer {
     pub fn allow_http_on_loopback(mut self) -> Self {
         Arc::make_mut(&mut self.config).loopback_http = true;
         self
+    }
+
+    /// Serves plain HTTP on these paths (exactly as requested, no query), for health probes of
+    /// load balancers that speak HTTP and send no proto header. Only `GET` and `HEAD`, only
+    /// without credentials (a credential there is still refused), and without HSTS. Each path
+    /// starts with `/`; list only public routes that reveal nothing.
+    ///
+    /// ```
+    /// use portcullis::TransportSecurityLayer;
+    ///
+    /// # fn main() -> Result<(), portcullis::ConfigError> {
+    /// let transport = TransportSecurityLayer::new().allow_http_on_paths(["/health", "/ready"])?;
+    /// # let _ = transport;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn allow_http_on_paths<I, P>(mut self, paths: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        let config = Arc::make_mut(&mut self.config);
+        for path in paths {
+            let path = path.into();
+            if !path.starts_with('/') || path.contains(['?', '#']) || path.len() > 1024 {
+                return Err(ConfigError::new(format!(
+                    "allow_http_on_paths: {path:?} is not a path starting with `/`, without query"
+                )));
+            }
+            config.http_paths.push(path.into());
+        }
+        Ok(self)
     }
 
     /// The former name of [`allow_http_on_loopback`](Self::allow_http_on_loopback), the

@@ -53,7 +53,10 @@ impl Check for TransportSecurityLayer {
             https: is_https(parts, &config.proxies),
             credentialed: config.credentialed(parts),
         };
-        if exchange.https || config.loopback_exempt(parts) {
+        if exchange.https
+            || config.loopback_exempt(parts)
+            || config.path_exempt(parts, exchange.credentialed)
+        {
             return Verdict::Allow((self.clone(), exchange));
         }
         let mut response = config.plain_http(parts, exchange.credentialed);
@@ -90,6 +93,17 @@ impl TransportConfig {
                 .iter()
                 .any(|name| headers.contains_key(*name))
             && Host::of_request(request).is_some_and(|host| host.is_loopback())
+    }
+
+    /// A credential-less `GET` or `HEAD` of a path served over plain HTTP (health probes).
+    fn path_exempt(&self, request: &Parts, credentialed: bool) -> bool {
+        !self.http_paths.is_empty()
+            && !credentialed
+            && (request.method == Method::GET || request.method == Method::HEAD)
+            && self
+                .http_paths
+                .iter()
+                .any(|path| **path == *request.uri.path())
     }
 
     /// The answer to a plain HTTP request: a 308 where allowed, else 403. Built here rather
