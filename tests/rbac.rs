@@ -9,9 +9,9 @@ use axum::{Extension, Router};
 use common::*;
 use http::Method;
 use portcullis::rbac::{
-    IssuedValue, Policy, RbacLayer, RequireRole, RequireScope, ResourcePolicy, RoleDef,
-    RoleDocument, RoleModel, RouteTable, any_role, authenticated, check, max_auth_age, not, owner,
-    permission, public, require_acr, require_amr, require_scope, same_claim,
+    IssuedValue, Policy, PolicyRouter, RbacLayer, RequireRole, RequireScope, ResourcePolicy,
+    RoleDef, RoleDocument, RoleModel, RouteTable, any_role, authenticated, check, max_auth_age,
+    not, owner, permission, public, require_acr, require_amr, require_scope, same_claim,
 };
 use portcullis::{AuthMethod, Decision, Identity, Principal, PrincipalKind};
 use serde_json::{Map, Value, json};
@@ -291,6 +291,117 @@ async fn the_table_matches_route_patterns_and_nested_routers() {
     send(&anonymous, get_with("/items", &[]))
         .await
         .problem(401, "missing-credentials");
+}
+
+/// Routes declared with their policies: the router and the table come from the same lines, so a
+/// typo in one cannot leave a route without a row or a row without its route.
+#[tokio::test]
+async fn a_policy_router_declares_each_route_with_its_policy() {
+    #[derive(Clone)]
+    struct Notes(&'static str);
+    let (router, table) =
+        PolicyRouter::<Notes>::new()
+            .get("/health", || async { "ok" }, public())
+            .get(
+                "/notes",
+                |axum::extract::State(notes): axum::extract::State<Notes>| async move { notes.0 },
+                require_scope("notes:read"),
+            )
+            .post(
+                "/notes",
+                || async { "created" },
+                require_scope("notes:write"),
+            )
+            .delete(
+                "/notes/{id}",
+                |axum::extract::Path(id): axum::extract::Path<u64>| async move {
+                    format!("deleted {id}")
+                },
+                require_scope("notes:write").and(any_role(["admin"])),
+            )
+            .build()
+            .unwrap();
+    assert_eq!(table.inventory().len(), 4);
+    let app = |caller: Option<Identity>| {
+        let router = router
+            .clone()
+            .layer(RbacLayer::table(table.clone()))
+            .with_state(Notes("[]"));
+        match caller {
+            Some(identity) => router.layer(Extension(identity)),
+            None => router,
+        }
+    };
+    let reader = app(Some(identity(&["notes:read"], &[], json!({}))));
+    assert_eq!(send(&reader, get_with("/notes", &[])).await.text, "[]");
+    let head = http::Request::head("/notes")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(send(&reader, head).await.status, 200);
+    let post = || {
+        http::Request::post("/notes")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    send(&reader, post())
+        .await
+        .problem(403, "insufficient-scope");
+    let put = http::Request::put("/notes")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let answer = send(&reader, put).await;
+    answer.problem(405, "method-not-allowed");
+    assert_eq!(answer.headers["allow"], "GET, HEAD, POST");
+    let delete = || {
+        http::Request::delete("/notes/7")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let writer = app(Some(identity(&["notes:write"], &[], json!({}))));
+    assert_eq!(send(&writer, post()).await.text, "created");
+    send(&writer, delete()).await.problem(403, "forbidden");
+    let admin = app(Some(identity(&["notes:write"], &["admin"], json!({}))));
+    assert_eq!(send(&admin, delete()).await.text, "deleted 7");
+    let anonymous = app(None);
+    assert_eq!(send(&anonymous, get_with("/health", &[])).await.status, 200);
+    send(&anonymous, get_with("/notes", &[]))
+        .await
+        .problem(401, "missing-credentials");
+    // What `Router::route` would panic on, and a duplicate row, are errors.
+    let mistakes: [(&str, PolicyRouter); 5] = [
+        (
+            "no slash",
+            PolicyRouter::new().get("notes", || async { "" }, public()),
+        ),
+        (
+            "0.7 syntax",
+            PolicyRouter::new().get("/notes/:id", || async { "" }, public()),
+        ),
+        (
+            "twice",
+            PolicyRouter::new()
+                .get("/notes", || async { "" }, public())
+                .get("/notes", || async { "" }, authenticated()),
+        ),
+        (
+            "HEAD next to GET",
+            PolicyRouter::new()
+                .get("/notes", || async { "" }, public())
+                .route(Method::HEAD, "/notes", || async { "" }, public()),
+        ),
+        (
+            "a method axum cannot route",
+            PolicyRouter::new().route(
+                Method::from_bytes(b"PROPFIND").unwrap(),
+                "/notes",
+                || async { "" },
+                public(),
+            ),
+        ),
+    ];
+    for (what, routes) in mistakes {
+        assert!(routes.build().is_err(), "{what} was accepted");
+    }
 }
 
 #[tokio::test]

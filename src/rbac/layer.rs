@@ -17,6 +17,8 @@ pub(super) struct RbacConfig {
     pub(super) rules: Rules,
     pub(super) roles: RoleModel,
     pub(super) hide_details: bool,
+    /// When (unix minute) an unlisted route was last reported, to report it once a minute.
+    pub(super) unlisted_reported: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -42,6 +44,7 @@ impl RbacLayer {
                 rules,
                 roles: RoleModel::default(),
                 hide_details: false,
+                unlisted_reported: Arc::default(),
             }),
         }
     }

@@ -10,7 +10,9 @@
 //! 1. [`RbacLayer::new(policy)`](RbacLayer::new) on a router, or with `route_layer` on one route;
 //! 2. [`RbacLayer::table`] with a [`RouteTable`] keyed by method and route pattern, which refuses
 //!    routes it does not list (403) and methods it does not list (405 with `Allow`), and can list
-//!    every route with its policy ([`RouteTable::inventory`]);
+//!    every route with its policy ([`RouteTable::inventory`]). Declare each route with its policy
+//!    in a [`PolicyRouter`], which builds the router and the table from the same lines, so a
+//!    route cannot lack its row nor a row miss its route;
 //! 3. extractor guards such as [`RequireScope<ItemsWrite>`](RequireScope), so the requirement shows
 //!    in the handler signature.
 //!
@@ -59,6 +61,7 @@ mod layer;
 mod policy;
 mod resource;
 mod roles;
+mod routes;
 mod service;
 mod table;
 
@@ -70,5 +73,6 @@ pub use policy::{
 };
 pub use resource::{IssuedValue, ResourcePolicy, check, owner, same_claim};
 pub use roles::{RoleDef, RoleDocument, RoleModel, RoleModelBuilder, RoleSpec};
+pub use routes::PolicyRouter;
 pub use service::{Rbac, ResponseFuture};
 pub use table::{RouteInfo, RouteTable, RouteTableBuilder};

@@ -81,6 +81,7 @@ fn decide(config: &RbacConfig, request: &Parts) -> Result<Decision, Rejection> {
                     return Ok(Decision::allowed(LayerKind::Rbac, Reason::UnlistedRoute));
                 }
                 Rule::Unlisted { allowed: false } => {
+                    report_unlisted(config, &request.method, path);
                     let mut rejection =
                         Rejection::new(RejectionKind::Forbidden).with_reason(Reason::UnlistedRoute);
                     if !config.hide_details {
@@ -100,5 +101,23 @@ fn decide(config: &RbacConfig, request: &Parts) -> Result<Decision, Rejection> {
     match policy.evaluate(&cx) {
         Ok(()) => Ok(Decision::allowed(LayerKind::Rbac, Reason::Policy)),
         Err(miss) => Err(miss.into_rejection(extensions, config.hide_details)),
+    }
+}
+
+/// A route the router has and the table lacks is a mistake to fix, not an attack: say so, at
+/// most once a minute (route patterns come from the router, but requests from anyone).
+fn report_unlisted(config: &RbacConfig, method: &http::Method, path: Option<&str>) {
+    use std::sync::atomic::Ordering;
+    let minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60);
+    if config.unlisted_reported.swap(minute, Ordering::Relaxed) != minute {
+        tracing::warn!(
+            target: "portcullis::rbac",
+            %method,
+            route = path.unwrap_or_default(),
+            "a route has no row in the route table and is refused with 403; add its row, or \
+             declare routes with their policies in a PolicyRouter"
+        );
     }
 }

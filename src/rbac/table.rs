@@ -193,19 +193,7 @@ impl RouteTableBuilder {
         let mut paths: std::collections::HashMap<Box<str>, Vec<(Method, Policy)>> =
             std::collections::HashMap::new();
         for (method, path, policy) in self.routes {
-            if !path.starts_with('/') {
-                return Err(ConfigError::new(format!(
-                    "route pattern `{path}` must start with `/`"
-                )));
-            }
-            if path
-                .split('/')
-                .any(|segment| segment.starts_with(':') || segment.starts_with('*'))
-            {
-                return Err(ConfigError::new(format!(
-                    "route pattern `{path}` uses axum 0.7 syntax; write `{{id}}` / `{{*rest}}`"
-                )));
-            }
+            check_pattern(&path)?;
             let methods = paths.entry(path.as_str().into()).or_default();
             if methods.iter().any(|(m, _)| *m == method) {
                 return Err(ConfigError::new(format!("{method} {path} is listed twice")));
@@ -231,6 +219,24 @@ impl RouteTableBuilder {
             allow_unlisted: self.allow_unlisted,
         })))
     }
+}
+
+/// An axum 0.8 route pattern: starts with `/`, `{id}` rather than `:id`.
+pub(super) fn check_pattern(path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') {
+        return Err(ConfigError::new(format!(
+            "route pattern `{path}` must start with `/`"
+        )));
+    }
+    if path
+        .split('/')
+        .any(|segment| segment.starts_with(':') || segment.starts_with('*'))
+    {
+        return Err(ConfigError::new(format!(
+            "route pattern `{path}` uses axum 0.7 syntax; write `{{id}}` / `{{*rest}}`"
+        )));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for RouteTableBuilder {
