@@ -582,3 +582,59 @@ async fn path_parameters_are_typed_and_validated() {
         .leaks_nothing_of("abc-secret");
     assert_eq!(errors(&answer), pairs(&[("/id", "invalid_value")]));
 }
+
+/// Plain path parameters have no rules, so `Valid` does not take them; `WithProblem` answers
+/// a malformed one (and any axum extractor's rejection) with problem+json instead of axum's
+/// `text/plain`, without quoting the request.
+#[tokio::test]
+async fn axum_extractor_rejections_are_problems_with_with_problem() {
+    use portcullis::validate::WithProblem;
+
+    #[derive(Clone)]
+    struct Missing;
+    let app =
+        Router::new()
+            .route(
+                "/notes/{id}",
+                get(|WithProblem(Path(id)): WithProblem<Path<u64>>| async move { id.to_string() }),
+            )
+            .route(
+                "/echo",
+                post(
+                    |WithProblem(Json(value)): WithProblem<Json<Value>>| async move { Json(value) },
+                ),
+            )
+            .route(
+                "/extension",
+                get(
+                    |WithProblem(axum::Extension(Missing)): WithProblem<
+                        axum::Extension<Missing>,
+                    >| async { "unreachable" },
+                ),
+            );
+    assert_eq!(send(&app, get_with("/notes/7", &[])).await.text, "7");
+    let answer = send(&app, get_with("/notes/%3Cscript%3E", &[])).await;
+    answer.problem(400, "bad-request");
+    assert_eq!(answer.body["reason"], "malformed_input");
+    assert!(!answer.text.contains("script"), "{}", answer.text);
+    assert_eq!(
+        send(&app, json_post("/echo", r#"{"a":1}"#)).await.body,
+        json!({ "a": 1 })
+    );
+    let plain = request(
+        "POST",
+        "/echo",
+        &[("content-type", "text/plain")],
+        Body::from("{}"),
+    );
+    send(&app, plain)
+        .await
+        .problem(415, "unsupported-media-type");
+    send(&app, json_post("/echo", "{not json"))
+        .await
+        .problem(400, "bad-request");
+    // A missing extension is the server's mistake: still a 500, as problem+json.
+    send(&app, get_with("/extension", &[]))
+        .await
+        .problem(500, "internal");
+}

@@ -20,6 +20,11 @@ use crate::error::{Rejection, RejectionKind};
 /// Deserializes with axum's extractor types and then runs [`Validate`]: handlers only ever see
 /// well-formed, validated input. See the [module docs](super) for what each form checks.
 ///
+/// The inner type needs [`Validate`] rules: plain path parameters (`Path<u64>`,
+/// `Path<(String, u32)>`) have none, so `Valid<Path<u64>>` does not compile (and axum reports
+/// it as a handler that is not a `Handler`). Take them with [`WithProblem<Path<u64>>`], which
+/// answers a malformed one with problem+json too.
+///
 /// ```
 /// use axum::{Json, Router, routing::post};
 /// use portcullis::Valid;
@@ -111,6 +116,94 @@ where
             .map(|value| Self(Path(value)))
             .map_err(refused)
     }
+}
+
+/// Any axum extractor whose rejection is answered as problem+json like every other refusal,
+/// instead of axum's `text/plain`: for what [`Valid`] does not cover, such as plain path
+/// parameters (`Path<u64>` has no rules, and `Valid` needs a [`Validate`] type), `Query` of an
+/// unvalidated type, or `Extension`.
+///
+/// The status is axum's; the detail is a fixed sentence, since axum's messages can quote the
+/// request. A 5xx from the extractor (a route that does not match its `Path` type, a missing
+/// `Extension`) is a programming error and stays a 500.
+///
+/// ```
+/// use axum::{Router, extract::Path, routing::get};
+/// use portcullis::validate::WithProblem;
+///
+/// async fn note(WithProblem(Path(id)): WithProblem<Path<u64>>) -> String {
+///     id.to_string()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app: Router = Router::new().route("/notes/{id}", get(note));
+///
+/// use tower::ServiceExt;
+/// let request = axum::http::Request::get("/notes/seven").body(axum::body::Body::empty())?;
+/// let response = app.oneshot(request).await?;
+/// assert_eq!(response.status(), 400);
+/// assert_eq!(response.headers()["content-type"], "application/problem+json");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WithProblem<E>(pub E);
+
+impl<S, E> FromRequestParts<S> for WithProblem<E>
+where
+    S: Send + Sync,
+    E: FromRequestParts<S>,
+{
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        E::from_request_parts(parts, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| refused(as_problem(rejection)))
+    }
+}
+
+impl<S, E> FromRequest<S> for WithProblem<E>
+where
+    S: Send + Sync,
+    E: FromRequest<S>,
+{
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        E::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| refused(as_problem(rejection)))
+    }
+}
+
+/// An axum rejection as a problem of the same status, without its text.
+fn as_problem(rejection: impl axum::response::IntoResponse) -> Rejection {
+    let status = rejection.into_response().status();
+    let (kind, detail) = match status.as_u16() {
+        413 => (
+            RejectionKind::PayloadTooLarge,
+            "The request body is too large.",
+        ),
+        415 => (
+            RejectionKind::UnsupportedMediaType,
+            "The request body's content type is not accepted here.",
+        ),
+        422 => (
+            RejectionKind::UnprocessableContent,
+            "The request body does not have the expected shape.",
+        ),
+        500..=599 => {
+            return Rejection::new(RejectionKind::Internal);
+        }
+        _ => (RejectionKind::BadRequest, "The request could not be read."),
+    };
+    Rejection::new(kind)
+        .with_reason(Reason::MalformedInput)
+        .with_detail(detail)
 }
 
 /// A refusal of the extractor: it comes after the layers outside let the request through, so

@@ -93,7 +93,7 @@ mod pointer;
 mod rules;
 mod service;
 
-pub use extract::Valid;
+pub use extract::{Valid, WithProblem};
 pub use layer::ValidateLayer;
 pub use rules::{finite, https_url, identifier, iso_date, safe_line, safe_text, slug};
 pub use service::{ResponseFuture, Validate};
