@@ -83,7 +83,7 @@ expect 201 "writer creates"                 -H "$(auth "$writer")" -H "$json" -d
 expect 422 "unknown fields are refused"     -H "$(auth "$writer")" -H "$json" -d '{"name":"x","sku":"X-100","price":9.5,"quantity":3,"admin":true}' "$base/items"
 expect 415 "JSON only"                      -H "$(auth "$writer")" -d 'name=x' "$base/items"
 expect 400 "malformed JSON"                 -H "$(auth "$writer")" -H "$json" -d '{"name":' "$base/items"
-expect 400 "wrong type"                     -H "$(auth "$writer")" -H "$json" -d '{"name":"x","sku":"X-100","price":"9.5","quantity":3}' "$base/items"
+expect 422 "wrong type"                     -H "$(auth "$writer")" -H "$json" -d '{"name":"x","sku":"X-100","price":"9.5","quantity":3}' "$base/items"
 expect 400 "duplicate keys"                 -H "$(auth "$writer")" -H "$json" -d '{"name":"x","name":"y","sku":"X-100","price":9.5,"quantity":3}' "$base/items"
 expect 413 "body over the default 64 KiB"  -H "$(auth "$writer")" -H "$json" --data-binary "@$big" "$base/items"
 expect 201 "5 KB item under the default"    -H "$(auth "$writer")" -H "$json" --data-binary "@$mid" "$base/items"

@@ -420,9 +420,10 @@ async fn unknown_fields_are_refused_all_at_once_with_the_failed_rules() {
 }
 
 #[tokio::test]
-async fn malformed_bodies_are_400_with_the_location() {
+async fn misfit_bodies_are_422_and_malformed_ones_400_with_the_location() {
     let (app, _) = routes(None);
-    let cases: Vec<(String, &str, &str)> = vec![
+    // Well-formed JSON that does not fit the type: content, like a failed rule.
+    let misfits: Vec<(String, &str, &str)> = vec![
         (
             r#"{"name":"G","sku":"ABC","price":"12","quantity":1}"#.into(),
             "/price",
@@ -438,6 +439,28 @@ async fn malformed_bodies_are_400_with_the_location() {
             "/quantity",
             "invalid_value",
         ),
+        ("\"text\"".into(), "", "invalid_type"),
+    ];
+    for (body, field, code) in misfits {
+        let answer = send(&app, json_post("/items", body.clone())).await;
+        answer.problem(422, "unprocessable-content");
+        assert_eq!(errors(&answer), pairs(&[(field, code)]), "{body}");
+    }
+    // A missing field and a member the type does not have, in one list.
+    let answer = send(
+        &app,
+        json_post(
+            "/items",
+            r#"{"name":"G","sku":"ABC","price":1,"admin":true}"#,
+        ),
+    )
+    .await;
+    answer.problem(422, "unprocessable-content");
+    assert_eq!(
+        errors(&answer),
+        pairs(&[("/admin", "unknown_field"), ("/quantity", "missing_field")])
+    );
+    let malformed: Vec<(String, &str, &str)> = vec![
         (
             r#"{"name":"G","name":"H","sku":"ABC","price":1,"quantity":1}"#.into(),
             "/name",
@@ -454,9 +477,8 @@ async fn malformed_bodies_are_400_with_the_location() {
             "syntax",
         ),
         (String::new(), "", "syntax"),
-        ("\"text\"".into(), "", "invalid_type"),
     ];
-    for (body, field, code) in cases {
+    for (body, field, code) in malformed {
         let answer = send(&app, json_post("/items", body.clone())).await;
         answer.problem(400, "bad-request");
         assert_eq!(errors(&answer), pairs(&[(field, code)]), "{body}");
@@ -515,10 +537,10 @@ async fn queries_are_typed_and_validated() {
     assert_eq!(answer.body, json!({ "q": "gate", "min_price": 2.5 }));
     let cases = [
         ("/items?q=a&q=b", 400, "/q", "duplicate_key"),
-        ("/items?min_price=1", 400, "/q", "missing_field"),
+        ("/items?min_price=1", 422, "/q", "missing_field"),
         (
             "/items?q=a&min_price=cheap",
-            400,
+            422,
             "/min_price",
             "invalid_value",
         ),

@@ -16,13 +16,18 @@
 //! |---|---|---|
 //! | a rule of the type fails (every failure is listed at once) | 422 | the rule (`length`, `range`, `email`, `regex`, `slug`, ...) |
 //! | a member the type has no field for: mass assignment | 422 | `unknown_field` |
+//! | wrong type, missing field, unacceptable value | 422 | `invalid_type`, `missing_field`, `invalid_value` |
 //! | a member given twice (`{"a":1,"a":2}`, `?a=1&a=2`) | 400 | `duplicate_key` |
-//! | wrong type, missing field, unacceptable value | 400 | `invalid_type`, `missing_field`, `invalid_value` |
 //! | not JSON, trailing data, a number out of range | 400 | `syntax` (with `line` and `column`) |
 //! | invalid UTF-8 | 400 | `invalid_utf8` |
 //! | JSON nested deeper than 32 levels (configurable) | 400 | `too_deep` |
 //! | a body over 1 MiB (configurable), declared or streamed | 413 | |
 //! | `Content-Type` other than `application/json` (or `application/x-www-form-urlencoded` for `Form`) | 415 | |
+//!
+//! Input that is well-formed but does not fit the type is content, like a failed rule: one 422
+//! lists it with every member the type does not have. Reading stops at the first misfit (serde
+//! does), so its rules are checked, and listed with the unknown members, once the types fit; 400
+//! is kept for input that is not well-formed at all.
 //!
 //! Every entry of `errors` is `{ "field": "/json/pointer", "code", "message" }`. Messages are
 //! fixed sentences: an error body never echoes the submitted values, and member names from the

@@ -52,33 +52,48 @@ impl FieldError {
     }
 }
 
-/// A body or query that could not be read as the expected type: 400 (or 422 for members the type
-/// does not have, which is a question of content, like a validation failure).
+/// A body or query that is not well-formed at all (not JSON, not UTF-8, too deep, a member
+/// given twice): 400 with where.
 fn unreadable(error: FieldError) -> Rejection {
-    let (kind, reason, detail) = if error.code == "unknown_field" {
-        (
-            RejectionKind::UnprocessableContent,
-            Reason::UnknownField,
-            "The request has a field this resource does not accept.",
-        )
-    } else {
-        (
-            RejectionKind::BadRequest,
-            Reason::MalformedInput,
-            "The request could not be read; see `errors` for where.",
-        )
-    };
-    Rejection::new(kind)
-        .with_reason(reason)
-        .with_detail(detail)
+    Rejection::new(RejectionKind::BadRequest)
+        .with_reason(Reason::MalformedInput)
+        .with_detail("The request could not be read; see `errors` for where.")
         .with_member("errors", Value::Array(vec![error.to_json()]))
+}
+
+/// Well-formed input that does not fit the type (a wrong type, a missing field, a value the type
+/// does not accept, a member it does not have) is a question of content like a failed rule:
+/// 422, listed with every member the type does not have that was read before it. Anything else
+/// is [`unreadable`].
+fn misfit(error: FieldError, unknown: Vec<String>) -> Rejection {
+    if !matches!(
+        &*error.code,
+        "invalid_type" | "missing_field" | "invalid_value" | "unknown_field"
+    ) {
+        return unreadable(error);
+    }
+    let mut errors = unknown_fields(unknown);
+    errors.push(error);
+    unprocessable(errors)
+}
+
+fn unknown_fields(fields: Vec<String>) -> Vec<FieldError> {
+    fields
+        .into_iter()
+        .map(|field| FieldError::new(field, "unknown_field", "is not a field of this resource"))
+        .collect()
 }
 
 fn unprocessable(mut errors: Vec<FieldError>) -> Rejection {
     errors.sort_by(|a, b| (&a.field, &a.code).cmp(&(&b.field, &b.code)));
     errors.truncate(MAX_ERRORS);
+    let reason = if errors.iter().all(|error| error.code == "unknown_field") {
+        Reason::UnknownField
+    } else {
+        Reason::ValidationFailed
+    };
     Rejection::new(RejectionKind::UnprocessableContent)
-        .with_reason(Reason::ValidationFailed)
+        .with_reason(reason)
         .with_detail("The request content is not valid; see `errors` for every problem.")
         .with_member(
             "errors",
@@ -116,18 +131,19 @@ pub(crate) fn from_json<T: DeserializeOwned + Validate>(
     })?;
     let mut de = serde_json::Deserializer::from_str(text);
     let mut unknown = Vec::new();
-    let value: T = {
+    let read: Result<T, _> = {
         let mut record = |path: serde_ignored::Path<'_>| {
             if unknown.len() < MAX_ERRORS {
                 unknown.push(pointer::from_ignored_path(&path));
             }
         };
         let ignored = serde_ignored::Deserializer::new(&mut de, &mut record);
-        serde_path_to_error::deserialize(ignored).map_err(|error| {
-            let field = pointer::from_error_path(error.path());
-            unreadable(json_error(field, error.inner()))
-        })?
+        serde_path_to_error::deserialize(ignored)
     };
+    let value = read.map_err(|error| {
+        let field = pointer::from_error_path(error.path());
+        misfit(json_error(field, error.inner()), unknown.clone())
+    })?;
     de.end()
         .map_err(|error| unreadable(json_error(String::new(), &error)))?;
     validated(value, unknown)
@@ -171,19 +187,20 @@ pub(crate) fn from_urlencoded<T: DeserializeOwned + Validate>(
         }
     };
     let ignored = serde_ignored::Deserializer::new(de, &mut record);
-    let value: T = serde_path_to_error::deserialize(ignored).map_err(|error| {
+    let read: Result<T, _> = serde_path_to_error::deserialize(ignored);
+    let value = read.map_err(|error| {
         let field = pointer::from_error_path(error.path());
-        unreadable(data_error(field, &error.inner().to_string()))
+        misfit(
+            data_error(field, &error.inner().to_string()),
+            unknown.clone(),
+        )
     })?;
     validated(value, unknown)
 }
 
 /// Runs the validator and reports unknown fields and failed rules together, every one at once.
 pub(crate) fn validated<T: Validate>(value: T, unknown: Vec<String>) -> Result<T, Rejection> {
-    let mut errors: Vec<FieldError> = unknown
-        .into_iter()
-        .map(|field| FieldError::new(field, "unknown_field", "is not a field of this resource"))
-        .collect();
+    let mut errors = unknown_fields(unknown);
     if let Err(failures) = value.validate() {
         collect(&failures, &mut String::new(), &mut errors);
     }
@@ -428,10 +445,41 @@ mod tests {
     }
 
     #[test]
+    fn input_that_does_not_fit_the_type_is_422_with_the_unknown_fields_read_before_it() {
+        type Case = (&'static [u8], &'static [(&'static str, &'static str)]);
+        let cases: [Case; 3] = [
+            (br#"{"name":1}"#, &[("/name", "invalid_type")]),
+            (br#"{"parts":[]}"#, &[("/name", "missing_field")]),
+            // The unknown member is reported next to the missing one, in one list.
+            (
+                br#"{"admin":true,"parts":[{"n":1,"x":0}]}"#,
+                &[
+                    ("/admin", "unknown_field"),
+                    ("/name", "missing_field"),
+                    ("/parts/0/x", "unknown_field"),
+                ],
+            ),
+        ];
+        for (body, expected) in cases {
+            let rejection = from_json::<Item>(body, 32).unwrap_err();
+            assert_eq!(rejection.status(), 422, "{body:?}");
+            assert_eq!(rejection.reason(), Reason::ValidationFailed);
+            assert_eq!(errors(&rejection), pairs(expected), "{body:?}");
+        }
+        // Only members the type does not have: its own reason.
+        let rejection = from_json::<Item>(br#"{"name":"ab","admin":1}"#, 32).unwrap_err();
+        assert_eq!(rejection.reason(), Reason::UnknownField);
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(field, code)| ((*field).to_owned(), (*code).to_owned()))
+            .collect()
+    }
+
+    #[test]
     fn malformed_input_is_400_with_location() {
-        let cases: [(&[u8], &str, &str); 6] = [
-            (br#"{"name":1}"#, "/name", "invalid_type"),
-            (br#"{"parts":[]}"#, "/name", "missing_field"),
+        let cases: [(&[u8], &str, &str); 4] = [
             (br#"{"name":"a","name":"b"}"#, "/name", "duplicate_key"),
             (b"{\"name\":\"a\xff\"}", "", "invalid_utf8"),
             (br#"{"name":"a"} x"#, "", "syntax"),
@@ -456,7 +504,7 @@ mod tests {
             (b"name=%FF", 400, "invalid_utf8"),
             (b"name=abcd", 422, "length"),
             (b"name=a&admin=1", 422, "unknown_field"),
-            (b"", 400, "missing_field"),
+            (b"", 422, "missing_field"),
         ] {
             let rejection = from_urlencoded::<Item>(input).unwrap_err();
             assert_eq!(rejection.status(), status, "{input:?}");
