@@ -1308,3 +1308,144 @@ async fn ranges_of_json_are_withheld() {
         }
     }
 }
+
+/// What a notes API sends: an author's address in a field, and free text that mentions people.
+fn note() -> Value {
+    json!({
+        "id": 1,
+        "author": { "email": "bob@team.example", "password": "hunter2" },
+        "author_email": "bob@team.example",
+        "body": "ping carol@team.example about the release",
+        "contact": "dave@team.example",
+    })
+}
+
+fn redact_as(
+    layer: &RedactLayer,
+    doc: &Value,
+    identity: Option<&Identity>,
+    route: Option<&str>,
+) -> Value {
+    let text = doc.to_string();
+    let (out, _) = layer
+        .redact_json(text.as_bytes(), identity, route)
+        .expect("JSON");
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// An exemption for a field means the caller sees that field: the default e-mail detector does
+/// not mask it behind the exemption's back; other field and path rules inside it still apply.
+#[test]
+fn an_exempted_field_is_seen_as_written_by_whom_it_exempts() {
+    let layer = RedactLayer::new()
+        .rule(Rule::field("author_email").except_roles(["admin"]))
+        .rule(Rule::path("$.author").unwrap().except_roles(["admin"]));
+    let admin = identity(&["admin"]);
+    let seen = redact_as(&layer, &note(), Some(&admin), None);
+    assert_eq!(seen["author_email"], "bob@team.example");
+    assert_eq!(seen["author"]["email"], "bob@team.example");
+    assert_eq!(
+        seen["author"]["password"], "[REDACTED]",
+        "a field rule inside still applies"
+    );
+    assert_eq!(
+        seen["contact"], "[REDACTED]",
+        "outside the exempted fields, the detector runs"
+    );
+    let other = identity(&["member"]);
+    let seen = redact_as(&layer, &note(), Some(&other), None);
+    assert_eq!(seen["author_email"], "[REDACTED]");
+    assert_eq!(seen["author"], "[REDACTED]");
+    // A field rule that spares nobody still masks a member a spared path rule also reaches.
+    let both = RedactLayer::new()
+        .rule(
+            Rule::path("$.author_email")
+                .unwrap()
+                .except_roles(["admin"]),
+        )
+        .rule(Rule::field("author_email"));
+    let seen = redact_as(&both, &note(), Some(&admin), None);
+    assert_eq!(seen["author_email"], "[REDACTED]");
+}
+
+/// Each default detector can be switched off, kept out of free-text fields, or limited to
+/// some routes, without rebuilding the list.
+#[test]
+fn default_detectors_can_be_switched_off_or_scoped() {
+    let off = RedactLayer::new().without_rule(Rule::detector(Email));
+    let seen = redact_as(&off, &note(), None, None);
+    assert_eq!(seen["body"], "ping carol@team.example about the release");
+    assert_eq!(seen["contact"], "dave@team.example");
+    assert_eq!(
+        seen["author"]["password"], "[REDACTED]",
+        "the other defaults stay"
+    );
+    let seen = redact_as(&off, &json!({ "note": format!("card {CARD}") }), None, None);
+    assert_eq!(seen["note"], "card ****1111");
+
+    let outside_body = RedactLayer::new().rule(Rule::detector(Email).except_fields(["Body"]));
+    let seen = redact_as(&outside_body, &note(), None, None);
+    assert_eq!(seen["body"], "ping carol@team.example about the release");
+    assert_eq!(seen["contact"], "[REDACTED]");
+    // Only that detector stays out: a card number in the body is still masked.
+    let carded = json!({ "body": format!("mail carol@team.example, card {CARD}") });
+    let seen = redact_as(&outside_body, &carded, None, None);
+    assert_eq!(seen["body"], "mail carol@team.example, card ****1111");
+
+    let on_users = RedactLayer::new().rule(Rule::detector(Email).on_routes(["/users/{id}"]));
+    let seen = redact_as(&on_users, &note(), None, Some("/notes/{id}"));
+    assert_eq!(seen["contact"], "dave@team.example");
+    let seen = redact_as(&on_users, &note(), None, Some("/users/{id}"));
+    assert_eq!(seen["contact"], "[REDACTED]");
+    // Without a route pattern the rule applies: better too much than too little.
+    let seen = redact_as(&on_users, &note(), None, None);
+    assert_eq!(seen["contact"], "[REDACTED]");
+}
+
+/// The author of a record sees their own address, nobody else's: in a field, and as a
+/// detector finding in free text.
+#[test]
+fn owners_see_their_own_values() {
+    let layer = RedactLayer::new()
+        .rule(Rule::field("author_email").visible_to_owner("email"))
+        .rule(Rule::detector(Email).visible_to_owner("email"));
+    let bob = Identity::builder("bob", AuthMethod::Jwt)
+        .claims(
+            json!({ "email": "bob@team.example" })
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+        .build();
+    let seen = redact_as(&layer, &note(), Some(&bob), None);
+    assert_eq!(seen["author_email"], "bob@team.example");
+    assert_eq!(seen["author"]["email"], "bob@team.example");
+    assert_eq!(seen["body"], "ping [REDACTED] about the release");
+    let carol = Identity::builder("carol", AuthMethod::Jwt)
+        .claims(
+            json!({ "email": "carol@team.example" })
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+        .build();
+    let seen = redact_as(&layer, &note(), Some(&carol), None);
+    assert_eq!(seen["author_email"], "[REDACTED]");
+    assert_eq!(seen["body"], "ping carol@team.example about the release");
+    // Anonymous callers, and callers without the claim (or with an empty one), own nothing.
+    let seen = redact_as(&layer, &note(), None, None);
+    assert_eq!(seen["author_email"], "[REDACTED]");
+    let empty = Identity::builder("eve", AuthMethod::Jwt)
+        .claims(json!({ "email": "" }).as_object().cloned().unwrap())
+        .build();
+    let seen = redact_as(&layer, &json!({ "author_email": "" }), Some(&empty), None);
+    assert_eq!(seen["author_email"], "[REDACTED]");
+    // By subject.
+    let by_sub = RedactLayer::new().rule(Rule::field("owner").visible_to_owner("sub"));
+    let doc = json!({ "owner": "bob" });
+    assert_eq!(redact_as(&by_sub, &doc, Some(&bob), None)["owner"], "bob");
+    assert_eq!(
+        redact_as(&by_sub, &doc, Some(&carol), None)["owner"],
+        "[REDACTED]"
+    );
+}

@@ -83,6 +83,13 @@ impl RedactLayer {
         self
     }
 
+    /// Removes the rule with the same target (field name, path or detector name), which is how
+    /// one default is switched off: `.without_rule(Rule::detector(Email))`.
+    pub fn without_rule(mut self, rule: Rule) -> Self {
+        Arc::make_mut(&mut self.config).engine.remove_rule(&rule);
+        self
+    }
+
     /// Adds a field allowlist. For each response, the first allowlist whose routes and roles
     /// apply is used; others are ignored.
     pub fn allow_only(mut self, allow: AllowOnly) -> Self {

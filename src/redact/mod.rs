@@ -18,7 +18,11 @@
 //! Each rule has a [`Mask`]: remove, `"[REDACTED]"`, keep the last four characters, or a keyed
 //! HMAC fingerprint; and roles that see the value unmasked ([`Rule::except_roles`], read from the
 //! [`Identity`](crate::Identity) the [`AuthLayer`](crate::AuthLayer) put in the request, so the
-//! `RedactLayer` goes inside the `AuthLayer`). Each response that was examined carries a
+//! `RedactLayer` goes inside the `AuthLayer`). Exemptions compose: a caller a field or path rule
+//! spares sees that member as written, the detectors included. A rule can also be limited to
+//! routes ([`Rule::on_routes`]), keep a detector out of free-text members
+//! ([`Rule::except_fields`]), or let a caller see their own value
+//! ([`Rule::visible_to_owner`]); [`RedactLayer::without_rule`] switches a default off. Each response that was examined carries a
 //! [`Redactions`] extension: how many values each rule (by detector name, or `field`, `path`,
 //! `allow_only`, `nested_json`) masked, for metrics and audit.
 //!

@@ -42,6 +42,12 @@ pub struct Rule {
     pub(super) target: Target,
     pub(super) mask: Mask,
     pub(super) except_roles: Vec<String>,
+    /// Route patterns the rule is limited to (empty: every route).
+    pub(super) routes: Vec<String>,
+    /// Normalized names of members a detector does not look inside.
+    pub(super) except_fields: Vec<Box<[u8]>>,
+    /// The identity claim whose value the caller sees unmasked.
+    pub(super) owner_claim: Option<String>,
 }
 
 #[derive(Clone)]
@@ -76,6 +82,9 @@ impl Rule {
             target,
             mask: Mask::Replace,
             except_roles: Vec::new(),
+            routes: Vec::new(),
+            except_fields: Vec::new(),
+            owner_claim: None,
         }
     }
 
@@ -85,10 +94,61 @@ impl Rule {
         self
     }
 
-    /// Callers with any of these roles (from their [`Identity`]) see the values unmasked.
+    /// Callers with any of these roles (from their [`Identity`]) see the values unmasked. For
+    /// a field or path rule that means the member as the handler wrote it: the detectors do not
+    /// mask inside it either (other field and path rules still do).
     pub fn except_roles<I: IntoIterator<Item = T>, T: Into<String>>(mut self, roles: I) -> Self {
         self.except_roles.extend(roles.into_iter().map(Into::into));
         self
+    }
+
+    /// Only on these routes, as axum's `MatchedPath` spells them (`/users/{id}`); by default on
+    /// every route. Without a route pattern (the layer is not under `Router::layer`) the rule
+    /// applies anyway.
+    pub fn on_routes<I: IntoIterator<Item = T>, T: Into<String>>(mut self, routes: I) -> Self {
+        self.routes.extend(routes.into_iter().map(Into::into));
+        self
+    }
+
+    /// For a detector: it does not look inside members with these names (at any depth,
+    /// compared like [`field`](Self::field) names), so free text such as a note's `body` keeps
+    /// the addresses its author wrote. Field and path rules ignore this.
+    pub fn except_fields<I: IntoIterator<Item = T>, T: AsRef<str>>(mut self, names: I) -> Self {
+        self.except_fields.extend(
+            names
+                .into_iter()
+                .map(|name| normalize(name.as_ref().as_bytes()).into_boxed_slice()),
+        );
+        self
+    }
+
+    /// The caller sees a value that equals their own identity claim `claim` (`email`, or `sub`
+    /// for the subject) exactly: the author of a record sees their own e-mail address, nobody
+    /// else's. For a field or path rule the whole value is compared (a string); for a detector,
+    /// each finding. Use a claim the identity provider verifies: whoever can set their own
+    /// `email` to someone else's sees that person's. With [`Mask::Remove`], everyone else gets
+    /// an empty string instead of no member.
+    pub fn visible_to_owner(mut self, claim: &str) -> Self {
+        self.owner_claim = Some(claim.to_owned());
+        self
+    }
+
+    /// Whether the rule applies on `route` (see [`on_routes`](Self::on_routes)).
+    pub(super) fn on_route(&self, route: Option<&str>) -> bool {
+        self.routes.is_empty() || route.is_none_or(|route| self.routes.iter().any(|x| x == route))
+    }
+
+    /// Whether `value` is the caller's own (see [`visible_to_owner`](Self::visible_to_owner)).
+    pub(super) fn owned_by(&self, value: &str, identity: Option<&Identity>) -> bool {
+        let (Some(claim), Some(identity)) = (&self.owner_claim, identity) else {
+            return false;
+        };
+        let own = if claim == "sub" {
+            Some(identity.subject())
+        } else {
+            identity.claim(claim).and_then(serde_json::Value::as_str)
+        };
+        own.is_some_and(|own| !own.is_empty() && own == value)
     }
 
     /// Whether `other` targets the same thing, so that it replaces this rule.
@@ -125,7 +185,9 @@ impl fmt::Debug for Rule {
             .field("target", &target)
             .field("mask", &self.mask)
             .field("except_roles", &self.except_roles)
-            .finish()
+            .field("routes", &self.routes)
+            .field("owner_claim", &self.owner_claim)
+            .finish_non_exhaustive()
     }
 }
 

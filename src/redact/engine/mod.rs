@@ -82,15 +82,20 @@ struct RuleIndex {
     fields: Vec<(Box<[u8]>, usize)>,
     paths: Vec<usize>,
     detectors: Vec<Scanner>,
-    /// Some rule spares some roles: only then is a response's rule set worked out per caller.
-    exemptions: bool,
+    /// Some rule spares some roles or is limited to some routes: only then is a response's
+    /// rule set worked out per caller and route.
+    tailored: bool,
+    /// Some detector does not look inside some members.
+    pub(super) scoped_detectors: bool,
 }
 
 impl RuleIndex {
     fn of(rules: &[Rule]) -> Self {
         let mut index = Self::default();
         for (i, rule) in rules.iter().enumerate() {
-            index.exemptions |= !rule.except_roles.is_empty();
+            index.tailored |= !rule.except_roles.is_empty() || !rule.routes.is_empty();
+            index.scoped_detectors |=
+                matches!(rule.target, Target::Detector(_)) && !rule.except_fields.is_empty();
             match &rule.target {
                 Target::Field(name, _) => index.fields.push((name.clone().into(), i)),
                 Target::Path(_) => index.paths.push(i),
@@ -131,6 +136,12 @@ impl Engine {
         self.index = RuleIndex::of(&self.rules);
     }
 
+    /// Removes the rule with the same target as `rule`, if any.
+    pub(super) fn remove_rule(&mut self, rule: &Rule) {
+        self.rules.retain(|r| !r.same_target(rule));
+        self.index = RuleIndex::of(&self.rules);
+    }
+
     /// Redacts a JSON document; `None` in the result's first half when nothing changed.
     pub(super) fn redact(
         &self,
@@ -142,16 +153,23 @@ impl Engine {
         // non-ASCII byte is a syntax error anyway.
         let text = std::str::from_utf8(input).map_err(|_| NotJson)?;
         let index = &self.index;
-        let spared = |rule: usize| {
+        // Per rule: does it apply on this route, and does it spare this caller? A spared field
+        // or path rule stays in the walk, so that its member is left as written (detectors
+        // included); a spared detector and a rule for other routes leave it.
+        let (on_route, spared): (Vec<bool>, Vec<bool>) = if index.tailored {
             self.rules
-                .get(rule)
-                .is_some_and(|r| exempt(&r.except_roles, identity))
+                .iter()
+                .map(|r| (r.on_route(route), exempt(&r.except_roles, identity)))
+                .unzip()
+        } else {
+            (Vec::new(), Vec::new())
         };
-        let sparing = index.exemptions && identity.is_some();
+        let applies = |rule: &usize| on_route.get(*rule).copied().unwrap_or(true);
+        let active = |rule: &usize| applies(rule) && !spared.get(*rule).copied().unwrap_or(false);
         let mut walk = Walk {
             engine: self,
-            fields: if sparing {
-                let kept = index.fields.iter().filter(|(_, rule)| !spared(*rule));
+            fields: if index.tailored {
+                let kept = index.fields.iter().filter(|(_, rule)| applies(rule));
                 Cow::Owned(kept.cloned().collect())
             } else {
                 Cow::Borrowed(&index.fields)
@@ -159,18 +177,20 @@ impl Engine {
             paths: index
                 .paths
                 .iter()
-                .filter(|rule| !(sparing && spared(**rule)))
+                .filter(|rule| applies(rule))
                 .filter_map(|&rule| match &self.rules.get(rule)?.target {
                     Target::Path(path) => Some((path.segments.as_slice(), rule)),
                     _ => None,
                 })
                 .collect(),
-            detectors: if sparing {
-                let kept = index.detectors.iter().filter(|s| !spared(s.rule));
+            detectors: if index.tailored {
+                let kept = index.detectors.iter().filter(|s| active(&s.rule));
                 Cow::Owned(kept.cloned().collect())
             } else {
                 Cow::Borrowed(&index.detectors)
             },
+            spared: Cow::Owned(spared),
+            identity,
             allow: self.allow.iter().find(|a| a.applies(route, identity)),
             ..Walk::over(self, text, MAX_NESTED)
         };
@@ -197,7 +217,7 @@ impl Engine {
     /// Scrubs free text with the detectors that apply to `identity` (all, for `None`).
     pub(super) fn scrub<'t>(&self, text: &'t str, counts: &mut Redactions) -> Cow<'t, str> {
         let mut found = Vec::new();
-        scan(self, &self.index.detectors, text, &mut found, counts)
+        scan(self, &self.index.detectors, text, None, &mut found, counts)
     }
 
     fn fingerprint(&self, value: &str) -> String {

@@ -26,6 +26,7 @@ pub(super) fn scan<'t>(
     engine: &Engine,
     detectors: &[Scanner],
     text: &'t str,
+    identity: Option<&Identity>,
     found: &mut Vec<Range<usize>>,
     counts: &mut Redactions,
 ) -> Cow<'t, str> {
@@ -37,10 +38,16 @@ pub(super) fn scan<'t>(
         }
         found.clear();
         scanner.detector.find(text, found);
+        let rule = engine.rules.get(scanner.rule);
         for range in found.drain(..) {
-            if range.start < range.end && text.get(range.clone()).is_some() {
-                hits.push((range, scanner.rule));
+            let Some(finding) = text.get(range.clone()).filter(|f| !f.is_empty()) else {
+                continue;
+            };
+            // The caller's own value, where the rule lets owners see theirs.
+            if rule.is_some_and(|rule| rule.owned_by(finding, identity)) {
+                continue;
             }
+            hits.push((range, scanner.rule));
         }
     }
     if hits.is_empty() {

@@ -10,6 +10,10 @@ pub(super) struct Walk<'a> {
     pub(super) fields: Cow<'a, [(Box<[u8]>, usize)]>,
     pub(super) paths: SmallVec<[(&'a [Segment], usize); 4]>,
     pub(super) detectors: Cow<'a, [Scanner]>,
+    /// By rule index: the rule spares this caller (empty when no rule spares anyone).
+    pub(super) spared: Cow<'a, [bool]>,
+    /// The caller, for rules that let owners see their own values.
+    pub(super) identity: Option<&'a Identity>,
     pub(super) allow: Option<&'a AllowOnly>,
     /// The input, checked to be UTF-8 once: every string's content is then a slice of it.
     pub(super) text: &'a str,
@@ -260,6 +264,7 @@ impl<'a> Walk<'a> {
             self.engine,
             &self.detectors,
             text,
+            self.identity,
             &mut self.found,
             &mut self.counts,
         );
@@ -280,6 +285,10 @@ impl<'a> Walk<'a> {
         let Some(rule_ref) = self.engine.rules.get(rule) else {
             return Err(NotJson);
         };
+        // The caller's own value, where the rule lets owners see theirs: left as written.
+        if raw.first() == Some(&b'"') && rule_ref.owned_by(&text, self.identity) {
+            return Ok(());
+        }
         let mask = if is_scalar || rule_ref.mask == Mask::Fingerprint {
             rule_ref.mask
         } else {
@@ -354,6 +363,8 @@ impl<'a> Walk<'a> {
             fields: Cow::Borrowed(&[]),
             paths: SmallVec::new(),
             detectors: Cow::Borrowed(&[]),
+            spared: Cow::Borrowed(&[]),
+            identity: None,
             allow: None,
             text,
             input: text.as_bytes(),
@@ -376,6 +387,8 @@ impl<'a> Walk<'a> {
             fields: Cow::Borrowed(&self.fields),
             paths: self.paths.iter().copied().collect(),
             detectors: Cow::Borrowed(&self.detectors),
+            spared: Cow::Borrowed(&self.spared),
+            identity: self.identity,
             ..Walk::over(self.engine, text, self.nested_left.saturating_sub(1))
         };
         walk.ws();
@@ -477,6 +490,60 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// Of the field rule and the path rule matching a member, the one that masks it (the first
+    /// that does not spare the caller), and whether one spares it.
+    pub(super) fn masking_rule(
+        &self,
+        field: Option<usize>,
+        path: Option<usize>,
+    ) -> (Option<usize>, bool) {
+        let spared = |rule: usize| self.spared.get(rule).copied().unwrap_or(false);
+        let masking = field
+            .filter(|r| !spared(*r))
+            .or(path.filter(|r| !spared(*r)));
+        let any_spared = field.is_some_and(spared) || path.is_some_and(spared);
+        (masking, any_spared)
+    }
+
+    /// The detectors that look inside the member `key`: none inside a member a rule spares the
+    /// caller (they see it as written), and not those told to stay out of members of its name.
+    pub(super) fn detectors_inside(&self, key: &str, spared: bool) -> Option<Cow<'a, [Scanner]>> {
+        if spared {
+            return Some(Cow::Borrowed(&[]));
+        }
+        if !self.engine.index.scoped_detectors || key.is_empty() || self.detectors.is_empty() {
+            return None;
+        }
+        let name = crate::redact::rules::normalize(key.as_bytes());
+        let excluded = |scanner: &Scanner| {
+            self.engine.rules.get(scanner.rule).is_some_and(|rule| {
+                rule.except_fields
+                    .iter()
+                    .any(|field| **field == *name.as_slice())
+            })
+        };
+        if !self.detectors.iter().any(excluded) {
+            return None;
+        }
+        let kept = self.detectors.iter().filter(|s| !excluded(s)).cloned();
+        Some(Cow::Owned(kept.collect()))
+    }
+
+    /// Runs `walk` with these detectors (when given) instead of the current ones.
+    pub(super) fn with_detectors(
+        &mut self,
+        detectors: Option<Cow<'a, [Scanner]>>,
+        walk: impl FnOnce(&mut Self) -> Pass,
+    ) -> Pass {
+        let Some(detectors) = detectors else {
+            return walk(self);
+        };
+        let saved = std::mem::replace(&mut self.detectors, detectors);
+        let result = walk(self);
+        self.detectors = saved;
+        result
+    }
+
     pub(super) fn field_rule(&self, key: &str) -> Option<usize> {
         if self.fields.is_empty() {
             return None;
@@ -533,9 +600,11 @@ impl<'a> Walk<'a> {
                     allow: child_allow,
                     rule: path_rule,
                 } => {
-                    let rule = self.field_rule(&key).or(path_rule);
+                    let (rule, spared) = self.masking_rule(self.field_rule(&key), path_rule);
                     match rule.and_then(|r| self.engine.rules.get(r)) {
-                        Some(r) if r.mask == Mask::Remove => Some(r.name()),
+                        Some(r) if r.mask == Mask::Remove && r.owner_claim.is_none() => {
+                            Some(r.name())
+                        }
                         _ => {
                             self.scrub(key_token, &key)?;
                             match rule {
@@ -544,7 +613,10 @@ impl<'a> Walk<'a> {
                                     self.mask_value(span, rule)?;
                                 }
                                 None => {
-                                    self.value(&child_paths, child_allow.as_deref(), depth + 1)?
+                                    let detectors = self.detectors_inside(&key, spared);
+                                    self.with_detectors(detectors, |walk| {
+                                        walk.value(&child_paths, child_allow.as_deref(), depth + 1)
+                                    })?
                                 }
                             }
                             None
@@ -588,19 +660,29 @@ impl<'a> Walk<'a> {
                     paths: child_paths,
                     allow: child_allow,
                     rule,
-                } => match rule.and_then(|r| self.engine.rules.get(r)) {
-                    Some(r) if r.mask == Mask::Remove => Some(r.name()),
-                    _ => {
-                        match rule {
-                            Some(rule) => {
-                                let span = self.skip(depth + 1)?;
-                                self.mask_value(span, rule)?;
-                            }
-                            None => self.value(&child_paths, child_allow.as_deref(), depth + 1)?,
+                } => {
+                    let (rule, spared) = self.masking_rule(None, rule);
+                    match rule.and_then(|r| self.engine.rules.get(r)) {
+                        Some(r) if r.mask == Mask::Remove && r.owner_claim.is_none() => {
+                            Some(r.name())
                         }
-                        None
+                        _ => {
+                            match rule {
+                                Some(rule) => {
+                                    let span = self.skip(depth + 1)?;
+                                    self.mask_value(span, rule)?;
+                                }
+                                None => {
+                                    let detectors = self.detectors_inside("", spared);
+                                    self.with_detectors(detectors, |walk| {
+                                        walk.value(&child_paths, child_allow.as_deref(), depth + 1)
+                                    })?
+                                }
+                            }
+                            None
+                        }
                     }
-                },
+                }
             };
             if dropped.is_some() {
                 self.skip(depth + 1)?;
