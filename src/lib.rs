@@ -92,6 +92,8 @@ pub mod rbac;
 #[cfg(feature = "redact")]
 pub mod redact;
 pub mod stack;
+#[cfg(all(feature = "test-util", feature = "auth-jwt"))]
+pub mod test_util;
 #[cfg(feature = "transport")]
 pub mod transport;
 #[cfg(feature = "validate")]
@@ -101,18 +103,18 @@ pub mod validate;
 pub use audit::AuditLayer;
 #[cfg(feature = "auth")]
 pub use auth::AuthLayer;
-pub use client_ip::ClientIp;
+pub use client_ip::{ClientIp, ClientIpLayer, TrustedProxies};
 pub use decision::{Decision, LayerKind};
 pub use error::{ConfigError, Reason, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
 pub use identity::{AuthMethod, ClaimMapping, Claims, Identity, Principal, PrincipalKind};
 #[cfg(feature = "oidc")]
 pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenticator};
 #[cfg(feature = "rate-limit")]
-pub use rate_limit::RateLimitLayer;
+pub use rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 #[cfg(feature = "rbac")]
-pub use rbac::RbacLayer;
+pub use rbac::{PolicyRouter, RbacLayer, RouteTable};
 #[cfg(feature = "redact")]
-pub use redact::{RedactLayer, Redactions, Sensitive};
+pub use redact::{RedactLayer, Redactions, Rule, Sensitive};
 pub use stack::Portcullis;
 #[cfg(feature = "transport")]
 pub use transport::TransportSecurityLayer;
