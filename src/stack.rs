@@ -252,7 +252,9 @@ impl PortcullisBuilder {
             && let [first, ..] = rbac.public_routes().as_slice()
         {
             return Err(ConfigError::new(format!(
-                "AuthLayer::required() answers 401 on the route table's public routes ({first},                  ...): use AuthLayer::optional(); the table answers 401 to anonymous callers on                  every route that needs a caller"
+                "AuthLayer::required() answers 401 on the route table's public routes ({first}, ...): \
+                 use AuthLayer::optional(); the table answers 401 to anonymous callers on every \
+                 route that needs a caller"
             )));
         }
         self.check_proxies()?;

@@ -151,6 +151,20 @@ async fn details_can_be_hidden() {
     answer
         .leaks_nothing_of("admin")
         .leaks_nothing_of("secret:thing");
+    // Nor does a reason tell a policy refusal from a route the table does not list.
+    assert!(answer.body.get("reason").is_none(), "{}", answer.text);
+    let table = RouteTable::builder()
+        .route(Method::GET, "/listed", authenticated())
+        .build()
+        .unwrap();
+    let unlisted = guarded(
+        RbacLayer::table(table).hide_details(),
+        Some(identity(&[], &["viewer"], json!({}))),
+    );
+    let answer = send(&unlisted, get_with("/thing", &[])).await;
+    answer.problem(403, "forbidden");
+    assert!(answer.body.get("reason").is_none(), "{}", answer.text);
+    assert_eq!(answer.body["detail"], "You are not allowed to do this.");
 }
 
 #[tokio::test]

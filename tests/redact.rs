@@ -1343,7 +1343,9 @@ fn an_exempted_field_is_seen_as_written_by_whom_it_exempts() {
     let admin = identity(&["admin"]);
     let seen = redact_as(&layer, &note(), Some(&admin), None);
     assert_eq!(seen["author_email"], "bob@team.example");
-    assert_eq!(seen["author"]["email"], "bob@team.example");
+    // Inside a spared object the detectors still run: sparing a subtree does not switch them
+    // off for all of it. Field rules inside still apply too.
+    assert_eq!(seen["author"]["email"], "[REDACTED]");
     assert_eq!(
         seen["author"]["password"], "[REDACTED]",
         "a field rule inside still applies"
@@ -1366,6 +1368,31 @@ fn an_exempted_field_is_seen_as_written_by_whom_it_exempts() {
         .rule(Rule::field("author_email"));
     let seen = redact_as(&both, &note(), Some(&admin), None);
     assert_eq!(seen["author_email"], "[REDACTED]");
+    // Nor does a spared path rule shadow another path rule that reaches the same member.
+    let paths = RedactLayer::empty()
+        .rule(Rule::path("$.staff[*].dob").unwrap().except_roles(["hr"]))
+        .rule(Rule::path("$.*[*].dob").unwrap());
+    let staff = json!({ "staff": [{ "dob": "1990-01-01" }] });
+    let hr = identity(&["hr"]);
+    assert_eq!(
+        redact_as(&paths, &staff, Some(&hr), None)["staff"][0]["dob"],
+        "[REDACTED]"
+    );
+    // In either order.
+    let reversed = RedactLayer::empty()
+        .rule(Rule::path("$.*[*].dob").unwrap())
+        .rule(Rule::path("$.staff[*].dob").unwrap().except_roles(["hr"]));
+    assert_eq!(
+        redact_as(&reversed, &staff, Some(&hr), None)["staff"][0]["dob"],
+        "[REDACTED]"
+    );
+    // A member only spared rules reach is seen as written.
+    let spared_only =
+        RedactLayer::empty().rule(Rule::path("$.staff[*].dob").unwrap().except_roles(["hr"]));
+    assert_eq!(
+        redact_as(&spared_only, &staff, Some(&hr), None)["staff"][0]["dob"],
+        "1990-01-01"
+    );
 }
 
 /// Each default detector can be switched off, kept out of free-text fields, or limited to
@@ -1382,6 +1409,16 @@ fn default_detectors_can_be_switched_off_or_scoped() {
     );
     let seen = redact_as(&off, &json!({ "note": format!("card {CARD}") }), None, None);
     assert_eq!(seen["note"], "card ****1111");
+
+    // A name without a letter or digit is ignored, not a match for every punctuation name.
+    let punctuation = RedactLayer::new().rule(Rule::detector(Email).except_fields(["@"]));
+    let seen = redact_as(
+        &punctuation,
+        &json!({ "-": "dave@team.example" }),
+        None,
+        None,
+    );
+    assert_eq!(seen["-"], "[REDACTED]");
 
     let outside_body = RedactLayer::new().rule(Rule::detector(Email).except_fields(["Body"]));
     let seen = redact_as(&outside_body, &note(), None, None);

@@ -655,8 +655,38 @@ async fn axum_extractor_rejections_are_problems_with_with_problem() {
     send(&app, json_post("/echo", "{not json"))
         .await
         .problem(400, "bad-request");
-    // A missing extension is the server's mistake: still a 500, as problem+json.
-    send(&app, get_with("/extension", &[]))
-        .await
-        .problem(500, "internal");
+    // A missing extension is the server's mistake: still a 500, as problem+json, naming no
+    // internals.
+    let answer = send(&app, get_with("/extension", &[])).await;
+    answer.problem(500, "internal");
+    assert!(answer.body.get("reason").is_none());
+
+    // Another extractor's status and protocol headers are kept, its text is not.
+    struct OnlyGet;
+    impl<S: Send + Sync> axum::extract::FromRequestParts<S> for OnlyGet {
+        type Rejection = (
+            http::StatusCode,
+            [(&'static str, &'static str); 1],
+            &'static str,
+        );
+        async fn from_request_parts(
+            _: &mut http::request::Parts,
+            _: &S,
+        ) -> Result<Self, Self::Rejection> {
+            Err((
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                [("allow", "GET")],
+                "secret internal text",
+            ))
+        }
+    }
+    let app = Router::new().route(
+        "/only",
+        get(|WithProblem(OnlyGet): WithProblem<OnlyGet>| async { "" }),
+    );
+    let answer = send(&app, get_with("/only", &[])).await;
+    answer
+        .problem(405, "method-not-allowed")
+        .leaks_nothing_of("secret");
+    assert_eq!(answer.headers["allow"], "GET");
 }

@@ -293,6 +293,8 @@ struct Inner {
     /// [`Decision`], so the refusal is recorded under that layer and not under an outer
     /// layer's earlier allow.
     layer: Option<LayerKind>,
+    /// The problem document leaves the `reason` out (see [`Rejection::hide_reason`]).
+    hide_reason: bool,
 }
 
 impl Rejection {
@@ -308,6 +310,7 @@ impl Rejection {
             headers: HeaderMap::new(),
             members: None,
             layer: None,
+            hide_reason: false,
         }))
     }
 
@@ -378,6 +381,13 @@ impl Rejection {
         self
     }
 
+    /// Leaves the `reason` out of the problem document, for refusals that must not say more
+    /// than their status (`RbacLayer::hide_details`). The audit record keeps it.
+    pub(crate) fn hide_reason(mut self) -> Self {
+        self.0.hide_reason = true;
+        self
+    }
+
     pub(crate) fn set_realm(&mut self, realm: &Realm) {
         if self.0.realm.is_none() {
             self.0.realm = Some(realm.clone());
@@ -437,8 +447,9 @@ impl Rejection {
     }
 
     /// The RFC 9457 problem document as JSON bytes: `type`, `title`, `status`, `detail`, the
-    /// machine-readable `reason` (its stable name; absent when unspecified, and for the two
-    /// Basic reasons that would tell which half of a credential was wrong) and your
+    /// machine-readable `reason` (its stable name; absent when unspecified, for server errors,
+    /// for refusals that hide their details, and for the two Basic reasons that would tell
+    /// which half of a credential was wrong) and your
     /// [members](Self::with_member).
     ///
     /// ```
@@ -475,6 +486,7 @@ impl Rejection {
                 .0
                 .reason
                 .public_name()
+                .filter(|_| !self.0.hide_reason && kind != RejectionKind::Internal)
                 .filter(|_| members.is_none_or(|m| !m.contains_key("reason"))),
             members,
         };

@@ -364,7 +364,7 @@ impl Miss {
                     .with_reason(Reason::MissingScope)
                     .with_challenge(Scheme::Bearer);
                 if hide_details {
-                    rejection
+                    rejection.hide_reason()
                 } else {
                     rejection
                         .with_detail(format!("This requires the scope `{scope}`."))
@@ -375,7 +375,7 @@ impl Miss {
                 let rejection =
                     Rejection::new(RejectionKind::Forbidden).with_reason(Reason::PolicyDenied);
                 if hide_details {
-                    rejection
+                    rejection.hide_reason()
                 } else {
                     rejection.with_detail(format!("This requires {requirement}."))
                 }

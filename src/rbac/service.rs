@@ -84,7 +84,9 @@ fn decide(config: &RbacConfig, request: &Parts) -> Result<Decision, Rejection> {
                     report_unlisted(config, &request.method, path);
                     let mut rejection =
                         Rejection::new(RejectionKind::Forbidden).with_reason(Reason::UnlistedRoute);
-                    if !config.hide_details {
+                    if config.hide_details {
+                        rejection = rejection.hide_reason();
+                    } else {
                         rejection = rejection.with_detail("No access policy covers this route.");
                     }
                     return Err(rejection);

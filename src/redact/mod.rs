@@ -19,7 +19,8 @@
 //! HMAC fingerprint; and roles that see the value unmasked ([`Rule::except_roles`], read from the
 //! [`Identity`](crate::Identity) the [`AuthLayer`](crate::AuthLayer) put in the request, so the
 //! `RedactLayer` goes inside the `AuthLayer`). Exemptions compose: a caller a field or path rule
-//! spares sees that member as written, the detectors included. A rule can also be limited to
+//! spares sees that string or number as written, the detectors included (inside a spared
+//! object or array they still run). A rule can also be limited to
 //! routes ([`Rule::on_routes`]), keep a detector out of free-text members
 //! ([`Rule::except_fields`]), or let a caller see their own value
 //! ([`Rule::visible_to_owner`]); [`RedactLayer::without_rule`] switches a default off. Each response that was examined carries a

@@ -95,8 +95,9 @@ impl Rule {
     }
 
     /// Callers with any of these roles (from their [`Identity`]) see the values unmasked. For
-    /// a field or path rule that means the member as the handler wrote it: the detectors do not
-    /// mask inside it either (other field and path rules still do).
+    /// a field or path rule whose member is a string or number, that means the value as the
+    /// handler wrote it: the detectors leave it alone too. Inside a spared object or array the
+    /// detectors and the other field and path rules still run.
     pub fn except_roles<I: IntoIterator<Item = T>, T: Into<String>>(mut self, roles: I) -> Self {
         self.except_roles.extend(roles.into_iter().map(Into::into));
         self
@@ -112,12 +113,16 @@ impl Rule {
 
     /// For a detector: it does not look inside members with these names (at any depth,
     /// compared like [`field`](Self::field) names), so free text such as a note's `body` keeps
-    /// the addresses its author wrote. Field and path rules ignore this.
+    /// the addresses its author wrote. Field and path rules ignore this, and so does a name
+    /// without a letter or digit.
     pub fn except_fields<I: IntoIterator<Item = T>, T: AsRef<str>>(mut self, names: I) -> Self {
+        // A name without a letter or digit would match every member named only by
+        // punctuation: ignored.
         self.except_fields.extend(
             names
                 .into_iter()
-                .map(|name| normalize(name.as_ref().as_bytes()).into_boxed_slice()),
+                .map(|name| normalize(name.as_ref().as_bytes()).into_boxed_slice())
+                .filter(|name| !name.is_empty()),
         );
         self
     }

@@ -123,9 +123,10 @@ where
 /// parameters (`Path<u64>` has no rules, and `Valid` needs a [`Validate`] type), `Query` of an
 /// unvalidated type, or `Extension`.
 ///
-/// The status is axum's; the detail is a fixed sentence, since axum's messages can quote the
-/// request. A 5xx from the extractor (a route that does not match its `Path` type, a missing
-/// `Extension`) is a programming error and stays a 500.
+/// The status is axum's (one without a problem kind of its own, such as 426, becomes 400) and
+/// so are its protocol headers (`Allow`, ...); the detail is a fixed sentence, since axum's
+/// messages can quote the request. A 5xx from the extractor (a route that does not match its
+/// `Path` type, a missing `Extension`) is a programming error and stays a 500.
 ///
 /// ```
 /// use axum::{Router, extract::Path, routing::get};
@@ -180,30 +181,76 @@ where
     }
 }
 
-/// An axum rejection as a problem of the same status, without its text.
+/// An axum rejection as a problem of the same status (a status without a problem kind of its
+/// own becomes 400), with its protocol headers (`Allow`, `WWW-Authenticate`, ...) but without
+/// its text.
 fn as_problem(rejection: impl axum::response::IntoResponse) -> Rejection {
-    let status = rejection.into_response().status();
-    let (kind, detail) = match status.as_u16() {
+    let response = rejection.into_response();
+    let status = response.status();
+    let (kind, reason, detail) = match status.as_u16() {
+        401 => (
+            RejectionKind::MissingCredentials,
+            Reason::MissingCredentials,
+            "This request needs credentials.",
+        ),
+        403 => (
+            RejectionKind::Forbidden,
+            Reason::Unspecified,
+            "This is not allowed.",
+        ),
+        404 => (RejectionKind::NotFound, Reason::Unspecified, "Not found."),
+        405 => (
+            RejectionKind::MethodNotAllowed,
+            Reason::MethodNotAllowed,
+            "This method is not allowed here.",
+        ),
         413 => (
             RejectionKind::PayloadTooLarge,
+            Reason::BodyTooLarge,
             "The request body is too large.",
+        ),
+        414 => (
+            RejectionKind::UriTooLong,
+            Reason::UriTooLong,
+            "The URI is too long.",
         ),
         415 => (
             RejectionKind::UnsupportedMediaType,
+            Reason::UnsupportedMediaType,
             "The request body's content type is not accepted here.",
         ),
         422 => (
             RejectionKind::UnprocessableContent,
+            Reason::MalformedInput,
             "The request body does not have the expected shape.",
         ),
-        500..=599 => {
-            return Rejection::new(RejectionKind::Internal);
-        }
-        _ => (RejectionKind::BadRequest, "The request could not be read."),
+        429 => (
+            RejectionKind::TooManyRequests,
+            Reason::Unspecified,
+            "Too many requests.",
+        ),
+        431 => (
+            RejectionKind::HeaderFieldsTooLarge,
+            Reason::HeaderFieldsTooLarge,
+            "The request headers are too large.",
+        ),
+        500..=599 => (RejectionKind::Internal, Reason::Unspecified, ""),
+        _ => (
+            RejectionKind::BadRequest,
+            Reason::MalformedInput,
+            "The request could not be read.",
+        ),
     };
-    Rejection::new(kind)
-        .with_reason(Reason::MalformedInput)
-        .with_detail(detail)
+    let mut problem = Rejection::new(kind).with_reason(reason);
+    if !detail.is_empty() {
+        problem = problem.with_detail(detail);
+    }
+    for (name, value) in response.headers() {
+        if name != http::header::CONTENT_TYPE && name != CONTENT_LENGTH {
+            problem = problem.with_header(name.clone(), value.clone());
+        }
+    }
+    problem
 }
 
 /// A refusal of the extractor: it comes after the layers outside let the request through, so

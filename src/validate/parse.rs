@@ -72,7 +72,9 @@ fn misfit(error: FieldError, unknown: Vec<String>) -> Rejection {
     ) {
         return unreadable(error);
     }
+    // Room for the misfit itself, whatever sorts before it.
     let mut errors = unknown_fields(unknown);
+    errors.truncate(MAX_ERRORS - 1);
     errors.push(error);
     unprocessable(errors)
 }
@@ -466,6 +468,15 @@ mod tests {
             assert_eq!(rejection.reason(), Reason::ValidationFailed);
             assert_eq!(errors(&rejection), pairs(expected), "{body:?}");
         }
+        // However many unknown members sort before it, the misfit itself is listed.
+        let mut crowded: String = (0..100).map(|i| format!("\"a{i:03}\":0,")).collect();
+        crowded.insert(0, '{');
+        crowded.push_str("\"parts\":[]}");
+        let rejection = from_json::<Item>(crowded.as_bytes(), 32).unwrap_err();
+        let listed = errors(&rejection);
+        assert_eq!(listed.len(), MAX_ERRORS);
+        assert!(listed.contains(&("/name".to_owned(), "missing_field".to_owned())));
+        assert_eq!(rejection.reason(), Reason::ValidationFailed);
         // Only members the type does not have: its own reason.
         let rejection = from_json::<Item>(br#"{"name":"ab","admin":1}"#, 32).unwrap_err();
         assert_eq!(rejection.reason(), Reason::UnknownField);

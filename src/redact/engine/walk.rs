@@ -427,22 +427,27 @@ impl<'a> Walk<'a> {
         self.scrub(span, text)
     }
 
-    /// Advances path states by one step; returns the new states and the first rule (or allowed
-    /// path) matched completely.
+    /// Advances path states by one step; returns the new states and the rule (or allowed path)
+    /// matched completely: the first that is `preferred`, else the first.
     pub(super) fn advance<'s>(
         states: &[State],
         segments: impl Fn(u32) -> Option<&'s [Segment]>,
         matches: impl Fn(&Segment) -> bool,
+        preferred: impl Fn(u32) -> bool,
     ) -> (States, Option<u32>) {
         let mut next = States::new();
-        let mut done = None;
+        let mut done: Option<u32> = None;
         for &(which, at) in states {
             let Some(segs) = segments(which) else {
                 continue;
             };
             if segs.get(at as usize).is_some_and(&matches) {
                 if at as usize + 1 == segs.len() {
-                    done = done.or(Some(which));
+                    // A rule that spares this caller must not shadow one that does not.
+                    done = match done {
+                        Some(first) if preferred(first) || !preferred(which) => Some(first),
+                        _ => Some(which),
+                    };
                 } else {
                     next.push((which, at + 1));
                 }
@@ -460,10 +465,16 @@ impl<'a> Walk<'a> {
         matches: impl Fn(&Segment) -> bool + Copy,
     ) -> Step {
         let engine_paths = &self.paths;
+        let spared = &self.spared;
         let (child_paths, path_rule) = Self::advance(
             paths,
             |i| engine_paths.get(i as usize).map(|p| p.0),
             matches,
+            |i| {
+                engine_paths
+                    .get(i as usize)
+                    .is_some_and(|p| !spared.get(p.1).copied().unwrap_or(false))
+            },
         );
         let child_allow = match (allow, self.allow) {
             (Some(states), Some(list)) => {
@@ -471,6 +482,7 @@ impl<'a> Walk<'a> {
                     states,
                     |i| list.paths.get(i as usize).map(|p| p.segments.as_slice()),
                     matches,
+                    |_| true,
                 );
                 if done.is_some() {
                     None
@@ -505,10 +517,12 @@ impl<'a> Walk<'a> {
         (masking, any_spared)
     }
 
-    /// The detectors that look inside the member `key`: none inside a member a rule spares the
-    /// caller (they see it as written), and not those told to stay out of members of its name.
+    /// The detectors that look inside the member `key` (the value at `pos`): none inside a
+    /// string or number a rule spares the caller (they see that value as written), and not
+    /// those told to stay out of members of its name. Inside a spared object or array the
+    /// detectors still run: sparing a whole subtree must not switch them off for all of it.
     pub(super) fn detectors_inside(&self, key: &str, spared: bool) -> Option<Cow<'a, [Scanner]>> {
-        if spared {
+        if spared && !matches!(self.peek(), b'{' | b'[') {
             return Some(Cow::Borrowed(&[]));
         }
         if !self.engine.index.scoped_detectors || key.is_empty() || self.detectors.is_empty() {
