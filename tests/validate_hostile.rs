@@ -164,25 +164,31 @@ async fn invalid_utf8_is_400_wherever_it_is() {
 }
 
 #[tokio::test]
-async fn numbers_json_cannot_hold_are_400() {
+async fn numbers_json_cannot_hold_are_400_and_numbers_the_type_cannot_hold_422() {
     let app = app(ValidateLayer::new());
-    for (field, raw) in [
-        ("ratio", "NaN"),
-        ("ratio", "Infinity"),
-        ("ratio", "-Infinity"),
-        ("ratio", "1e400"),
-        ("ratio", "-1e400"),
-        ("ratio", "0x10"),
-        ("ratio", "01"),
-        ("count", "4294967296"),
-        ("count", "18446744073709551616"),
-        ("count", "1.5"),
-        ("count", "-1"),
-        ("count", "1e3"),
+    for (field, raw, status) in [
+        ("ratio", "NaN", 400),
+        ("ratio", "Infinity", 400),
+        ("ratio", "-Infinity", 400),
+        ("ratio", "1e400", 400),
+        ("ratio", "-1e400", 400),
+        ("ratio", "0x10", 400),
+        ("ratio", "01", 400),
+        // Well-formed JSON numbers that a `u32` cannot hold: content, like a failed rule.
+        ("count", "4294967296", 422),
+        ("count", "18446744073709551616", 422),
+        ("count", "1.5", 422),
+        ("count", "-1", 422),
+        ("count", "1e3", 422),
     ] {
         let body = format!(r#"{{"user":"a","handle":"a","name":"a","{field}":{raw}}}"#);
         let answer = send(&app, post_json(body)).await;
-        answer.problem(400, "bad-request");
+        let kind = if status == 400 {
+            "bad-request"
+        } else {
+            "unprocessable-content"
+        };
+        answer.problem(status, kind);
         let reported = answer.body["errors"][0]["field"].as_str().unwrap();
         assert!(
             reported.is_empty() || reported == format!("/{field}"),
