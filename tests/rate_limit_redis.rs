@@ -5,84 +5,19 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
+use common::redis_server::{RedisServer, redis_server_binary};
 use common::*;
 use http::Request;
 use portcullis::AuthLayer;
 use portcullis::rate_limit::{
     KeyBy, LockoutLayer, Quota, RateLimitLayer, RedisBackend, RedisFailure,
 };
-
-/// A redis-server of our own, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-fn redis_server_binary() -> String {
-    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
-}
-
-impl RedisServer {
-    fn start_on(port: u16) -> Self {
-        let child = Command::new(redis_server_binary())
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        let server = Self {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// The shared Redis of the test run: `REDIS_URL`, or one started here when run by hand.
 fn shared_redis() -> (String, Option<RedisServer>) {

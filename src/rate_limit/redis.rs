@@ -3,8 +3,8 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
@@ -76,7 +76,8 @@ pub enum RedisFailure {
 /// failures (redis-rs `ConnectionManager`, or its cluster client); the
 /// Lua scripts are sent by SHA (`EVALSHA`) and loaded again when the server answers `NOSCRIPT`
 /// (after a restart or `SCRIPT FLUSH`). Every call has a deadline (default 50 ms); past it the
-/// [`RedisFailure`] policy decides and a warning is logged (at most once a second).
+/// [`RedisFailure`] policy decides. An outage is logged once when it starts (a warning naming
+/// the policy) and once when Redis answers again, not once per request.
 ///
 /// ```no_run
 /// use portcullis::rate_limit::{KeyBy, Quota, RateLimitLayer, RedisBackend, RedisFailure};
@@ -100,7 +101,8 @@ pub struct RedisBackend {
     prefix: Arc<str>,
     timeout: Duration,
     on_failure: RedisFailure,
-    last_warning: Arc<AtomicU64>,
+    /// Redis is failing now: its failure was logged, its recovery will be.
+    failing: Arc<AtomicBool>,
 }
 
 impl RedisBackend {
@@ -149,7 +151,7 @@ impl RedisBackend {
             prefix: "portcullis".into(),
             timeout: Duration::from_millis(50),
             on_failure: RedisFailure::default(),
-            last_warning: Arc::new(AtomicU64::new(0)),
+            failing: Arc::new(AtomicBool::new(false)),
         };
         backend.warm_up().await;
         backend
@@ -166,7 +168,7 @@ impl RedisBackend {
             record.load_async(&mut connection).await
         };
         match tokio::time::timeout(Duration::from_millis(500), load).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => self.answered(),
             Ok(Err(error)) => self.warn("connection", &error),
             Err(elapsed) => self.warn("connection", &elapsed),
         }
@@ -202,17 +204,41 @@ impl RedisBackend {
         format!("{}:{{{id}}}:{kind}", self.prefix)
     }
 
+    /// Sends `PING` and waits at most `within` for the answer: a start-up check, so that a
+    /// service can refuse to start (or say so) when its Redis cannot be reached. The layers
+    /// never need it: they apply the [`RedisFailure`] policy while Redis is down.
+    pub async fn ping(&self, within: Duration) -> Result<(), ConfigError> {
+        let mut connection = self.connection.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(within, ping).await {
+            Ok(Ok(_)) => {
+                self.answered();
+                Ok(())
+            }
+            Ok(Err(error)) => Err(ConfigError::new(format!("Redis does not answer: {error}"))),
+            Err(_) => Err(ConfigError::new(format!(
+                "Redis does not answer within {within:?}"
+            ))),
+        }
+    }
+
+    /// Logs the start of an outage, once (the recovery is logged by [`answered`](Self::answered)).
     fn warn(&self, what: &str, error: &dyn fmt::Display) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if self.last_warning.swap(now, Ordering::Relaxed) != now {
+        if !self.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 target: "portcullis::rate_limit",
                 policy = ?self.on_failure,
                 error = %error,
-                "Redis {what} failed"
+                "Redis {what} failed; the failure policy applies until it is back"
             );
+        }
+    }
+
+    /// Redis answered: logs the end of an outage, once.
+    fn answered(&self) {
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: "portcullis::rate_limit", "Redis answers again");
         }
     }
 
@@ -238,14 +264,17 @@ impl RedisBackend {
                 .arg(cost.get());
             let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
             match tokio::time::timeout(backend.timeout, call).await {
-                Ok(Ok((allowed, remaining, retry_us, reset_us))) => LimitCheck {
-                    allowed: allowed == 1,
-                    known: true,
-                    limit: quota.burst_size(),
-                    remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
-                    reset: Duration::from_micros(reset_us.max(0).unsigned_abs()),
-                    retry_after: Duration::from_micros(retry_us.max(0).unsigned_abs()),
-                },
+                Ok(Ok((allowed, remaining, retry_us, reset_us))) => {
+                    backend.answered();
+                    LimitCheck {
+                        allowed: allowed == 1,
+                        known: true,
+                        limit: quota.burst_size(),
+                        remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                        reset: Duration::from_micros(reset_us.max(0).unsigned_abs()),
+                        retry_after: Duration::from_micros(retry_us.max(0).unsigned_abs()),
+                    }
+                }
                 Ok(Err(error)) => backend.failed(&error, &local, local_key, cost),
                 Err(elapsed) => backend.failed(&elapsed, &local, local_key, cost),
             }
@@ -297,11 +326,13 @@ impl RedisBackend {
             Ok::<_, redis::RedisError>(ttls)
         };
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(ttls)) => ttls
-                .into_iter()
-                .filter(|ttl| *ttl > 0)
-                .max()
-                .map(|ms| Duration::from_millis(ms.unsigned_abs())),
+            Ok(Ok(ttls)) => {
+                self.answered();
+                ttls.into_iter()
+                    .filter(|ttl| *ttl > 0)
+                    .max()
+                    .map(|ms| Duration::from_millis(ms.unsigned_abs()))
+            }
             Ok(Err(error)) => {
                 self.warn("lockout check", &error);
                 None
@@ -334,12 +365,15 @@ impl RedisBackend {
             // Off the request path, so a slow Redis may take longer here without delaying
             // anyone; losing a count would weaken the lockout.
             match tokio::time::timeout(self.timeout.max(Duration::from_secs(1)), call).await {
-                Ok(Ok(lock_ms)) if lock_ms > 0 => tracing::warn!(
-                    target: "portcullis::rate_limit",
-                    lockout_ms = lock_ms,
-                    "locked out after repeated failed authentication"
-                ),
-                Ok(Ok(_)) => {}
+                Ok(Ok(lock_ms)) if lock_ms > 0 => {
+                    self.answered();
+                    tracing::warn!(
+                        target: "portcullis::rate_limit",
+                        lockout_ms = lock_ms,
+                        "locked out after repeated failed authentication"
+                    );
+                }
+                Ok(Ok(_)) => self.answered(),
                 Ok(Err(error)) => self.warn("failure count", &error),
                 Err(elapsed) => self.warn("failure count", &elapsed),
             }

@@ -4,6 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod redis_server;
+
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
