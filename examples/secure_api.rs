@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example secure_api                      # serve on 127.0.0.1:3000, print curl commands
 //! cargo run --example secure_api -- token reader      # print a token (reader | writer | admin) and exit
+//! REDIS_URL=redis://127.0.0.1:6379/ cargo run --example secure_api --features redis  # shared limits
 //! ```
 //!
 //! Contract (scripts depend on it; extend, never break):
@@ -29,6 +30,13 @@
 //!   tokens only (`typ` `at+jwt`), a plain `http://` issuer only on a loopback address. An invalid
 //!   value or an unreachable provider stops start-up with a message (needs `--features oidc`).
 //!   The dev keys are then not trusted, so a non-loopback `BIND_ADDR` is allowed.
+//! - `REDIS_URL` set (`redis://host:port/`, or a comma-separated seed list of Redis Cluster
+//!   nodes): the per-client limit and the lockout are kept in Redis, shared by every demo
+//!   process pointed at it, under the key prefix `REDIS_PREFIX` (default `portcullis-demo`).
+//!   `REDIS_ON_FAILURE` says what happens while Redis does not answer: `local` (default: each
+//!   process limits alone), `open` (let requests through) or `closed` (429); an outage is logged
+//!   once when it starts and once when it ends. A Redis that does not answer at start-up stops
+//!   start-up with a message (needs `--features redis`). Unset, both stay in memory.
 //! - Every request, refused or not, is audited: one hash-chained JSON line per request (and per
 //!   security alert) on standard output (logs go to standard error), and appended to the file
 //!   named by `AUDIT_LOG_FILE` when set (an unopenable file stops start-up with a message).
@@ -308,6 +316,13 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let redis = match RedisSettings::from_env() {
+        Ok(redis) => redis,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
     let max_body_bytes = match setting("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, |v| {
         v.parse::<usize>()
             .ok()
@@ -352,7 +367,14 @@ fn serve() -> ExitCode {
                 }
             },
         };
-        let app = match app(layer, audit, recent, &limits, max_body_bytes) {
+        let shared = match redis.connect().await {
+            Ok(shared) => shared,
+            Err(message) => {
+                eprintln!("{message}");
+                return ExitCode::from(2);
+            }
+        };
+        let app = match app(layer, audit, recent, &limits, max_body_bytes, shared) {
             Ok(app) => app,
             Err(message) => {
                 eprintln!("configuration error: {message}");
@@ -366,6 +388,12 @@ fn serve() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(url) = &redis.url {
+            println!(
+                "per-client limits and lockouts shared through Redis at {url} (prefix {:?})",
+                redis.prefix
+            );
+        }
         match &provider {
             None => print_welcome(bind),
             Some(url) => println!(
@@ -490,6 +518,77 @@ async fn provider_authenticator(_url: &str, _audience: &str) -> Result<JwtAuthen
     Err("this build has no OpenID support: run with `--features oidc`".to_owned())
 }
 
+/// Where the per-client limit and the lockout keep their counts when several demo processes
+/// share them (`REDIS_URL`, `REDIS_PREFIX`, `REDIS_ON_FAILURE`).
+struct RedisSettings {
+    url: Option<String>,
+    prefix: String,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    on_failure: String,
+}
+
+/// The shared backend, when there is one.
+#[cfg(feature = "redis")]
+type Shared = Option<portcullis::rate_limit::RedisBackend>;
+#[cfg(not(feature = "redis"))]
+type Shared = Option<std::convert::Infallible>;
+
+impl RedisSettings {
+    fn from_env() -> Result<Self, String> {
+        let on_failure = setting("REDIS_ON_FAILURE", "local", |v| {
+            matches!(v, "local" | "open" | "closed").then(|| v.to_owned())
+        })?;
+        let prefix = setting("REDIS_PREFIX", "portcullis-demo", |v| {
+            (!v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+            .then(|| v.to_owned())
+        })?;
+        Ok(Self {
+            url: optional_setting("REDIS_URL")?,
+            prefix,
+            on_failure,
+        })
+    }
+
+    /// Connects and checks that Redis answers, so that a wrong address stops start-up.
+    async fn connect(&self) -> Result<Shared, String> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        #[cfg(feature = "redis")]
+        {
+            use portcullis::rate_limit::{RedisBackend, RedisFailure};
+            let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+            let backend = if nodes.len() > 1 {
+                RedisBackend::connect_cluster(nodes).await
+            } else {
+                RedisBackend::connect(url).await
+            }
+            .map_err(|error| format!("REDIS_URL: {error}"))?;
+            backend
+                .ping(Duration::from_secs(2))
+                .await
+                .map_err(|error| format!("REDIS_URL: {url}: {error}"))?;
+            let policy = match self.on_failure.as_str() {
+                "open" => RedisFailure::FailOpen,
+                "closed" => RedisFailure::FailClosed,
+                _ => RedisFailure::FallbackToLocal,
+            };
+            Ok(Some(backend.prefix(&self.prefix).on_failure(policy)))
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = url;
+            Err(
+                "REDIS_URL: this build has no Redis support: run with `--features redis`"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
 /// Per-client limits for the whole API (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`).
 struct Limits {
     per_second: u32,
@@ -512,6 +611,7 @@ fn app(
     recent: RecentEvents,
     limits: &Limits,
     max_body_bytes: usize,
+    shared: Shared,
 ) -> Result<Router, portcullis::ConfigError> {
     // One table says who may do what; a route added without a row is refused (403).
     let admin = || require_scope("admin").and(any_role(["admin"]));
@@ -538,7 +638,14 @@ fn app(
             get(move || async move { Json(inventory.as_ref().clone()) }),
         )
         .with_state(Items::seeded())
-        .layer(security_stack(auth, audit, table, limits, max_body_bytes)?))
+        .layer(security_stack(
+            auth,
+            audit,
+            table,
+            limits,
+            max_body_bytes,
+            shared,
+        )?))
 }
 
 /// Every layer, in the recommended order (`Portcullis::builder()` does the ordering):
@@ -553,18 +660,25 @@ fn security_stack(
     table: RouteTable,
     limits: &Limits,
     max_body_bytes: usize,
+    shared: Shared,
 ) -> Result<Portcullis, portcullis::ConfigError> {
     let per_client = Quota::per_second(limits.per_second).burst(limits.burst);
+    let per_client = RateLimitLayer::builder(KeyBy::ClientIp, per_client).name("per-client");
+    let lockout = LockoutLayer::builder();
+    // With Redis, every demo process pointed at it counts against the same budgets.
+    #[cfg(feature = "redis")]
+    let (per_client, lockout) = match shared {
+        Some(redis) => (per_client.redis(redis.clone()), lockout.redis(redis)),
+        None => (per_client, lockout),
+    };
+    #[cfg(not(feature = "redis"))]
+    let _ = shared;
     Portcullis::builder()
         .audit(audit)
         // Every client gets the same budget for the whole API.
-        .rate_limit_per_ip(
-            RateLimitLayer::builder(KeyBy::ClientIp, per_client)
-                .name("per-client")
-                .build()?,
-        )
+        .rate_limit_per_ip(per_client.build()?)
         // Repeated bad credentials from one address lock it out for a while (429).
-        .lockout(LockoutLayer::builder().build()?)
+        .lockout(lockout.build()?)
         .validate(
             ValidateLayer::new()
                 .deny_body_on([Method::GET, Method::HEAD, Method::DELETE])

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --example secure_api --example audit_verify --features oidc --locked --quiet
+cargo build --example secure_api --example audit_verify --features oidc,redis --locked --quiet
+# This run keeps its limits in memory; scripts/replicas_smoke.sh runs two demos on Redis.
+unset REDIS_URL
 bin=target/debug/examples/secure_api
 verify=target/debug/examples/audit_verify
 

@@ -91,5 +91,8 @@ echo "provider at $PORTCULLIS_TEST_OIDC_ISSUER"
 step "demo smoke test (examples/secure_api.rs over HTTP)"
 scripts/demo_smoke.sh
 
+step "two demo processes sharing limits and lockouts through Redis (scripts/replicas_smoke.sh)"
+scripts/replicas_smoke.sh
+
 step "cargo test (unit, integration, property, end-to-end and doc tests)"
 cargo test --all-features --locked
