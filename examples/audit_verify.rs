@@ -12,6 +12,9 @@
 //! first record, unless `--allow-partial` says that older files were rotated away on purpose, and
 //! must hold no gap record (events dropped because the audit queue was full), unless
 //! `--allow-gaps` accepts the loss.
+//! Records that name their replica (`AuditLayerBuilder::replica`) are verified replica by replica,
+//! in any number of files or one merged stream, and each replica's chain is reported on its own
+//! line with its last record: compare it with what that replica last wrote.
 //! Exit status: 0 when the chain is intact, 1 with the first broken record (file, line, what is
 //! wrong), 2 for usage errors. Compare the printed last record with the `last_seq` the service
 //! logged when it closed the trail: records cut from the end cannot be seen in the log itself.
@@ -19,7 +22,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use portcullis::audit::{AuditKey, JsonLinesFile, verify_files};
+use portcullis::audit::{AuditKey, JsonLinesFile, verify_replicas};
 
 /// Must match the demo's (`examples/secure_api.rs`).
 const DEV_AUDIT_KEY: &str = "portcullis-DEVELOPMENT-audit-key-do-not-deploy";
@@ -71,39 +74,47 @@ fn main() -> ExitCode {
         [one] if one.exists() => JsonLinesFile::rotated_files(one),
         _ => files,
     };
-    match verify_files(&key, &files) {
-        Ok(summary) if summary.starts_mid_chain() && !allow_partial => {
+    let summaries = match verify_replicas(&key, &files) {
+        Ok(summaries) => summaries,
+        Err(broken) => {
+            println!("BROKEN at {broken}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Each replica's chain on its own (one, unnamed, for a service that runs alone).
+    let mut code = ExitCode::SUCCESS;
+    for summary in &summaries {
+        let whose = summary
+            .replica
+            .as_ref()
+            .map_or_else(String::new, |replica| format!("replica {replica}: "));
+        if summary.starts_mid_chain() && !allow_partial {
             println!(
-                "BROKEN: the log starts at record {}, not 1: its beginning is missing \
+                "BROKEN: {whose}the log starts at record {}, not 1: its beginning is missing \
                  (pass --allow-partial if older files were rotated away on purpose)",
                 summary.first_seq
             );
-            ExitCode::FAILURE
-        }
-        Ok(summary) if summary.gaps > 0 && !allow_gaps => {
+            code = ExitCode::FAILURE;
+        } else if summary.gaps > 0 && !allow_gaps {
             println!(
-                "INCOMPLETE: the chain is intact, but {} gap records say {} events were dropped \
-                 before they were sealed (the audit queue was full); pass --allow-gaps to accept",
+                "INCOMPLETE: {whose}the chain is intact, but {} gap records say {} events were \
+                 dropped before they were sealed (the audit queue was full); pass --allow-gaps \
+                 to accept",
                 summary.gaps, summary.dropped
             );
-            ExitCode::FAILURE
-        }
-        Ok(summary) => {
+            code = ExitCode::FAILURE;
+        } else {
             println!(
-                "ok: {} records, {} to {}, last hash {}",
+                "ok: {whose}{} records, {} to {}, last hash {}",
                 summary.records, summary.first_seq, summary.last_seq, summary.last_hash
             );
             if summary.gaps > 0 {
                 println!(
-                    "gaps: {} events dropped, in {} gap records",
+                    "gaps: {whose}{} events dropped, in {} gap records",
                     summary.dropped, summary.gaps
                 );
             }
-            ExitCode::SUCCESS
-        }
-        Err(broken) => {
-            println!("BROKEN at {broken}");
-            ExitCode::FAILURE
         }
     }
+    code
 }

@@ -43,7 +43,9 @@
 //!   `GET /admin/audit` answers `{ "events": [...], "audit_enabled": true }` with the 100 most
 //!   recent records, oldest first. The chain is keyed with `AUDIT_HMAC_KEY` (at least 32
 //!   bytes), else with a published DEVELOPMENT key; check a file with
-//!   `cargo run --example audit_verify -- --dev-key FILE` (or with `AUDIT_HMAC_KEY` set). Every response carries `X-Request-Id` (the
+//!   `cargo run --example audit_verify -- --dev-key FILE` (or with `AUDIT_HMAC_KEY` set).
+//!   `AUDIT_REPLICA_ID` (1 to 64 of `A-Z a-z 0-9 - _ . :`) names this process in every record,
+//!   so the files of several demo processes, or their merged stream, verify replica by replica. Every response carries `X-Request-Id` (the
 //!   caller's when it is a safe id, else a generated one). On Ctrl-C or SIGTERM the server
 //!   drains and the audit trail is flushed before exit.
 
@@ -464,7 +466,10 @@ fn audit_layer(recent: RecentEvents) -> Result<AuditLayer, String> {
             .map_err(|e| format!("AUDIT_LOG_FILE: cannot open {path:?}: {e}"))?;
         audit = audit.sink(file);
     }
-    audit.build().map_err(|e| e.to_string())
+    if let Some(replica) = optional_setting("AUDIT_REPLICA_ID")? {
+        audit = audit.replica(replica);
+    }
+    audit.build().map_err(|e| format!("AUDIT_REPLICA_ID: {e}"))
 }
 
 /// Reads an optional setting; a present but invalid value is an error naming the variable.

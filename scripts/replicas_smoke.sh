@@ -38,7 +38,8 @@ for name in a b; do
   port=$(free_port)
   ports+=("$port")
   BIND_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="$prefix" \
-    RATE_LIMIT_PER_SECOND=1 RATE_LIMIT_BURST=30 AUDIT_LOG_FILE="$dir/$name.jsonl" RUST_LOG=warn \
+    RATE_LIMIT_PER_SECOND=1 RATE_LIMIT_BURST=30 AUDIT_LOG_FILE="$dir/$name.jsonl" \
+    AUDIT_REPLICA_ID="$name" RUST_LOG=warn \
     "$bin" >"$dir/$name.out" 2>"$dir/$name.err" &
   demo_pids+=($!)
 done
@@ -117,6 +118,17 @@ demo_pids=()
 for name in a b; do
   check "replica $name's audit trail verifies" "$verify" --dev-key "$dir/$name.jsonl" >/dev/null
 done
+# A collector's merged stream of both (lines interleaved): verified replica by replica.
+paste -d '\n' "$dir/a.jsonl" "$dir/b.jsonl" | grep -v '^$' >"$dir/merged.jsonl"
+report=$("$verify" --dev-key "$dir/merged.jsonl" || true)
+check "the merged stream verifies replica by replica: $report" \
+  grep -q "^ok: replica a: .*" <<<"$report"
+check "... replica b too" grep -q "^ok: replica b: .*" <<<"$report"
+# One of b's records removed from the merged stream: the break names replica b.
+grep -v '"seq":3,"replica":"b"' "$dir/merged.jsonl" >"$dir/cut.jsonl"
+report=$("$verify" --dev-key "$dir/cut.jsonl" || true)
+check "a record cut from b's chain is reported with its replica: $report" \
+  grep -q "replica b: expected record 3, found 4" <<<"$report"
 
 # A Redis that does not answer at start-up stops start-up with a message.
 closed=$(free_port)

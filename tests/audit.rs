@@ -22,7 +22,7 @@ use http::{Method, Request, StatusCode};
 use portcullis::audit::{
     AlertKind, AlertRules, AuditEntry, AuditEvent, AuditHandle, AuditKey, AuditLayer, AuditRecord,
     AuditSink, JsonLinesFile, Outcome, Overflow, Problem, RecentEvents, RequestId, SecurityAlert,
-    Threshold, verify, verify_files,
+    Threshold, verify, verify_files, verify_replicas,
 };
 use portcullis::auth::JwtAuthenticator;
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
@@ -1243,5 +1243,101 @@ async fn a_log_can_be_reopened_as_soon_as_shutdown_returns() {
     }
     let summary = verify_files(&key(), &[&path]).unwrap();
     assert_eq!((summary.first_seq, summary.last_seq), (1, 40));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Several replicas, each with its id in every record and a file of its own: their files, or a
+/// collector's merged stream of them, verify replica by replica, and a break names its replica.
+#[tokio::test]
+async fn the_records_of_several_replicas_verify_replica_by_replica() {
+    let dir = temp_dir("replicas");
+    let mut files = Vec::new();
+    for (replica, requests) in [("a", 5), ("b", 7)] {
+        let path = dir.join(format!("{replica}.jsonl"));
+        let audit = AuditLayer::builder(key())
+            .sink(JsonLinesFile::builder(&path).open().unwrap())
+            .alerts(AlertRules::none())
+            .replica(replica)
+            .build()
+            .unwrap();
+        let handle = audit.handle();
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(audit);
+        for _ in 0..requests {
+            call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+        }
+        handle.shutdown().await;
+        files.push(path);
+    }
+    let lines = |path: &PathBuf| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let (a, b) = (lines(&files[0]), lines(&files[1]));
+    assert!(a[0].starts_with(r#"{"seq":1,"replica":"a","#), "{}", a[0]);
+    // Each file alone is one chain.
+    assert_eq!(verify_files(&key(), &files[..1]).unwrap().last_seq, 5);
+    // Both files, or one stream with their lines interleaved.
+    let mut merged = Vec::new();
+    for i in 0..a.len().max(b.len()) {
+        merged.extend(a.get(i).cloned());
+        merged.extend(b.get(i).cloned());
+    }
+    let merged_path = dir.join("merged.jsonl");
+    std::fs::write(&merged_path, merged.join("\n") + "\n").unwrap();
+    for paths in [files.clone(), vec![merged_path.clone()]] {
+        let summaries = verify_replicas(&key(), &paths).unwrap();
+        let seen: Vec<(Option<&str>, u64, u64)> = summaries
+            .iter()
+            .map(|s| (s.replica.as_deref(), s.first_seq, s.last_seq))
+            .collect();
+        assert_eq!(seen, [(Some("a"), 1, 5), (Some("b"), 1, 7)]);
+        // As one chain, they are refused: they are two.
+        let several = verify_files(&key(), &paths).unwrap_err();
+        assert!(
+            matches!(several.problem, Problem::SeveralReplicas),
+            "{several}"
+        );
+    }
+    // A record of replica b removed from the merged stream: the break names b.
+    let mut cut = merged.clone();
+    let index = cut
+        .iter()
+        .position(|l| l.contains(r#""seq":3,"replica":"b""#))
+        .unwrap();
+    cut.remove(index);
+    std::fs::write(&merged_path, cut.join("\n") + "\n").unwrap();
+    let broken = verify_replicas(&key(), &[&merged_path]).unwrap_err();
+    assert_eq!(broken.replica.as_deref(), Some("b"));
+    assert!(
+        matches!(
+            broken.problem,
+            Problem::Gap {
+                expected: 3,
+                found: 4
+            }
+        ),
+        "{broken}"
+    );
+    assert!(broken.to_string().contains("replica b"), "{broken}");
+    // A record moved from one replica's chain into the other's place is not accepted either:
+    // the replica id is part of what is signed.
+    let forged = a[1].replace(r#""replica":"a""#, r#""replica":"b""#);
+    let mut swapped = b.clone();
+    swapped[1] = forged;
+    std::fs::write(&merged_path, swapped.join("\n") + "\n").unwrap();
+    let broken = verify_replicas(&key(), &[&merged_path]).unwrap_err();
+    assert!(matches!(broken.problem, Problem::BadHash), "{broken}");
+    // Ids that would need escaping are refused at build time.
+    for bad in ["", "a b", "a\"b", &"x".repeat(65)] {
+        assert!(
+            AuditLayer::builder(key()).replica(bad).build().is_err(),
+            "{bad:?}"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }

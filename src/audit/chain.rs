@@ -2,7 +2,10 @@
 //! before it, so editing, removing, inserting or reordering a line breaks the chain.
 //!
 //! A sealed line is `{"seq":N,<the entry's members>,"prev":"<64 hex>","hash":"<64 hex>"}` where
-//! `hash` is HMAC-SHA256 under the audit key of every byte before `,"hash":`. Hashing the exact
+//! `hash` is HMAC-SHA256 under the audit key of every byte before `,"hash":`. A replica of a
+//! service that runs several writes `{"seq":N,"replica":"<id>",...}`: each replica's records
+//! form a chain of their own, so the files of several replicas, or one collector's merged
+//! stream, verify replica by replica ([`verify_replicas`]). Hashing the exact
 //! bytes written (not a re-serialization) means the verifier needs no canonical JSON form.
 
 use std::borrow::Cow;
@@ -139,16 +142,19 @@ pub(crate) struct Chain {
     scratch: Vec<u8>,
     next_seq: u64,
     prev: [u8; 32],
+    /// The replica id written into every record, if any (checked to need no JSON escaping).
+    replica: Option<Box<str>>,
 }
 
 impl Chain {
-    pub(crate) fn new(key: AuditKey) -> Self {
+    pub(crate) fn new(key: AuditKey, replica: Option<Box<str>>) -> Self {
         Self {
             keyed: key.mac(),
             key,
             scratch: Vec::with_capacity(1024),
             next_seq: 1,
             prev: GENESIS,
+            replica,
         }
     }
 
@@ -157,7 +163,9 @@ impl Chain {
     pub(crate) fn resume_after(&mut self, line: &str) {
         let mut verifier = Verifier::new(self.key.clone());
         if verifier.check_line(line.as_bytes()).is_ok()
-            && let Some(last) = verifier.last
+            && let Some((replica, chain)) = verifier.chains.pop_first()
+            && replica.as_deref() == self.replica.as_deref()
+            && let Some(last) = chain.last
         {
             self.next_seq = last.seq + 1;
             self.prev = last.hash;
@@ -199,6 +207,11 @@ impl Chain {
         let mut line = String::with_capacity(members.len() + 200);
         line.push_str("{\"seq\":");
         line.push_str(itoa::Buffer::new().format(seq));
+        if let Some(replica) = &self.replica {
+            line.push_str(",\"replica\":\"");
+            line.push_str(replica);
+            line.push('"');
+        }
         line.push(',');
         line.push_str(members);
         line.push_str(",\"prev\":\"");
@@ -220,6 +233,8 @@ impl Chain {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ChainSummary {
+    /// The replica whose chain this is (`None` for a service that names none).
+    pub replica: Option<String>,
     /// Records checked.
     pub records: u64,
     /// Sequence number of the first record (1 unless older records were rotated away).
@@ -248,6 +263,8 @@ impl ChainSummary {
 pub struct ChainBreak {
     /// The file, when verifying files.
     pub file: Option<String>,
+    /// The replica whose chain breaks there, when its records name one.
+    pub replica: Option<String>,
     /// The line number in that file, from 1.
     pub line: u64,
     /// What is wrong there.
@@ -276,6 +293,8 @@ pub enum Problem {
     Io(io::Error),
     /// There was no record at all.
     Empty,
+    /// The records belong to several replicas: verify them with [`verify_replicas`].
+    SeveralReplicas,
 }
 
 impl fmt::Display for ChainBreak {
@@ -284,6 +303,9 @@ impl fmt::Display for ChainBreak {
             write!(f, "{file}:")?;
         }
         write!(f, "{}: ", self.line)?;
+        if let Some(replica) = &self.replica {
+            write!(f, "replica {replica}: ")?;
+        }
         match &self.problem {
             Problem::Malformed => f.write_str("not a sealed audit record"),
             Problem::BadHash => {
@@ -296,44 +318,76 @@ impl fmt::Display for ChainBreak {
             Problem::Unlinked => f.write_str("not linked to the record before it"),
             Problem::Io(error) => write!(f, "cannot read: {error}"),
             Problem::Empty => f.write_str("no records"),
+            Problem::SeveralReplicas => f.write_str(
+                "the records belong to several replicas: verify them replica by replica",
+            ),
         }
     }
 }
 
 impl std::error::Error for ChainBreak {}
 
-/// Verifies one log read from `reader`.
+/// Verifies one log read from `reader`: one chain (the records of one replica).
 pub fn verify(key: &AuditKey, reader: impl BufRead) -> Result<ChainSummary, ChainBreak> {
     let mut verifier = Verifier::new(key.clone());
     verifier.read(reader, None)?;
-    verifier.summary().ok_or(ChainBreak {
-        file: None,
-        line: 0,
-        problem: Problem::Empty,
-    })
+    one_chain(verifier.summaries())
 }
 
 /// Verifies files as one chain, oldest first (`audit.jsonl.2`, `audit.jsonl.1`, `audit.jsonl`
-/// after rotation). Empty files are allowed; no record at all is [`Problem::Empty`].
+/// after rotation). Empty files are allowed; no record at all is [`Problem::Empty`], records of
+/// several replicas are [`Problem::SeveralReplicas`].
 pub fn verify_files<P: AsRef<Path>>(
     key: &AuditKey,
     paths: &[P],
 ) -> Result<ChainSummary, ChainBreak> {
+    one_chain(verify_replicas(key, paths)?)
+}
+
+/// Verifies the records of several replicas, in any number of files in any order of lines (the
+/// files of each replica, or one collector's merged stream): each replica's records must form
+/// an unbroken chain in the order read. One summary per replica, sorted by replica id; compare
+/// each one's `last_seq` with what that replica last wrote, since records cut from the end of a
+/// chain cannot be seen in the log.
+pub fn verify_replicas<P: AsRef<Path>>(
+    key: &AuditKey,
+    paths: &[P],
+) -> Result<Vec<ChainSummary>, ChainBreak> {
     let mut verifier = Verifier::new(key.clone());
     for path in paths {
         let path = path.as_ref();
         let name = path.display().to_string();
         let file = File::open(path).map_err(|error| ChainBreak {
             file: Some(name.clone()),
+            replica: None,
             line: 0,
             problem: Problem::Io(error),
         })?;
         verifier.read(BufReader::new(file), Some(name))?;
     }
-    verifier.summary().ok_or(ChainBreak {
+    let summaries = verifier.summaries();
+    if summaries.is_empty() {
+        return Err(ChainBreak {
+            file: None,
+            replica: None,
+            line: 0,
+            problem: Problem::Empty,
+        });
+    }
+    Ok(summaries)
+}
+
+fn one_chain(mut summaries: Vec<ChainSummary>) -> Result<ChainSummary, ChainBreak> {
+    let problem = match summaries.len() {
+        1 => return Ok(summaries.remove(0)),
+        0 => Problem::Empty,
+        _ => Problem::SeveralReplicas,
+    };
+    Err(ChainBreak {
         file: None,
+        replica: None,
         line: 0,
-        problem: Problem::Empty,
+        problem,
     })
 }
 
@@ -342,8 +396,9 @@ struct Last {
     hash: [u8; 32],
 }
 
-struct Verifier {
-    key: AuditKey,
+/// One replica's chain as read so far.
+#[derive(Default)]
+struct ChainState {
     first_seq: Option<u64>,
     records: u64,
     last: Option<Last>,
@@ -351,9 +406,17 @@ struct Verifier {
     dropped: u64,
 }
 
+struct Verifier {
+    key: AuditKey,
+    /// By replica id (`None`: records that name none).
+    chains: std::collections::BTreeMap<Option<String>, ChainState>,
+}
+
 #[derive(Deserialize)]
 struct Link<'a> {
     seq: u64,
+    #[serde(borrow)]
+    replica: Option<Cow<'a, str>>,
     #[serde(borrow)]
     prev: &'a str,
     #[serde(rename = "type", borrow)]
@@ -365,11 +428,7 @@ impl Verifier {
     fn new(key: AuditKey) -> Self {
         Self {
             key,
-            first_seq: None,
-            records: 0,
-            last: None,
-            gaps: 0,
-            dropped: 0,
+            chains: std::collections::BTreeMap::new(),
         }
     }
 
@@ -379,8 +438,9 @@ impl Verifier {
         loop {
             line.clear();
             number += 1;
-            let at = |problem| ChainBreak {
+            let at = |(problem, replica)| ChainBreak {
                 file: file.clone(),
+                replica,
                 line: number,
                 problem,
             };
@@ -388,75 +448,88 @@ impl Verifier {
                 .by_ref()
                 .take(MAX_LINE + 1)
                 .read_until(b'\n', &mut line)
-                .map_err(|e| at(Problem::Io(e)))?;
+                .map_err(|e| at((Problem::Io(e), None)))?;
             if read == 0 {
                 return Ok(());
             }
             // A line without its newline is one the writer did not finish.
             if line.pop() != Some(b'\n') {
-                return Err(at(Problem::Malformed));
+                return Err(at((Problem::Malformed, None)));
             }
             self.check_line(&line).map_err(at)?;
         }
     }
 
-    fn check_line(&mut self, line: &[u8]) -> Result<(), Problem> {
+    /// Checks one line against the chain of its replica; on failure, what is wrong and whose
+    /// chain it is (when the line could be read that far).
+    fn check_line(&mut self, line: &[u8]) -> Result<(), (Problem, Option<String>)> {
         let split = line
             .len()
             .checked_sub(HASH_SUFFIX_LEN)
-            .ok_or(Problem::Malformed)?;
+            .ok_or((Problem::Malformed, None))?;
         let (signed, suffix) = line.split_at(split);
         let hash_hex = suffix
             .strip_prefix(b",\"hash\":\"")
             .and_then(|s| s.strip_suffix(b"\"}"))
-            .ok_or(Problem::Malformed)?;
-        let hash = unhex(hash_hex).ok_or(Problem::Malformed)?;
+            .ok_or((Problem::Malformed, None))?;
+        let hash = unhex(hash_hex).ok_or((Problem::Malformed, None))?;
         let mut mac = self.key.mac();
         mac.update(signed);
         // Constant-time comparison (hmac's `verify_slice`).
-        mac.verify_slice(&hash).map_err(|_| Problem::BadHash)?;
+        mac.verify_slice(&hash)
+            .map_err(|_| (Problem::BadHash, None))?;
         let mut object = signed.to_vec();
         object.push(b'}');
-        let link: Link<'_> = serde_json::from_slice(&object).map_err(|_| Problem::Malformed)?;
-        let prev = unhex(link.prev.as_bytes()).ok_or(Problem::Malformed)?;
-        match &self.last {
+        let link: Link<'_> =
+            serde_json::from_slice(&object).map_err(|_| (Problem::Malformed, None))?;
+        let replica = link.replica.as_deref().map(str::to_owned);
+        let fail = |problem| (problem, replica.clone());
+        let prev = unhex(link.prev.as_bytes()).ok_or_else(|| fail(Problem::Malformed))?;
+        let chain = self.chains.entry(replica.clone()).or_default();
+        match &chain.last {
             Some(last) => {
                 if link.seq != last.seq + 1 {
-                    return Err(Problem::Gap {
+                    return Err(fail(Problem::Gap {
                         expected: last.seq + 1,
                         found: link.seq,
-                    });
+                    }));
                 }
                 if prev != last.hash {
-                    return Err(Problem::Unlinked);
+                    return Err(fail(Problem::Unlinked));
                 }
             }
-            None if link.seq == 1 && prev != GENESIS => return Err(Problem::Unlinked),
+            None if link.seq == 1 && prev != GENESIS => return Err(fail(Problem::Unlinked)),
             None => {}
         }
-        self.first_seq.get_or_insert(link.seq);
-        self.records += 1;
+        chain.first_seq.get_or_insert(link.seq);
+        chain.records += 1;
         if link.kind.as_deref() == Some("gap") {
-            self.gaps += 1;
-            self.dropped = self.dropped.saturating_add(link.dropped.unwrap_or(0));
+            chain.gaps += 1;
+            chain.dropped = chain.dropped.saturating_add(link.dropped.unwrap_or(0));
         }
-        self.last = Some(Last {
+        chain.last = Some(Last {
             seq: link.seq,
             hash,
         });
         Ok(())
     }
 
-    fn summary(&self) -> Option<ChainSummary> {
-        let last = self.last.as_ref()?;
-        Some(ChainSummary {
-            records: self.records,
-            first_seq: self.first_seq?,
-            last_seq: last.seq,
-            last_hash: hex(&last.hash),
-            gaps: self.gaps,
-            dropped: self.dropped,
-        })
+    fn summaries(&self) -> Vec<ChainSummary> {
+        self.chains
+            .iter()
+            .filter_map(|(replica, chain)| {
+                let last = chain.last.as_ref()?;
+                Some(ChainSummary {
+                    replica: replica.clone(),
+                    records: chain.records,
+                    first_seq: chain.first_seq?,
+                    last_seq: last.seq,
+                    last_hash: hex(&last.hash),
+                    gaps: chain.gaps,
+                    dropped: chain.dropped,
+                })
+            })
+            .collect()
     }
 }
 

@@ -80,7 +80,7 @@ mod sink;
 pub use alert::{AlertKind, AlertRules, SecurityAlert, Threshold};
 pub use chain::{
     AuditEntry, AuditGap, AuditKey, AuditRecord, ChainBreak, ChainSummary, Problem, verify,
-    verify_files,
+    verify_files, verify_replicas,
 };
 pub use event::{AuditEvent, Outcome, Principal};
 pub use future::ResponseFuture;
