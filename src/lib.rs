@@ -7,8 +7,8 @@
 //! |---|---|---|
 //! | [`auth`] | [`AuthLayer`] | who is calling: JWT bearer tokens, API keys, Basic |
 //! | [`rbac`] | [`RbacLayer`] | what they may do: scopes, roles, permissions, route policies |
-//! | [`rate_limit`] | [`RateLimitLayer`], [`LockoutLayer`](rate_limit::LockoutLayer) | how often: GCRA quotas, brute-force lockout |
-//! | [`client_ip`] | [`ClientIpLayer`](client_ip::ClientIpLayer) | the real client address behind trusted proxies |
+//! | [`rate_limit`] | [`RateLimitLayer`], [`LockoutLayer`] | how often: GCRA quotas, brute-force lockout |
+//! | [`client_ip`] | [`ClientIpLayer`] | the real client address behind trusted proxies |
 //! | [`validate`] | [`ValidateLayer`], [`Valid`] | is the request well-formed: methods, sizes, hosts; typed, validated bodies, queries and paths |
 //! | [`redact`] | [`RedactLayer`] | what leaves: sensitive fields, paths and detected secrets masked in JSON responses; `Sensitive<T>` and header marking for logs |
 //! | [`stack`] | [`Portcullis`] | all of the above in one layer, in the recommended order |

@@ -99,6 +99,35 @@ impl InMemoryDenyList {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// How many revocations have not expired.
+    #[cfg(feature = "redis")]
+    pub(crate) fn unexpired_count(&self) -> usize {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let now = SystemTime::now();
+        entries
+            .by_jti
+            .values()
+            .map(|issuers| issuers.iter().filter(|(_, until)| *until > now).count())
+            .sum()
+    }
+
+    /// The unexpired revocations: issuer, `jti`, expiry.
+    #[cfg(feature = "redis")]
+    pub(crate) fn unexpired(&self) -> Vec<(Option<String>, String, SystemTime)> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let now = SystemTime::now();
+        entries
+            .by_jti
+            .iter()
+            .flat_map(|(jti, issuers)| {
+                issuers
+                    .iter()
+                    .filter(move |(_, until)| *until > now)
+                    .map(move |(issuer, until)| (issuer.clone(), jti.clone(), *until))
+            })
+            .collect()
+    }
 }
 
 impl JtiDenyList for InMemoryDenyList {

@@ -57,6 +57,8 @@ mod deny;
 mod jwt;
 mod layer;
 mod service;
+#[cfg(all(feature = "auth-jwt", feature = "redis"))]
+mod shared_deny;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -78,6 +80,8 @@ pub use deny::{InMemoryDenyList, JtiDenyList};
 pub use jwt::{JwtAuthenticator, JwtAuthenticatorBuilder, JwtKey};
 pub use layer::AuthLayer;
 pub use service::{Auth, ResponseFuture};
+#[cfg(all(feature = "auth-jwt", feature = "redis"))]
+pub use shared_deny::{RedisDenyList, RedisDenyListBuilder};
 
 /// A boxed future for authenticators that must wait (for a password hash, a database, a network
 /// call).
