@@ -13,7 +13,13 @@
 //!   `GET /items` and `GET /items/{id}` need scope `read:items`; `POST /items` needs
 //!   `write:items` and answers 201; `DELETE /items/{id}` needs scope `admin`;
 //!   `GET /admin/audit` needs scope `admin` and role `admin`; so does `GET /admin/routes`, the
-//!   route inventory (every route, its methods and policy, and whether it is public).
+//!   route inventory (every route, its methods and policy, and whether it is public), and
+//!   `POST /admin/revocations`, which revokes a token by its `jti`:
+//!   `{ "jti": "...", "iss"?: "...", "expires_at"?: <Unix seconds> }` (the issuer defaults to
+//!   the trusted one, the expiry to the longest token lifetime, 8 h) and answers 201
+//!   `{ "revoked", "issuer", "shared" }`; with `REDIS_URL` (one node) the revocation reaches
+//!   every demo process pointed at the same Redis and prefix, else this process alone. Tokens
+//!   the demo mints carry a random `jti`.
 //! - `POST /items` takes `{ name, sku, price, quantity, tags?, contact_email?, notes?,
 //!   owner_email?, card_number? }` (rules on
 //!   [`NewItem`]), refuses unknown fields, and answers 201 with the stored item; failures are
@@ -57,11 +63,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use jsonwebtoken::{EncodingKey, Header};
 use portcullis::audit::{AuditKey, AuditLayer, JsonLines, JsonLinesFile, RecentEvents};
-use portcullis::auth::{JwtAuthenticator, JwtKey};
+use portcullis::auth::{InMemoryDenyList, JtiDenyList, JwtAuthenticator, JwtKey};
 #[cfg(feature = "oidc")]
 use portcullis::oidc::{Issuer, OidcAuthenticator};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
@@ -353,15 +359,23 @@ fn serve() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let revocations = match redis.revocations().await {
+            Ok(revocations) => revocations,
+            Err(message) => {
+                eprintln!("{message}");
+                return ExitCode::from(2);
+            }
+        };
+        let trusted_issuer = provider.clone().unwrap_or_else(|| DEV_ISSUER.to_owned());
         let layer = match &provider {
-            None => match dev_authenticator() {
+            None => match dev_authenticator(revocations.clone()) {
                 Ok(jwt) => AuthLayer::optional().with(jwt),
                 Err(error) => {
                     eprintln!("configuration error: {error}");
                     return ExitCode::from(2);
                 }
             },
-            Some(url) => match provider_authenticator(url, &audience).await {
+            Some(url) => match provider_authenticator(url, &audience, revocations.clone()).await {
                 Ok(oidc) => AuthLayer::optional().with(oidc),
                 Err(error) => {
                     eprintln!("OIDC_ISSUER_URL: {error}");
@@ -376,7 +390,12 @@ fn serve() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let app = match app(layer, audit, recent, &limits, max_body_bytes, shared) {
+        let admin = Admin {
+            recent,
+            revocations,
+            issuer: trusted_issuer.into(),
+        };
+        let app = match app(layer, audit, admin, &limits, max_body_bytes, shared) {
             Ok(app) => app,
             Err(message) => {
                 eprintln!("configuration error: {message}");
@@ -493,11 +512,14 @@ fn optional_setting(name: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn dev_authenticator() -> Result<JwtAuthenticator, portcullis::ConfigError> {
+fn dev_authenticator(
+    revocations: Revocations,
+) -> Result<JwtAuthenticator, portcullis::ConfigError> {
     JwtAuthenticator::builder()
         .key(JwtKey::ec_pem(DEV_PUBLIC_KEY.as_bytes(), Algorithm::ES256)?.with_kid(DEV_KID))
         .issuer(DEV_ISSUER)
         .audience([DEV_AUDIENCE])
+        .deny_list(revocations)
         .build()
 }
 
@@ -506,6 +528,7 @@ fn dev_authenticator() -> Result<JwtAuthenticator, portcullis::ConfigError> {
 async fn provider_authenticator(
     url: &str,
     audience: &str,
+    revocations: Revocations,
 ) -> Result<OidcAuthenticator, portcullis::ConfigError> {
     let issuer = Issuer::builder(url)
         .audience([audience])
@@ -515,11 +538,18 @@ async fn provider_authenticator(
         .allow_http_on_loopback()
         .build()
         .await?;
-    OidcAuthenticator::builder().issuer(issuer).build()
+    OidcAuthenticator::builder()
+        .issuer(issuer)
+        .deny_list(revocations)
+        .build()
 }
 
 #[cfg(not(feature = "oidc"))]
-async fn provider_authenticator(_url: &str, _audience: &str) -> Result<JwtAuthenticator, String> {
+async fn provider_authenticator(
+    _url: &str,
+    _audience: &str,
+    _revocations: Revocations,
+) -> Result<JwtAuthenticator, String> {
     Err("this build has no OpenID support: run with `--features oidc`".to_owned())
 }
 
@@ -594,6 +624,117 @@ impl RedisSettings {
     }
 }
 
+/// Revoked tokens: in this process, or shared through Redis by every demo process.
+#[derive(Clone)]
+enum Revocations {
+    Local(Arc<InMemoryDenyList>),
+    #[cfg(feature = "redis")]
+    Shared(portcullis::auth::RedisDenyList),
+}
+
+impl JtiDenyList for Revocations {
+    fn is_denied(&self, issuer: Option<&str>, jti: &str) -> bool {
+        match self {
+            Self::Local(list) => list.is_denied(issuer, jti),
+            #[cfg(feature = "redis")]
+            Self::Shared(list) => list.is_denied(issuer, jti),
+        }
+    }
+}
+
+impl Revocations {
+    /// Revokes the token; `Ok(true)` when every demo process on the same Redis refuses it too,
+    /// `Ok(false)` when this one does (for now); an error when the list is full.
+    async fn revoke(&self, issuer: &str, jti: &str, until: SystemTime) -> Result<bool, String> {
+        match self {
+            Self::Local(list) => list
+                .deny(Some(issuer), jti, until)
+                .then_some(false)
+                .ok_or_else(|| "the revocation list is full".to_owned()),
+            #[cfg(feature = "redis")]
+            Self::Shared(list) => match list.deny(Some(issuer), jti, until).await {
+                Ok(()) => Ok(true),
+                Err(portcullis::auth::RevokeError::NotShared(why)) => {
+                    tracing::warn!(%why, "revocation not shared yet");
+                    Ok(false)
+                }
+                Err(error) => Err(error.to_string()),
+            },
+        }
+    }
+}
+
+impl RedisSettings {
+    /// The revocation list: shared through Redis when `REDIS_URL` names one node (a Redis
+    /// Cluster keeps the limits, not the revocations), in memory otherwise.
+    async fn revocations(&self) -> Result<Revocations, String> {
+        let local = || Revocations::Local(Arc::new(InMemoryDenyList::new(100_000)));
+        let Some(url) = &self.url else {
+            return Ok(local());
+        };
+        if url.contains(',') {
+            eprintln!(
+                "note: revocations stay in each process with a Redis Cluster; give one node to \
+                 share them"
+            );
+            return Ok(local());
+        }
+        #[cfg(feature = "redis")]
+        {
+            portcullis::auth::RedisDenyList::builder(url.as_str())
+                .prefix(&self.prefix)
+                .build()
+                .await
+                .map(Revocations::Shared)
+                .map_err(|error| format!("REDIS_URL: {url}: {error}"))
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            Err(
+                "REDIS_URL: this build has no Redis support: run with `--features redis`"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+/// `POST /admin/revocations`: which token to revoke.
+#[derive(Deserialize, Validate)]
+struct Revocation {
+    #[validate(length(min = 1, max = 256))]
+    jti: String,
+    #[validate(length(min = 1, max = 512))]
+    iss: Option<String>,
+    /// Unix seconds; by default the longest lifetime a token can have.
+    expires_at: Option<u64>,
+}
+
+async fn revoke(
+    revocations: Revocations,
+    trusted_issuer: Arc<str>,
+    revocation: Revocation,
+) -> Result<(StatusCode, Json<Value>), Rejection> {
+    let now = SystemTime::now();
+    // Never longer than a week: the list is bounded, and no token lives that long here.
+    let until = revocation
+        .expires_at
+        .map(|at| UNIX_EPOCH + Duration::from_secs(at))
+        .unwrap_or(now + DEV_TOKEN_LIFETIME)
+        .min(now + Duration::from_secs(7 * 24 * 3600));
+    let issuer = revocation.iss.as_deref().unwrap_or(&trusted_issuer);
+    match revocations.revoke(issuer, &revocation.jti, until).await {
+        Ok(shared) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "revoked": revocation.jti, "issuer": issuer, "shared": shared })),
+        )),
+        Err(message) => {
+            tracing::error!(%message, "revocation refused");
+            Err(Rejection::new(RejectionKind::Internal)
+                .with_detail("The revocation list is full: the token is not revoked."))
+        }
+    }
+}
+
 /// Per-client limits for the whole API (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`).
 struct Limits {
     per_second: u32,
@@ -610,16 +751,29 @@ impl Limits {
     }
 }
 
+/// What the admin routes work with.
+struct Admin {
+    recent: RecentEvents,
+    revocations: Revocations,
+    /// The issuer a revocation names when it names none.
+    issuer: Arc<str>,
+}
+
 fn app(
     auth: AuthLayer,
     audit: AuditLayer,
-    recent: RecentEvents,
+    admin_state: Admin,
     limits: &Limits,
     max_body_bytes: usize,
     shared: Shared,
 ) -> Result<Router, portcullis::ConfigError> {
     // One table says who may do what; a route added without a row is refused (403).
     let admin = || require_scope("admin").and(any_role(["admin"]));
+    let Admin {
+        recent,
+        revocations,
+        issuer,
+    } = admin_state;
     let table = RouteTable::builder()
         .route(Method::GET, "/health", public())
         .route(Method::GET, "/me", authenticated())
@@ -629,6 +783,7 @@ fn app(
         .route(Method::DELETE, "/items/{id}", require_scope("admin"))
         .route(Method::GET, "/admin/audit", admin())
         .route(Method::GET, "/admin/routes", admin())
+        .route(Method::POST, "/admin/revocations", admin())
         .build()?;
     table.log_inventory();
     let inventory = Arc::new(table.inventory());
@@ -638,6 +793,12 @@ fn app(
         .route("/items", get(list_items).post(create_item))
         .route("/items/{id}", get(get_item).delete(delete_item))
         .route("/admin/audit", get(move || recent_audit(recent.clone())))
+        .route(
+            "/admin/revocations",
+            post(move |Valid(Json(revocation)): Valid<Json<Revocation>>| {
+                revoke(revocations.clone(), issuer.clone(), revocation)
+            }),
+        )
         .route(
             "/admin/routes",
             get(move || async move { Json(inventory.as_ref().clone()) }),
@@ -769,9 +930,13 @@ fn dev_token(role: &str) -> Option<String> {
         _ => return None,
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).ok()?;
+    let jti: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let claims = json!({
         "iss": DEV_ISSUER,
         "aud": DEV_AUDIENCE,
+        "jti": jti,
         "sub": format!("dev-{role}"),
         "scope": scope,
         "roles": roles,

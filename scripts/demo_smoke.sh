@@ -126,6 +126,15 @@ expect 200 "admin reads the audit"          -H "$(auth "$admin")" "$base/admin/a
 expect 403 "writer cannot read the audit"   -H "$(auth "$writer")" "$base/admin/audit"
 expect 200 "admin reads the route inventory" -H "$(auth "$admin")" "$base/admin/routes"
 expect 403 "reader cannot read the inventory" -H "$(auth "$reader")" "$base/admin/routes"
+# Revocation by jti (in this process: no REDIS_URL here).
+doomed=$("$bin" token reader)
+doomed_jti=$(python3 -c 'import base64,json,sys; p=sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4)))["jti"])' "$doomed")
+expect 200 "a token before its revocation"  -H "$(auth "$doomed")" "$base/me"
+expect 403 "a writer cannot revoke"         -H "$(auth "$writer")" -H "$json" -d "{\"jti\":\"$doomed_jti\"}" "$base/admin/revocations"
+expect 422 "a revocation without a jti"     -H "$(auth "$admin")" -H "$json" -d '{"iss":"x"}' "$base/admin/revocations"
+expect 201 "admin revokes a token"          -H "$(auth "$admin")" -H "$json" -d "{\"jti\":\"$doomed_jti\"}" "$base/admin/revocations"
+expect 401 "the revoked token is refused"   -H "$(auth "$doomed")" "$base/me"
+expect 200 "other tokens still work"        -H "$(auth "$reader")" "$base/me"
 expect 401 "anonymous items are refused"    "$base/items"
 expect 405 "unlisted method on a known route" -X PUT -H "$(auth "$admin")" "$base/items"
 expect 404 "unknown route"                  -H "$(auth "$admin")" "$base/nowhere"

@@ -64,8 +64,31 @@ remaining() { # remaining URL: the r= of the RateLimit header, or "none"
     | sed -n 's/^ratelimit: .*;r=\([0-9]*\);.*/\1/Ip' | head -1 | grep . || echo none
 }
 
-# Failed logins spread over both replicas lock the address out on both.
+# A token revoked through one replica is refused by the other within a second.
 reader=$("$bin" token reader)
+admin=$("$bin" token admin)
+revoked=$("$bin" token reader)
+jti=$(python3 -c 'import base64,json,sys; p=sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p+"="*(-len(p)%4)))["jti"])' "$revoked")
+status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $revoked" "$b/me")
+check "the token works on b before it is revoked (got $status)" [ "$status" = 200 ]
+answer=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+  -d "{\"jti\":\"$jti\"}" "$a/admin/revocations")
+check "revoked through a: $answer" grep -q '"shared":true}.* 201$' <<<"$answer"
+refused=no
+started=$(date +%s%N)
+for _ in $(seq 1 100); do
+  status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $revoked" "$b/me")
+  if [ "$status" = 401 ]; then refused=yes; break; fi
+  sleep 0.01
+done
+elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+check "b refuses the token revoked through a ($refused, after ${elapsed_ms} ms)" \
+  [ "$refused" = yes ]
+check "... within a second (${elapsed_ms} ms)" [ "$elapsed_ms" -lt 1000 ]
+status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $reader" "$b/me")
+check "another token of the same user still works (got $status)" [ "$status" = 200 ]
+
+# Failed logins spread over both replicas lock the address out on both.
 for base in "$a" "$b" "$a" "$b" "$a"; do
   curl -s -o /dev/null -H "Authorization: Bearer not.a.token" "$base/me"
 done

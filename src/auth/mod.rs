@@ -81,7 +81,7 @@ pub use jwt::{JwtAuthenticator, JwtAuthenticatorBuilder, JwtKey};
 pub use layer::AuthLayer;
 pub use service::{Auth, ResponseFuture};
 #[cfg(all(feature = "auth-jwt", feature = "redis"))]
-pub use shared_deny::{RedisDenyList, RedisDenyListBuilder};
+pub use shared_deny::{RedisDenyList, RedisDenyListBuilder, RevokeError};
 
 /// A boxed future for authenticators that must wait (for a password hash, a database, a network
 /// call).

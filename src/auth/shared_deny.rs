@@ -89,19 +89,15 @@ impl RedisDenyList {
     }
 
     /// Revokes the token `jti` of `issuer` until `expires_at` (its `exp`): at once on this
-    /// replica, and on the others as soon as they hear of it. An error says the revocation is
-    /// not shared (Redis did not take it; this replica still refuses the token, and the next
-    /// resynchronisation writes it back) or that the mirror is full.
+    /// replica, and on the others as soon as they hear of it.
     pub async fn deny(
         &self,
         issuer: Option<&str>,
         jti: &str,
         expires_at: SystemTime,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<(), RevokeError> {
         if !self.inner.mirror.deny(issuer, jti, expires_at) {
-            return Err(ConfigError::new(
-                "the revocation list is full of unexpired entries",
-            ));
+            return Err(RevokeError::Full);
         }
         let member = member(issuer, jti);
         let score = unix_seconds(expires_at);
@@ -115,11 +111,9 @@ impl RedisDenyList {
         };
         match tokio::time::timeout(Duration::from_secs(2), shared).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(ConfigError::new(format!(
-                "the revocation is not shared: Redis refused it: {error}"
-            ))),
-            Err(_) => Err(ConfigError::new(
-                "the revocation is not shared: Redis did not answer within 2 s",
+            Ok(Err(error)) => Err(RevokeError::NotShared(error.to_string())),
+            Err(_) => Err(RevokeError::NotShared(
+                "Redis did not answer within 2 s".to_owned(),
             )),
         }
     }
@@ -139,6 +133,29 @@ impl RedisDenyList {
         self.inner.resyncs.load(Ordering::Relaxed)
     }
 }
+
+/// Why [`RedisDenyList::deny`] did not fully succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeError {
+    /// The mirror is full of unexpired revocations: nothing was revoked (raise
+    /// [`max_entries`](RedisDenyListBuilder::max_entries)).
+    Full,
+    /// Revoked on this replica only, for now: Redis did not take it (the reason is given). The
+    /// next resynchronisation after Redis answers again writes it back and so shares it.
+    NotShared(String),
+}
+
+impl fmt::Display for RevokeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full => f.write_str("the revocation list is full of unexpired entries"),
+            Self::NotShared(why) => write!(f, "revoked on this replica only, for now: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for RevokeError {}
 
 impl JtiDenyList for RedisDenyList {
     fn is_denied(&self, issuer: Option<&str>, jti: &str) -> bool {
