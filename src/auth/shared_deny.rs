@@ -35,7 +35,7 @@ use crate::error::ConfigError;
 /// use std::time::{Duration, SystemTime};
 /// use portcullis::auth::{JwtAuthenticator, RedisDenyList};
 ///
-/// # async fn run() -> Result<(), portcullis::ConfigError> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let revoked = RedisDenyList::builder("redis://127.0.0.1:6379/")
 ///     .prefix("items-api")
 ///     .build()
