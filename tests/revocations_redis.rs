@@ -200,3 +200,50 @@ async fn an_unreachable_redis_at_start_up_is_an_error() {
     assert!(result.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_revoked_on_one_replica_is_refused_by_the_others() {
+    use portcullis::auth::{ApiKeyAuthenticator, ApiKeyGrant, InMemoryKeyStore};
+
+    let (url, _server) = shared_url();
+    let prefix = unique_prefix();
+    let a = replica(&url, &prefix, Duration::from_secs(60)).await;
+    let b = replica(&url, &prefix, Duration::from_secs(60)).await;
+    // Each replica has its own copy of the keys, as from a config file.
+    let store = InMemoryKeyStore::new();
+    let (ci, other) = (
+        "pcl_ci_key_revoked_in_redis_0123456789abcdef",
+        "pcl_other_key_still_valid_0123456789abcdef",
+    );
+    store.insert(ci, ApiKeyGrant::new("ci", "ci-bot")).unwrap();
+    store
+        .insert(other, ApiKeyGrant::new("other", "svc"))
+        .unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(AuthLayer::required().with(ApiKeyAuthenticator::new(store).deny_list(b.clone())));
+    let status = |key: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = http::Request::get("/")
+                .header("x-api-key", key)
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(request).await.unwrap().status()
+        }
+    };
+    assert_eq!(status(ci).await, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.revoke_api_key("ci").await.unwrap();
+    let started = Instant::now();
+    while status(ci).await != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "never refused on b"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(status(other).await, 200);
+    // A token whose `jti` is the key's id is not revoked by it.
+    assert!(!b.is_denied(Some(ISSUER), "ci"));
+}

@@ -243,6 +243,22 @@ impl fmt::Debug for InMemoryKeyStore {
     }
 }
 
+/// Answers whether an API key has been revoked, by its id. Consulted on every request with a key
+/// the store knows, so it must be fast (an in-memory lookup, such as the mirror of a
+/// `RedisDenyList` that every replica shares).
+pub trait ApiKeyDenyList: Send + Sync + 'static {
+    /// Whether the key with this id is revoked.
+    fn is_revoked(&self, id: &str) -> bool;
+}
+
+/// A shared list: keep one clone to revoke keys at run time, give the other to the
+/// authenticator.
+impl<T: ApiKeyDenyList + ?Sized> ApiKeyDenyList for Arc<T> {
+    fn is_revoked(&self, id: &str) -> bool {
+        (**self).is_revoked(id)
+    }
+}
+
 /// Authenticates API keys from a header (default `X-Api-Key`) or `Authorization: ApiKey <key>`.
 ///
 /// A request carrying the key header twice, or the key header next to an `Authorization` header
@@ -251,6 +267,7 @@ impl fmt::Debug for InMemoryKeyStore {
 pub struct ApiKeyAuthenticator {
     store: Arc<dyn ApiKeyStore>,
     header: HeaderName,
+    deny: Option<Arc<dyn ApiKeyDenyList>>,
 }
 
 impl ApiKeyAuthenticator {
@@ -259,7 +276,16 @@ impl ApiKeyAuthenticator {
         Self {
             store: Arc::new(store),
             header: HeaderName::from_static("x-api-key"),
+            deny: None,
         }
+    }
+
+    /// Refuses keys this list says are revoked, besides those the store no longer holds: for
+    /// revocations that every replica must see (the store is often each replica's own copy).
+    #[must_use]
+    pub fn deny_list(mut self, list: impl ApiKeyDenyList) -> Self {
+        self.deny = Some(Arc::new(list));
+        self
     }
 
     /// Reads keys from this header instead of `X-Api-Key`.
@@ -314,6 +340,19 @@ impl Authenticator for ApiKeyAuthenticator {
             return Authentication::Rejected(rejected());
         }
         match self.store.find(&ApiKeyHash::of(key)) {
+            Some(identity)
+                if self.deny.as_ref().is_some_and(|deny| {
+                    identity.api_key_id().is_some_and(|id| deny.is_revoked(id))
+                }) =>
+            {
+                // Its holder learns it was revoked; the lockout does not count it as a guess.
+                Authentication::Rejected(
+                    Rejection::new(RejectionKind::InvalidCredentials)
+                        .with_reason(Reason::Revoked)
+                        .with_detail("The API key has been revoked.")
+                        .with_challenge(Scheme::ApiKey),
+                )
+            }
             Some(identity) => Authentication::Authenticated(identity),
             None => Authentication::Rejected(rejected()),
         }

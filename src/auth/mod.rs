@@ -70,7 +70,8 @@ use crate::error::{Rejection, Scheme};
 use crate::identity::Identity;
 
 pub use api_key::{
-    ApiKey, ApiKeyAuthenticator, ApiKeyGrant, ApiKeyHash, ApiKeyStore, InMemoryKeyStore,
+    ApiKey, ApiKeyAuthenticator, ApiKeyDenyList, ApiKeyGrant, ApiKeyHash, ApiKeyStore,
+    InMemoryKeyStore,
 };
 #[cfg(feature = "auth-basic")]
 pub use basic::{BasicAuthenticator, BasicAuthenticatorBuilder, BasicUser, hash_password};

@@ -12,11 +12,12 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::ApiKeyDenyList;
 use super::deny::{InMemoryDenyList, JtiDenyList};
 use crate::error::ConfigError;
 
-/// Revoked tokens by `jti`, shared by every replica of a service through Redis (feature
-/// `redis`).
+/// Revoked tokens by `jti`, and revoked API keys by id, shared by every replica of a service
+/// through Redis (feature `redis`).
 ///
 /// Each replica keeps a mirror in memory ([`InMemoryDenyList`], bounded, each entry kept until
 /// its token expires): [`is_denied`](JtiDenyList::is_denied) is a local lookup, never a network
@@ -118,6 +119,12 @@ impl RedisDenyList {
         }
     }
 
+    /// Revokes the API key with this id, for good, on every replica (see
+    /// [`ApiKeyAuthenticator::deny_list`](super::ApiKeyAuthenticator::deny_list)).
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), RevokeError> {
+        self.deny(Some(API_KEYS), id, far_future()).await
+    }
+
     /// Revocations held in this replica's mirror (expired ones until they are pruned).
     pub fn len(&self) -> usize {
         self.inner.mirror.len()
@@ -161,6 +168,21 @@ impl JtiDenyList for RedisDenyList {
     fn is_denied(&self, issuer: Option<&str>, jti: &str) -> bool {
         self.inner.mirror.is_denied(issuer, jti)
     }
+}
+
+impl ApiKeyDenyList for RedisDenyList {
+    fn is_revoked(&self, id: &str) -> bool {
+        self.inner.mirror.is_denied(Some(API_KEYS), id)
+    }
+}
+
+/// The issuer under which revoked API key ids are kept: no token names it (a token that did
+/// would only get itself refused).
+const API_KEYS: &str = "\u{0}portcullis:api-key";
+
+/// API key revocations do not expire: the year 9999, within what a Redis score holds exactly.
+fn far_future() -> SystemTime {
+    from_unix(253_402_300_799)
 }
 
 impl fmt::Debug for RedisDenyList {
