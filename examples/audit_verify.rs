@@ -14,7 +14,8 @@
 //! `--allow-gaps` accepts the loss.
 //! Records that name their replica (`AuditLayerBuilder::replica`) are verified replica by replica,
 //! in any number of files or one merged stream, and each replica's chain is reported on its own
-//! line with its last record: compare it with what that replica last wrote.
+//! line with its last record: compare it with what that replica last wrote. `--replicas=a,b`
+//! names the replicas you run: one without any record (all of them removed) is reported too.
 //! Exit status: 0 when the chain is intact, 1 with the first broken record (file, line, what is
 //! wrong), 2 for usage errors. Compare the printed last record with the `last_seq` the service
 //! logged when it closed the trail: records cut from the end cannot be seen in the log itself.
@@ -31,10 +32,18 @@ fn main() -> ExitCode {
     let mut dev_key = false;
     let mut allow_partial = false;
     let mut allow_gaps = false;
+    let mut expected: Vec<String> = Vec::new();
     let mut files = Vec::new();
     for arg in std::env::args_os().skip(1) {
         match arg.to_str() {
             Some("--dev-key") => dev_key = true,
+            Some(flag) if flag.starts_with("--replicas=") => {
+                expected = flag["--replicas=".len()..]
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
             Some("--allow-partial") => allow_partial = true,
             Some("--allow-gaps") => allow_gaps = true,
             Some(flag) if flag.starts_with("--") => {
@@ -46,7 +55,8 @@ fn main() -> ExitCode {
     }
     if files.is_empty() {
         eprintln!(
-            "usage: audit_verify [--dev-key] [--allow-partial] [--allow-gaps] FILE [FILE...]"
+            "usage: audit_verify [--dev-key] [--allow-partial] [--allow-gaps] [--replicas=a,b] \
+             FILE [FILE...]"
         );
         return ExitCode::from(2);
     }
@@ -83,6 +93,16 @@ fn main() -> ExitCode {
     };
     // Each replica's chain on its own (one, unnamed, for a service that runs alone).
     let mut code = ExitCode::SUCCESS;
+    // A replica whose records are all gone leaves no chain to break: name the ones you run.
+    for replica in &expected {
+        if !summaries
+            .iter()
+            .any(|s| s.replica.as_ref() == Some(replica))
+        {
+            println!("BROKEN: replica {replica}: no record at all");
+            code = ExitCode::FAILURE;
+        }
+    }
     for summary in &summaries {
         let whose = summary
             .replica

@@ -411,7 +411,8 @@ fn serve() -> ExitCode {
         };
         if let Some(url) = &redis.url {
             println!(
-                "per-client limits and lockouts shared through Redis at {url} (prefix {:?})",
+                "per-client limits and lockouts shared through Redis at {} (prefix {:?})",
+                without_password(url),
                 redis.prefix
             );
         }
@@ -605,7 +606,7 @@ impl RedisSettings {
             backend
                 .ping(Duration::from_secs(2))
                 .await
-                .map_err(|error| format!("REDIS_URL: {url}: {error}"))?;
+                .map_err(|error| format!("REDIS_URL: {}: {error}", without_password(url)))?;
             let policy = match self.on_failure.as_str() {
                 "open" => RedisFailure::FailOpen,
                 "closed" => RedisFailure::FailClosed,
@@ -622,6 +623,18 @@ impl RedisSettings {
             )
         }
     }
+}
+
+/// A Redis URL as it may be shown: without the user name and password it may carry (on
+/// standard output, which is also the audit stream, and in error messages).
+fn without_password(url: &str) -> String {
+    url.split(',')
+        .map(|node| match (node.split_once("://"), node.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &node[at + 1..]),
+            _ => node.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Revoked tokens: in this process, or shared through Redis by every demo process.
@@ -686,7 +699,7 @@ impl RedisSettings {
                 .build()
                 .await
                 .map(Revocations::Shared)
-                .map_err(|error| format!("REDIS_URL: {url}: {error}"))
+                .map_err(|error| format!("REDIS_URL: {}: {error}", without_password(url)))
         }
         #[cfg(not(feature = "redis"))]
         {
@@ -718,7 +731,7 @@ async fn revoke(
     // Never longer than a week: the list is bounded, and no token lives that long here.
     let until = revocation
         .expires_at
-        .map(|at| UNIX_EPOCH + Duration::from_secs(at))
+        .and_then(|at| UNIX_EPOCH.checked_add(Duration::from_secs(at)))
         .unwrap_or(now + DEV_TOKEN_LIFETIME)
         .min(now + Duration::from_secs(7 * 24 * 3600));
     let issuer = revocation.iss.as_deref().unwrap_or(&trusted_issuer);

@@ -38,7 +38,7 @@ for name in a b; do
   port=$(free_port)
   ports+=("$port")
   BIND_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$redis_port/" REDIS_PREFIX="$prefix" \
-    RATE_LIMIT_PER_SECOND=1 RATE_LIMIT_BURST=30 AUDIT_LOG_FILE="$dir/$name.jsonl" \
+    RATE_LIMIT_PER_SECOND=1 RATE_LIMIT_BURST=50 AUDIT_LOG_FILE="$dir/$name.jsonl" \
     AUDIT_REPLICA_ID="$name" RUST_LOG=warn \
     "$bin" >"$dir/$name.out" 2>"$dir/$name.err" &
   demo_pids+=($!)
@@ -93,25 +93,34 @@ for base in "$a" "$b" "$a" "$b" "$a"; do
   curl -s -o /dev/null -H "Authorization: Bearer not.a.token" "$base/me"
 done
 for base in "$a" "$b"; do
-  status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $reader" "$base/me")
-  check "a valid token from the locked-out address is refused by $base (got $status)" [ "$status" = 429 ]
+  answer=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $reader" "$base/me")
+  # The lockout's 429, not the rate limit's: its reason is in the body.
+  check "a valid token from the locked-out address is refused by $base: $answer" \
+    grep -q '"reason":"locked_out".* 429$' <<<"$answer"
 done
 
-# The RateLimit headers agree: one budget counted down by both.
-ra=$(remaining "$a"); rb=$(remaining "$b")
+# The RateLimit headers agree: one budget counted down by both (tried three times: the refill of
+# one a second may land between the two requests).
+for _ in 1 2 3; do
+  ra=$(remaining "$a"); rb=$(remaining "$b")
+  one_budget "$ra" "$rb" && break
+done
 check "the replicas count one budget ($ra then $rb)" one_budget "$ra" "$rb"
+[ "$rb" = none ] && rb=0
 
-# A burst spread evenly over both replicas is held to the one shared quota (30, refilled at one
-# a second while the burst runs).
+# A burst spread evenly over both replicas is held to the one shared quota (refilled at one a
+# second while the burst runs).
 allowed=0
-for i in $(seq 1 40); do
+burst_started=$(date +%s)
+for i in $(seq 1 70); do
   base=$a; [ $((i % 2)) = 0 ] && base=$b
   status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$base/health")
   [ "$status" = 200 ] && allowed=$((allowed + 1))
 done
-# Two budgets of 30 would have let all 40 through.
-check "a burst over both replicas got $allowed answers, the shared quota allows $((rb - 1)) to $((rb + 2))" \
-  between "$allowed" $((rb - 1)) $((rb + 2))
+# Two budgets of 50 would have let all 70 through.
+burst_seconds=$(($(date +%s) - burst_started + 1))
+check "a burst over both replicas got $allowed answers; the shared quota allows $((rb - 1)) to $((rb + 1 + burst_seconds))" \
+  between "$allowed" $((rb - 1)) $((rb + 1 + burst_seconds))
 
 # Redis stops: each replica follows the configured policy (local limits), nothing hangs.
 kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
@@ -123,7 +132,8 @@ for base in "$a" "$b"; do
   done
 done
 outages=$(cat "$dir/a.err" "$dir/b.err" | grep -c "the failure policy applies" || true)
-check "each replica logged the outage once ($outages lines)" [ "$outages" = 2 ]
+# Once per replica, not per request (a slow answer before the stop may add one outage each).
+check "each replica logged the outage once, not per request ($outages lines)" between "$outages" 2 4
 
 # Redis comes back (empty): the shared budget is used again.
 start_redis
@@ -138,12 +148,13 @@ check "after Redis returns the replicas share one budget again" [ "$shared" = ye
 # Both audit trails verify once the processes have flushed them.
 for pid in "${demo_pids[@]}"; do kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; done
 demo_pids=()
+verifies() { "$verify" --dev-key "$@" >/dev/null; }
 for name in a b; do
-  check "replica $name's audit trail verifies" "$verify" --dev-key "$dir/$name.jsonl" >/dev/null
+  check "replica $name's audit trail verifies" verifies "$dir/$name.jsonl"
 done
 # A collector's merged stream of both (lines interleaved): verified replica by replica.
 paste -d '\n' "$dir/a.jsonl" "$dir/b.jsonl" | grep -v '^$' >"$dir/merged.jsonl"
-report=$("$verify" --dev-key "$dir/merged.jsonl" || true)
+report=$("$verify" --dev-key --replicas=a,b "$dir/merged.jsonl" || true)
 check "the merged stream verifies replica by replica: $report" \
   grep -q "^ok: replica a: .*" <<<"$report"
 check "... replica b too" grep -q "^ok: replica b: .*" <<<"$report"
@@ -161,5 +172,11 @@ check "an unreachable Redis stops start-up with a message (exit $code: $out)" \
   grep -q "REDIS_URL: redis://127.0.0.1:$closed/" <<<"$out"
 check "and the exit code says configuration (2), got $code" [ "$code" = 2 ]
 
-echo "replicas smoke: $passed passed, $failures failed (burst: $allowed of 40 answered)"
+# Every record of one replica removed: named as missing when the replicas are listed.
+grep -v '"replica":"b"' "$dir/merged.jsonl" >"$dir/only-a.jsonl"
+report=$("$verify" --dev-key --replicas=a,b "$dir/only-a.jsonl" || true)
+check "a replica without any record is reported: $report" \
+  grep -q "replica b: no record at all" <<<"$report"
+
+echo "replicas smoke: $passed passed, $failures failed (burst: $allowed of 70 answered)"
 [ "$failures" = 0 ]

@@ -348,7 +348,10 @@ pub fn verify_files<P: AsRef<Path>>(
 /// files of each replica, or one collector's merged stream): each replica's records must form
 /// an unbroken chain in the order read. One summary per replica, sorted by replica id; compare
 /// each one's `last_seq` with what that replica last wrote, since records cut from the end of a
-/// chain cannot be seen in the log.
+/// chain cannot be seen in the log, and check that every replica you run has a summary: a
+/// replica whose records were all removed leaves no chain to break. A replica that restarts
+/// with its id but without its file (records on standard output only) starts again at 1, which
+/// reads as a break; so does renaming a replica, whose old chain then ends unchecked.
 pub fn verify_replicas<P: AsRef<Path>>(
     key: &AuditKey,
     paths: &[P],

@@ -5,6 +5,9 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+/// How long a revocation outlives its token: longer than the leeway any verifier allows.
+pub(crate) const MARGIN: Duration = Duration::from_secs(300);
+
 /// Answers whether a token id has been revoked. Consulted on every request, verified-token cache
 /// hits included, so it must be fast (an in-memory lookup, a local Redis set, ...).
 pub trait JtiDenyList: Send + Sync + 'static {
@@ -20,8 +23,8 @@ impl<T: JtiDenyList + ?Sized> JtiDenyList for Arc<T> {
 }
 
 /// An in-memory [`JtiDenyList`] with bounded memory: each entry is kept until the token's own
-/// `exp` (after which the token is refused anyway), and at most `max_entries` live entries are
-/// kept.
+/// `exp` and five minutes more (after which the token is refused anyway, leeway included), and
+/// at most `max_entries` live entries are kept.
 pub struct InMemoryDenyList {
     // By `jti`, then issuer: a lookup borrows the request's strings instead of allocating, and
     // readers (every request) do not block each other.
@@ -49,12 +52,14 @@ impl InMemoryDenyList {
         }
     }
 
-    /// Revokes the token `jti` of `issuer` until `expires_at` (the token's `exp`). Returns
+    /// Revokes the token `jti` of `issuer` until `expires_at` (the token's `exp`) and five
+    /// minutes more, past the leeway a verifier allows an expired token. Returns
     /// `false`, adding nothing, when the list is full of unexpired entries: refuse the operation
     /// upstream (or remove the signing key) rather than silently forget a revocation. A full list
     /// is swept for expired entries at most once a second, so revoking stays O(1) however full.
     #[must_use]
     pub fn deny(&self, issuer: Option<&str>, jti: &str, expires_at: SystemTime) -> bool {
+        let expires_at = expires_at.checked_add(MARGIN).unwrap_or(expires_at);
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         let entries = &mut *entries;
         let known = entries
@@ -98,18 +103,6 @@ impl InMemoryDenyList {
     /// Whether the list holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// How many revocations have not expired.
-    #[cfg(feature = "redis")]
-    pub(crate) fn unexpired_count(&self) -> usize {
-        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        let now = SystemTime::now();
-        entries
-            .by_jti
-            .values()
-            .map(|issuers| issuers.iter().filter(|(_, until)| *until > now).count())
-            .sum()
     }
 
     /// The unexpired revocations: issuer, `jti`, expiry.
@@ -158,7 +151,7 @@ mod tests {
     fn the_count_follows_additions_replacements_and_sweeps() {
         let list = InMemoryDenyList::new(3);
         let later = SystemTime::now() + Duration::from_secs(60);
-        let past = SystemTime::now() - Duration::from_secs(1);
+        let past = SystemTime::now() - Duration::from_secs(600);
         assert!(list.deny(Some("i"), "a", past));
         assert!(list.deny(Some("j"), "a", later));
         assert!(list.deny(Some("j"), "a", later)); // the same revocation again: replaced

@@ -5,32 +5,37 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
+use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::ApiKeyDenyList;
-use super::deny::{InMemoryDenyList, JtiDenyList};
+use super::deny::{InMemoryDenyList, JtiDenyList, MARGIN};
 use crate::error::ConfigError;
 
 /// Revoked tokens by `jti`, and revoked API keys by id, shared by every replica of a service
 /// through Redis (feature `redis`).
 ///
 /// Each replica keeps a mirror in memory ([`InMemoryDenyList`], bounded, each entry kept until
-/// its token expires): [`is_denied`](JtiDenyList::is_denied) is a local lookup, never a network
-/// round trip. [`deny`](Self::deny) on any replica adds the revocation to the mirror at once,
-/// stores it in a Redis sorted set (scored by the token's expiry, so Redis drops it when the
-/// token could not be used anyway) and announces it on a channel; every replica subscribed to
-/// the channel adds it within the time a message takes. A lost message, a replica that was
-/// restarting, or a Redis that lost its data are repaired by a full resynchronisation every
-/// [`resync_interval`](RedisDenyListBuilder::resync_interval) (default 10 s) and after every
-/// reconnection, which compares the number of current revocations in Redis with the mirror's
-/// (reading them all only when they differ) and writes back what the mirror holds and Redis
-/// lost. A full mirror is logged as an error: revoked tokens beyond `max_entries` are not
-/// refused on that replica.
+/// its token expires, plus five minutes of leeway): [`is_denied`](JtiDenyList::is_denied) is a
+/// local lookup, never a network round trip. [`deny`](Self::deny) on any replica adds the
+/// revocation to the mirror at once and, in one Redis script, stores it in a sorted set
+/// (scored by the token's expiry, so Redis drops it when the token could not be used anyway),
+/// counts it (a version number) and announces it with that version; every replica subscribed
+/// to the announcements adds it within the time a message takes.
+///
+/// Every [`resync_interval`](RedisDenyListBuilder::resync_interval) (default 10 s) and after
+/// every reconnection a replica compares the version in Redis with the last one it has: equal,
+/// it is in step (one `GET`); a version it skipped (a lost announcement, a replica that was
+/// away) makes it read every current revocation; a version lower than its own (Redis restarted
+/// without its data) makes it write back every revocation it knows first. Revocations Redis did
+/// not take ([`RevokeError::NotShared`]) are retried at every resynchronisation. A full mirror
+/// is logged as an error: revocations beyond `max_entries` are not refused on that replica.
+/// Redis itself is trusted: whoever can write to it can add or remove revocations.
 ///
 /// ```no_run
 /// use std::time::{Duration, SystemTime};
@@ -62,9 +67,14 @@ struct Inner {
     connection: ConnectionManager,
     /// The sorted set of revocations: member `[iss, jti]` as JSON, score the expiry (Unix s).
     key: String,
-    /// Where new revocations are announced (the same member, then a space and the expiry).
+    /// Counts the revocations ever added: every replica knows from it whether it missed one.
+    version_key: String,
+    /// Where new revocations are announced: `<version> <score> <member>`.
     channel: String,
     resync_interval: Duration,
+    /// Revocations Redis did not take yet: (member, score).
+    pending: Mutex<Vec<(String, u64)>>,
+    add: Script,
     /// Full resynchronisations done (for monitoring and tests).
     resyncs: AtomicU64,
 }
@@ -89,8 +99,9 @@ impl RedisDenyList {
         }
     }
 
-    /// Revokes the token `jti` of `issuer` until `expires_at` (its `exp`): at once on this
-    /// replica, and on the others as soon as they hear of it.
+    /// Revokes the token `jti` of `issuer` until `expires_at` (its `exp`; the revocation is kept
+    /// five minutes longer, past any leeway a verifier allows): at once on this replica, and on
+    /// the others as soon as they hear of it.
     pub async fn deny(
         &self,
         issuer: Option<&str>,
@@ -100,22 +111,18 @@ impl RedisDenyList {
         if !self.inner.mirror.deny(issuer, jti, expires_at) {
             return Err(RevokeError::Full);
         }
-        let member = member(issuer, jti);
-        let score = unix_seconds(expires_at);
-        let mut connection = self.inner.connection.clone();
-        let shared = async {
-            let _: () = connection.zadd(&self.inner.key, &member, score).await?;
-            let _: () = connection
-                .publish(&self.inner.channel, format!("{member} {score}"))
-                .await?;
-            Ok::<_, redis::RedisError>(())
-        };
-        match tokio::time::timeout(Duration::from_secs(2), shared).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(RevokeError::NotShared(error.to_string())),
-            Err(_) => Err(RevokeError::NotShared(
-                "Redis did not answer within 2 s".to_owned(),
-            )),
+        let entry = (member(issuer, jti), score(expires_at));
+        match self.inner.share(&entry).await {
+            Ok(()) => Ok(()),
+            Err(why) => {
+                // Retried by every resynchronisation until Redis takes it.
+                self.inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(entry);
+                Err(RevokeError::NotShared(why))
+            }
         }
     }
 
@@ -148,8 +155,8 @@ pub enum RevokeError {
     /// The mirror is full of unexpired revocations: nothing was revoked (raise
     /// [`max_entries`](RedisDenyListBuilder::max_entries)).
     Full,
-    /// Revoked on this replica only, for now: Redis did not take it (the reason is given). The
-    /// next resynchronisation after Redis answers again writes it back and so shares it.
+    /// Revoked on this replica only, for now: Redis did not take it (the reason is given). Every
+    /// resynchronisation tries again until Redis takes it, and so shares it.
     NotShared(String),
 }
 
@@ -180,9 +187,9 @@ impl ApiKeyDenyList for RedisDenyList {
 /// would only get itself refused).
 const API_KEYS: &str = "\u{0}portcullis:api-key";
 
-/// API key revocations do not expire: the year 9999, within what a Redis score holds exactly.
+/// API key revocations do not expire: the year 9999 (less the margin every revocation gets).
 fn far_future() -> SystemTime {
-    from_unix(253_402_300_799)
+    from_unix(MAX_SCORE - MARGIN.as_secs())
 }
 
 impl fmt::Debug for RedisDenyList {
@@ -234,15 +241,19 @@ impl RedisDenyListBuilder {
             client,
             connection,
             key: format!("{}:revoked-jti", self.prefix),
+            version_key: format!("{}:revoked-jti:version", self.prefix),
             channel: format!("{}:revoked-jti:announced", self.prefix),
             resync_interval: self.resync_interval,
+            pending: Mutex::new(Vec::new()),
+            add: Script::new(ADD),
             resyncs: AtomicU64::new(0),
         });
+        let mut sync = Sync::default();
         inner
-            .resync()
+            .resync(&mut sync)
             .await
             .map_err(|error| ConfigError::new(format!("cannot load the revocations: {error}")))?;
-        tokio::spawn(keep_current(Arc::downgrade(&inner)));
+        tokio::spawn(keep_current(Arc::downgrade(&inner), sync));
         Ok(RedisDenyList { inner })
     }
 }
@@ -256,29 +267,107 @@ impl fmt::Debug for RedisDenyListBuilder {
     }
 }
 
-/// Entries read from Redis per call of a resynchronisation.
-const PAGE: isize = 10_000;
+/// Entries read from Redis per call of a resynchronisation, and written back per round trip.
+const PAGE: usize = 10_000;
+/// Longest member read from Redis or an announcement; longer ones are not revocations this list
+/// wrote.
+const MAX_MEMBER: usize = 4096;
+/// The largest score kept (the year 9999): Redis scores are doubles, exact up to 2^53.
+const MAX_SCORE: u64 = 253_402_300_799;
+
+/// Adds a revocation, counts it and announces it, in one step, so that the announcements carry
+/// consecutive versions in the order the set changed.
+const ADD: &str = r"
+local version = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PUBLISH', ARGV[3], version .. ' ' .. ARGV[2] .. ' ' .. ARGV[1])
+return version
+";
+
+/// What the keeping task knows of Redis.
+#[derive(Default)]
+struct Sync {
+    /// Every revocation up to this version is in the mirror.
+    version: u64,
+    /// An announcement was missed (its version skipped): read everything at the next chance.
+    behind: bool,
+}
 
 impl Inner {
-    /// Drops expired revocations from Redis, adds every current one to the mirror, and writes
-    /// back what the mirror holds and Redis lost (a restart without persistence).
-    async fn resync(&self) -> Result<(), redis::RedisError> {
+    /// Stores, counts and announces one revocation.
+    async fn share(&self, (member, score): &(String, u64)) -> Result<(), String> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.add.key(&self.key);
+        invocation
+            .key(&self.version_key)
+            .arg(member)
+            .arg(*score)
+            .arg(&self.channel);
+        let shared = invocation.invoke_async::<u64>(&mut connection);
+        match tokio::time::timeout(Duration::from_secs(2), shared).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("Redis did not answer within 2 s".to_owned()),
+        }
+    }
+
+    /// Brings the mirror and Redis in step: retries what Redis did not take, writes back what
+    /// it lost (a restart without persistence shows as a version lower than the mirror's), and
+    /// reads every current revocation when an announcement was missed. In step, it costs one
+    /// `GET` (and the pruning of expired entries).
+    async fn resync(&self, sync: &mut Sync) -> Result<(), redis::RedisError> {
+        let pending =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        for (index, entry) in pending.iter().enumerate() {
+            if self.share(entry).await.is_err() {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(pending[index..].iter().cloned());
+                break;
+            }
+        }
         let mut connection = self.connection.clone();
         let now = unix_seconds(SystemTime::now());
         let _: () = connection
             .zrembyscore(&self.key, "-inf", now.saturating_sub(1))
             .await?;
-        let in_redis: usize = connection.zcount(&self.key, now, "+inf").await?;
-        if in_redis == self.mirror.unexpired_count() && self.resyncs.load(Ordering::Relaxed) > 0 {
-            // As many as the mirror holds: in step (compared by number, not read in full).
+        let version: Option<u64> = connection.get(&self.version_key).await?;
+        let version = version.unwrap_or(0);
+        if version < sync.version {
+            // Redis lost what it held: write back every revocation this replica knows.
+            let held = self.mirror.unexpired();
+            for chunk in held.chunks(PAGE) {
+                let mut pipe = redis::pipe();
+                for (issuer, jti, until) in chunk {
+                    // The mirror's expiry already has its margin.
+                    pipe.zadd(
+                        &self.key,
+                        member(issuer.as_deref(), jti),
+                        unix_seconds(*until),
+                    )
+                    .ignore();
+                }
+                let _: () = pipe.query_async(&mut connection).await?;
+            }
+            tracing::warn!(
+                target: "portcullis::auth",
+                revocations = held.len(),
+                "Redis lost the revocations; written back"
+            );
+            sync.behind = true;
+        }
+        if version == sync.version && !sync.behind && self.resyncs.load(Ordering::Relaxed) > 0 {
             self.resyncs.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
+        // Everything up to `version` is in the set now: read it all.
+        let version: Option<u64> = connection.get(&self.version_key).await?;
+        let version = version.unwrap_or(0);
         let mut offset = 0;
-        let mut seen = 0usize;
         let mut refused = 0usize;
         loop {
-            let page: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            let page: Vec<(String, f64)> = redis::cmd("ZRANGE")
                 .arg(&self.key)
                 .arg(now)
                 .arg("+inf")
@@ -289,17 +378,14 @@ impl Inner {
                 .arg("WITHSCORES")
                 .query_async(&mut connection)
                 .await?;
-            for (member, expiry) in &page {
-                if let Some((issuer, jti)) = parse_member(member)
-                    && !self
-                        .mirror
-                        .deny(issuer.as_deref(), &jti, from_unix(*expiry))
+            for (member, score) in &page {
+                if let Some((issuer, jti, until)) = read_entry(member, *score)
+                    && !self.mirror.deny(issuer.as_deref(), &jti, until)
                 {
                     refused += 1;
                 }
             }
-            seen += page.len();
-            if page.len() < PAGE as usize {
+            if page.len() < PAGE {
                 break;
             }
             offset += PAGE;
@@ -312,32 +398,33 @@ impl Inner {
                  raise max_entries"
             );
         }
-        let held = self.mirror.unexpired();
-        if held.len() > seen {
-            // Redis lost revocations this replica still knows: write them back.
-            for (issuer, jti, expiry) in held {
-                let _: () = connection
-                    .zadd(
-                        &self.key,
-                        member(issuer.as_deref(), &jti),
-                        unix_seconds(expiry),
-                    )
-                    .await?;
-            }
-        }
+        sync.version = version;
+        sync.behind = false;
         self.resyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    fn apply(&self, message: &str) {
-        let Some((member, expiry)) = message.rsplit_once(' ') else {
+    /// One announcement: `<version> <score> <member>`.
+    fn apply(&self, message: &str, sync: &mut Sync) {
+        let mut parts = message.splitn(3, ' ');
+        let (Some(Ok(version)), Some(Ok(score)), Some(member)) = (
+            parts.next().map(str::parse::<u64>),
+            parts.next().map(str::parse::<f64>),
+            parts.next(),
+        ) else {
             return;
         };
-        let (Some((issuer, jti)), Ok(expiry)) = (parse_member(member), expiry.parse::<u64>())
-        else {
+        if version <= sync.version {
+            return; // read already
+        }
+        if version > sync.version + 1 {
+            sync.behind = true;
+        }
+        sync.version = version;
+        let Some((issuer, jti, until)) = read_entry(member, score) else {
             return;
         };
-        if !self.mirror.deny(issuer.as_deref(), &jti, from_unix(expiry)) {
+        if !self.mirror.deny(issuer.as_deref(), &jti, until) {
             tracing::error!(
                 target: "portcullis::auth",
                 "the revocation mirror is full: a revoked token is not refused here; raise \
@@ -347,9 +434,27 @@ impl Inner {
     }
 }
 
+/// A revocation as Redis holds it, back as the mirror's (without the margin the score carries,
+/// which the mirror adds itself); `None` for what this list did not write.
+fn read_entry(member: &str, score: f64) -> Option<(Option<String>, String, SystemTime)> {
+    if member.len() > MAX_MEMBER || !score.is_finite() || score < 0.0 {
+        return None;
+    }
+    let (issuer, jti) = parse_member(member)?;
+    // Saturating float-to-integer conversion, then bounded.
+    let seconds = (score as u64).min(MAX_SCORE);
+    let until = from_unix(seconds).checked_sub(MARGIN).unwrap_or(UNIX_EPOCH);
+    Some((issuer, jti, until))
+}
+
+/// The score of a revocation: its expiry with the margin, in Unix seconds, bounded.
+fn score(expires_at: SystemTime) -> u64 {
+    unix_seconds(expires_at.checked_add(MARGIN).unwrap_or(expires_at)).min(MAX_SCORE)
+}
+
 /// Listens for announcements and resynchronises periodically and after every reconnection,
 /// until the list is dropped.
-async fn keep_current(list: Weak<Inner>) {
+async fn keep_current(list: Weak<Inner>, mut sync: Sync) {
     loop {
         let Some(inner) = list.upgrade() else { return };
         let (client, channel, interval) = (
@@ -366,10 +471,6 @@ async fn keep_current(list: Weak<Inner>) {
         let mut pubsub = match tokio::time::timeout(Duration::from_secs(3), subscribed).await {
             Ok(Ok(pubsub)) => pubsub,
             _ => {
-                tracing::warn!(
-                    target: "portcullis::auth",
-                    "cannot subscribe to revocations in Redis; retrying"
-                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -377,12 +478,14 @@ async fn keep_current(list: Weak<Inner>) {
         // Whatever was announced while not subscribed.
         match list.upgrade() {
             Some(inner) => {
-                let _ = inner.resync().await;
+                sync.behind = true;
+                let _ = inner.resync(&mut sync).await;
             }
             None => return,
         }
         let mut messages = pubsub.on_message();
         let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             tokio::select! {
@@ -390,13 +493,13 @@ async fn keep_current(list: Weak<Inner>) {
                     let Some(message) = message else { break };
                     let Some(inner) = list.upgrade() else { return };
                     if let Ok(text) = message.get_payload::<String>() {
-                        inner.apply(&text);
+                        inner.apply(&text, &mut sync);
                     }
                 }
                 _ = ticker.tick() => {
                     let Some(inner) = list.upgrade() else { return };
-                    if let Err(error) = inner.resync().await {
-                        tracing::warn!(
+                    if let Err(error) = inner.resync(&mut sync).await {
+                        tracing::debug!(
                             target: "portcullis::auth",
                             %error,
                             "cannot resynchronise revocations with Redis"
@@ -424,5 +527,7 @@ fn unix_seconds(time: SystemTime) -> u64 {
 }
 
 fn from_unix(seconds: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(seconds)
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds.min(MAX_SCORE)))
+        .unwrap_or(UNIX_EPOCH)
 }

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
@@ -77,7 +77,8 @@ pub enum RedisFailure {
 /// Lua scripts are sent by SHA (`EVALSHA`) and loaded again when the server answers `NOSCRIPT`
 /// (after a restart or `SCRIPT FLUSH`). Every call has a deadline (default 50 ms); past it the
 /// [`RedisFailure`] policy decides. An outage is logged once when it starts (a warning naming
-/// the policy) and once when Redis answers again, not once per request.
+/// the policy) and once when Redis answers again, not once per request; a flapping Redis logs
+/// at most one outage every ten seconds.
 ///
 /// ```no_run
 /// use portcullis::rate_limit::{KeyBy, Quota, RateLimitLayer, RedisBackend, RedisFailure};
@@ -101,8 +102,12 @@ pub struct RedisBackend {
     prefix: Arc<str>,
     timeout: Duration,
     on_failure: RedisFailure,
-    /// Redis is failing now: its failure was logged, its recovery will be.
+    /// Redis is failing now.
     failing: Arc<AtomicBool>,
+    /// When (Unix seconds) an outage was last logged, and whether the current one was: a
+    /// flapping Redis logs at most one outage (and its end) every ten seconds.
+    outage_logged_at: Arc<AtomicU64>,
+    outage_logged: Arc<AtomicBool>,
 }
 
 impl RedisBackend {
@@ -152,6 +157,8 @@ impl RedisBackend {
             timeout: Duration::from_millis(50),
             on_failure: RedisFailure::default(),
             failing: Arc::new(AtomicBool::new(false)),
+            outage_logged_at: Arc::new(AtomicU64::new(0)),
+            outage_logged: Arc::new(AtomicBool::new(false)),
         };
         backend.warm_up().await;
         backend
@@ -225,7 +232,20 @@ impl RedisBackend {
 
     /// Logs the start of an outage, once (the recovery is logged by [`answered`](Self::answered)).
     fn warn(&self, what: &str, error: &dyn fmt::Display) {
-        if !self.failing.swap(true, Ordering::Relaxed) {
+        if self.failing.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.outage_logged_at.load(Ordering::Relaxed);
+        let logged = now.saturating_sub(last) >= 10
+            && self
+                .outage_logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        self.outage_logged.store(logged, Ordering::Relaxed);
+        if logged {
             tracing::warn!(
                 target: "portcullis::rate_limit",
                 policy = ?self.on_failure,
@@ -237,7 +257,10 @@ impl RedisBackend {
 
     /// Redis answered: logs the end of an outage, once.
     fn answered(&self) {
-        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::Relaxed) {
+        if self.failing.load(Ordering::Relaxed)
+            && self.failing.swap(false, Ordering::Relaxed)
+            && self.outage_logged.swap(false, Ordering::Relaxed)
+        {
             tracing::info!(target: "portcullis::rate_limit", "Redis answers again");
         }
     }
