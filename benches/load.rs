@@ -144,7 +144,8 @@ fn main() {
         &audit_dir.join("unused.jsonl"),
         false,
     );
-    let variants: Vec<(&str, Router, Option<String>)> = vec![
+    #[allow(unused_mut)]
+    let mut variants: Vec<(&str, Router, Option<String>)> = vec![
         ("bare axum", handler_router(), None),
         (
             "portcullis AuthLayer ES256, cached",
@@ -194,6 +195,36 @@ fn main() {
             es256.clone(),
         ),
     ];
+    // Issue 20: a per-IP limit in memory against the same limit in Redis (with the `redis`
+    // feature and REDIS_URL set), over the same HTTP path. Appended: the indexes above are used
+    // below.
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        use portcullis::RateLimitLayer;
+        use portcullis::rate_limit::{KeyBy, Quota, RedisBackend};
+        let generous = Quota::per_second(1_000_000).burst(1_000_000);
+        let redis = server_runtime
+            .block_on(RedisBackend::connect(&url))
+            .unwrap()
+            .prefix(&format!("load-{}", std::process::id()));
+        let local = RateLimitLayer::builder(KeyBy::ClientIp, generous)
+            .build()
+            .unwrap();
+        let shared = RateLimitLayer::builder(KeyBy::ClientIp, generous)
+            .redis(redis)
+            .build()
+            .unwrap();
+        variants.push((
+            "per-IP limit, in memory",
+            handler_router().layer(local),
+            None,
+        ));
+        variants.push((
+            "per-IP limit, in Redis",
+            handler_router().layer(shared),
+            None,
+        ));
+    }
     let mut addresses = Vec::new();
     for (_, router, _) in &variants {
         // Connect info: the per-IP limits (portcullis's and tower_governor's) key by the peer.
