@@ -847,16 +847,23 @@ async fn alerts_reach_the_sinks_and_the_callback() {
 
 /// One file sink run: `n` requests, then shutdown.
 async fn run_file(path: &std::path::Path, n: usize) {
-    let audit = AuditLayer::builder(key())
+    run_replica_file(path, n, None).await;
+}
+
+/// One file sink run of a replica with this id (if any): `n` requests, then shutdown.
+async fn run_replica_file(path: &std::path::Path, n: usize, replica: Option<&str>) {
+    let mut builder = AuditLayer::builder(key())
         .sink(
             JsonLinesFile::builder(path)
                 .max_bytes(1 << 20)
                 .open()
                 .unwrap(),
         )
-        .alerts(AlertRules::none())
-        .build()
-        .unwrap();
+        .alerts(AlertRules::none());
+    if let Some(replica) = replica {
+        builder = builder.replica(replica);
+    }
+    let audit = builder.build().unwrap();
     let handle = audit.handle();
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
@@ -1254,20 +1261,7 @@ async fn the_records_of_several_replicas_verify_replica_by_replica() {
     let mut files = Vec::new();
     for (replica, requests) in [("a", 5), ("b", 7)] {
         let path = dir.join(format!("{replica}.jsonl"));
-        let audit = AuditLayer::builder(key())
-            .sink(JsonLinesFile::builder(&path).open().unwrap())
-            .alerts(AlertRules::none())
-            .replica(replica)
-            .build()
-            .unwrap();
-        let handle = audit.handle();
-        let app = Router::new()
-            .route("/", get(|| async { "ok" }))
-            .layer(audit);
-        for _ in 0..requests {
-            call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
-        }
-        handle.shutdown().await;
+        run_replica_file(&path, requests, Some(replica)).await;
         files.push(path);
     }
     let lines = |path: &PathBuf| -> Vec<String> {

@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use common::redis_server::{RedisServer, redis_server_binary};
+use common::redis_server::RedisServer;
 use common::*;
 use http::Request;
 use portcullis::AuthLayer;
@@ -433,37 +433,12 @@ impl RedisCluster {
                 .local_addr()
                 .unwrap()
                 .port();
-            let child = Command::new(redis_server_binary())
-                .current_dir(&dir)
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server");
-            nodes.push(RedisServer {
-                child: Some(child),
+            let config = format!("nodes-{port}.conf");
+            nodes.push(RedisServer::start_with(
                 port,
-            });
-        }
-        for node in &nodes {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect(("127.0.0.1", node.port)).is_err() {
-                assert!(Instant::now() < deadline, "cluster node did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+                &dir,
+                &["--cluster-enabled", "yes", "--cluster-config-file", &config],
+            ));
         }
         let addresses: Vec<String> = nodes
             .iter()

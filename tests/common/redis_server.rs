@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 /// A redis-server of our own, killed on drop.
 pub struct RedisServer {
-    pub child: Option<Child>,
+    child: Option<Child>,
     pub port: u16,
 }
 
@@ -16,7 +16,13 @@ pub fn redis_server_binary() -> String {
 
 impl RedisServer {
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &std::env::temp_dir(), &[])
+    }
+
+    /// A server on `port`, run in `dir`, with these arguments besides the usual ones.
+    pub fn start_with(port: u16, dir: &std::path::Path, extra: &[&str]) -> Self {
         let child = Command::new(redis_server_binary())
+            .current_dir(dir)
             .args([
                 "--port",
                 &port.to_string(),
@@ -27,6 +33,7 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
