@@ -14,8 +14,12 @@ dir=$(mktemp -d)
 redis_port=$(free_port)
 redis_pid=
 demo_pids=()
+cluster_pids=()
+cluster_demos=()
 cleanup() {
-  for pid in "${demo_pids[@]}" $redis_pid; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${demo_pids[@]}" "${cluster_demos[@]}" "${cluster_pids[@]}" $redis_pid; do
+    kill "$pid" 2>/dev/null || true
+  done
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -163,6 +167,57 @@ grep -v '"seq":3,"replica":"b"' "$dir/merged.jsonl" >"$dir/cut.jsonl"
 report=$("$verify" --dev-key "$dir/cut.jsonl" || true)
 check "a record cut from b's chain is reported with its replica: $report" \
   grep -q "replica b: expected record 3, found 4" <<<"$report"
+
+# Once more against a real three-node Redis Cluster: the demos take its nodes as a seed list,
+# and the per-client budget and the lockout are shared as on one node (every key of a client
+# sits in one hash slot).
+cluster_ports=()
+for _ in 1 2 3; do
+  port=$(free_port)
+  cluster_ports+=("$port")
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    --cluster-enabled yes --cluster-config-file "nodes-$port.conf" >/dev/null 2>&1 &
+  cluster_pids+=($!)
+done
+for port in "${cluster_ports[@]}"; do
+  for _ in $(seq 1 100); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+done
+redis-cli --cluster create $(printf '127.0.0.1:%s ' "${cluster_ports[@]}") --cluster-replicas 0 \
+  --cluster-yes >/dev/null 2>&1 || true
+for port in "${cluster_ports[@]}"; do
+  for _ in $(seq 1 100); do
+    redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+    sleep 0.1
+  done
+done
+seeds=$(printf 'redis://127.0.0.1:%s/,' "${cluster_ports[@]}"); seeds=${seeds%,}
+cluster_bases=()
+for name in c d; do
+  port=$(free_port)
+  cluster_bases+=("http://127.0.0.1:$port")
+  BIND_ADDR="127.0.0.1:$port" REDIS_URL="$seeds" REDIS_PREFIX="$prefix-cluster" \
+    RATE_LIMIT_PER_SECOND=1 RATE_LIMIT_BURST=50 RUST_LOG=warn \
+    "$bin" >"$dir/$name.out" 2>"$dir/$name.err" &
+  cluster_demos+=($!)
+done
+for base in "${cluster_bases[@]}"; do
+  for _ in $(seq 1 100); do curl -fsS "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+c=${cluster_bases[0]}; d=${cluster_bases[1]}
+for _ in 1 2 3; do
+  rc=$(remaining "$c"); rd=$(remaining "$d")
+  one_budget "$rc" "$rd" && break
+done
+check "on a Redis Cluster the replicas count one budget ($rc then $rd)" one_budget "$rc" "$rd"
+for base in "$c" "$d" "$c" "$d" "$c"; do
+  curl -s -o /dev/null -H "Authorization: Bearer not.a.token" "$base/me"
+done
+for base in "$c" "$d"; do
+  answer=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $reader" "$base/me")
+  check "on a Redis Cluster the lockout is shared ($base): $answer" \
+    grep -q '"reason":"locked_out".* 429$' <<<"$answer"
+done
+kill "${cluster_demos[@]}" "${cluster_pids[@]}" 2>/dev/null || true
 
 # A Redis that does not answer at start-up stops start-up with a message.
 closed=$(free_port)
