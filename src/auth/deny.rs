@@ -1,8 +1,10 @@
 //! Revoked JWTs by `jti`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
+
+use smallvec::SmallVec;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a revocation outlives its token: longer than the leeway any verifier allows.
@@ -37,7 +39,10 @@ pub struct InMemoryDenyList {
 /// through).
 #[derive(Default)]
 struct Revocations {
-    by_jti: HashMap<String, Vec<(Option<String>, SystemTime)>>,
+    // One issuer per `jti` is the rule, kept inline; issuer names are shared, not copied per
+    // entry (a million revocations of one provider's tokens hold its name once).
+    by_jti: HashMap<Box<str>, SmallVec<[(Option<Arc<str>>, SystemTime); 1]>>,
+    issuers: HashSet<Arc<str>>,
     count: usize,
     /// When expired entries were last pruned: a full list is swept at most once a second.
     pruned: Option<Instant>,
@@ -79,15 +84,25 @@ impl InMemoryDenyList {
                 issuers.retain(|(_, until)| *until > now);
                 !issuers.is_empty()
             });
-            entries.count = entries.by_jti.values().map(Vec::len).sum();
+            entries.count = entries.by_jti.values().map(|issuers| issuers.len()).sum();
+            // Names no entry uses any more.
+            entries.issuers.retain(|name| Arc::strong_count(name) > 1);
             if entries.count >= self.max_entries {
                 return false;
             }
         }
-        let issuers = entries.by_jti.entry(jti.to_owned()).or_default();
+        let issuer: Option<Arc<str>> = issuer.map(|name| match entries.issuers.get(name) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = name.into();
+                entries.issuers.insert(shared.clone());
+                shared
+            }
+        });
+        let issuers = entries.by_jti.entry(jti.into()).or_default();
         let before = issuers.len();
-        issuers.retain(|(iss, _)| iss.as_deref() != issuer);
-        issuers.push((issuer.map(str::to_owned), expires_at));
+        issuers.retain(|(iss, _)| *iss != issuer);
+        issuers.push((issuer, expires_at));
         entries.count = entries.count + issuers.len() - before;
         true
     }
@@ -117,7 +132,13 @@ impl InMemoryDenyList {
                 issuers
                     .iter()
                     .filter(move |(_, until)| *until > now)
-                    .map(move |(issuer, until)| (issuer.clone(), jti.clone(), *until))
+                    .map(move |(issuer, until)| {
+                        (
+                            issuer.as_deref().map(str::to_owned),
+                            jti.to_string(),
+                            *until,
+                        )
+                    })
             })
             .collect()
     }
@@ -158,9 +179,12 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert!(list.deny(None, "b", later));
         assert_eq!(list.len(), 3);
-        // Full: the sweep drops the expired entry and makes room.
+        let issuer_names = || list.entries.read().unwrap().issuers.len();
+        assert_eq!(issuer_names(), 2, "each issuer name held once");
+        // Full: the sweep drops the expired entry and makes room, and the name only it used.
         assert!(list.deny(None, "c", later));
         assert_eq!(list.len(), 3);
+        assert_eq!(issuer_names(), 1);
         assert!(!list.is_denied(Some("i"), "a"));
         assert!(list.is_denied(Some("j"), "a") && list.is_denied(None, "b"));
         // Full of live entries: refused, and not swept again within the second.
