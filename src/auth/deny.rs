@@ -37,11 +37,14 @@ pub struct InMemoryDenyList {
 /// Issuers and expiry of the revoked tokens, by `jti`, with their number kept as they change
 /// (counting them per revocation made N revocations cost N² under the lock every request reads
 /// through).
+/// The issuers (and expiries) that revoked one `jti`.
+type Issuers = SmallVec<[(Option<Arc<str>>, SystemTime); 1]>;
+
 #[derive(Default)]
 struct Revocations {
     // One issuer per `jti` is the rule, kept inline; issuer names are shared, not copied per
     // entry (a million revocations of one provider's tokens hold its name once).
-    by_jti: HashMap<Box<str>, SmallVec<[(Option<Arc<str>>, SystemTime); 1]>>,
+    by_jti: HashMap<Box<str>, Issuers>,
     issuers: HashSet<Arc<str>>,
     count: usize,
     /// When expired entries were last pruned: a full list is swept at most once a second.
