@@ -254,3 +254,45 @@ async fn an_api_key_revoked_on_one_replica_is_refused_by_the_others() {
     // A token whose `jti` is the key's id is not revoked by it.
     assert!(!b.is_denied(Some(ISSUER), "ci"));
 }
+
+/// A replica that starts reads every current revocation, however many pages of the set that
+/// takes, and skips the expired ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_replica_reads_every_page_of_revocations() {
+    let (url, _server) = shared_url();
+    let prefix = unique_prefix();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut pipe = redis::pipe();
+    for i in 0..25_000u32 {
+        // One in five expired (its score, expiry plus margin, already past).
+        let score = if i % 5 == 0 { now - 1_000 } else { now + 3_600 };
+        pipe.zadd(
+            format!("{prefix}:revoked-jti"),
+            serde_json::to_string(&(Some(ISSUER), format!("bulk-{i}"))).unwrap(),
+            score,
+        )
+        .ignore();
+    }
+    pipe.incr(format!("{prefix}:revoked-jti:version"), 1)
+        .ignore();
+    let _: () = pipe.query_async(&mut connection).await.unwrap();
+    let list = replica(&url, &prefix, Duration::from_secs(60)).await;
+    assert_eq!(list.len(), 20_000);
+    for i in [1u32, 9_999, 24_999] {
+        assert!(
+            list.is_denied(Some(ISSUER), &format!("bulk-{i}")),
+            "bulk-{i}"
+        );
+    }
+    assert!(!list.is_denied(Some(ISSUER), "bulk-5"), "expired");
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:revoked-jti"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}

@@ -267,7 +267,8 @@ impl fmt::Debug for RedisDenyListBuilder {
     }
 }
 
-/// Entries read from Redis per call of a resynchronisation, and written back per round trip.
+/// Entries asked for per call of a resynchronisation (a hint to `ZSCAN`), and written back per
+/// round trip.
 const PAGE: usize = 10_000;
 /// Longest member read from Redis or an announcement; longer ones are not revocations this list
 /// wrote.
@@ -364,31 +365,32 @@ impl Inner {
         // Everything up to `version` is in the set now: read it all.
         let version: Option<u64> = connection.get(&self.version_key).await?;
         let version = version.unwrap_or(0);
-        let mut offset = 0;
+        // ZSCAN, not pages by offset: an entry present for the whole scan is always seen,
+        // whatever is added or removed meanwhile (at worst some are seen twice).
+        let mut cursor = 0u64;
         let mut refused = 0usize;
         loop {
-            let page: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            let (next, page): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
                 .arg(&self.key)
-                .arg(now)
-                .arg("+inf")
-                .arg("BYSCORE")
-                .arg("LIMIT")
-                .arg(offset)
+                .arg(cursor)
+                .arg("COUNT")
                 .arg(PAGE)
-                .arg("WITHSCORES")
                 .query_async(&mut connection)
                 .await?;
             for (member, score) in &page {
+                if *score < now as f64 {
+                    continue;
+                }
                 if let Some((issuer, jti, until)) = read_entry(member, *score)
                     && !self.mirror.deny(issuer.as_deref(), &jti, until)
                 {
                     refused += 1;
                 }
             }
-            if page.len() < PAGE {
+            if next == 0 {
                 break;
             }
-            offset += PAGE;
+            cursor = next;
         }
         if refused > 0 {
             tracing::error!(
