@@ -17,7 +17,8 @@
 //!   `POST /admin/revocations`, which revokes a token by its `jti`:
 //!   `{ "jti": "...", "iss"?: "...", "expires_at"?: <Unix seconds> }` (the issuer defaults to
 //!   the trusted one, the expiry to the longest token lifetime, 8 h) and answers 201
-//!   `{ "revoked", "issuer", "shared" }`; with `REDIS_URL` (one node) the revocation reaches
+//!   `{ "revoked", "issuer", "shared" }`, or an API key by its id: `{ "api_key_id": "..." }`,
+//!   201 `{ "revoked_api_key", "shared" }`; with `REDIS_URL` (one node) the revocation reaches
 //!   every demo process pointed at the same Redis and prefix, else this process alone. Tokens
 //!   the demo mints carry a random `jti`.
 //! - `POST /items` takes `{ name, sku, price, quantity, tags?, contact_email?, notes?,
@@ -28,7 +29,9 @@
 //! - Responses are redacted: readers see e-mail addresses as `[REDACTED]`, everyone sees card
 //!   numbers as `****` and their last four digits; writers and admins see e-mail addresses.
 //! - Scopes come from the space-separated `scope` claim, roles from `roles`.
-//! - Without configuration it trusts the embedded DEVELOPMENT key below (ES256). Never deploy it.
+//! - Without configuration it trusts the embedded DEVELOPMENT key below (ES256), and one
+//!   DEVELOPMENT API key (`X-Api-Key: pcl_dev_ci_key_DEVELOPMENT_ONLY_do_not_deploy`, id
+//!   `dev-ci`, scope `read:items`). Never deploy them.
 //! - `RATE_LIMIT_PER_SECOND` (default 20) and `RATE_LIMIT_BURST` (default 40) limit each client
 //!   address across the whole API; 5 failed logins in 15 minutes lock an address out (429).
 //! - `OIDC_ISSUER_URL` set: it trusts that OpenID provider instead (discovery, JWKS rotation),
@@ -67,7 +70,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use jsonwebtoken::{EncodingKey, Header};
 use portcullis::audit::{AuditKey, AuditLayer, JsonLines, JsonLinesFile, RecentEvents};
-use portcullis::auth::{InMemoryDenyList, JtiDenyList, JwtAuthenticator, JwtKey};
+use portcullis::auth::{
+    ApiKeyAuthenticator, ApiKeyDenyList, ApiKeyGrant, ApiKeyHash, InMemoryDenyList,
+    InMemoryKeyStore, JtiDenyList, JwtAuthenticator, JwtKey,
+};
 #[cfg(feature = "oidc")]
 use portcullis::oidc::{Issuer, OidcAuthenticator};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
@@ -92,6 +98,10 @@ const DEV_AUDIENCE: &str = "portcullis-demo";
 /// a chain under it: set your own key for anything but a demo.
 const DEV_AUDIT_KEY: &str = "portcullis-DEVELOPMENT-audit-key-do-not-deploy";
 const DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
+/// A DEVELOPMENT API key (id `dev-ci`, scope `read:items`), published here like the keys above,
+/// trusted only with them: it shows API keys and their revocation.
+const DEV_API_KEY: &str = "pcl_dev_ci_key_DEVELOPMENT_ONLY_do_not_deploy";
+const DEV_API_KEY_ID: &str = "dev-ci";
 
 /// The demo store never holds more than this many items, whatever clients send; with bodies of
 /// at most 64 KiB by default it stays well under a gigabyte.
@@ -369,7 +379,9 @@ fn serve() -> ExitCode {
         let trusted_issuer = provider.clone().unwrap_or_else(|| DEV_ISSUER.to_owned());
         let layer = match &provider {
             None => match dev_authenticator(revocations.clone()) {
-                Ok(jwt) => AuthLayer::optional().with(jwt),
+                Ok(jwt) => AuthLayer::optional()
+                    .with(jwt)
+                    .with(dev_api_keys(revocations.clone())),
                 Err(error) => {
                     eprintln!("configuration error: {error}");
                     return ExitCode::from(2);
@@ -511,6 +523,16 @@ fn optional_setting(name: &str) -> Result<Option<String>, String> {
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name}: not valid UTF-8")),
     }
+}
+
+/// The development API key, refused once revoked (on every demo process sharing the Redis).
+fn dev_api_keys(revocations: Revocations) -> ApiKeyAuthenticator {
+    let store = InMemoryKeyStore::new();
+    store.insert_hash(
+        ApiKeyHash::of(DEV_API_KEY),
+        ApiKeyGrant::new(DEV_API_KEY_ID, "dev-ci").scopes(["read:items"]),
+    );
+    ApiKeyAuthenticator::new(store).deny_list(revocations)
 }
 
 fn dev_authenticator(
@@ -655,7 +677,43 @@ impl JtiDenyList for Revocations {
     }
 }
 
+/// API keys are revoked under an issuer no token names.
+const API_KEY_ISSUER: &str = "urn:portcullis:demo:api-key";
+
+impl ApiKeyDenyList for Revocations {
+    fn is_revoked(&self, id: &str) -> bool {
+        match self {
+            Self::Local(list) => list.is_denied(Some(API_KEY_ISSUER), id),
+            #[cfg(feature = "redis")]
+            Self::Shared(list) => ApiKeyDenyList::is_revoked(list, id),
+        }
+    }
+}
+
 impl Revocations {
+    /// Revokes an API key by id; as [`revoke`](Self::revoke).
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, String> {
+        match self {
+            Self::Local(list) => list
+                .deny(
+                    Some(API_KEY_ISSUER),
+                    id,
+                    SystemTime::now() + Duration::from_secs(365 * 24 * 3600),
+                )
+                .then_some(false)
+                .ok_or_else(|| "the revocation list is full".to_owned()),
+            #[cfg(feature = "redis")]
+            Self::Shared(list) => match list.revoke_api_key(id).await {
+                Ok(()) => Ok(true),
+                Err(portcullis::auth::RevokeError::NotShared(why)) => {
+                    tracing::warn!(%why, "revocation not shared yet");
+                    Ok(false)
+                }
+                Err(error) => Err(error.to_string()),
+            },
+        }
+    }
+
     /// Revokes the token; `Ok(true)` when every demo process on the same Redis refuses it too,
     /// `Ok(false)` when this one does (for now); an error when the list is full.
     async fn revoke(&self, issuer: &str, jti: &str, until: SystemTime) -> Result<bool, String> {
@@ -715,7 +773,9 @@ impl RedisSettings {
 #[derive(Deserialize, Validate)]
 struct Revocation {
     #[validate(length(min = 1, max = 256))]
-    jti: String,
+    jti: Option<String>,
+    #[validate(length(min = 1, max = 256))]
+    api_key_id: Option<String>,
     #[validate(length(min = 1, max = 512))]
     iss: Option<String>,
     /// Unix seconds; by default the longest lifetime a token can have.
@@ -735,11 +795,26 @@ async fn revoke(
         .unwrap_or(now + DEV_TOKEN_LIFETIME)
         .min(now + Duration::from_secs(7 * 24 * 3600));
     let issuer = revocation.iss.as_deref().unwrap_or(&trusted_issuer);
-    match revocations.revoke(issuer, &revocation.jti, until).await {
-        Ok(shared) => Ok((
-            StatusCode::CREATED,
-            Json(json!({ "revoked": revocation.jti, "issuer": issuer, "shared": shared })),
-        )),
+    let (revoked, outcome) = match (&revocation.jti, &revocation.api_key_id) {
+        (Some(jti), None) => (
+            json!({ "revoked": jti, "issuer": issuer }),
+            revocations.revoke(issuer, jti, until).await,
+        ),
+        (None, Some(id)) => (
+            json!({ "revoked_api_key": id }),
+            revocations.revoke_api_key(id).await,
+        ),
+        _ => {
+            return Err(Rejection::new(RejectionKind::UnprocessableContent)
+                .with_detail("Name exactly one of `jti` and `api_key_id`."));
+        }
+    };
+    match outcome {
+        Ok(shared) => {
+            let mut body = revoked;
+            body["shared"] = json!(shared);
+            Ok((StatusCode::CREATED, Json(body)))
+        }
         Err(message) => {
             tracing::error!(%message, "revocation refused");
             Err(Rejection::new(RejectionKind::Internal)
@@ -978,6 +1053,9 @@ fn print_welcome(bind: SocketAddr) {
     }
     println!();
     println!("  curl -i -H \"Authorization: Bearer $READER_TOKEN\" http://{bind}/items");
+    println!(
+        "  curl -i -H 'X-Api-Key: {DEV_API_KEY}' http://{bind}/items   # the development API key"
+    );
     println!(
         "  curl -i -H \"Authorization: Bearer $WRITER_TOKEN\" -H 'Content-Type: application/json' \\\n       -d '{{\"name\":\"gate\",\"sku\":\"GATE-1\",\"price\":9.5,\"quantity\":3}}' http://{bind}/items"
     );

@@ -135,6 +135,12 @@ expect 422 "a revocation without a jti"     -H "$(auth "$admin")" -H "$json" -d 
 expect 201 "admin revokes a token"          -H "$(auth "$admin")" -H "$json" -d "{\"jti\":\"$doomed_jti\"}" "$base/admin/revocations"
 expect 401 "the revoked token is refused"   -H "$(auth "$doomed")" "$base/me"
 expect 200 "other tokens still work"        -H "$(auth "$reader")" "$base/me"
+dev_key='X-Api-Key: pcl_dev_ci_key_DEVELOPMENT_ONLY_do_not_deploy'
+expect 200 "the development API key reads"  -H "$dev_key" "$base/items"
+expect 403 "... but does not write"         -H "$dev_key" -H "$json" -d '{}' "$base/items"
+expect 422 "one of jti and api_key_id"      -H "$(auth "$admin")" -H "$json" -d '{"jti":"a","api_key_id":"b"}' "$base/admin/revocations"
+expect 201 "admin revokes the API key"      -H "$(auth "$admin")" -H "$json" -d '{"api_key_id":"dev-ci"}' "$base/admin/revocations"
+expect 401 "the revoked API key is refused" -H "$dev_key" "$base/items"
 expect 401 "anonymous items are refused"    "$base/items"
 expect 405 "unlisted method on a known route" -X PUT -H "$(auth "$admin")" "$base/items"
 expect 404 "unknown route"                  -H "$(auth "$admin")" "$base/nowhere"

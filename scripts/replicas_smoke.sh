@@ -91,6 +91,20 @@ check "b refuses the token revoked through a ($refused, after ${elapsed_ms} ms)"
 check "... within a second (${elapsed_ms} ms)" [ "$elapsed_ms" -lt 1000 ]
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $reader" "$b/me")
 check "another token of the same user still works (got $status)" [ "$status" = 200 ]
+# An API key revoked through one replica is refused by the other too.
+dev_key='X-Api-Key: pcl_dev_ci_key_DEVELOPMENT_ONLY_do_not_deploy'
+status=$(curl -s -o /dev/null -w '%{http_code}' -H "$dev_key" "$b/items")
+check "the API key works on b before it is revoked (got $status)" [ "$status" = 200 ]
+answer=$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+  -d '{"api_key_id":"dev-ci"}' "$a/admin/revocations")
+check "API key revoked through a: $answer" grep -q '"shared":true}.* 201$' <<<"$answer"
+refused=no
+for _ in $(seq 1 100); do
+  status=$(curl -s -o /dev/null -w '%{http_code}' -H "$dev_key" "$b/items")
+  if [ "$status" = 401 ]; then refused=yes; break; fi
+  sleep 0.01
+done
+check "b refuses the API key revoked through a" [ "$refused" = yes ]
 
 # Failed logins spread over both replicas lock the address out on both.
 for base in "$a" "$b" "$a" "$b" "$a"; do
