@@ -615,27 +615,9 @@ impl<'a> Walk<'a> {
                     rule: path_rule,
                 } => {
                     let (rule, spared) = self.masking_rule(self.field_rule(&key), path_rule);
-                    match rule.and_then(|r| self.engine.rules.get(r)) {
-                        Some(r) if r.mask == Mask::Remove && r.owner_claim.is_none() => {
-                            Some(r.name())
-                        }
-                        _ => {
-                            self.scrub(key_token, &key)?;
-                            match rule {
-                                Some(rule) => {
-                                    let span = self.skip(depth + 1)?;
-                                    self.mask_value(span, rule)?;
-                                }
-                                None => {
-                                    let detectors = self.detectors_inside(&key, spared);
-                                    self.with_detectors(detectors, |walk| {
-                                        walk.value(&child_paths, child_allow.as_deref(), depth + 1)
-                                    })?
-                                }
-                            }
-                            None
-                        }
-                    }
+                    let name = Some((key_token, &*key));
+                    let children = (child_paths.as_slice(), child_allow.as_deref());
+                    self.item_value(name, rule, spared, children, depth)?
                 }
             };
             if dropped.is_some() {
@@ -676,26 +658,8 @@ impl<'a> Walk<'a> {
                     rule,
                 } => {
                     let (rule, spared) = self.masking_rule(None, rule);
-                    match rule.and_then(|r| self.engine.rules.get(r)) {
-                        Some(r) if r.mask == Mask::Remove && r.owner_claim.is_none() => {
-                            Some(r.name())
-                        }
-                        _ => {
-                            match rule {
-                                Some(rule) => {
-                                    let span = self.skip(depth + 1)?;
-                                    self.mask_value(span, rule)?;
-                                }
-                                None => {
-                                    let detectors = self.detectors_inside("", spared);
-                                    self.with_detectors(detectors, |walk| {
-                                        walk.value(&child_paths, child_allow.as_deref(), depth + 1)
-                                    })?
-                                }
-                            }
-                            None
-                        }
-                    }
+                    let children = (child_paths.as_slice(), child_allow.as_deref());
+                    self.item_value(None, rule, spared, children, depth)?
                 }
             };
             if dropped.is_some() {
@@ -708,6 +672,44 @@ impl<'a> Walk<'a> {
                 return Ok(());
             }
         }
+    }
+
+    /// The value of a member (`name`: its name's token, scrubbed when the member stays, and
+    /// text) or of an element (`None`): dropped by a removing `rule` (whose name is returned),
+    /// masked by `rule`, or walked with the detectors that look inside it (`children`: its
+    /// path and allowlist states).
+    pub(super) fn item_value(
+        &mut self,
+        name: Option<(Range<usize>, &str)>,
+        rule: Option<usize>,
+        spared: bool,
+        (paths, allow): (&[State], Option<&[State]>),
+        depth: usize,
+    ) -> Pass<Option<&'static str>> {
+        if let Some(removing) = rule.and_then(|r| self.engine.rules.get(r))
+            && removing.mask == Mask::Remove
+            && removing.owner_claim.is_none()
+        {
+            return Ok(Some(removing.name()));
+        }
+        let key = match name {
+            Some((token, key)) => {
+                self.scrub(token, key)?;
+                key
+            }
+            None => "",
+        };
+        match rule {
+            Some(rule) => {
+                let span = self.skip(depth + 1)?;
+                self.mask_value(span, rule)?;
+            }
+            None => {
+                let detectors = self.detectors_inside(key, spared);
+                self.with_detectors(detectors, |walk| walk.value(paths, allow, depth + 1))?;
+            }
+        }
+        Ok(None)
     }
 
     /// Records a member or element just walked; one `dropped` (by the rule of that name) is cut
