@@ -428,11 +428,16 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut nodes = Vec::new();
         for _ in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            // A node's cluster bus listens on its port + 10000, which must be a port too.
+            let port = std::iter::repeat_with(|| {
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .find(|port| *port <= 55_000)
+            .unwrap();
             let config = format!("nodes-{port}.conf");
             nodes.push(RedisServer::start_with(
                 port,
