@@ -224,6 +224,8 @@ struct IdentityInner {
     roles: Vec<String>,
     expires_at: Option<SystemTime>,
     api_key_id: Option<String>,
+    client_id: Option<String>,
+    tenant: Option<String>,
     claims: Map<String, Value>,
 }
 
@@ -241,6 +243,8 @@ impl Identity {
                 roles: Vec::new(),
                 expires_at: None,
                 api_key_id: None,
+                client_id: None,
+                tenant: None,
                 claims: Map::new(),
             },
         }
@@ -339,6 +343,18 @@ impl Identity {
         self.0.api_key_id.as_deref()
     }
 
+    /// The OAuth client the token was issued to (`client_id`, `azp`, or where the issuer's
+    /// [`ClaimMapping`] reads it), when the token names one.
+    pub fn client_id(&self) -> Option<&str> {
+        self.0.client_id.as_deref()
+    }
+
+    /// The tenant (directory, organisation) the token belongs to, when the issuer's
+    /// [`ClaimMapping`] reads one (Entra ID's `tid`).
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.tenant.as_deref()
+    }
+
     /// All claims of the credential as a JSON object (empty for API keys and Basic).
     pub fn claims(&self) -> &Map<String, Value> {
         &self.0.claims
@@ -361,6 +377,8 @@ impl fmt::Debug for Identity {
             .field("scopes", &self.0.scopes)
             .field("roles", &self.0.roles)
             .field("api_key_id", &self.0.api_key_id)
+            .field("client_id", &self.0.client_id)
+            .field("tenant", &self.0.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -413,6 +431,27 @@ impl IdentityBuilder {
         self
     }
 
+    /// Sets what a [`ClaimMapping`] read.
+    pub(crate) fn mapped(mut self, mapped: Mapped) -> Self {
+        self.inner.scopes = mapped.scopes;
+        self.inner.roles = mapped.roles;
+        self.inner.client_id = mapped.client;
+        self.inner.tenant = mapped.tenant;
+        self
+    }
+
+    /// Sets the OAuth client the credential was issued to.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.inner.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets the tenant.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.inner.tenant = Some(tenant.into());
+        self
+    }
+
     /// Sets the API key id.
     pub fn api_key_id(mut self, id: impl Into<String>) -> Self {
         self.inner.api_key_id = Some(id.into());
@@ -431,29 +470,40 @@ impl IdentityBuilder {
     }
 }
 
-/// Where roles and scopes are read from in a token's claims.
+/// Where roles, scopes, the client and the tenant are read from in a token's claims.
 ///
-/// Each list is tried in order and every path found contributes. A value may be a space-separated
-/// string (the `scope` claim of RFC 8693/9068) or an array of strings (`scp`, `roles`,
-/// Keycloak's `realm_access.roles`, Auth0's `permissions`); any other JSON type makes the token
-/// invalid rather than silently granting nothing. A path is a top-level claim name, or a JSON
-/// Pointer (RFC 6901) when it starts with `/`: `/realm_access/roles`.
+/// Each list of [`ClaimSource`]s is tried in order and every source found contributes. A value
+/// may be a space-separated string (the `scope` claim of RFC 8693/9068) or an array of strings
+/// (`scp`, `roles`, Keycloak's `realm_access.roles`, Auth0's `permissions`), or, for a
+/// [`ClaimSource::keys`] source, an object whose member names are the values (ZITADEL's project
+/// roles); any other JSON type makes the token invalid rather than silently granting nothing. A
+/// path is a top-level claim name, or a JSON Pointer (RFC 6901) when it starts with `/`:
+/// `/realm_access/roles`.
 ///
-/// The default reads scopes from `scope` and `scp` and roles from `roles`.
+/// The default reads scopes from `scope` and `scp`, roles from `roles`, the client from
+/// `client_id` (RFC 9068) or else `azp` (OpenID Connect), and no tenant. The
+/// [identity-provider presets](crate::oidc::Issuer#identity-provider-presets) set each
+/// provider's own.
 ///
 /// ```
-/// use portcullis::ClaimMapping;
+/// use portcullis::{ClaimMapping, ClaimSource};
 ///
-/// // Keycloak: realm roles, and Auth0-style permissions as scopes.
+/// // Keycloak: realm roles plus one client's roles as `items-api:<role>`; Auth0-style
+/// // permissions as scopes.
 /// let mapping = ClaimMapping::default()
-///     .roles_from(["roles", "/realm_access/roles"])
+///     .roles_from([
+///         ClaimSource::path("/realm_access/roles"),
+///         ClaimSource::path("/resource_access/items-api/roles").prefixed("items-api:"),
+///     ])
 ///     .scopes_from(["scope", "permissions"]);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct ClaimMapping {
-    scopes: Vec<String>,
-    roles: Vec<String>,
+    scopes: Vec<ClaimSource>,
+    roles: Vec<ClaimSource>,
+    client: Vec<String>,
+    tenant: Vec<String>,
 }
 
 impl Default for ClaimMapping {
@@ -461,79 +511,183 @@ impl Default for ClaimMapping {
         Self {
             scopes: vec!["scope".into(), "scp".into()],
             roles: vec!["roles".into()],
+            client: vec!["client_id".into(), "azp".into()],
+            tenant: Vec::new(),
         }
+    }
+}
+
+/// One place in a token's claims that scopes or roles are read from: a path (see
+/// [`ClaimMapping`]) read as values or as the member names of an object, with an optional prefix.
+/// A plain `&str` or `String` converts into [`ClaimSource::path`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct ClaimSource {
+    path: String,
+    keys: bool,
+    prefix: String,
+}
+
+impl ClaimSource {
+    /// The values at `path`: a space-separated string or an array of strings.
+    pub fn path(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            keys: false,
+            prefix: String::new(),
+        }
+    }
+
+    /// The member names of the object at `path`, e.g. ZITADEL's
+    /// `urn:zitadel:iam:org:project:roles`, `{"editor": {"<org id>": "<org domain>"}}`.
+    pub fn keys(path: impl Into<String>) -> Self {
+        Self {
+            keys: true,
+            ..Self::path(path)
+        }
+    }
+
+    /// Prepends `prefix` to every value read here, so values from two places cannot be confused
+    /// (Keycloak client roles as `items-api:editor`, apart from a realm role `editor`).
+    pub fn prefixed(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+impl From<&str> for ClaimSource {
+    fn from(path: &str) -> Self {
+        Self::path(path)
+    }
+}
+
+impl From<String> for ClaimSource {
+    fn from(path: String) -> Self {
+        Self::path(path)
     }
 }
 
 /// More entries than this in one claim make the token invalid; it bounds the work per token.
 const MAX_CLAIM_ENTRIES: usize = 256;
 
+/// What a [`ClaimMapping`] read from one token.
+#[derive(Debug, Default)]
+pub(crate) struct Mapped {
+    pub(crate) scopes: Vec<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) client: Option<String>,
+    pub(crate) tenant: Option<String>,
+}
+
 impl ClaimMapping {
-    /// Reads scopes from these claim paths (replacing the default).
-    pub fn scopes_from<I: IntoIterator<Item = T>, T: Into<String>>(mut self, paths: I) -> Self {
-        self.scopes = paths.into_iter().map(Into::into).collect();
+    /// Reads scopes from these sources (replacing the default).
+    pub fn scopes_from<I: IntoIterator<Item = T>, T: Into<ClaimSource>>(mut self, sources: I) -> Self {
+        self.scopes = sources.into_iter().map(Into::into).collect();
         self
     }
 
-    /// Reads roles from these claim paths (replacing the default).
-    pub fn roles_from<I: IntoIterator<Item = T>, T: Into<String>>(mut self, paths: I) -> Self {
-        self.roles = paths.into_iter().map(Into::into).collect();
+    /// Reads roles from these sources (replacing the default).
+    pub fn roles_from<I: IntoIterator<Item = T>, T: Into<ClaimSource>>(mut self, sources: I) -> Self {
+        self.roles = sources.into_iter().map(Into::into).collect();
         self
     }
 
-    /// Scopes and roles from `claims`, or `Err` when a mapped claim has the wrong type or too many
-    /// entries.
-    pub(crate) fn apply(
-        &self,
-        claims: &Map<String, Value>,
-    ) -> Result<(Vec<String>, Vec<String>), ()> {
-        Ok((
-            collect(claims, &self.scopes)?,
-            collect(claims, &self.roles)?,
-        ))
+    /// Reads the OAuth client the token was issued to from the first of these claims present
+    /// (replacing the default `client_id`, `azp`). A present claim that is not a string makes
+    /// the token invalid.
+    pub fn client_from<I: IntoIterator<Item = T>, T: Into<String>>(mut self, paths: I) -> Self {
+        self.client = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Reads the tenant (directory, organisation) from the first of these claims present, e.g.
+    /// Entra's `tid` (default: none).
+    pub fn tenant_from<I: IntoIterator<Item = T>, T: Into<String>>(mut self, paths: I) -> Self {
+        self.tenant = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds one role source after the others.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn push_roles(&mut self, source: ClaimSource) {
+        self.roles.push(source);
+    }
+
+    /// Scopes, roles, client and tenant from `claims`, or `Err` when a mapped claim has the
+    /// wrong type or too many entries.
+    pub(crate) fn apply(&self, claims: &Map<String, Value>) -> Result<Mapped, ()> {
+        Ok(Mapped {
+            scopes: collect(claims, &self.scopes)?,
+            roles: collect(claims, &self.roles)?,
+            client: first_string(claims, &self.client)?,
+            tenant: first_string(claims, &self.tenant)?,
+        })
     }
 }
 
-fn collect(claims: &Map<String, Value>, paths: &[String]) -> Result<Vec<String>, ()> {
+fn collect(claims: &Map<String, Value>, sources: &[ClaimSource]) -> Result<Vec<String>, ()> {
     let mut out: Vec<String> = Vec::new();
-    for path in paths {
-        match lookup_claim(claims, path) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => {
+    for source in sources {
+        let prefix = source.prefix.as_str();
+        match (lookup_claim(claims, &source.path), source.keys) {
+            (None | Some(Value::Null), _) => {}
+            (Some(Value::String(s)), false) => {
                 // RFC 6749 §3.3: scope tokens are separated by spaces.
                 for item in s.split(' ') {
-                    push_unique(&mut out, item)?;
+                    push_unique(&mut out, prefix, item)?;
                 }
             }
-            Some(Value::Array(items)) => {
+            (Some(Value::Array(items)), false) => {
                 for item in items {
                     let Value::String(s) = item else {
                         return Err(());
                     };
-                    push_unique(&mut out, s)?;
+                    push_unique(&mut out, prefix, s)?;
                 }
             }
-            Some(_) => return Err(()),
+            (Some(Value::Object(members)), true) => {
+                for name in members.keys() {
+                    push_unique(&mut out, prefix, name)?;
+                }
+            }
+            _ => return Err(()),
         }
     }
     Ok(out)
 }
 
-fn push_unique(out: &mut Vec<String>, item: &str) -> Result<(), ()> {
-    if item.is_empty() || out.iter().any(|x| x == item) {
+fn push_unique(out: &mut Vec<String>, prefix: &str, item: &str) -> Result<(), ()> {
+    if item.is_empty()
+        || out
+            .iter()
+            .any(|x| x.strip_prefix(prefix) == Some(item))
+    {
         return Ok(());
     }
     if out.len() >= MAX_CLAIM_ENTRIES {
         return Err(());
     }
-    out.push(item.to_owned());
+    out.push(format!("{prefix}{item}"));
     Ok(())
+}
+
+/// The first of `paths` present, as a string.
+fn first_string(claims: &Map<String, Value>, paths: &[String]) -> Result<Option<String>, ()> {
+    for path in paths {
+        match lookup_claim(claims, path) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if !s.is_empty() => return Ok(Some(s.clone())),
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(()),
+        }
+    }
+    Ok(None)
 }
 
 /// A path starting with `/` is a JSON Pointer (RFC 6901) into nested objects; anything else is
 /// one top-level claim name, dots and slashes included. One reading per path, so a claim named
 /// `realm_access.roles` can never stand in for the nested one.
-fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+pub(crate) fn lookup_claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     if !path.starts_with('/') {
         return claims.get(path);
     }
@@ -651,9 +805,52 @@ mod tests {
             "missing",
             "/missing/x",
         ]);
-        let (scopes, roles) = mapping.apply(claims.as_object().unwrap()).unwrap();
-        assert_eq!(scopes, ["a", "b", "c"]);
-        assert_eq!(roles, ["admin", "ns"]);
+        let mapped = mapping.apply(claims.as_object().unwrap()).unwrap();
+        assert_eq!(mapped.scopes, ["a", "b", "c"]);
+        assert_eq!(mapped.roles, ["admin", "ns"]);
+    }
+
+    #[test]
+    fn mapping_reads_object_keys_prefixes_client_and_tenant() {
+        let claims = json!({
+            "urn:zitadel:iam:org:project:roles": { "editor": {"1": "a.example"}, "viewer": {} },
+            "realm_access": { "roles": ["editor"] },
+            "resource_access": { "items-api": { "roles": ["editor", "admin"] } },
+            "azp": "web",
+            "tid": "t-1",
+        });
+        let mapping = ClaimMapping::default()
+            .roles_from([
+                ClaimSource::keys("urn:zitadel:iam:org:project:roles"),
+                ClaimSource::path("/realm_access/roles"),
+                ClaimSource::path("/resource_access/items-api/roles").prefixed("items-api:"),
+            ])
+            .tenant_from(["tid"]);
+        let mapped = mapping.apply(claims.as_object().unwrap()).unwrap();
+        assert_eq!(
+            mapped.roles,
+            ["editor", "viewer", "items-api:editor", "items-api:admin"]
+        );
+        assert_eq!(mapped.client.as_deref(), Some("web"));
+        assert_eq!(mapped.tenant.as_deref(), Some("t-1"));
+        // `client_id` comes first; a tenant is only read where configured.
+        let both = json!({ "client_id": "cid", "azp": "web", "tid": "t" });
+        let mapped = ClaimMapping::default()
+            .apply(both.as_object().unwrap())
+            .unwrap();
+        assert_eq!(mapped.client.as_deref(), Some("cid"));
+        assert_eq!(mapped.tenant, None);
+        // A keys source needs an object; a values source refuses one; a client must be a string.
+        let keys = ClaimMapping::default().roles_from([ClaimSource::keys("roles")]);
+        assert!(keys.apply(json!({"roles": ["a"]}).as_object().unwrap()).is_err());
+        assert!(keys.apply(json!({"roles": {"a": 1}}).as_object().unwrap()).is_ok());
+        assert!(
+            ClaimMapping::default()
+                .apply(json!({"azp": ["web"]}).as_object().unwrap())
+                .is_err()
+        );
+        let many: Map<String, Value> = (0..300).map(|i| (format!("r{i}"), json!({}))).collect();
+        assert!(keys.apply(json!({ "roles": many }).as_object().unwrap()).is_err());
     }
 
     #[test]

@@ -106,7 +106,9 @@ pub use auth::AuthLayer;
 pub use client_ip::{ClientIp, ClientIpLayer, TrustedProxies};
 pub use decision::{Decision, LayerKind};
 pub use error::{ConfigError, Reason, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
-pub use identity::{AuthMethod, ClaimMapping, Claims, Identity, Principal, PrincipalKind};
+pub use identity::{
+    AuthMethod, ClaimMapping, ClaimSource, Claims, Identity, Principal, PrincipalKind,
+};
 #[cfg(feature = "oidc")]
 pub use oidc::{InMemoryDenyList, Introspector, Issuer, JtiDenyList, OidcAuthenticator};
 #[cfg(feature = "rate-limit")]

@@ -54,7 +54,7 @@ mod basic;
 #[cfg(feature = "auth-jwt")]
 mod deny;
 #[cfg(feature = "auth-jwt")]
-mod jwt;
+pub(crate) mod jwt;
 mod layer;
 mod service;
 #[cfg(all(feature = "auth-jwt", feature = "redis"))]

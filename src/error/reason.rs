@@ -29,12 +29,16 @@ pub enum Reason {
     AuditLayerMissing,
     /// `bad_audience`
     BadAudience,
+    /// `bad_client`
+    BadClient,
     /// `bad_host`
     BadHost,
     /// `bad_issuer`
     BadIssuer,
     /// `bad_signature`
     BadSignature,
+    /// `bad_tenant`
+    BadTenant,
     /// `basic_queue_full`
     BasicQueueFull,
     /// `body_not_allowed`
@@ -45,6 +49,8 @@ pub enum Reason {
     BodyUnreadable,
     /// `claim_type`
     ClaimType,
+    /// `claim_not_accepted`
+    ClaimNotAccepted,
     /// `claims_shape`
     ClaimsShape,
     /// `credentials_over_http`
@@ -184,14 +190,17 @@ impl Reason {
             Self::AlgNotAllowed => "alg_not_allowed",
             Self::AuditLayerMissing => "audit_layer_missing",
             Self::BadAudience => "bad_audience",
+            Self::BadClient => "bad_client",
             Self::BadHost => "bad_host",
             Self::BadIssuer => "bad_issuer",
             Self::BadSignature => "bad_signature",
+            Self::BadTenant => "bad_tenant",
             Self::BasicQueueFull => "basic_queue_full",
             Self::BodyNotAllowed => "body_not_allowed",
             Self::BodyTooLarge => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
             Self::ClaimType => "claim_type",
+            Self::ClaimNotAccepted => "claim_not_accepted",
             Self::ClaimsShape => "claims_shape",
             Self::CredentialsOverHttp => "credentials_over_http",
             Self::DateOutOfRange => "date_out_of_range",
@@ -268,14 +277,17 @@ impl Reason {
             "alg_not_allowed" => Self::AlgNotAllowed,
             "audit_layer_missing" => Self::AuditLayerMissing,
             "bad_audience" => Self::BadAudience,
+            "bad_client" => Self::BadClient,
             "bad_host" => Self::BadHost,
             "bad_issuer" => Self::BadIssuer,
             "bad_signature" => Self::BadSignature,
+            "bad_tenant" => Self::BadTenant,
             "basic_queue_full" => Self::BasicQueueFull,
             "body_not_allowed" => Self::BodyNotAllowed,
             "body_too_large" => Self::BodyTooLarge,
             "body_unreadable" => Self::BodyUnreadable,
             "claim_type" => Self::ClaimType,
+            "claim_not_accepted" => Self::ClaimNotAccepted,
             "claims_shape" => Self::ClaimsShape,
             "credentials_over_http" => Self::CredentialsOverHttp,
             "date_out_of_range" => Self::DateOutOfRange,
@@ -500,14 +512,17 @@ mod tests {
             Reason::AlgNotAllowed,
             Reason::AuditLayerMissing,
             Reason::BadAudience,
+            Reason::BadClient,
             Reason::BadHost,
             Reason::BadIssuer,
             Reason::BadSignature,
+            Reason::BadTenant,
             Reason::BasicQueueFull,
             Reason::BodyNotAllowed,
             Reason::BodyTooLarge,
             Reason::BodyUnreadable,
             Reason::ClaimType,
+            Reason::ClaimNotAccepted,
             Reason::ClaimsShape,
             Reason::CredentialsOverHttp,
             Reason::DateOutOfRange,

@@ -280,15 +280,13 @@ impl Inner {
             ));
         };
         claims.retain(|_, value| !value.is_null());
-        let (scopes, roles) = self.mapping.apply(&claims).map_err(|()| {
+        let mapped = self.mapping.apply(&claims).map_err(|()| {
             invalid(
                 Reason::ClaimType,
                 "A claim of the access token has the wrong type.",
             )
         })?;
-        let mut builder = Identity::builder(subject, AuthMethod::Introspection)
-            .scopes(scopes)
-            .roles(roles);
+        let mut builder = Identity::builder(subject, AuthMethod::Introspection).mapped(mapped);
         if client {
             builder = builder.client_subject();
         }

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use super::http::{HttpClient, HttpConfig};
 use super::introspection::IntrospectorBuilder;
 use super::jwks::{Jwks, KeySetFetch, RefreshPolicy};
+use super::presets::Preset;
 use crate::auth::JwtAuthenticator;
+use crate::auth::jwt::{AcceptedIssuers, ClaimRule};
 use crate::error::{ConfigError, Rejection};
-use crate::identity::{ClaimMapping, Identity};
+use crate::identity::{ClaimMapping, ClaimSource, Identity};
 
 /// The discovery document fields portcullis reads beyond OpenID Connect Discovery's own.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -60,6 +62,7 @@ pub struct Issuer {
 
 struct IssuerInner {
     issuer: String,
+    accepted: AcceptedIssuers,
     jwks: Arc<Jwks>,
     introspection_endpoint: Option<String>,
     http: HttpConfig,
@@ -70,6 +73,13 @@ impl Issuer {
     pub fn builder(issuer_url: impl Into<String>) -> IssuerBuilder {
         IssuerBuilder {
             issuer: issuer_url.into(),
+            discovery_url: None,
+            accepted: None,
+            preset: None,
+            claim_rules: Vec::new(),
+            clients: None,
+            client_required: false,
+            roles_set: false,
             jwks_uri: None,
             audiences: None,
             any_audience: false,
@@ -84,9 +94,21 @@ impl Issuer {
         }
     }
 
-    /// The issuer identifier (`iss`), exactly as configured and confirmed by discovery.
+    /// The issuer identifier, exactly as configured and confirmed by discovery. For a
+    /// multi-tenant preset this is the template of the discovery document
+    /// (`https://login.microsoftonline.com/{tenantid}/v2.0`); see [`accepts`](Self::accepts).
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
+    }
+
+    /// Whether a token whose `iss` is `iss` is this issuer's to check: the configured issuer,
+    /// or one of a preset's other spellings or tenants.
+    pub fn accepts(&self, iss: &str) -> bool {
+        self.inner.accepted.contains(iss)
+    }
+
+    pub(crate) fn accepted(&self) -> &AcceptedIssuers {
+        &self.inner.accepted
     }
 
     /// The provider's introspection endpoint, if its discovery document names one.
@@ -153,18 +175,26 @@ impl fmt::Debug for Issuer {
 /// Configures an [`Issuer`]. Audience is required (or [`any_audience`](Self::any_audience)).
 #[must_use]
 pub struct IssuerBuilder {
-    issuer: String,
-    jwks_uri: Option<String>,
-    audiences: Option<Vec<String>>,
-    any_audience: bool,
-    algorithms: Vec<Algorithm>,
-    typ: Option<Vec<String>>,
-    mapping: ClaimMapping,
-    leeway: Duration,
-    cache_max_bytes: Option<u64>,
-    clock: Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>,
-    policy: RefreshPolicy,
-    http: HttpConfig,
+    pub(super) issuer: String,
+    pub(super) discovery_url: Option<String>,
+    /// Set by presets whose tokens spell the issuer more than one way.
+    pub(super) accepted: Option<AcceptedIssuers>,
+    pub(super) preset: Option<Preset>,
+    pub(super) claim_rules: Vec<ClaimRule>,
+    pub(super) clients: Option<Vec<String>>,
+    pub(super) client_required: bool,
+    pub(super) roles_set: bool,
+    pub(super) jwks_uri: Option<String>,
+    pub(super) audiences: Option<Vec<String>>,
+    pub(super) any_audience: bool,
+    pub(super) algorithms: Vec<Algorithm>,
+    pub(super) typ: Option<Vec<String>>,
+    pub(super) mapping: ClaimMapping,
+    pub(super) leeway: Duration,
+    pub(super) cache_max_bytes: Option<u64>,
+    pub(super) clock: Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>,
+    pub(super) policy: RefreshPolicy,
+    pub(super) http: HttpConfig,
 }
 
 impl fmt::Debug for IssuerBuilder {
@@ -208,9 +238,62 @@ impl IssuerBuilder {
         self
     }
 
-    /// Where scopes and roles are read from in this issuer's tokens.
+    /// Where scopes, roles, the client and the tenant are read from in this issuer's tokens
+    /// (replacing a preset's mapping).
     pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
         self.mapping = mapping;
+        self.roles_set = true;
+        self
+    }
+
+    /// Reads roles from these sources, keeping the rest of the mapping (e.g. a preset's scopes).
+    /// See [`ClaimMapping::roles_from`].
+    pub fn roles_from<I: IntoIterator<Item = T>, T: Into<ClaimSource>>(
+        mut self,
+        sources: I,
+    ) -> Self {
+        self.mapping = self.mapping.roles_from(sources);
+        self.roles_set = true;
+        self
+    }
+
+    /// Reads scopes from these sources, keeping the rest of the mapping.
+    /// See [`ClaimMapping::scopes_from`].
+    pub fn scopes_from<I: IntoIterator<Item = T>, T: Into<ClaimSource>>(
+        mut self,
+        sources: I,
+    ) -> Self {
+        self.mapping = self.mapping.scopes_from(sources);
+        self
+    }
+
+    /// Requires the claim at `path` to equal one of `values`; see
+    /// [`JwtAuthenticatorBuilder::require_claim`](crate::auth::JwtAuthenticatorBuilder::require_claim).
+    pub fn require_claim<I: IntoIterator<Item = T>, T: Into<serde_json::Value>>(
+        mut self,
+        path: impl Into<String>,
+        values: I,
+    ) -> Self {
+        self.claim_rules.push(ClaimRule {
+            path: path.into(),
+            values: values.into_iter().map(Into::into).collect(),
+        });
+        self
+    }
+
+    /// Requires the token's client to be one of these; see
+    /// [`JwtAuthenticatorBuilder::clients`](crate::auth::JwtAuthenticatorBuilder::clients).
+    pub fn clients<I: IntoIterator<Item = T>, T: Into<String>>(mut self, clients: I) -> Self {
+        self.clients = Some(clients.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Fetches the discovery document from this URL instead of
+    /// `{issuer}/.well-known/openid-configuration` (a provider reached by another name inside
+    /// your network, or a multi-tenant metadata document). The document must still name the
+    /// configured issuer.
+    pub fn discovery_url(mut self, url: impl Into<String>) -> Self {
+        self.discovery_url = Some(url.into());
         self
     }
 
@@ -299,19 +382,33 @@ impl IssuerBuilder {
         if self.algorithms.is_empty() {
             return Err(ConfigError::new("an issuer needs at least one algorithm"));
         }
-        let http = HttpClient::new(self.http.clone())?;
-        http.check_url(&self.issuer)?;
-        let (jwks_uri, introspection_endpoint) = match &self.jwks_uri {
+        let mut this = self.finish_preset()?;
+        let http = HttpClient::new(this.http.clone())?;
+        http.check_url(&this.issuer)?;
+        let (jwks_uri, introspection_endpoint) = match &this.jwks_uri {
             Some(uri) => (uri.clone(), None),
-            None => discover(&http, &self.issuer).await?,
+            None => discover(&http, this.discovery_url.as_deref(), &this.issuer).await?,
         };
         let jwks_uri = http.check_url(&jwks_uri)?;
+        let accepted = this
+            .accepted
+            .take()
+            .unwrap_or_else(|| AcceptedIssuers::one(this.issuer.clone()));
         let mut jwt = JwtAuthenticator::builder()
             .allow_no_keys()
-            .issuer(self.issuer.clone())
-            .leeway(self.leeway)
-            .claim_mapping(self.mapping);
-        jwt = match (self.audiences, self.any_audience) {
+            .accepted_issuers(accepted.clone())
+            .leeway(this.leeway)
+            .claim_mapping(this.mapping);
+        for rule in this.claim_rules {
+            jwt = jwt.require_claim(rule.path, rule.values);
+        }
+        if let Some(clients) = this.clients {
+            jwt = jwt.clients(clients);
+        }
+        if this.client_required {
+            jwt = jwt.require_client();
+        }
+        jwt = match (this.audiences, this.any_audience) {
             (Some(audiences), false) => jwt.audience(audiences),
             (None, true) => jwt.any_audience(),
             (None, false) => {
@@ -325,22 +422,22 @@ impl IssuerBuilder {
                 ));
             }
         };
-        if let Some(typ) = self.typ {
+        if let Some(typ) = this.typ {
             jwt = jwt.typ(typ);
         }
-        if let Some(bytes) = self.cache_max_bytes {
+        if let Some(bytes) = this.cache_max_bytes {
             jwt = jwt.cache_max_bytes(bytes);
         }
-        if let Some(clock) = self.clock {
+        if let Some(clock) = this.clock {
             jwt = jwt.clock(move || clock());
         }
         let jwks = Arc::new(Jwks::new(
-            self.issuer.clone(),
+            this.issuer.clone(),
             jwks_uri,
             http,
             jwt.build()?,
-            self.algorithms,
-            self.policy,
+            this.algorithms,
+            this.policy,
         ));
         let first = match jwks.refresh(false) {
             Some(refresh) => refresh.await,
@@ -349,16 +446,17 @@ impl IssuerBuilder {
         if matches!(first, KeySetFetch::Failed) {
             return Err(ConfigError::new(format!(
                 "cannot fetch the JWKS of {:?} (see the log)",
-                self.issuer
+                this.issuer
             )));
         }
         jwks.spawn_background(first);
         Ok(Issuer {
             inner: Arc::new(IssuerInner {
-                issuer: self.issuer,
+                issuer: this.issuer,
+                accepted,
                 jwks,
                 introspection_endpoint,
-                http: self.http,
+                http: this.http,
             }),
         })
     }
@@ -367,12 +465,16 @@ impl IssuerBuilder {
 /// OpenID Connect Discovery 1.0 §4: the document must name exactly the issuer we asked for.
 async fn discover(
     http: &HttpClient,
+    url: Option<&str>,
     issuer: &str,
 ) -> Result<(String, Option<String>), ConfigError> {
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    );
+    let url = match url {
+        Some(url) => url.to_owned(),
+        None => format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        ),
+    };
     let url = http.check_url(&url)?;
     let fetched = http
         .get(&url)

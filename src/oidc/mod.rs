@@ -62,6 +62,7 @@ mod http;
 mod introspection;
 mod issuer;
 mod jwks;
+mod presets;
 
 use std::fmt;
 use std::sync::Arc;
@@ -143,7 +144,7 @@ impl OidcAuthenticator {
             };
         }
         let Some(issuer) = unverified_issuer(token)
-            .and_then(|iss| self.inner.issuers.iter().find(|i| i.issuer() == iss))
+            .and_then(|iss| self.inner.issuers.iter().find(|i| i.accepts(&iss)))
         else {
             return Authentication::Rejected(invalid(
                 Reason::BadIssuer,
@@ -307,10 +308,10 @@ impl OidcAuthenticatorBuilder {
             ));
         }
         for (i, issuer) in self.issuers.iter().enumerate() {
-            if self.issuers[..i]
-                .iter()
-                .any(|o| o.issuer() == issuer.issuer())
-            {
+            if self.issuers[..i].iter().any(|o| {
+                o.issuer() == issuer.issuer()
+                    || issuer.accepted().issuers.keys().any(|iss| o.accepts(iss))
+            }) {
                 return Err(ConfigError::new(format!(
                     "issuer {:?} is configured twice",
                     issuer.issuer()

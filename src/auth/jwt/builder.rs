@@ -7,8 +7,11 @@ use super::*;
 #[must_use]
 pub struct JwtAuthenticatorBuilder {
     pub(super) keys: Vec<JwtKey>,
-    pub(super) issuer: Option<String>,
+    pub(super) issuers: Option<AcceptedIssuers>,
     pub(super) any_issuer: bool,
+    pub(super) claim_rules: Vec<ClaimRule>,
+    pub(super) clients: Option<Vec<String>>,
+    pub(super) client_required: bool,
     pub(super) audiences: Option<Vec<String>>,
     pub(super) any_audience: bool,
     pub(super) leeway: Duration,
@@ -34,7 +37,46 @@ impl JwtAuthenticatorBuilder {
     /// is set: where one key signs for several issuers (multi-tenant providers), the issuer is
     /// what tells tenants apart.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
+        self.issuers = Some(AcceptedIssuers::one(issuer.into()));
+        self
+    }
+
+    /// Accepts these issuers (replacing [`issuer`](Self::issuer)): the spellings of one
+    /// provider, or the tenants of a multi-tenant one.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn accepted_issuers(mut self, issuers: AcceptedIssuers) -> Self {
+        self.issuers = Some(issuers);
+        self
+    }
+
+    /// Requires the claim at `path` (a name, or a JSON Pointer starting with `/`) to equal one of
+    /// `values`, e.g. `require_claim("token_use", ["access"])`; a token without it is refused.
+    /// Each call adds a rule; every rule must hold.
+    pub fn require_claim<I: IntoIterator<Item = T>, T: Into<Value>>(
+        mut self,
+        path: impl Into<String>,
+        values: I,
+    ) -> Self {
+        self.claim_rules.push(ClaimRule {
+            path: path.into(),
+            values: values.into_iter().map(Into::into).collect(),
+        });
+        self
+    }
+
+    /// Refuses tokens that name no client (an ID token where an access token is expected, for
+    /// providers whose access tokens always name theirs).
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn require_client(mut self) -> Self {
+        self.client_required = true;
+        self
+    }
+
+    /// Requires the token's client (read as the [`ClaimMapping`] says, by default `client_id`
+    /// or `azp`) to be one of these: tokens issued to other applications of the same provider
+    /// are refused even when their audience fits.
+    pub fn clients<I: IntoIterator<Item = T>, T: Into<String>>(mut self, clients: I) -> Self {
+        self.clients = Some(clients.into_iter().map(Into::into).collect());
         self
     }
 
@@ -150,7 +192,16 @@ impl JwtAuthenticatorBuilder {
             }
             _ => {}
         }
-        match (&self.issuer, self.any_issuer) {
+        if self.clients.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::new("the client list is empty"));
+        }
+        if self.claim_rules.iter().any(|rule| rule.values.is_empty()) {
+            return Err(ConfigError::new("require_claim() needs at least one value"));
+        }
+        match (&self.issuers, self.any_issuer) {
+            (Some(issuers), false) if issuers.issuers.is_empty() => {
+                return Err(ConfigError::new("the issuer list is empty"));
+            }
             (None, false) => {
                 return Err(ConfigError::new(
                     "set the accepted issuer, or call any_issuer() explicitly",
@@ -185,7 +236,10 @@ impl JwtAuthenticatorBuilder {
             inner: Arc::new(Inner {
                 keys: RwLock::new(keys),
 
-                issuer: self.issuer,
+                issuers: self.issuers,
+                claim_rules: self.claim_rules,
+                clients: self.clients,
+                client_required: self.client_required,
                 audiences: if self.any_audience {
                     None
                 } else {
@@ -236,7 +290,7 @@ impl fmt::Debug for JwtAuthenticatorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuthenticatorBuilder")
             .field("keys", &self.keys)
-            .field("issuer", &self.issuer)
+            .field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
             .finish_non_exhaustive()
     }

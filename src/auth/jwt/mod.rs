@@ -26,7 +26,9 @@ pub use key::JwtKey;
 use super::{Authentication, Authenticator, JtiDenyList};
 use crate::error::Reason;
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
-use crate::identity::{AuthMethod, ClaimMapping, Identity, YEAR_9999_END, system_time};
+use crate::identity::{
+    AuthMethod, ClaimMapping, Identity, YEAR_9999_END, lookup_claim, system_time,
+};
 use crate::request::credential;
 
 /// Header parameters that would make us trust a key the token brings along. Never honoured.
@@ -61,8 +63,12 @@ pub struct JwtAuthenticator {
 
 struct Inner {
     keys: RwLock<Vec<JwtKey>>,
-    issuer: Option<String>,
+    /// `None`: any issuer.
+    issuers: Option<AcceptedIssuers>,
     audiences: Option<Vec<String>>,
+    claim_rules: Vec<ClaimRule>,
+    clients: Option<Vec<String>>,
+    client_required: bool,
     leeway: u64,
     require_exp: bool,
     typ: Option<Vec<String>>,
@@ -74,6 +80,37 @@ struct Inner {
 }
 
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The `iss` values an authenticator accepts. An issuer that stands for one tenant of a
+/// multi-tenant provider carries that tenant: the token's tenant claim must then name the same
+/// tenant, so that one tenant's token never passes under another tenant's issuer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AcceptedIssuers {
+    pub(crate) issuers: std::collections::HashMap<String, Option<String>>,
+    /// The claim holding the tenant (Entra's `tid`), for issuers that carry one.
+    pub(crate) tenant_claim: &'static str,
+}
+
+impl AcceptedIssuers {
+    pub(crate) fn one(issuer: String) -> Self {
+        Self {
+            issuers: [(issuer, None)].into_iter().collect(),
+            tenant_claim: "",
+        }
+    }
+
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn contains(&self, iss: &str) -> bool {
+        self.issuers.contains_key(iss)
+    }
+}
+
+/// A claim that must hold one of some values ([`JwtAuthenticatorBuilder::require_claim`]).
+#[derive(Clone, Debug)]
+pub(crate) struct ClaimRule {
+    pub(crate) path: String,
+    pub(crate) values: Vec<Value>,
+}
 
 /// What the cache keeps of a verified token.
 #[derive(Clone)]
@@ -91,8 +128,11 @@ impl JwtAuthenticator {
     pub fn builder() -> JwtAuthenticatorBuilder {
         JwtAuthenticatorBuilder {
             keys: Vec::new(),
-            issuer: None,
+            issuers: None,
             any_issuer: false,
+            claim_rules: Vec::new(),
+            clients: None,
+            client_required: false,
             audiences: None,
             any_audience: false,
             leeway: Duration::from_secs(60),
@@ -234,7 +274,7 @@ impl fmt::Debug for JwtAuthenticator {
             .unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("JwtAuthenticator")
             .field("keys", &*keys)
-            .field("issuer", &self.inner.issuer)
+            .field("issuers", &self.inner.issuers)
             .field("audiences", &self.inner.audiences)
             .field("leeway", &self.inner.leeway)
             .field("cache", &self.inner.cache.is_some())

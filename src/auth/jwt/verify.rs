@@ -166,12 +166,24 @@ impl Inner {
                 "The access token was issued in the future.",
             ));
         }
-        if let Some(expected) = &self.issuer
-            && issuer != Some(expected.as_str())
+        let tenant = match &self.issuers {
+            None => None,
+            Some(accepted) => match issuer.and_then(|iss| accepted.issuers.get(iss)) {
+                None => {
+                    return Err(invalid(
+                        Reason::BadIssuer,
+                        "The access token was issued by an untrusted issuer.",
+                    ));
+                }
+                Some(tenant) => tenant.as_deref().map(|t| (accepted.tenant_claim, t)),
+            },
+        };
+        if let Some((claim, expected)) = tenant
+            && claims.get(claim).and_then(Value::as_str) != Some(expected)
         {
             return Err(invalid(
-                Reason::BadIssuer,
-                "The access token was issued by an untrusted issuer.",
+                Reason::BadTenant,
+                "The access token's tenant does not match its issuer.",
             ));
         }
         if let Some(expected) = &self.audiences
@@ -184,6 +196,14 @@ impl Inner {
                 "The access token is not meant for this API.",
             ));
         }
+        for rule in &self.claim_rules {
+            if !lookup_claim(&claims, &rule.path).is_some_and(|value| rule.values.contains(value)) {
+                return Err(invalid(
+                    Reason::ClaimNotAccepted,
+                    "The token is not of a kind this API accepts.",
+                ));
+            }
+        }
         let subject = match subject {
             Some(subject) if !subject.is_empty() => subject.to_owned(),
             _ => {
@@ -193,10 +213,25 @@ impl Inner {
                 ));
             }
         };
-        let (scopes, roles) = self.mapping.apply(&claims).map_err(|()| claim_type())?;
-        let mut builder = Identity::builder(subject, AuthMethod::Jwt)
-            .scopes(scopes)
-            .roles(roles);
+        let mapped = self.mapping.apply(&claims).map_err(|()| claim_type())?;
+        if let Some(clients) = &self.clients
+            && !mapped
+                .client
+                .as_ref()
+                .is_some_and(|client| clients.contains(client))
+        {
+            return Err(invalid(
+                Reason::BadClient,
+                "The access token was issued to a client this API does not accept.",
+            ));
+        }
+        if self.client_required && mapped.client.is_none() {
+            return Err(invalid(
+                Reason::ClaimNotAccepted,
+                "The token is not of a kind this API accepts.",
+            ));
+        }
+        let mut builder = Identity::builder(subject, AuthMethod::Jwt).mapped(mapped);
         if let Some(issuer) = issuer {
             builder = builder.issuer(issuer);
         }
