@@ -567,6 +567,12 @@ impl From<String> for ClaimSource {
     }
 }
 
+impl From<&String> for ClaimSource {
+    fn from(path: &String) -> Self {
+        Self::path(path.as_str())
+    }
+}
+
 /// More entries than this in one claim make the token invalid; it bounds the work per token.
 const MAX_CLAIM_ENTRIES: usize = 256;
 
@@ -627,6 +633,16 @@ impl ClaimMapping {
 
 fn collect(claims: &Map<String, Value>, sources: &[ClaimSource]) -> Result<Vec<String>, ()> {
     let mut out: Vec<String> = Vec::new();
+    // Items read, duplicates and empty ones included: each is compared with at most
+    // MAX_CLAIM_ENTRIES kept ones, so the work per token stays bounded.
+    let mut read = 0usize;
+    let mut push = |out: &mut Vec<String>, prefix: &str, item: &str| {
+        read += 1;
+        if read > 4 * MAX_CLAIM_ENTRIES {
+            return Err(());
+        }
+        push_unique(out, prefix, item)
+    };
     for source in sources {
         let prefix = source.prefix.as_str();
         match (lookup_claim(claims, &source.path), source.keys) {
@@ -634,7 +650,7 @@ fn collect(claims: &Map<String, Value>, sources: &[ClaimSource]) -> Result<Vec<S
             (Some(Value::String(s)), false) => {
                 // RFC 6749 §3.3: scope tokens are separated by spaces.
                 for item in s.split(' ') {
-                    push_unique(&mut out, prefix, item)?;
+                    push(&mut out, prefix, item)?;
                 }
             }
             (Some(Value::Array(items)), false) => {
@@ -642,12 +658,12 @@ fn collect(claims: &Map<String, Value>, sources: &[ClaimSource]) -> Result<Vec<S
                     let Value::String(s) = item else {
                         return Err(());
                     };
-                    push_unique(&mut out, prefix, s)?;
+                    push(&mut out, prefix, s)?;
                 }
             }
             (Some(Value::Object(members)), true) => {
                 for name in members.keys() {
-                    push_unique(&mut out, prefix, name)?;
+                    push(&mut out, prefix, name)?;
                 }
             }
             _ => return Err(()),
@@ -847,6 +863,18 @@ mod tests {
         assert!(
             ClaimMapping::default()
                 .apply(json!({"azp": ["web"]}).as_object().unwrap())
+                .is_err()
+        );
+        // Duplicates and empty items count towards the bound on the work per token.
+        let repeated = vec!["a"; 2000].join(" ");
+        assert!(
+            ClaimMapping::default()
+                .apply(json!({ "scope": repeated }).as_object().unwrap())
+                .is_err()
+        );
+        assert!(
+            ClaimMapping::default()
+                .apply(json!({ "scope": " ".repeat(2000) }).as_object().unwrap())
                 .is_err()
         );
         let many: Map<String, Value> = (0..300).map(|i| (format!("r{i}"), json!({}))).collect();

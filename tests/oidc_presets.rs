@@ -726,41 +726,68 @@ async fn google_identity_tokens_in_both_issuer_spellings() {
     }
 }
 
+#[tokio::test]
+async fn google_needs_the_callers_named() {
+    // Any Google account mints verified tokens for any audience: an audience alone admits all.
+    let error = Issuer::google()
+        .audience([SERVICE_URL])
+        .build()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("name the callers"), "{error}");
+    let oidc = preset(
+        Issuer::google()
+            .audience([SERVICE_URL])
+            .require_claim("hd", ["example.com"]),
+        "https://accounts.google.com",
+    )
+    .await;
+    let token = google_identity("https://accounts.google.com");
+    refused(&oidc, &sign(Some("JWT"), &token), "claim_not_accepted").await;
+    let workspace = with(token, json!({ "hd": "example.com" }));
+    accepted(&oidc, &sign(Some("JWT"), &workspace)).await;
+}
+
 // --- ZITADEL, Authentik, Dex, Ory Hydra ------------------------------------------------------
 
 #[tokio::test]
-async fn zitadel_project_roles_are_the_object_keys() {
+async fn zitadel_roles_are_the_keys_of_this_projects_claim() {
     const ZITADEL: &str = "https://example-abc123.zitadel.cloud";
-    let oidc = preset(
-        Issuer::zitadel(ZITADEL).audience(["211975452348375298"]),
-        ZITADEL,
-    )
-    .await;
+    const PROJECT: &str = "211975451794727170";
+    let oidc = preset(Issuer::zitadel(ZITADEL).audience([PROJECT]), ZITADEL).await;
     let token = json!({
         "iss": ZITADEL,
         "sub": "211975453120127234",
-        "aud": ["211975452348375298@items", "211975452348375298", "211975451794727170"],
+        "aud": ["211975452348375298@items", PROJECT],
         "exp": now() + 43200, "iat": now(), "nbf": now(),
         "client_id": "211975452348375298@items",
         "jti": "212072355385704706",
-        "scope": "openid profile",
+        "urn:zitadel:iam:user:resourceowner:id": "211975451794700000",
+        // The calling client's own project, which may be another one.
         "urn:zitadel:iam:org:project:roles": {
-            "editor": { "211975451794727170": "example.zitadel.cloud" },
-            "viewer": { "211975451794727170": "example.zitadel.cloud" },
+            "editor": { "211975451794700000": "example.zitadel.cloud" },
+            "admin": { "211975451794700000": "example.zitadel.cloud" },
         },
         "urn:zitadel:iam:org:project:211975451794727170:roles": {
-            "editor": { "211975451794727170": "example.zitadel.cloud" },
+            "editor": { "211975451794700000": "example.zitadel.cloud" },
         },
     });
     let user = accepted(&oidc, &sign(Some("JWT"), &token)).await;
-    assert_eq!(user.roles(), ["editor", "viewer"]);
+    assert_eq!(user.roles(), ["editor"]);
     assert_eq!(user.client_id(), Some("211975452348375298@items"));
+    assert_eq!(user.tenant(), Some("211975451794700000"));
     // Roles as an array are not ZITADEL's shape: refused, never read as no roles.
     let array = with(
-        token,
-        json!({ "urn:zitadel:iam:org:project:roles": ["admin"] }),
+        token.clone(),
+        json!({ "urn:zitadel:iam:org:project:211975451794727170:roles": ["admin"] }),
     );
     refused(&oidc, &sign(Some("JWT"), &array), "claim_type").await;
+    // The ID token of the same login has no `jti`.
+    let id = with(
+        token,
+        json!({ "jti": null, "amr": ["pwd"], "at_hash": "5nUq6kXWT8GheCNvDNdyow", "azp": "211975452348375298@items" }),
+    );
+    refused(&oidc, &sign(Some("JWT"), &id), "claim_not_accepted").await;
 }
 
 #[tokio::test]
@@ -776,10 +803,13 @@ async fn authentik_issuer_keeps_its_trailing_slash_and_groups_are_roles() {
         "exp": now() + 300, "iat": now(), "auth_time": now(), "acr": "goauthentik.io/providers/oauth2/default",
         "azp": "items-client-id", "email": "alice@example.com", "email_verified": true,
         "name": "Alice", "given_name": "Alice", "preferred_username": "alice",
-        "nickname": "alice", "groups": ["authentik Admins", "editors"], "scope": "openid email profile",
+        "nickname": "alice", "groups": ["authentik Admins", "editors"], "uid": "Yx3kq0aBcD",
     });
     let user = accepted(&oidc, &sign(Some("JWT"), &token)).await;
     assert_eq!(user.roles(), ["authentik Admins", "editors"]);
+    // The ID token: the access token's claims without `azp` and `uid`.
+    let id = with(token.clone(), json!({ "azp": null }));
+    refused(&oidc, &sign(Some("JWT"), &id), "claim_not_accepted").await;
     let slashless = with(
         token,
         json!({ "iss": "https://auth.example.com/application/o/items" }),
@@ -843,6 +873,88 @@ async fn hydra_access_tokens_scp_client_id_and_ext_claims() {
     .await;
 }
 
+#[tokio::test]
+async fn preset_configuration_mistakes_are_refused_at_build() {
+    for (builder, message) in [
+        // A shared provider with any audience admits every other API's tokens.
+        (
+            Issuer::entra(TENANT).any_audience(),
+            "name the calling clients",
+        ),
+        (
+            Issuer::auth0("example.eu.auth0.com").any_audience(),
+            "name the calling clients",
+        ),
+        (
+            Issuer::keycloak("https://sso.example.com", "shop").any_audience(),
+            "name the calling clients",
+        ),
+        // Entra names tenants by GUID, in lower case.
+        (
+            Issuer::entra_tenants(["contoso.onmicrosoft.com", TENANT]).audience([API_URI]),
+            "not a tenant id",
+        ),
+        (
+            Issuer::entra(&TENANT.to_uppercase()).audience([API_URI]),
+            "not a tenant id",
+        ),
+        // `a:b`'s role `x` and `a`'s role `b:x` would both read `a:b:x`.
+        (
+            Issuer::keycloak("https://sso.example.com", "shop").audience(["a", "a:b"]),
+            "same name",
+        ),
+    ] {
+        let error = builder.build().await.unwrap_err();
+        assert!(error.to_string().contains(message), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn issuers_of_disjoint_tenants_coexist_and_overlapping_ones_do_not() {
+    let template = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    let a = Issuer::entra_tenants([TENANT])
+        .audience([API_URI])
+        .discovery_url(provider(&entra_v2_issuer(TENANT)).await)
+        .allow_http_on_loopback()
+        .build()
+        .await
+        .unwrap();
+    let b = Issuer::entra_tenants([OTHER_TENANT, UNLISTED_TENANT])
+        .audience([API_CLIENT_ID])
+        .discovery_url(provider(template).await)
+        .allow_http_on_loopback()
+        .build()
+        .await
+        .unwrap();
+    let c = Issuer::entra_tenants([UNLISTED_TENANT, "0b1c2d3e-0000-4000-8000-000000000000"])
+        .audience([API_URI])
+        .discovery_url(provider(template).await)
+        .allow_http_on_loopback()
+        .build()
+        .await
+        .unwrap();
+    let both = OidcAuthenticator::builder()
+        .issuer(a.clone())
+        .issuer(b.clone())
+        .build()
+        .unwrap();
+    // Each tenant's token goes to its own issuer, with that issuer's audience.
+    accepted(&both, &sign(Some("JWT"), &entra_v1_app(TENANT))).await;
+    refused(
+        &both,
+        &sign(Some("JWT"), &entra_v1_app(OTHER_TENANT)),
+        "bad_audience",
+    )
+    .await;
+    accepted(&both, &sign(Some("JWT"), &entra_v2_delegated(OTHER_TENANT))).await;
+    let error = OidcAuthenticator::builder()
+        .issuer(b)
+        .issuer(c)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("configured twice"), "{error}");
+}
+
 // --- What every preset still refuses ----------------------------------------------------------
 
 #[tokio::test]
@@ -874,7 +986,9 @@ async fn every_preset_refuses_what_the_generic_path_refuses() {
             cognito_access("1example23456789"),
         ),
         (
-            Issuer::google().audience([SERVICE_URL]),
+            Issuer::google()
+                .audience([SERVICE_URL])
+                .require_claim("email", [SERVICE_ACCOUNT]),
             "https://accounts.google.com".into(),
             google_identity("https://accounts.google.com"),
         ),

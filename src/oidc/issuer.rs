@@ -102,7 +102,7 @@ impl Issuer {
     }
 
     /// Whether a token whose `iss` is `iss` is this issuer's to check: the configured issuer,
-    /// or one of a preset's other spellings or tenants.
+    /// or, for a preset, one of the provider's spellings or listed tenants (never a template).
     pub fn accepts(&self, iss: &str) -> bool {
         self.inner.accepted.contains(iss)
     }
@@ -238,8 +238,11 @@ impl IssuerBuilder {
         self
     }
 
-    /// Where scopes, roles, the client and the tenant are read from in this issuer's tokens
-    /// (replacing a preset's mapping).
+    /// Where scopes, roles, the client and the tenant are read from in this issuer's tokens.
+    /// This replaces a preset's whole mapping, the client and tenant claims included (Entra's
+    /// `appid` and `tid`, Okta's `cid`); to change only roles or scopes, use
+    /// [`roles_from`](Self::roles_from) or [`scopes_from`](Self::scopes_from). A preset's checks
+    /// (token type, tenant, client) stay.
     pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
         self.mapping = mapping;
         self.roles_set = true;
@@ -276,7 +279,7 @@ impl IssuerBuilder {
     ) -> Self {
         self.claim_rules.push(ClaimRule {
             path: path.into(),
-            values: values.into_iter().map(Into::into).collect(),
+            values: Some(values.into_iter().map(Into::into).collect()),
         });
         self
     }
@@ -400,7 +403,7 @@ impl IssuerBuilder {
             .leeway(this.leeway)
             .claim_mapping(this.mapping);
         for rule in this.claim_rules {
-            jwt = jwt.require_claim(rule.path, rule.values);
+            jwt = jwt.claim_rule(rule);
         }
         if let Some(clients) = this.clients {
             jwt = jwt.clients(clients);

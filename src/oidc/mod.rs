@@ -308,10 +308,11 @@ impl OidcAuthenticatorBuilder {
             ));
         }
         for (i, issuer) in self.issuers.iter().enumerate() {
-            if self.issuers[..i].iter().any(|o| {
-                o.issuer() == issuer.issuer()
-                    || issuer.accepted().issuers.keys().any(|iss| o.accepts(iss))
-            }) {
+            // Two issuers accepting one `iss` would leave routing to the order of the list.
+            if self.issuers[..i]
+                .iter()
+                .any(|o| issuer.accepted().issuers.keys().any(|iss| o.accepts(iss)))
+            {
                 return Err(ConfigError::new(format!(
                     "issuer {:?} is configured twice",
                     issuer.issuer()

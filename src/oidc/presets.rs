@@ -8,17 +8,37 @@ use jsonwebtoken::Algorithm;
 
 use super::Issuer;
 use super::issuer::IssuerBuilder;
-use crate::auth::jwt::AcceptedIssuers;
+use crate::auth::jwt::{AcceptedIssuers, ClaimRule};
 use crate::error::ConfigError;
 use crate::identity::{ClaimMapping, ClaimSource};
 
-/// What a preset still has to do when the builder is built, from settings made after it.
+/// Which provider a builder was preset for: what it still has to check or add at build time,
+/// once every later setting is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Preset {
-    /// Client roles of each audience, as `{client}:{role}`.
+    /// Adds the client roles of each audience, as `{client}:{role}`.
     Keycloak,
+    /// Tenant ids must be GUIDs.
+    Entra,
+    Auth0,
+    Okta,
     /// No `aud` in access tokens: the app clients take its place.
     Cognito,
+    /// Needs the callers named: every Google account can mint a token for any audience.
+    Google,
+    /// Adds the roles of each audience's project.
+    Zitadel,
+    Authentik,
+    Dex,
+    Hydra,
+}
+
+/// A builder for `issuer` preset with `mapping` (which does not count as the user's choice).
+fn preset(kind: Preset, issuer: String, mapping: ClaimMapping) -> IssuerBuilder {
+    let mut builder = Issuer::builder(issuer);
+    builder.mapping = mapping;
+    builder.preset = Some(kind);
+    builder
 }
 
 /// Microsoft Entra ID's global authority.
@@ -34,20 +54,23 @@ impl Issuer {
     /// with an audience mapper on the calling client (or when the token carries the API's
     /// client roles); configure one, or accept Keycloak's default audience and name the calling
     /// clients instead: `.any_audience().clients(["web"])`.
+    ///
+    /// Client roles are read for the configured audiences only: with `any_audience()`, or once
+    /// you choose roles with [`roles_from`](IssuerBuilder::roles_from) or
+    /// [`claim_mapping`](IssuerBuilder::claim_mapping), list them yourself, e.g.
+    /// `ClaimSource::path("/resource_access/items-api/roles")`. Two audiences where one is the
+    /// other followed by `:` are refused, so prefixed names never collide; a realm role whose
+    /// name contains `:` can read like a client role (realm administrators can grant both).
     pub fn keycloak(base_url: &str, realm: &str) -> IssuerBuilder {
-        let issuer = format!("{}/realms/{realm}", base_url.trim_end_matches('/'));
-        let mut builder = Issuer::builder(issuer)
-            .claim_mapping(
-                ClaimMapping::default()
-                    .roles_from(["/realm_access/roles"])
-                    .scopes_from(["scope"])
-                    .client_from(["azp"]),
-            )
-            .require_claim("typ", ["Bearer"]);
-        builder.preset = Some(Preset::Keycloak);
-        // The roles above are the preset's own: client roles are still added at build time.
-        builder.roles_set = false;
-        builder
+        preset(
+            Preset::Keycloak,
+            format!("{}/realms/{realm}", base_url.trim_end_matches('/')),
+            ClaimMapping::default()
+                .roles_from(["/realm_access/roles"])
+                .scopes_from(["scope"])
+                .client_from(["azp"]),
+        )
+        .require_claim("typ", ["Bearer"])
     }
 
     /// Microsoft Entra ID, one tenant: v2 tokens (issuer
@@ -98,17 +121,17 @@ impl Issuer {
     /// roles claim: add your Action's namespaced one with
     /// `.roles_from(["https://example.com/roles"])`. The audience is your API's identifier;
     /// ID tokens (audience: the client id) are refused by it. Machine-to-machine tokens carry
-    /// `gty: "client-credentials"` and a subject ending in `@clients`; refuse them where only
-    /// users belong with `.require_claim("gty", [...])` on another issuer, or check
-    /// [`Identity::claim`](crate::Identity::claim) in the handler.
+    /// `gty: "client-credentials"` and a subject ending in `@clients`; where only users belong,
+    /// check [`Identity::claim`](crate::Identity::claim)`("gty")` in the handler.
     pub fn auth0(domain: &str) -> IssuerBuilder {
-        Issuer::builder(format!("https://{}/", domain.trim_end_matches('/')))
-            .algorithms([Algorithm::RS256, Algorithm::PS256])
-            .claim_mapping(
-                ClaimMapping::default()
-                    .scopes_from(["scope", "permissions"])
-                    .roles_from(Vec::<String>::new()),
-            )
+        preset(
+            Preset::Auth0,
+            format!("https://{}/", domain.trim_end_matches('/')),
+            ClaimMapping::default()
+                .scopes_from(["scope", "permissions"])
+                .roles_from(Vec::<String>::new()),
+        )
+        .algorithms([Algorithm::RS256, Algorithm::PS256])
     }
 
     /// Okta: the custom authorization server `authorization_server` (`default` or its id) of
@@ -120,17 +143,18 @@ impl Issuer {
     /// `cid`; a token without `cid` (an ID token) is refused. The audience is the server's
     /// (`api://default` for the default server).
     pub fn okta(domain: &str, authorization_server: &str) -> IssuerBuilder {
-        let mut builder = Issuer::builder(format!(
-            "https://{}/oauth2/{authorization_server}",
-            domain.trim_end_matches('/')
-        ))
-        .algorithms([Algorithm::RS256])
-        .claim_mapping(
+        let mut builder = preset(
+            Preset::Okta,
+            format!(
+                "https://{}/oauth2/{authorization_server}",
+                domain.trim_end_matches('/')
+            ),
             ClaimMapping::default()
                 .scopes_from(["scp"])
                 .roles_from(["groups"])
                 .client_from(["cid"]),
-        );
+        )
+        .algorithms([Algorithm::RS256]);
         builder.client_required = true;
         builder
     }
@@ -145,19 +169,16 @@ impl Issuer {
     /// refuses an [`audience`](IssuerBuilder::audience). Scopes come from `scope`, roles from
     /// `cognito:groups`.
     pub fn cognito(region: &str, user_pool_id: &str) -> IssuerBuilder {
-        let mut builder = Issuer::builder(format!(
-            "https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
-        ))
-        .algorithms([Algorithm::RS256])
-        .claim_mapping(
+        preset(
+            Preset::Cognito,
+            format!("https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"),
             ClaimMapping::default()
                 .scopes_from(["scope"])
                 .roles_from(["cognito:groups"])
                 .client_from(["client_id"]),
         )
-        .require_claim("token_use", ["access"]);
-        builder.preset = Some(Preset::Cognito);
-        builder
+        .algorithms([Algorithm::RS256])
+        .require_claim("token_use", ["access"])
     }
 
     /// Google: Google-signed ID tokens, e.g. service-to-service credentials minted for a
@@ -166,19 +187,23 @@ impl Issuer {
     /// `accounts.google.com`; both are accepted.
     ///
     /// The audience is what the caller asked for: your service's URL (or your OAuth client id
-    /// for sign-in tokens). Tokens whose `email_verified` is not `true` are refused: the e-mail
-    /// is what names a service account. Allow particular callers with
-    /// `.require_claim("email", ["svc@project.iam.gserviceaccount.com"])`. The client is `azp`.
+    /// for sign-in tokens). Any Google account can mint a token for any audience, so
+    /// [`build`](IssuerBuilder::build) insists that the callers are named: by e-mail,
+    /// `.require_claim("email", ["svc@project.iam.gserviceaccount.com"])`, by Workspace domain,
+    /// `.require_claim("hd", ["example.com"])`, or by client, `.clients([...])` (`azp`).
+    /// Tokens whose `email_verified` is not `true` are refused: the e-mail is what names a
+    /// service account.
     pub fn google() -> IssuerBuilder {
-        let mut builder = Issuer::builder("https://accounts.google.com")
-            .algorithms([Algorithm::RS256])
-            .claim_mapping(
-                ClaimMapping::default()
-                    .scopes_from(Vec::<String>::new())
-                    .roles_from(Vec::<String>::new())
-                    .client_from(["azp"]),
-            )
-            .require_claim("email_verified", [true]);
+        let mut builder = preset(
+            Preset::Google,
+            "https://accounts.google.com".to_owned(),
+            ClaimMapping::default()
+                .scopes_from(Vec::<String>::new())
+                .roles_from(Vec::<String>::new())
+                .client_from(["azp"]),
+        )
+        .algorithms([Algorithm::RS256])
+        .require_claim("email_verified", [true]);
         builder.accepted = Some(AcceptedIssuers {
             issuers: [
                 ("https://accounts.google.com".to_owned(), None),
@@ -192,38 +217,55 @@ impl Issuer {
     }
 
     /// ZITADEL: the instance at `issuer_url` (`https://example-abc123.zitadel.cloud` or your
-    /// domain). Roles are the member names of `urn:zitadel:iam:org:project:roles` (an object
-    /// keyed by role); scopes come from `scope`, the client from `client_id` or `azp`. The
-    /// audience is your project id or the API's client id.
+    /// domain). The audience is your API's project id. Roles are the member names of that
+    /// project's claim, `urn:zitadel:iam:org:project:{project id}:roles` (an object keyed by
+    /// role), never the unqualified `urn:zitadel:iam:org:project:roles`, which holds the roles
+    /// of whichever project the calling client belongs to. The client comes from `client_id`
+    /// or `azp`, the tenant from `urn:zitadel:iam:user:resourceowner:id` (the user's
+    /// organisation, when the client asks for it). Tokens without `jti` are refused: ZITADEL's
+    /// ID tokens have none, its JWT access tokens always do.
     pub fn zitadel(issuer_url: &str) -> IssuerBuilder {
-        Issuer::builder(issuer_url.trim_end_matches('/')).claim_mapping(
+        let mut builder = preset(
+            Preset::Zitadel,
+            issuer_url.trim_end_matches('/').to_owned(),
             ClaimMapping::default()
                 .scopes_from(["scope"])
-                .roles_from([ClaimSource::keys("urn:zitadel:iam:org:project:roles")]),
-        )
+                .roles_from(Vec::<String>::new())
+                .tenant_from(["urn:zitadel:iam:user:resourceowner:id"]),
+        );
+        builder.claim_rules.push(ClaimRule {
+            path: "jti".to_owned(),
+            values: None,
+        });
+        builder
     }
 
     /// Authentik: the OAuth2/OpenID provider of the application `slug` at `base_url` (issuer
     /// `{base_url}/application/o/{slug}/`, with the trailing slash Authentik writes). Roles come
-    /// from `groups`, scopes from `scope`, the client from `azp`.
+    /// from `groups`, scopes from `scope`, the client from `azp`; a token without `azp` (an ID
+    /// token) is refused. Give the provider a signing key: without one Authentik signs with the
+    /// client secret (HS256), which an issuer never accepts.
     pub fn authentik(base_url: &str, slug: &str) -> IssuerBuilder {
-        Issuer::builder(format!(
-            "{}/application/o/{slug}/",
-            base_url.trim_end_matches('/')
-        ))
-        .claim_mapping(
+        let mut builder = preset(
+            Preset::Authentik,
+            format!("{}/application/o/{slug}/", base_url.trim_end_matches('/')),
             ClaimMapping::default()
                 .scopes_from(["scope"])
                 .roles_from(["groups"])
                 .client_from(["azp"]),
-        )
+        );
+        builder.client_required = true;
+        builder
     }
 
     /// Dex: the instance whose configured `issuer` is `issuer_url`, exactly as written in its
-    /// configuration. Dex's bearer tokens are ID tokens: the audience is the client id they were
-    /// issued to; roles come from `groups`.
+    /// configuration. Dex's access tokens carry exactly its ID tokens' claims, so the two cannot
+    /// be told apart: the audience is the client id they were issued to (list the clients whose
+    /// tokens your API takes); roles come from `groups`.
     pub fn dex(issuer_url: &str) -> IssuerBuilder {
-        Issuer::builder(issuer_url).claim_mapping(
+        preset(
+            Preset::Dex,
+            issuer_url.to_owned(),
             ClaimMapping::default()
                 .scopes_from(Vec::<String>::new())
                 .roles_from(["groups"])
@@ -237,7 +279,9 @@ impl Issuer {
     /// audience. Custom session claims sit under `ext`: read roles with
     /// `.roles_from(["/ext/roles"])`.
     pub fn hydra(issuer_url: &str) -> IssuerBuilder {
-        let mut builder = Issuer::builder(issuer_url).claim_mapping(
+        let mut builder = preset(
+            Preset::Hydra,
+            issuer_url.to_owned(),
             ClaimMapping::default()
                 .scopes_from(["scp"])
                 .roles_from(Vec::<String>::new())
@@ -269,15 +313,16 @@ fn entra(authority: &str, tenants: &[String], with_v1: bool) -> IssuerBuilder {
             )),
         ),
     };
-    let mut builder = Issuer::builder(issuer)
-        .algorithms([Algorithm::RS256])
-        .claim_mapping(
-            ClaimMapping::default()
-                .scopes_from(["scp"])
-                .roles_from(["roles"])
-                .client_from(["azp", "appid"])
-                .tenant_from(["tid"]),
-        );
+    let mut builder = preset(
+        Preset::Entra,
+        issuer,
+        ClaimMapping::default()
+            .scopes_from(["scp"])
+            .roles_from(["roles"])
+            .client_from(["azp", "appid"])
+            .tenant_from(["tid"]),
+    )
+    .algorithms([Algorithm::RS256]);
     if let Some(url) = discovery {
         builder = builder.discovery_url(url);
     }
@@ -292,24 +337,57 @@ fn entra(authority: &str, tenants: &[String], with_v1: bool) -> IssuerBuilder {
 impl IssuerBuilder {
     /// The preset's last step, once every setting is known.
     pub(super) fn finish_preset(mut self) -> Result<Self, ConfigError> {
+        let Some(kind) = self.preset else {
+            return Ok(self);
+        };
         if self.accepted.as_ref().is_some_and(|a| a.issuers.is_empty()) {
             return Err(ConfigError::new("the tenant list is empty"));
         }
-        match self.preset {
-            None => {}
-            // Roles the user chose replace the preset's, client roles included.
-            Some(Preset::Keycloak) if self.roles_set => {}
-            Some(Preset::Keycloak) => {
-                for client in self.audiences.iter().flatten() {
+        // These providers issue tokens for every API of every customer with the same keys.
+        if self.any_audience && self.clients.is_none() && kind != Preset::Cognito {
+            return Err(ConfigError::new(format!(
+                "{kind:?}: any_audience() would accept the tokens this provider issues for every other API; name the calling clients with clients([...])"
+            )));
+        }
+        match kind {
+            Preset::Keycloak if !self.roles_set => {
+                let audiences = self.audiences.clone().unwrap_or_default();
+                for (i, a) in audiences.iter().enumerate() {
+                    if audiences[..i].iter().any(|b| {
+                        a == b || a.starts_with(&format!("{b}:")) || b.starts_with(&format!("{a}:"))
+                    }) {
+                        return Err(ConfigError::new(format!(
+                            "Keycloak audiences {a:?} and another one would give client roles of the same name; read their roles with roles_from()"
+                        )));
+                    }
                     // A JSON Pointer segment escapes `~` and `/` (RFC 6901).
-                    let segment = client.replace('~', "~0").replace('/', "~1");
+                    let segment = a.replace('~', "~0").replace('/', "~1");
                     self.mapping.push_roles(
                         ClaimSource::path(format!("/resource_access/{segment}/roles"))
-                            .prefixed(format!("{client}:")),
+                            .prefixed(format!("{a}:")),
                     );
                 }
             }
-            Some(Preset::Cognito) => {
+            Preset::Zitadel if !self.roles_set => {
+                for project in self.audiences.iter().flatten() {
+                    self.mapping.push_roles(ClaimSource::keys(format!(
+                        "urn:zitadel:iam:org:project:{project}:roles"
+                    )));
+                }
+            }
+            Preset::Entra => {
+                let bad = self
+                    .accepted
+                    .iter()
+                    .flat_map(|a| a.issuers.values().flatten())
+                    .find(|tenant| !is_tenant_id(tenant));
+                if let Some(tenant) = bad {
+                    return Err(ConfigError::new(format!(
+                        "Entra tenant {tenant:?} is not a tenant id: tokens name their tenant by its GUID, in lower case"
+                    )));
+                }
+            }
+            Preset::Cognito => {
                 if self.audiences.is_some() {
                     return Err(ConfigError::new(
                         "Cognito access tokens carry no aud: name the app clients with clients([...]) instead of audience()",
@@ -322,7 +400,30 @@ impl IssuerBuilder {
                 }
                 self.any_audience = true;
             }
+            Preset::Google => {
+                let named = self.clients.is_some()
+                    || self
+                        .claim_rules
+                        .iter()
+                        .any(|rule| rule.path == "email" || rule.path == "hd");
+                if !named {
+                    return Err(ConfigError::new(
+                        "Google: any Google account can mint a token for this audience; name the callers with require_claim(\"email\", [...]), require_claim(\"hd\", [...]) or clients([...])",
+                    ));
+                }
+            }
+            _ => {}
         }
         Ok(self)
     }
+}
+
+/// A GUID as Entra writes tenant ids: 8-4-4-4-12 lower-case hex digits.
+fn is_tenant_id(tenant: &str) -> bool {
+    let bytes = tenant.as_bytes();
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
 }

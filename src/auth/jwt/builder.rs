@@ -59,8 +59,14 @@ impl JwtAuthenticatorBuilder {
     ) -> Self {
         self.claim_rules.push(ClaimRule {
             path: path.into(),
-            values: values.into_iter().map(Into::into).collect(),
+            values: Some(values.into_iter().map(Into::into).collect()),
         });
+        self
+    }
+
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn claim_rule(mut self, rule: ClaimRule) -> Self {
+        self.claim_rules.push(rule);
         self
     }
 
@@ -195,7 +201,11 @@ impl JwtAuthenticatorBuilder {
         if self.clients.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::new("the client list is empty"));
         }
-        if self.claim_rules.iter().any(|rule| rule.values.is_empty()) {
+        if self
+            .claim_rules
+            .iter()
+            .any(|rule| rule.values.as_ref().is_some_and(Vec::is_empty))
+        {
             return Err(ConfigError::new("require_claim() needs at least one value"));
         }
         match (&self.issuers, self.any_issuer) {

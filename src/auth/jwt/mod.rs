@@ -105,11 +105,22 @@ impl AcceptedIssuers {
     }
 }
 
-/// A claim that must hold one of some values ([`JwtAuthenticatorBuilder::require_claim`]).
+/// A claim that must hold one of some values ([`JwtAuthenticatorBuilder::require_claim`]), or,
+/// with no list, be present (and not `null`).
 #[derive(Clone, Debug)]
 pub(crate) struct ClaimRule {
     pub(crate) path: String,
-    pub(crate) values: Vec<Value>,
+    pub(crate) values: Option<Vec<Value>>,
+}
+
+impl ClaimRule {
+    pub(crate) fn holds(&self, claims: &Map<String, Value>) -> bool {
+        match (lookup_claim(claims, &self.path), &self.values) {
+            (None | Some(Value::Null), _) => false,
+            (Some(_), None) => true,
+            (Some(value), Some(values)) => values.contains(value),
+        }
+    }
 }
 
 /// What the cache keeps of a verified token.

@@ -197,7 +197,7 @@ impl Inner {
             ));
         }
         for rule in &self.claim_rules {
-            if !lookup_claim(&claims, &rule.path).is_some_and(|value| rule.values.contains(value)) {
+            if !rule.holds(&claims) {
                 return Err(invalid(
                     Reason::ClaimNotAccepted,
                     "The token is not of a kind this API accepts.",
