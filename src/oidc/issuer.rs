@@ -55,6 +55,58 @@ type Metadata = ProviderMetadata<
 /// [`JwtAuthenticator`] of this issuer alone (strict checks, verified-token cache).
 ///
 /// Hand issuers to an [`OidcAuthenticator`](super::OidcAuthenticator). Cloning is cheap.
+///
+/// # Identity-provider presets
+///
+/// One line per provider sets its issuer forms and where its tokens keep roles, scopes, the
+/// client and the tenant, and adds the checks that tell its access tokens from its ID tokens.
+/// Every preset still makes every check of the generic path (signature, algorithms, `typ` when
+/// set, expiry, audience); where a provider's tokens force a weaker rule, the preset puts the
+/// provider's equivalent in its place.
+///
+/// | preset | issuer | checks beyond the generic path | roles / scopes / client / tenant |
+/// |---|---|---|---|
+/// | [`keycloak(base, realm)`](Self::keycloak) | `{base}/realms/{realm}` | `typ` claim `Bearer` (no ID or refresh tokens) | `realm_access.roles` + `resource_access.{aud}.roles` as `{aud}:role` / `scope` / `azp` / - |
+/// | [`entra(tenant)`](Self::entra), [`entra_tenants([..])`](Self::entra_tenants), [`entra_at(authority, [..])`](Self::entra_at) | `login.microsoftonline.com/{tid}/v2.0` and `sts.windows.net/{tid}/` for listed tenants only | `tid` equals the issuer's tenant; a client (`azp`/`appid`) is required (no ID tokens) | `roles` / `scp` / `azp`, `appid` / `tid` |
+/// | [`auth0(domain)`](Self::auth0) | `https://{domain}/` | RS256 or PS256 | your namespaced claim / `scope` + `permissions` / `client_id`, `azp` / - |
+/// | [`okta(domain, server)`](Self::okta) | `https://{domain}/oauth2/{server}` (the org server's tokens are refused) | `cid` required (no ID tokens) | `groups` / `scp` / `cid` / - |
+/// | [`cognito(region, pool)`](Self::cognito) | `https://cognito-idp.{region}.amazonaws.com/{pool}` | instead of `aud` (absent): `client_id` among [`clients`](IssuerBuilder::clients), `token_use` `access` | `cognito:groups` / `scope` / `client_id` / - |
+/// | [`google()`](Self::google) | `https://accounts.google.com` and `accounts.google.com` | `email_verified` true; callers must be named (`email`, `hd` or `clients`) | - / - / `azp` / - |
+/// | [`zitadel(url)`](Self::zitadel) | as given | `jti` required (no ID tokens) | keys of `urn:zitadel:iam:org:project:{aud}:roles` / `scope` / `client_id`, `azp` / resource owner id |
+/// | [`authentik(base, slug)`](Self::authentik) | `{base}/application/o/{slug}/` | `azp` required (no ID tokens) | `groups` / `scope` / `azp` / - |
+/// | [`dex(url)`](Self::dex) | as given | (access and ID tokens are alike) | `groups` / - / `azp` / - |
+/// | [`hydra(url)`](Self::hydra) | as given | `client_id` required | (`/ext/...`) / `scp` / `client_id` / - |
+///
+/// Any preset refuses [`any_audience`](IssuerBuilder::any_audience) without
+/// [`clients`](IssuerBuilder::clients): these providers sign the tokens of every API of every
+/// customer with the same keys. A preset's mapping is a starting point:
+/// [`roles_from`](IssuerBuilder::roles_from) and [`scopes_from`](IssuerBuilder::scopes_from)
+/// replace one part of it, [`claim_mapping`](IssuerBuilder::claim_mapping) all of it; its checks
+/// stay. Mistakes that can be seen before any network access fail at
+/// [`build`](IssuerBuilder::build):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use portcullis::oidc::Issuer;
+///
+/// // Cognito access tokens carry no `aud`: the app clients take its place.
+/// let error = Issuer::cognito("eu-west-1", "eu-west-1_AbCdEf123")
+///     .audience(["items-api"])
+///     .build()
+///     .await
+///     .unwrap_err();
+/// assert!(error.to_string().contains("clients"));
+///
+/// // Entra ID, a multi-tenant app: tokens of these two tenants only, v1 and v2.
+/// let _entra = Issuer::entra_tenants([
+///     "72f988bf-86f1-41af-91ab-2d7cd011db47",
+///     "9188040d-6c67-4c5b-b112-36a304b66dad",
+/// ])
+/// .audience(["api://items", "6e74172b-be56-4843-9ff4-e66a39bb12e3"]);
+/// // `.build().await?` then fetches the `organizations` metadata and the keys.
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Issuer {
     inner: Arc<IssuerInner>,
