@@ -903,6 +903,18 @@ async fn preset_configuration_mistakes_are_refused_at_build() {
             Issuer::keycloak("https://sso.example.com", "shop").audience(["a", "a:b"]),
             "same name",
         ),
+        // Two projects' roles would mix under bare names.
+        (
+            Issuer::zitadel("https://example-abc123.zitadel.cloud").audience(["1", "2"]),
+            "several audiences",
+        ),
+        // `azp` names an app every Google account may use, not a caller.
+        (
+            Issuer::google()
+                .audience([SERVICE_URL])
+                .clients(["32555940559.apps.googleusercontent.com"]),
+            "name the callers",
+        ),
     ] {
         let error = builder.build().await.unwrap_err();
         assert!(error.to_string().contains(message), "{error}");

@@ -71,7 +71,7 @@ type Metadata = ProviderMetadata<
 /// | [`auth0(domain)`](Self::auth0) | `https://{domain}/` | RS256 or PS256 | your namespaced claim / `scope` + `permissions` / `client_id`, `azp` / - |
 /// | [`okta(domain, server)`](Self::okta) | `https://{domain}/oauth2/{server}` (the org server's tokens are refused) | `cid` required (no ID tokens) | `groups` / `scp` / `cid` / - |
 /// | [`cognito(region, pool)`](Self::cognito) | `https://cognito-idp.{region}.amazonaws.com/{pool}` | instead of `aud` (absent): `client_id` among [`clients`](IssuerBuilder::clients), `token_use` `access` | `cognito:groups` / `scope` / `client_id` / - |
-/// | [`google()`](Self::google) | `https://accounts.google.com` and `accounts.google.com` | `email_verified` true; callers must be named (`email`, `hd` or `clients`) | - / - / `azp` / - |
+/// | [`google()`](Self::google) | `https://accounts.google.com` and `accounts.google.com` | `email_verified` true; callers must be named (`email` or `hd`) | - / - / `azp` / - |
 /// | [`zitadel(url)`](Self::zitadel) | as given | `jti` required (no ID tokens) | keys of `urn:zitadel:iam:org:project:{aud}:roles` / `scope` / `client_id`, `azp` / resource owner id |
 /// | [`authentik(base, slug)`](Self::authentik) | `{base}/application/o/{slug}/` | `azp` required (no ID tokens) | `groups` / `scope` / `azp` / - |
 /// | [`dex(url)`](Self::dex) | as given | (access and ID tokens are alike) | `groups` / - / `azp` / - |

@@ -189,10 +189,11 @@ impl Issuer {
     /// The audience is what the caller asked for: your service's URL (or your OAuth client id
     /// for sign-in tokens). Any Google account can mint a token for any audience, so
     /// [`build`](IssuerBuilder::build) insists that the callers are named: by e-mail,
-    /// `.require_claim("email", ["svc@project.iam.gserviceaccount.com"])`, by Workspace domain,
-    /// `.require_claim("hd", ["example.com"])`, or by client, `.clients([...])` (`azp`).
-    /// Tokens whose `email_verified` is not `true` are refused: the e-mail is what names a
-    /// service account.
+    /// `.require_claim("email", ["svc@project.iam.gserviceaccount.com"])`, or, for users of a
+    /// Workspace domain, `.require_claim("hd", ["example.com"])` (service accounts' tokens carry
+    /// no `hd`). [`clients`](IssuerBuilder::clients) does not count: `azp` names an app, which
+    /// every Google account may use. Tokens whose `email_verified` is not `true` are refused:
+    /// the e-mail is what names a service account.
     pub fn google() -> IssuerBuilder {
         let mut builder = preset(
             Preset::Google,
@@ -217,12 +218,13 @@ impl Issuer {
     }
 
     /// ZITADEL: the instance at `issuer_url` (`https://example-abc123.zitadel.cloud` or your
-    /// domain). The audience is your API's project id. Roles are the member names of that
+    /// domain). The audience is your API's project id, alone. Roles are the member names of that
     /// project's claim, `urn:zitadel:iam:org:project:{project id}:roles` (an object keyed by
     /// role), never the unqualified `urn:zitadel:iam:org:project:roles`, which holds the roles
     /// of whichever project the calling client belongs to. The client comes from `client_id`
     /// or `azp`, the tenant from `urn:zitadel:iam:user:resourceowner:id` (the user's
-    /// organisation, when the client asks for it). Tokens without `jti` are refused: ZITADEL's
+    /// organisation, when the client asks for it; the organisation each role was granted in is
+    /// in the claims, not in the role names). Tokens without `jti` are refused: ZITADEL's
     /// ID tokens have none, its JWT access tokens always do.
     pub fn zitadel(issuer_url: &str) -> IssuerBuilder {
         let mut builder = preset(
@@ -343,8 +345,16 @@ impl IssuerBuilder {
         if self.accepted.as_ref().is_some_and(|a| a.issuers.is_empty()) {
             return Err(ConfigError::new("the tenant list is empty"));
         }
+        let callers_named = self
+            .claim_rules
+            .iter()
+            .any(|rule| rule.path == "email" || rule.path == "hd");
         // These providers issue tokens for every API of every customer with the same keys.
-        if self.any_audience && self.clients.is_none() && kind != Preset::Cognito {
+        if self.any_audience
+            && self.clients.is_none()
+            && kind != Preset::Cognito
+            && !(kind == Preset::Google && callers_named)
+        {
             return Err(ConfigError::new(format!(
                 "{kind:?}: any_audience() would accept the tokens this provider issues for every other API; name the calling clients with clients([...])"
             )));
@@ -353,9 +363,15 @@ impl IssuerBuilder {
             Preset::Keycloak if !self.roles_set => {
                 let audiences = self.audiences.clone().unwrap_or_default();
                 for (i, a) in audiences.iter().enumerate() {
-                    if audiences[..i].iter().any(|b| {
-                        a == b || a.starts_with(&format!("{b}:")) || b.starts_with(&format!("{a}:"))
-                    }) {
+                    if audiences[..i].contains(a) {
+                        return Err(ConfigError::new(format!(
+                            "Keycloak audience {a:?} is listed twice"
+                        )));
+                    }
+                    if audiences[..i]
+                        .iter()
+                        .any(|b| a.starts_with(&format!("{b}:")) || b.starts_with(&format!("{a}:")))
+                    {
                         return Err(ConfigError::new(format!(
                             "Keycloak audiences {a:?} and another one would give client roles of the same name; read their roles with roles_from()"
                         )));
@@ -369,6 +385,11 @@ impl IssuerBuilder {
                 }
             }
             Preset::Zitadel if !self.roles_set => {
+                if self.audiences.as_ref().is_some_and(|a| a.len() > 1) {
+                    return Err(ConfigError::new(
+                        "ZITADEL: with several audiences their projects' roles would mix; accept your API's project id alone, or read roles with roles_from()",
+                    ));
+                }
                 for project in self.audiences.iter().flatten() {
                     self.mapping.push_roles(ClaimSource::keys(format!(
                         "urn:zitadel:iam:org:project:{project}:roles"
@@ -400,17 +421,11 @@ impl IssuerBuilder {
                 }
                 self.any_audience = true;
             }
-            Preset::Google => {
-                let named = self.clients.is_some()
-                    || self
-                        .claim_rules
-                        .iter()
-                        .any(|rule| rule.path == "email" || rule.path == "hd");
-                if !named {
-                    return Err(ConfigError::new(
-                        "Google: any Google account can mint a token for this audience; name the callers with require_claim(\"email\", [...]), require_claim(\"hd\", [...]) or clients([...])",
-                    ));
-                }
+            // `azp` names an app, not its users: only an e-mail or a domain names callers.
+            Preset::Google if !callers_named => {
+                return Err(ConfigError::new(
+                    "Google: any Google account can mint a token for this audience; name the callers with require_claim(\"email\", [...]) or require_claim(\"hd\", [...])",
+                ));
             }
             _ => {}
         }
