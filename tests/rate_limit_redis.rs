@@ -567,3 +567,126 @@ async fn two_replicas_share_one_quota_on_a_redis_cluster() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+async fn batched_replica(url: &str, prefix: &str, quota: Quota, batch: u32) -> Router {
+    let redis = RedisBackend::connect(url)
+        .await
+        .unwrap()
+        .prefix(prefix)
+        .batch(batch)
+        .on_failure(RedisFailure::FailClosed);
+    let layer = RateLimitLayer::builder(KeyBy::ClientIp, quota)
+        .redis(redis)
+        .build()
+        .unwrap();
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer)
+}
+
+/// The `r=` member of a `RateLimit` header.
+fn remaining_of(answer: &Answer) -> u32 {
+    let header = answer.headers["ratelimit"].to_str().unwrap();
+    let r = header
+        .split(';')
+        .find_map(|p| p.strip_prefix("r="))
+        .unwrap();
+    r.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_replicas_never_admit_more_than_the_shared_quota() {
+    let (url, _server) = shared_redis();
+    let prefix = unique_prefix();
+    let quota = Quota::per_minute(40);
+    let batch = 5;
+    let replicas = [
+        batched_replica(&url, &prefix, quota, batch).await,
+        batched_replica(&url, &prefix, quota, batch).await,
+    ];
+    let mut allowed = [0u32; 2];
+    for i in 0..120 {
+        let answer = send_timely(&replicas[i % 2], from("192.0.2.20", "/", &[])).await;
+        match answer.status.as_u16() {
+            200 => allowed[i % 2] += 1,
+            _ => {
+                answer.problem(429, "too-many-requests");
+            }
+        }
+    }
+    let total = allowed[0] + allowed[1];
+    // Every admission was granted by Redis first, so the quota holds exactly...
+    assert!(total <= 40, "{allowed:?} admitted, quota 40");
+    // ...and what a replica holds unspent is at most a batch and a half (a grant, and the next
+    // one asked for when half of it was spent).
+    assert!(
+        total >= 40 - 2 * (batch + batch / 2),
+        "{allowed:?} admitted"
+    );
+    assert!(allowed[0] > 0 && allowed[1] > 0, "{allowed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_spares_round_trips() {
+    // A private server: its command counts are this test's alone.
+    let server = RedisServer::start();
+    let url = server.url();
+    let app = batched_replica(&url, "batch", Quota::per_second(100_000), 50).await;
+    let calls = || async {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        info.lines()
+            .filter(|line| {
+                line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:")
+            })
+            .filter_map(|line| {
+                line.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum::<u64>()
+    };
+    let before = calls().await;
+    for _ in 0..1000 {
+        assert_eq!(
+            send_timely(&app, from("192.0.2.21", "/", &[])).await.status,
+            200
+        );
+    }
+    let round_trips = calls().await - before;
+    // One grant of 50 at first, then one more each time half of the grant is spent.
+    assert!(
+        (1000 / 50..=1000 / 25 + 5).contains(&round_trips),
+        "{round_trips} round trips for 1000 requests in batches of 50"
+    );
+}
+
+#[tokio::test]
+async fn an_unspent_grant_lapses_once_the_quota_would_have_regenerated_it() {
+    let (url, _server) = shared_redis();
+    let prefix = unique_prefix();
+    // 10 a second: a request's worth comes back every 100 ms.
+    let app = batched_replica(&url, &prefix, Quota::per_second(10), 5).await;
+    // Takes 5 from Redis (5 left there), spends 1 here: 4 held for a second (the quota would
+    // regenerate them in 400 ms; a grant lives a second at least).
+    let first = send_timely(&app, from("192.0.2.22", "/", &[])).await;
+    assert_eq!(remaining_of(&first), 9);
+    let second = send_timely(&app, from("192.0.2.22", "/", &[])).await;
+    assert_eq!(
+        remaining_of(&second),
+        8,
+        "spent from the grant, no round trip"
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // The 3 held lapsed and Redis is full again: a new grant of 5, one spent.
+    let later = send_timely(&app, from("192.0.2.22", "/", &[])).await;
+    assert_eq!(remaining_of(&later), 9);
+}

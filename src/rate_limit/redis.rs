@@ -2,9 +2,9 @@
 
 use std::fmt;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
@@ -18,25 +18,29 @@ use super::local::LocalLimiter;
 use super::lockout::LockoutConfig;
 use crate::error::ConfigError;
 
-/// GCRA in one round trip. Times are microseconds from the Redis server's own clock, so replicas
-/// with skewed clocks still agree. The key expires when its bucket would be full again, so Redis
-/// memory holds only active keys.
+/// GCRA in one round trip, taking up to `want` requests' worth (at least `cost`): the first
+/// value is what was granted (0: refused). With `want == cost` this is the plain GCRA decision.
+/// Times are microseconds from the Redis server's own clock, so replicas with skewed clocks
+/// still agree. The key expires when its bucket would be full again, so Redis memory holds only
+/// active keys.
 const GCRA: &str = r"
 local emission = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tau = emission * burst
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + emission * cost
-local allow_at = new_tat - tau
-if allow_at > now then
-  return {0, 0, allow_at - now, tat - now}
+local available = math.floor((tau - (tat - now)) / emission)
+if available < cost then
+  return {0, 0, tat + emission * cost - tau - now, tat - now}
 end
+local take = math.min(want, available)
+local new_tat = tat + emission * take
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return {1, math.floor((tau - (new_tat - now)) / emission), 0, new_tat - now}
+return {take, available - take, 0, new_tat - now}
 ";
 
 /// Counts one failed authentication; locks out at the threshold. Returns the lockout in ms (0 if
@@ -108,7 +112,37 @@ pub struct RedisBackend {
     /// flapping Redis logs at most one outage (and its end) every ten seconds.
     outage_logged_at: Arc<AtomicU64>,
     outage_logged: Arc<AtomicBool>,
+    /// Requests' worth taken from Redis at once (1: every request asks Redis).
+    batch: u32,
+    /// What this replica holds of each client's quota, when `batch > 1`.
+    grants: Arc<Grants>,
 }
+
+/// This replica's grants, by client fingerprint and limit name.
+type Grants = moka::sync::Cache<(u64, Arc<str>), Arc<Mutex<Grant>>>;
+
+/// Part of one client's shared quota, granted to this replica by Redis and spent here.
+#[derive(Debug)]
+struct Grant {
+    /// Requests' worth left.
+    left: u32,
+    /// After this the rest lapses: a grant lives as long as the quota takes to regenerate it
+    /// (at least [`MIN_GRANT_LIFE`]), so a replica's headers and holdings stay fresh.
+    expires: Instant,
+    /// What Redis had left for everyone else at the last grant.
+    shared_remaining: u32,
+    /// When the bucket in Redis was to be full again, as of the last grant.
+    reset_at: Instant,
+    /// A background request for the next batch is in flight.
+    refilling: bool,
+}
+
+/// A grant lives at least this long, however fast the quota regenerates: what a replica may
+/// hold is bounded by the batch anyway, and this keeps grants of fast quotas useful.
+const MIN_GRANT_LIFE: Duration = Duration::from_secs(1);
+
+/// The most clients whose grants one replica keeps; the least recently used lapse first.
+const MAX_GRANTS: u64 = 100_000;
 
 impl RedisBackend {
     /// Prepares a connection to `url` (`redis://host:port/db`, `rediss://` for TLS). Nothing is
@@ -159,6 +193,13 @@ impl RedisBackend {
             failing: Arc::new(AtomicBool::new(false)),
             outage_logged_at: Arc::new(AtomicU64::new(0)),
             outage_logged: Arc::new(AtomicBool::new(false)),
+            batch: 1,
+            grants: Arc::new(
+                moka::sync::Cache::builder()
+                    .max_capacity(MAX_GRANTS)
+                    .time_to_idle(Duration::from_secs(60))
+                    .build(),
+            ),
         };
         backend.warm_up().await;
         backend
@@ -193,6 +234,23 @@ impl RedisBackend {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Takes up to `requests` requests' worth of a client's quota from Redis at once (default 1:
+    /// every request asks Redis) and admits from it here, asking for the next batch in the
+    /// background once half is spent: most requests then make no round trip.
+    ///
+    /// The replicas still share one quota (a replica admits only what Redis granted it), with
+    /// two costs, both bounded by the batch: a replica may hold up to one and a half batches
+    /// unspent while another is refused, and a burst may exceed the quota by what each replica
+    /// held from an earlier grant (an unspent grant lapses once the quota would have
+    /// regenerated it, after one second at least). The
+    /// `RateLimit` headers count what Redis had left at the replica's last grant plus its
+    /// unspent part. A batch larger than a quota's burst takes at most the burst.
+    #[must_use]
+    pub fn batch(mut self, requests: u32) -> Self {
+        self.batch = requests.max(1);
         self
     }
 
@@ -265,7 +323,102 @@ impl RedisBackend {
         }
     }
 
-    /// One GCRA decision for `material` under the limit `name`.
+    /// Spends from this replica's grant for the client, without a round trip, when it holds
+    /// enough (and asks for the next batch in the background once half is spent). `None`: ask
+    /// Redis with [`check`](Self::check).
+    pub(super) fn take_granted(
+        &self,
+        material: &dyn Fn() -> String,
+        name: &Arc<str>,
+        quota: Quota,
+        cost: NonZeroU32,
+        local_key: u64,
+    ) -> Option<LimitCheck> {
+        if self.batch <= 1 {
+            return None;
+        }
+        let grant = self.grants.get(&(local_key, name.clone()))?;
+        let now = Instant::now();
+        let (outcome, refill) = {
+            let mut grant = grant.lock().unwrap_or_else(PoisonError::into_inner);
+            if grant.expires <= now || grant.left < cost.get() {
+                return None;
+            }
+            grant.left -= cost.get();
+            let refill = !grant.refilling && grant.left < self.batch / 2;
+            grant.refilling |= refill;
+            let outcome = LimitCheck {
+                allowed: true,
+                known: true,
+                limit: quota.burst_size(),
+                remaining: grant.shared_remaining.saturating_add(grant.left),
+                reset: grant.reset_at.saturating_duration_since(now),
+                retry_after: Duration::ZERO,
+            };
+            (outcome, refill)
+        };
+        if refill {
+            let backend = self.clone();
+            let key = self.key(&material(), &format!("rl:{name}"));
+            tokio::spawn(async move {
+                let granted = backend.ask(&key, quota, 1, backend.batch).await;
+                let mut grant = grant.lock().unwrap_or_else(PoisonError::into_inner);
+                grant.refilling = false;
+                match granted {
+                    Ok((taken, shared_remaining, _, reset_us)) => {
+                        backend.answered();
+                        if taken > 0 {
+                            Self::add(&mut grant, quota, taken, shared_remaining, reset_us);
+                        }
+                    }
+                    Err(error) => backend.warn("rate limit batch", &*error),
+                }
+            });
+        }
+        Some(outcome)
+    }
+
+    /// Adds `taken` to a grant, which then lapses when the quota would have regenerated it.
+    fn add(grant: &mut Grant, quota: Quota, taken: i64, shared_remaining: i64, reset_us: i64) {
+        let now = Instant::now();
+        grant.left = grant
+            .left
+            .saturating_add(u32::try_from(taken.max(0)).unwrap_or(u32::MAX));
+        grant.expires = now
+            + quota
+                .emission_interval()
+                .saturating_mul(grant.left.max(1))
+                .max(MIN_GRANT_LIFE);
+        grant.shared_remaining = u32::try_from(shared_remaining.max(0)).unwrap_or(u32::MAX);
+        grant.reset_at = now + Duration::from_micros(reset_us.max(0).unsigned_abs());
+    }
+
+    /// One script call: `(granted, remaining, retry_us, reset_us)`.
+    async fn ask(
+        &self,
+        key: &str,
+        quota: Quota,
+        cost: u32,
+        want: u32,
+    ) -> Result<(i64, i64, i64, i64), Box<dyn fmt::Display + Send>> {
+        let emission = quota.emission_interval().as_micros().max(1) as u64;
+        let mut connection = self.connection.clone();
+        let mut invocation = self.gcra.key(key);
+        invocation
+            .arg(emission)
+            .arg(quota.burst_size())
+            .arg(cost)
+            .arg(want.max(cost));
+        let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(Box::new(error)),
+            Err(elapsed) => Err(Box::new(elapsed)),
+        }
+    }
+
+    /// One GCRA decision for `material` under the limit `name` (taking a batch for this
+    /// replica when [`batch`](Self::batch) is set).
     pub(super) fn check(
         &self,
         material: String,
@@ -278,28 +431,39 @@ impl RedisBackend {
         let backend = self.clone();
         async move {
             let key = backend.key(&material, &format!("rl:{name}"));
-            let emission = quota.emission_interval().as_micros().max(1) as u64;
-            let mut connection = backend.connection.clone();
-            let mut invocation = backend.gcra.key(&key);
-            invocation
-                .arg(emission)
-                .arg(quota.burst_size())
-                .arg(cost.get());
-            let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
-            match tokio::time::timeout(backend.timeout, call).await {
-                Ok(Ok((allowed, remaining, retry_us, reset_us))) => {
+            match backend.ask(&key, quota, cost.get(), backend.batch).await {
+                Ok((granted, remaining, retry_us, reset_us)) => {
                     backend.answered();
+                    let allowed = granted > 0;
+                    let mut remaining = u32::try_from(remaining.max(0)).unwrap_or(u32::MAX);
+                    let leftover = granted - i64::from(cost.get());
+                    if allowed && leftover > 0 {
+                        let grant = backend.grants.get_with((local_key, name), || {
+                            Arc::new(Mutex::new(Grant {
+                                left: 0,
+                                expires: Instant::now(),
+                                shared_remaining: 0,
+                                reset_at: Instant::now(),
+                                refilling: false,
+                            }))
+                        });
+                        let mut grant = grant.lock().unwrap_or_else(PoisonError::into_inner);
+                        if grant.expires <= Instant::now() {
+                            grant.left = 0;
+                        }
+                        Self::add(&mut grant, quota, leftover, i64::from(remaining), reset_us);
+                        remaining = remaining.saturating_add(grant.left);
+                    }
                     LimitCheck {
-                        allowed: allowed == 1,
+                        allowed,
                         known: true,
                         limit: quota.burst_size(),
-                        remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                        remaining,
                         reset: Duration::from_micros(reset_us.max(0).unsigned_abs()),
                         retry_after: Duration::from_micros(retry_us.max(0).unsigned_abs()),
                     }
                 }
-                Ok(Err(error)) => backend.failed(&error, &local, local_key, cost),
-                Err(elapsed) => backend.failed(&elapsed, &local, local_key, cost),
+                Err(error) => backend.failed(&*error, &local, local_key, cost),
             }
         }
     }

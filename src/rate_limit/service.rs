@@ -43,13 +43,26 @@ impl Check for RateLimitLayer {
         let material = config.key_by.material(parts, config.v6_prefix);
         #[cfg(feature = "redis")]
         if let Some(redis) = &config.redis {
+            let fingerprint = config.fingerprint(&material);
+            if let Some(outcome) = redis.take_granted(
+                &|| material.text(),
+                &limit.shared_name,
+                limit.quota,
+                config.cost,
+                fingerprint,
+            ) {
+                return match decide(config, limit, outcome) {
+                    Ok(plan) => Verdict::Allow(plan),
+                    Err(denial) => Verdict::Deny(denial),
+                };
+            }
             let future = redis.check(
                 material.text(),
                 limit.shared_name.clone(),
                 limit.quota,
                 config.cost,
                 limit.local.clone(),
-                config.fingerprint(&material),
+                fingerprint,
             );
             return Verdict::Defer(Box::pin(async move { (future.await, which) }));
         }
