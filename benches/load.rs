@@ -211,7 +211,11 @@ fn main() {
             .build()
             .unwrap();
         let shared = RateLimitLayer::builder(KeyBy::ClientIp, generous)
-            .redis(redis)
+            .redis(redis.clone())
+            .build()
+            .unwrap();
+        let batched = RateLimitLayer::builder(KeyBy::ClientIp, generous)
+            .redis(redis.batch(100))
             .build()
             .unwrap();
         variants.push((
@@ -222,6 +226,11 @@ fn main() {
         variants.push((
             "per-IP limit, in Redis",
             handler_router().layer(shared),
+            None,
+        ));
+        variants.push((
+            "per-IP limit, in Redis, batches of 100",
+            handler_router().layer(batched),
             None,
         ));
     }

@@ -46,6 +46,9 @@
 //!   process limits alone), `open` (let requests through) or `closed` (429); an outage is logged
 //!   once when it starts and once when it ends. A Redis that does not answer at start-up stops
 //!   start-up with a message (needs `--features redis`). Unset, both stay in memory.
+//!   `REDIS_BATCH` (default 1, at most 10000) lets each process take that many requests' worth
+//!   of a client's budget from Redis at once and spend it without a round trip
+//!   (`RedisBackend::batch`): faster, with the budget shared a batch at a time.
 //! - Every request, refused or not, is audited: one hash-chained JSON line per request (and per
 //!   security alert) on standard output (logs go to standard error), and appended to the file
 //!   named by `AUDIT_LOG_FILE` when set (an unopenable file stops start-up with a message).
@@ -577,12 +580,14 @@ async fn provider_authenticator(
 }
 
 /// Where the per-client limit and the lockout keep their counts when several demo processes
-/// share them (`REDIS_URL`, `REDIS_PREFIX`, `REDIS_ON_FAILURE`).
+/// share them (`REDIS_URL`, `REDIS_PREFIX`, `REDIS_ON_FAILURE`, `REDIS_BATCH`).
 struct RedisSettings {
     url: Option<String>,
     prefix: String,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     on_failure: String,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    batch: u32,
 }
 
 /// The shared backend, when there is one.
@@ -603,10 +608,14 @@ impl RedisSettings {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
             .then(|| v.to_owned())
         })?;
+        let batch = setting("REDIS_BATCH", "1", |v| {
+            v.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n))
+        })?;
         Ok(Self {
             url: optional_setting("REDIS_URL")?,
             prefix,
             on_failure,
+            batch,
         })
     }
 
@@ -634,7 +643,12 @@ impl RedisSettings {
                 "closed" => RedisFailure::FailClosed,
                 _ => RedisFailure::FallbackToLocal,
             };
-            Ok(Some(backend.prefix(&self.prefix).on_failure(policy)))
+            Ok(Some(
+                backend
+                    .prefix(&self.prefix)
+                    .on_failure(policy)
+                    .batch(self.batch),
+            ))
         }
         #[cfg(not(feature = "redis"))]
         {

@@ -233,6 +233,35 @@ for base in "$c" "$d"; do
 done
 kill "${cluster_demos[@]}" "${cluster_pids[@]}" 2>/dev/null || true
 
+# Batched (REDIS_BATCH=5): each replica takes five requests' worth of the budget at a time and
+# spends it without a round trip; a burst over both is still held to the one quota, less what a
+# replica holds unspent (a batch and a half at most) and plus the refill of one a second.
+batch_bases=()
+batch_demos=()
+for name in e f; do
+  port=$(free_port)
+  batch_bases+=("http://127.0.0.1:$port")
+  BIND_ADDR="127.0.0.1:$port" REDIS_URL="redis://127.0.0.1:$redis_port/" \
+    REDIS_PREFIX="$prefix-batch" REDIS_BATCH=5 RATE_LIMIT_PER_SECOND=1 RATE_LIMIT_BURST=50 \
+    RUST_LOG=warn "$bin" >"$dir/$name.out" 2>"$dir/$name.err" &
+  batch_demos+=($!)
+done
+for base in "${batch_bases[@]}"; do
+  for _ in $(seq 1 100); do curl -fsS "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+batched=0
+burst_started=$(date +%s)
+for i in $(seq 1 70); do
+  base=${batch_bases[0]}; [ $((i % 2)) = 0 ] && base=${batch_bases[1]}
+  status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$base/health")
+  [ "$status" = 200 ] && batched=$((batched + 1))
+done
+burst_seconds=$(($(date +%s) - burst_started + 1))
+# The health checks above spent at most one request's worth each, before the burst.
+check "batched replicas: a burst over both got $batched answers; the shared quota allows $((50 - 2 * 7 - 2)) to $((50 + burst_seconds))" \
+  between "$batched" $((50 - 2 * 7 - 2)) $((50 + burst_seconds))
+kill "${batch_demos[@]}" 2>/dev/null || true
+
 # A Redis that does not answer at start-up stops start-up with a message.
 closed=$(free_port)
 if out=$(BIND_ADDR="127.0.0.1:$(free_port)" REDIS_URL="redis://127.0.0.1:$closed/" \
