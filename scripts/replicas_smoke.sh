@@ -16,8 +16,9 @@ redis_pid=
 demo_pids=()
 cluster_pids=()
 cluster_demos=()
+batch_demos=()
 cleanup() {
-  for pid in "${demo_pids[@]}" "${cluster_demos[@]}" "${cluster_pids[@]}" $redis_pid; do
+  for pid in "${demo_pids[@]}" "${cluster_demos[@]}" "${batch_demos[@]}" "${cluster_pids[@]}" $redis_pid; do
     kill "$pid" 2>/dev/null || true
   done
   [ -n "${KEEP_DIR:-}" ] || rm -rf "$dir"
@@ -237,7 +238,6 @@ kill "${cluster_demos[@]}" "${cluster_pids[@]}" 2>/dev/null || true
 # spends it without a round trip; a burst over both is still held to the one quota, less what a
 # replica holds unspent (a batch and a half at most) and plus the refill of one a second.
 batch_bases=()
-batch_demos=()
 for name in e f; do
   port=$(free_port)
   batch_bases+=("http://127.0.0.1:$port")
