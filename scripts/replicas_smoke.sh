@@ -276,5 +276,5 @@ report=$("$verify" --dev-key --replicas=a,b "$dir/only-a.jsonl" || true)
 check "a replica without any record is reported: $report" \
   grep -q "replica b: no record at all" <<<"$report"
 
-echo "replicas smoke: $passed passed, $failures failed (burst: $allowed of 70 answered)"
+echo "replicas smoke: $passed passed, $failures failed (burst: $allowed of 70 answered; batched: $batched of 70)"
 [ "$failures" = 0 ]
