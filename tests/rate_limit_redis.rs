@@ -690,3 +690,32 @@ async fn an_unspent_grant_lapses_once_the_quota_would_have_regenerated_it() {
     let later = send_timely(&app, from("192.0.2.22", "/", &[])).await;
     assert_eq!(remaining_of(&later), 9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_take_one_batch_at_a_time() {
+    let (url, _server) = shared_redis();
+    let prefix = unique_prefix();
+    let quota = Quota::per_minute(1000);
+    let batched = batched_replica(&url, &prefix, quota, 10).await;
+    let exact = replica(&url, &prefix, quota, RedisFailure::FailClosed).await;
+    // Eight requests at once on a replica that holds nothing yet.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let app = batched.clone();
+        tasks.push(tokio::spawn(async move {
+            send_timely(&app, from("192.0.2.23", "/", &[])).await.status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    // What Redis gave away: the 8 spent, plus at most one batch and a half held (eight batches
+    // of 10 before one batch at a time).
+    let answer = send_timely(&exact, from("192.0.2.23", "/", &[])).await;
+    let remaining = remaining_of(&answer);
+    assert!(
+        remaining >= 1000 - 8 - 15 - 1,
+        "the batched replica took {} from Redis",
+        1000 - 1 - remaining
+    );
+}

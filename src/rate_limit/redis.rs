@@ -133,15 +133,74 @@ struct Grant {
     shared_remaining: u32,
     /// When the bucket in Redis was to be full again, as of the last grant.
     reset_at: Instant,
-    /// A background request for the next batch is in flight.
-    refilling: bool,
+    /// A request for a batch is in flight (from a request or in the background): at most one
+    /// per client, so a replica never holds more than the rest of one batch and a new one.
+    fetching: bool,
+    /// No background request before this (set after one failed).
+    quiet_until: Instant,
+}
+
+impl Grant {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            left: 0,
+            expires: now,
+            shared_remaining: 0,
+            reset_at: now,
+            fetching: false,
+            quiet_until: now,
+        }
+    }
+
+    /// What is left now: nothing once lapsed.
+    fn live(&mut self, now: Instant) -> u32 {
+        if self.expires <= now {
+            self.left = 0;
+        }
+        self.left
+    }
+
+    /// Adds `taken` (after a lapse, in place of what was left), which then lapses when the quota
+    /// would have regenerated it.
+    fn add(&mut self, quota: Quota, taken: u32, shared_remaining: i64, reset_us: i64) {
+        let now = Instant::now();
+        self.left = self.live(now).saturating_add(taken);
+        self.expires = now
+            + quota
+                .emission_interval()
+                .saturating_mul(self.left.max(1))
+                .max(MIN_GRANT_LIFE);
+        self.shared_remaining = u32::try_from(shared_remaining.max(0)).unwrap_or(u32::MAX);
+        self.reset_at = now + Duration::from_micros(reset_us.max(0).unsigned_abs());
+    }
+
+    /// The `RateLimit` numbers as this replica sees them: what Redis had left at the last
+    /// grant plus what is held here, never more than the burst.
+    fn outcome(&self, quota: Quota, now: Instant) -> LimitCheck {
+        LimitCheck {
+            allowed: true,
+            known: true,
+            limit: quota.burst_size(),
+            remaining: self
+                .shared_remaining
+                .saturating_add(self.left)
+                .min(quota.burst_size()),
+            reset: self.reset_at.saturating_duration_since(now),
+            retry_after: Duration::ZERO,
+        }
+    }
 }
 
 /// A grant lives at least this long, however fast the quota regenerates: what a replica may
 /// hold is bounded by the batch anyway, and this keeps grants of fast quotas useful.
 const MIN_GRANT_LIFE: Duration = Duration::from_secs(1);
 
-/// The most clients whose grants one replica keeps; the least recently used lapse first.
+/// After a background request for a batch failed, the next one waits this long.
+const QUIET_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// The most clients whose grants one replica keeps. Past about this many, clients are checked
+/// one request at a time: a grant the cache would not keep would waste the batch it took.
 const MAX_GRANTS: u64 = 100_000;
 
 impl RedisBackend {
@@ -243,11 +302,14 @@ impl RedisBackend {
     ///
     /// The replicas still share one quota (a replica admits only what Redis granted it), with
     /// two costs, both bounded by the batch: a replica may hold up to one and a half batches
-    /// unspent while another is refused, and a burst may exceed the quota by what each replica
+    /// of a client's quota unspent while another replica refuses that client (one batch is
+    /// asked for at a time per client), and a burst may exceed the quota by what each replica
     /// held from an earlier grant (an unspent grant lapses once the quota would have
-    /// regenerated it, after one second at least). The
-    /// `RateLimit` headers count what Redis had left at the replica's last grant plus its
-    /// unspent part. A batch larger than a quota's burst takes at most the burst.
+    /// regenerated it, after one second at least). The `RateLimit` headers count what Redis had
+    /// left at the replica's last grant plus its unspent part, at most the burst. A batch
+    /// larger than a quota's burst takes at most the burst; with a request cost of a batch or
+    /// more, or while a replica already holds grants for 100 000 clients, requests are checked
+    /// one at a time.
     #[must_use]
     pub fn batch(mut self, requests: u32) -> Self {
         self.batch = requests.max(1);
@@ -340,57 +402,42 @@ impl RedisBackend {
         let grant = self.grants.get(&(local_key, name.clone()))?;
         let now = Instant::now();
         let (outcome, refill) = {
-            let mut grant = grant.lock().unwrap_or_else(PoisonError::into_inner);
-            if grant.expires <= now || grant.left < cost.get() {
+            let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.live(now) < cost.get() {
                 return None;
             }
-            grant.left -= cost.get();
-            let refill = !grant.refilling && grant.left < self.batch / 2;
-            grant.refilling |= refill;
-            let outcome = LimitCheck {
-                allowed: true,
-                known: true,
-                limit: quota.burst_size(),
-                remaining: grant.shared_remaining.saturating_add(grant.left),
-                reset: grant.reset_at.saturating_duration_since(now),
-                retry_after: Duration::ZERO,
-            };
-            (outcome, refill)
+            held.left -= cost.get();
+            // Without a runtime (a test calling the service by hand) there is no background.
+            let refill = !held.fetching
+                && held.left < self.batch / 2
+                && held.quiet_until <= now
+                && tokio::runtime::Handle::try_current().is_ok();
+            held.fetching |= refill;
+            (held.outcome(quota, now), refill)
         };
         if refill {
             let backend = self.clone();
             let key = self.key(&material(), &format!("rl:{name}"));
             tokio::spawn(async move {
-                let granted = backend.ask(&key, quota, 1, backend.batch).await;
-                let mut grant = grant.lock().unwrap_or_else(PoisonError::into_inner);
-                grant.refilling = false;
-                match granted {
+                let answer = backend.ask(&key, quota, 1, backend.batch).await;
+                let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
+                held.fetching = false;
+                match answer {
                     Ok((taken, shared_remaining, _, reset_us)) => {
                         backend.answered();
-                        if taken > 0 {
-                            Self::add(&mut grant, quota, taken, shared_remaining, reset_us);
+                        if let Ok(taken @ 1..) = u32::try_from(taken) {
+                            held.add(quota, taken, shared_remaining, reset_us);
                         }
                     }
-                    Err(error) => backend.warn("rate limit batch", &*error),
+                    Err(error) => {
+                        held.quiet_until = Instant::now() + QUIET_AFTER_FAILURE;
+                        drop(held);
+                        backend.warn("rate limit batch", &*error);
+                    }
                 }
             });
         }
         Some(outcome)
-    }
-
-    /// Adds `taken` to a grant, which then lapses when the quota would have regenerated it.
-    fn add(grant: &mut Grant, quota: Quota, taken: i64, shared_remaining: i64, reset_us: i64) {
-        let now = Instant::now();
-        grant.left = grant
-            .left
-            .saturating_add(u32::try_from(taken.max(0)).unwrap_or(u32::MAX));
-        grant.expires = now
-            + quota
-                .emission_interval()
-                .saturating_mul(grant.left.max(1))
-                .max(MIN_GRANT_LIFE);
-        grant.shared_remaining = u32::try_from(shared_remaining.max(0)).unwrap_or(u32::MAX);
-        grant.reset_at = now + Duration::from_micros(reset_us.max(0).unsigned_abs());
     }
 
     /// One script call: `(granted, remaining, retry_us, reset_us)`.
@@ -417,8 +464,9 @@ impl RedisBackend {
         }
     }
 
-    /// One GCRA decision for `material` under the limit `name` (taking a batch for this
-    /// replica when [`batch`](Self::batch) is set).
+    /// One GCRA decision for `material` under the limit `name`. With [`batch`](Self::batch),
+    /// what this replica still holds for the client pays for part of the request, and the
+    /// request takes a batch for the replica unless one is already on its way.
     pub(super) fn check(
         &self,
         material: String,
@@ -431,39 +479,73 @@ impl RedisBackend {
         let backend = self.clone();
         async move {
             let key = backend.key(&material, &format!("rl:{name}"));
-            match backend.ask(&key, quota, cost.get(), backend.batch).await {
+            let requested = cost;
+            let cost = cost.get();
+            // Batches only while the cache can keep the grants they fill.
+            let grant =
+                (backend.batch > 1 && backend.grants.entry_count() < MAX_GRANTS).then(|| {
+                    backend
+                        .grants
+                        .get_with((local_key, name), || Arc::new(Mutex::new(Grant::new())))
+                });
+            let (reserved, fetch) = match &grant {
+                None => (0, false),
+                Some(grant) => {
+                    let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
+                    let now = Instant::now();
+                    let reserved = held.live(now).min(cost);
+                    held.left -= reserved;
+                    if reserved == cost {
+                        // Topped up since `take_granted` looked.
+                        return held.outcome(quota, now);
+                    }
+                    let fetch = !held.fetching;
+                    held.fetching = true;
+                    (reserved, fetch)
+                }
+            };
+            let need = cost - reserved;
+            let want = if fetch { backend.batch.max(need) } else { need };
+            let answer = backend.ask(&key, quota, need, want).await;
+            // However it ends, the fetch is over and what was reserved but not spent goes back.
+            let settle = |granted: Option<(u32, i64, i64)>| {
+                let grant = grant.as_ref()?;
+                let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
+                if fetch {
+                    held.fetching = false;
+                }
+                let now = Instant::now();
+                match granted {
+                    Some((leftover, remaining, reset_us)) => {
+                        held.add(quota, leftover, remaining, reset_us);
+                        Some(held.outcome(quota, now).remaining)
+                    }
+                    None => {
+                        held.left = held.live(now).saturating_add(reserved);
+                        None
+                    }
+                }
+            };
+            match answer {
                 Ok((granted, remaining, retry_us, reset_us)) => {
                     backend.answered();
-                    let allowed = granted > 0;
-                    let mut remaining = u32::try_from(remaining.max(0)).unwrap_or(u32::MAX);
-                    let leftover = granted - i64::from(cost.get());
-                    if allowed && leftover > 0 {
-                        let grant = backend.grants.get_with((local_key, name), || {
-                            Arc::new(Mutex::new(Grant {
-                                left: 0,
-                                expires: Instant::now(),
-                                shared_remaining: 0,
-                                reset_at: Instant::now(),
-                                refilling: false,
-                            }))
-                        });
-                        let mut grant = grant.lock().unwrap_or_else(PoisonError::into_inner);
-                        if grant.expires <= Instant::now() {
-                            grant.left = 0;
-                        }
-                        Self::add(&mut grant, quota, leftover, i64::from(remaining), reset_us);
-                        remaining = remaining.saturating_add(grant.left);
-                    }
+                    let granted = u32::try_from(granted.max(0)).unwrap_or(u32::MAX);
+                    let allowed = granted >= need;
+                    let shown = settle(allowed.then(|| (granted - need, remaining, reset_us)));
                     LimitCheck {
                         allowed,
                         known: true,
                         limit: quota.burst_size(),
-                        remaining,
+                        remaining: shown
+                            .unwrap_or_else(|| u32::try_from(remaining.max(0)).unwrap_or(u32::MAX)),
                         reset: Duration::from_micros(reset_us.max(0).unsigned_abs()),
                         retry_after: Duration::from_micros(retry_us.max(0).unsigned_abs()),
                     }
                 }
-                Err(error) => backend.failed(&*error, &local, local_key, cost),
+                Err(error) => {
+                    settle(None);
+                    backend.failed(&*error, &local, local_key, requested)
+                }
             }
         }
     }
