@@ -654,6 +654,16 @@ async fn a_batch_spares_round_trips() {
             })
             .sum::<u64>()
     };
+    // Requests dropped while Redis answers (a client gone, a timeout further out) must not
+    // leave their client without batches.
+    for _ in 0..20 {
+        let _ = tokio::time::timeout(
+            Duration::from_micros(1),
+            send(&app, from("192.0.2.21", "/", &[])),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let before = calls().await;
     for _ in 0..1000 {
         assert_eq!(
@@ -664,7 +674,7 @@ async fn a_batch_spares_round_trips() {
     let round_trips = calls().await - before;
     // One grant of 50 at first, then one more each time half of the grant is spent.
     assert!(
-        (1000 / 50..=1000 / 25 + 5).contains(&round_trips),
+        (1000 / 50 - 1..=1000 / 25 + 5).contains(&round_trips),
         "{round_trips} round trips for 1000 requests in batches of 50"
     );
 }

@@ -192,6 +192,29 @@ impl Grant {
     }
 }
 
+/// A request's claim on its client's grant while it asks Redis. Unless the request spent what
+/// it reserved, dropping the claim gives the reserved part back and ends the fetch: after a
+/// refusal, a Redis failure, or the request being dropped while Redis answers (the client went
+/// away, a timeout further out), so that the client keeps getting batches.
+struct Pending {
+    /// Taken once the reserved part is spent.
+    grant: Option<Arc<Mutex<Grant>>>,
+    reserved: u32,
+    fetch: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(grant) = self.grant.take() {
+            let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.fetch {
+                held.fetching = false;
+            }
+            held.left = held.live(Instant::now()).saturating_add(self.reserved);
+        }
+    }
+}
+
 /// A grant lives at least this long, however fast the quota regenerates: what a replica may
 /// hold is bounded by the batch anyway, and this keeps grants of fast quotas useful.
 const MIN_GRANT_LIFE: Duration = Duration::from_secs(1);
@@ -488,43 +511,48 @@ impl RedisBackend {
                         .grants
                         .get_with((local_key, name), || Arc::new(Mutex::new(Grant::new())))
                 });
-            let (reserved, fetch) = match &grant {
-                None => (0, false),
-                Some(grant) => {
-                    let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
-                    let now = Instant::now();
-                    let reserved = held.live(now).min(cost);
-                    held.left -= reserved;
-                    if reserved == cost {
-                        // Topped up since `take_granted` looked.
-                        return held.outcome(quota, now);
-                    }
-                    let fetch = !held.fetching;
-                    held.fetching = true;
-                    (reserved, fetch)
-                }
+            let mut pending = Pending {
+                grant,
+                reserved: 0,
+                fetch: false,
             };
-            let need = cost - reserved;
-            let want = if fetch { backend.batch.max(need) } else { need };
-            let answer = backend.ask(&key, quota, need, want).await;
-            // However it ends, the fetch is over and what was reserved but not spent goes back.
-            let settle = |granted: Option<(u32, i64, i64)>| {
-                let grant = grant.as_ref()?;
+            if let Some(grant) = &pending.grant {
                 let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
-                if fetch {
+                let now = Instant::now();
+                let reserved = held.live(now).min(cost);
+                held.left -= reserved;
+                if reserved == cost {
+                    // Topped up since `take_granted` looked: nothing to ask, nothing to return.
+                    let outcome = held.outcome(quota, now);
+                    drop(held);
+                    pending.grant = None;
+                    return outcome;
+                }
+                pending.reserved = reserved;
+                pending.fetch = !held.fetching;
+                held.fetching = true;
+            }
+            let need = cost - pending.reserved;
+            let want = if pending.fetch {
+                backend.batch.max(need)
+            } else {
+                need
+            };
+            let answer = backend.ask(&key, quota, need, want).await;
+            // However it ends, the fetch is over and what was reserved but not spent goes back
+            // (by `Pending`'s drop, also when the request is dropped while Redis answers).
+            let mut settle = |granted: Option<(u32, i64, i64)>| {
+                let grant = pending.grant.as_ref()?;
+                let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
+                let (leftover, remaining, reset_us) = granted?;
+                if pending.fetch {
                     held.fetching = false;
                 }
-                let now = Instant::now();
-                match granted {
-                    Some((leftover, remaining, reset_us)) => {
-                        held.add(quota, leftover, remaining, reset_us);
-                        Some(held.outcome(quota, now).remaining)
-                    }
-                    None => {
-                        held.left = held.live(now).saturating_add(reserved);
-                        None
-                    }
-                }
+                held.add(quota, leftover, remaining, reset_us);
+                let shown = held.outcome(quota, Instant::now()).remaining;
+                drop(held);
+                pending.grant = None;
+                Some(shown)
             };
             match answer {
                 Ok((granted, remaining, retry_us, reset_us)) => {
@@ -543,7 +571,7 @@ impl RedisBackend {
                     }
                 }
                 Err(error) => {
-                    settle(None);
+                    drop(pending);
                     backend.failed(&*error, &local, local_key, requested)
                 }
             }
