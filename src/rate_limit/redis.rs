@@ -136,7 +136,7 @@ struct Grant {
     /// A request for a batch is in flight (from a request or in the background): at most one
     /// per client, so a replica never holds more than the rest of one batch and a new one.
     fetching: bool,
-    /// No background request before this (set after one failed).
+    /// No request for a batch before this (set after one failed or was refused).
     quiet_until: Instant,
 }
 
@@ -201,6 +201,8 @@ struct Pending {
     grant: Option<Arc<Mutex<Grant>>>,
     reserved: u32,
     fetch: bool,
+    /// Redis did not answer in time.
+    failed: bool,
 }
 
 impl Drop for Pending {
@@ -209,6 +211,9 @@ impl Drop for Pending {
             let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
             if self.fetch {
                 held.fetching = false;
+            }
+            if self.failed {
+                held.quiet_until = Instant::now() + QUIET_AFTER_FAILURE;
             }
             held.left = held.live(Instant::now()).saturating_add(self.reserved);
         }
@@ -219,7 +224,12 @@ impl Drop for Pending {
 /// hold is bounded by the batch anyway, and this keeps grants of fast quotas useful.
 const MIN_GRANT_LIFE: Duration = Duration::from_secs(1);
 
-/// After a background request for a batch failed, the next one waits this long.
+/// A client's grant is forgotten after this long without a request (what it held is then lost
+/// to the client, never given to anyone else); grants of quotas slower than this seldom last.
+const GRANT_IDLE: Duration = Duration::from_secs(600);
+
+/// After a request for a batch failed (or Redis refused one in the background), the next one
+/// waits this long.
 const QUIET_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// The most clients whose grants one replica keeps. Past about this many, clients are checked
@@ -279,7 +289,7 @@ impl RedisBackend {
             grants: Arc::new(
                 moka::sync::Cache::builder()
                     .max_capacity(MAX_GRANTS)
-                    .time_to_idle(Duration::from_secs(60))
+                    .time_to_idle(GRANT_IDLE)
                     .build(),
             ),
         };
@@ -328,7 +338,8 @@ impl RedisBackend {
     /// of a client's quota unspent while another replica refuses that client (one batch is
     /// asked for at a time per client), and a burst may exceed the quota by what each replica
     /// held from an earlier grant (an unspent grant lapses once the quota would have
-    /// regenerated it, after one second at least). The `RateLimit` headers count what Redis had
+    /// regenerated what it holds, counted from its last top-up, after one second at least, and
+    /// is forgotten after ten minutes without a request). The `RateLimit` headers count what Redis had
     /// left at the replica's last grant plus its unspent part, at most the burst. A batch
     /// larger than a quota's burst takes at most the burst; with a request cost of a batch or
     /// more, or while a replica already holds grants for 100 000 clients, requests are checked
@@ -448,8 +459,13 @@ impl RedisBackend {
                 match answer {
                     Ok((taken, shared_remaining, _, reset_us)) => {
                         backend.answered();
-                        if let Ok(taken @ 1..) = u32::try_from(taken) {
-                            held.add(quota, taken, shared_remaining, reset_us);
+                        match u32::try_from(taken) {
+                            Ok(taken @ 1..) => {
+                                held.add(quota, taken, shared_remaining, reset_us);
+                            }
+                            // The client is at its limit: no more asking in the background
+                            // for a while, the request path asks when the grant is spent.
+                            _ => held.quiet_until = Instant::now() + QUIET_AFTER_FAILURE,
                         }
                     }
                     Err(error) => {
@@ -506,7 +522,7 @@ impl RedisBackend {
             let cost = cost.get();
             // Batches only while the cache can keep the grants they fill.
             let grant =
-                (backend.batch > 1 && backend.grants.entry_count() < MAX_GRANTS).then(|| {
+                (backend.batch > cost && backend.grants.entry_count() < MAX_GRANTS).then(|| {
                     backend
                         .grants
                         .get_with((local_key, name), || Arc::new(Mutex::new(Grant::new())))
@@ -515,6 +531,7 @@ impl RedisBackend {
                 grant,
                 reserved: 0,
                 fetch: false,
+                failed: false,
             };
             if let Some(grant) = &pending.grant {
                 let mut held = grant.lock().unwrap_or_else(PoisonError::into_inner);
@@ -529,8 +546,10 @@ impl RedisBackend {
                     return outcome;
                 }
                 pending.reserved = reserved;
-                pending.fetch = !held.fetching;
-                held.fetching = true;
+                // After a failure, requests ask for themselves only for a while: a batch lost to
+                // a timeout (the script may still have run) must not repeat on every request.
+                pending.fetch = !held.fetching && held.quiet_until <= now;
+                held.fetching |= pending.fetch;
             }
             let need = cost - pending.reserved;
             let want = if pending.fetch {
@@ -571,6 +590,7 @@ impl RedisBackend {
                     }
                 }
                 Err(error) => {
+                    pending.failed = true;
                     drop(pending);
                     backend.failed(&*error, &local, local_key, requested)
                 }
