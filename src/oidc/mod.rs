@@ -75,6 +75,7 @@ pub use crate::auth::{InMemoryDenyList, JtiDenyList};
 pub use introspection::{Introspector, IntrospectorBuilder};
 pub use issuer::{Issuer, IssuerBuilder};
 
+use crate::auth::jwt::token_digest;
 use crate::auth::{Authentication, Authenticator};
 use crate::error::Reason;
 use crate::error::{ConfigError, Rejection, RejectionKind, Scheme};
@@ -143,6 +144,23 @@ impl OidcAuthenticator {
                 )),
             };
         }
+        // A token verified before is found by its digest in its issuer's cache, without
+        // decoding its payload to find the issuer.
+        let digest = self
+            .inner
+            .issuers
+            .iter()
+            .any(|issuer| issuer.jwks().jwt().caches())
+            .then(|| token_digest(token));
+        if let Some(digest) = &digest {
+            for issuer in &self.inner.issuers {
+                match issuer.jwks().jwt().cached(digest) {
+                    None => {}
+                    Some(Ok(identity)) => return self.deny_checked(identity),
+                    Some(Err(rejection)) => return Authentication::Rejected(rejection),
+                }
+            }
+        }
         let Some(issuer) = unverified_issuer(token)
             .and_then(|iss| self.inner.issuers.iter().find(|i| i.accepts(&iss)))
         else {
@@ -152,7 +170,11 @@ impl OidcAuthenticator {
             ));
         };
         let generation = issuer.jwks().generation();
-        match issuer.verify(token) {
+        match issuer
+            .jwks()
+            .jwt()
+            .verify_with_digest(token, digest.as_ref())
+        {
             Ok(identity) => self.deny_checked(identity),
             Err(rejection) if rejection.reason() == Reason::UnknownKid => {
                 match issuer.jwks().refresh_since(generation) {

@@ -163,8 +163,31 @@ impl JwtAuthenticator {
     /// This is what the [`AuthLayer`](crate::AuthLayer) calls; use it directly where a token
     /// arrives another way, e.g. in the first message of a WebSocket.
     pub fn verify(&self, token: &str) -> Result<Identity, Rejection> {
-        let identity = self.verify_signed(token)?;
-        // Revocation is checked on every use, cache hits included.
+        let digest = (self.inner.cache.is_some() && token.len() <= self.inner.max_token_bytes)
+            .then(|| token_digest(token));
+        self.verify_with_digest(token, digest.as_ref())
+    }
+
+    /// [`verify`](Self::verify) with the token's [`token_digest`] computed by the caller.
+    pub(crate) fn verify_with_digest(
+        &self,
+        token: &str,
+        digest: Option<&[u8; 32]>,
+    ) -> Result<Identity, Rejection> {
+        let identity = self.verify_signed(token, digest)?;
+        self.check_revoked(identity)
+    }
+
+    /// The verified-token cache's answer for the token with this digest, if it holds it: the
+    /// identity (expiry and revocation checked again) or the refusal. `None`: not cached here.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn cached(&self, digest: &[u8; 32]) -> Option<Result<Identity, Rejection>> {
+        let hit = self.cache_hit(digest)?;
+        Some(hit.and_then(|identity| self.check_revoked(identity)))
+    }
+
+    /// Revocation is checked on every use, cache hits included.
+    fn check_revoked(&self, identity: Identity) -> Result<Identity, Rejection> {
         if let Some(deny) = &self.inner.deny
             && let Some(serde_json::Value::String(jti)) = identity.claim("jti")
             && deny.is_denied(identity.issuer(), jti)
@@ -174,33 +197,39 @@ impl JwtAuthenticator {
         Ok(identity)
     }
 
-    fn verify_signed(&self, token: &str) -> Result<Identity, Rejection> {
+    fn cache_hit(&self, digest: &[u8; 32]) -> Option<Result<Identity, Rejection>> {
+        let inner = &*self.inner;
+        let cache = inner.cache.as_ref()?;
+        let hit = cache.get(digest)?;
+        if !hit.live.load(Ordering::Acquire) {
+            cache.invalidate(digest);
+            return None;
+        }
+        if let Some(exp) = hit.exp
+            && inner.now().saturating_sub(inner.leeway) >= exp
+        {
+            cache.invalidate(digest);
+            return Some(Err(invalid(Reason::Expired, "The access token expired.")));
+        }
+        Some(Ok(hit.identity))
+    }
+
+    fn verify_signed(&self, token: &str, digest: Option<&[u8; 32]>) -> Result<Identity, Rejection> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
             return Err(invalid(Reason::TooLarge, "The access token is too large."));
         }
-        let Some(cache) = &inner.cache else {
+        let (Some(cache), Some(digest)) = (&inner.cache, digest) else {
             return inner
                 .verify_uncached(token)
                 .map(|verified| verified.identity);
         };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = cache.get(&digest) {
-            if hit.live.load(Ordering::Acquire) {
-                let now = inner.now();
-                if let Some(exp) = hit.exp
-                    && now.saturating_sub(inner.leeway) >= exp
-                {
-                    cache.invalidate(&digest);
-                    return Err(invalid(Reason::Expired, "The access token expired."));
-                }
-                return Ok(hit.identity);
-            }
-            cache.invalidate(&digest);
+        if let Some(hit) = self.cache_hit(digest) {
+            return hit;
         }
         let verified = inner.verify_uncached(token)?;
         let identity = verified.identity.clone();
-        cache.insert(digest, verified);
+        cache.insert(*digest, verified);
         Ok(identity)
     }
 
@@ -247,6 +276,12 @@ impl JwtAuthenticator {
         keys.iter().filter_map(|key| key.kid.clone()).collect()
     }
 
+    /// Whether verified tokens are cached (so a digest is worth computing).
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) fn caches(&self) -> bool {
+        self.inner.cache.is_some()
+    }
+
     /// Forgets a verified token, so that its next use is verified again from scratch.
     ///
     /// This is cache hygiene, not revocation: a verification of the same token already in flight
@@ -254,8 +289,7 @@ impl JwtAuthenticator {
     /// checked (by `jti`, or by removing the key).
     pub fn forget(&self, token: &str) {
         if let Some(cache) = &self.inner.cache {
-            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            cache.invalidate(&digest);
+            cache.invalidate(&token_digest(token));
         }
     }
 }
@@ -291,6 +325,11 @@ impl fmt::Debug for JwtAuthenticator {
             .field("cache", &self.inner.cache.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The key of the verified-token cache: the SHA-256 of the whole token.
+pub(crate) fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 fn invalid(reason: Reason, detail: &'static str) -> Rejection {
