@@ -91,6 +91,8 @@ pub mod rate_limit;
 pub mod rbac;
 #[cfg(feature = "redact")]
 pub mod redact;
+#[cfg(feature = "redact")]
+mod scrub;
 pub mod stack;
 #[cfg(all(feature = "test-util", feature = "auth-jwt"))]
 pub mod test_util;

@@ -13,8 +13,8 @@ use super::request_id::X_REQUEST_ID;
 use crate::decision::Decision;
 use crate::error::Rejection;
 use crate::identity::Identity;
-use crate::redact::Redactions;
 use crate::request::forwarded::ClientIp;
+use crate::scrub::Redactions;
 
 /// The event of a request still in flight. Dropped unfinished (the client went away, the
 /// handler panicked), it still submits its event, as abandoned, so every request is recorded.

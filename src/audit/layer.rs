@@ -12,8 +12,8 @@ use super::pipeline::{
 use super::service::Audit;
 use super::sink::{AuditSink, TracingSink};
 use crate::error::ConfigError;
-use crate::redact::RedactLayer;
 use crate::request::forwarded::TrustedProxies;
+use crate::scrub::Scrubber;
 
 /// Records one sealed [`AuditEvent`](super::AuditEvent) per request and echoes its
 /// [`RequestId`](super::RequestId); see the [module docs](super).
@@ -36,7 +36,7 @@ impl AuditLayer {
             overflow: Overflow::Drop,
             alerts: AlertRules::default(),
             on_alert: None,
-            scrubber: RedactLayer::new(),
+            scrubber: Scrubber::default(),
             trust_request_id: true,
             replica: None,
         }
@@ -88,7 +88,7 @@ pub struct AuditLayerBuilder {
     overflow: Overflow,
     alerts: AlertRules,
     on_alert: Option<AlertCallback>,
-    scrubber: RedactLayer,
+    scrubber: Scrubber,
     trust_request_id: bool,
     replica: Option<String>,
 }
@@ -136,10 +136,11 @@ impl AuditLayerBuilder {
         self
     }
 
-    /// The detectors that scrub free text (path, `User-Agent`); default: those of
-    /// [`RedactLayer::new`].
-    pub fn scrubber(mut self, redact: RedactLayer) -> Self {
-        self.scrubber = redact;
+    /// The detectors that scrub free text (path, `User-Agent`): a
+    /// [`RedactLayer`](crate::RedactLayer)'s, or any [`Scrubber`]; default: those of
+    /// `RedactLayer::new`.
+    pub fn scrubber(mut self, scrubber: impl Into<Scrubber>) -> Self {
+        self.scrubber = scrubber.into();
         self
     }
 

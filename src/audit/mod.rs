@@ -12,7 +12,7 @@
 //!
 //! The request path only clones a few reference-counted values and hands them to a bounded
 //! queue; a dedicated audit thread builds the event, scrubs free text (path, `User-Agent`) with
-//! the [redaction](crate::redact) detectors, seals it into the hash chain and writes it to the
+//! the [redaction](crate::RedactLayer) detectors, seals it into the hash chain and writes it to the
 //! [`AuditSink`]s. A slow or stuck sink never slows requests: when the queue is full the event
 //! is dropped and counted, or the response waits up to a deadline ([`Overflow`]).
 //! [`AuditHandle::shutdown`] writes and flushes everything accepted.

@@ -16,7 +16,7 @@ use super::alert::{Detector, SecurityAlert};
 use super::chain::{AuditEntry, AuditGap, AuditKey, AuditRecord, Chain};
 use super::event::RawEvent;
 use super::sink::AuditSink;
-use crate::redact::RedactLayer;
+use crate::scrub::Scrubber;
 
 /// Records written per sink call, at most.
 const BATCH: usize = 256;
@@ -284,7 +284,7 @@ pub(crate) struct Worker {
     pub(crate) key: AuditKey,
     pub(crate) detector: Detector,
     pub(crate) on_alert: Option<AlertCallback>,
-    pub(crate) scrubber: RedactLayer,
+    pub(crate) scrubber: Scrubber,
     pub(crate) counters: Arc<Counters>,
     pub(crate) finished: tokio::sync::watch::Sender<bool>,
     pub(crate) pool: Arc<EventPool>,

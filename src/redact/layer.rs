@@ -3,16 +3,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderName;
-use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 
-use super::detect::{CardNumber, Email, Iban, Jwt, KnownApiKey};
-use super::engine::Engine;
-use super::rules::{AllowOnly, DEFAULT_FIELDS, Mask, Rule};
-use super::sensitive::SENSITIVE_HEADERS;
-use super::{Redact, Redactions};
+use super::Redact;
 use crate::error::ConfigError;
 use crate::identity::Identity;
+use crate::scrub::engine::Engine;
+use crate::scrub::{
+    AllowOnly, Redactions, Rule, SENSITIVE_HEADERS, Scrubber, default_engine, random_key,
+};
 
 /// Redacts JSON responses and marks sensitive headers; see the [module docs](super).
 #[derive(Clone)]
@@ -40,33 +39,24 @@ impl Default for RedactLayer {
 impl RedactLayer {
     /// The default rules: the field names in [`DEFAULT_FIELDS`](super::DEFAULT_FIELDS)
     /// (`card_number` keeps its last four characters, the others are replaced), and the
-    /// detectors [`CardNumber`] (last four kept), [`Jwt`], [`KnownApiKey`], [`Email`] and [`Iban`]
+    /// detectors [`CardNumber`](super::CardNumber) (last four kept), [`Jwt`](super::Jwt),
+    /// [`KnownApiKey`](super::KnownApiKey), [`Email`](super::Email) and [`Iban`](super::Iban)
     /// (replaced). Bodies up to 4 MiB are redacted; larger, encoded and streamed JSON bodies are
     /// withheld; fingerprints use a random key made now.
     pub fn new() -> Self {
-        let mut layer = Self::empty();
-        for name in DEFAULT_FIELDS {
-            let mask = if *name == "card_number" {
-                Mask::LastFour
-            } else {
-                Mask::Replace
-            };
-            layer = layer.rule(Rule::field(name).mask(mask));
-        }
-        layer
-            .rule(Rule::detector(CardNumber).mask(Mask::LastFour))
-            .rule(Rule::detector(Jwt))
-            .rule(Rule::detector(KnownApiKey))
-            .rule(Rule::detector(Email))
-            .rule(Rule::detector(Iban))
+        Self::with_engine(default_engine())
     }
 
     /// No rules at all (add them with [`rule`](Self::rule)); the same limits as
     /// [`new`](Self::new).
     pub fn empty() -> Self {
+        Self::with_engine(Engine::new(random_key().into()))
+    }
+
+    fn with_engine(engine: Engine) -> Self {
         Self {
             config: Arc::new(RedactConfig {
-                engine: Engine::new(random_key().into()),
+                engine,
                 max_body_bytes: 4 * 1024 * 1024,
                 pass_oversized: false,
                 pass_encoded: false,
@@ -97,7 +87,7 @@ impl RedactLayer {
         self
     }
 
-    /// The key of [`Mask::Fingerprint`] (at least 32 bytes). Set it, from a secret store, to
+    /// The key of [`Mask::Fingerprint`](super::Mask::Fingerprint) (at least 32 bytes). Set it, from a secret store, to
     /// correlate fingerprints across restarts and replicas; by default each layer makes a
     /// random one.
     pub fn fingerprint_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
@@ -178,21 +168,11 @@ impl RedactLayer {
     }
 }
 
-/// 32 random bytes; if the system has no randomness to give, a hash of the time and process
-/// (still unique per process, and fingerprints are then merely weaker).
-fn random_key() -> Vec<u8> {
-    let mut key = vec![0u8; 32];
-    if getrandom::fill(&mut key).is_err() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let mut hash = Sha256::new();
-        hash.update(now.to_le_bytes());
-        hash.update(std::process::id().to_le_bytes());
-        key = hash.finalize().to_vec();
+/// Scrubs with the layer's rules (its detectors; field and path rules do not apply to text).
+impl From<RedactLayer> for Scrubber {
+    fn from(layer: RedactLayer) -> Self {
+        Scrubber::from_engine(layer.config.engine.clone())
     }
-    key
 }
 
 impl fmt::Debug for RedactLayer {
@@ -232,6 +212,7 @@ impl<S> Layer<S> for RedactLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scrub::Email;
 
     #[test]
     fn config_is_checked_and_rules_replace() {

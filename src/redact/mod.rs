@@ -135,63 +135,14 @@
 //! # }
 //! ```
 
-mod detect;
-mod engine;
 mod future;
 mod layer;
-mod rules;
-mod sensitive;
 mod service;
 
-pub use detect::{CardNumber, Detector, Email, Iban, Jwt, KnownApiKey};
+pub use crate::scrub::{
+    AllowOnly, CardNumber, DEFAULT_FIELDS, Detector, Email, Iban, Jwt, KnownApiKey, Mask,
+    Redactions, Rule, SENSITIVE_HEADERS, Scrubber, Sensitive,
+};
 pub use future::ResponseFuture;
 pub use layer::RedactLayer;
-pub use rules::{AllowOnly, DEFAULT_FIELDS, Mask, Rule};
-pub use sensitive::{SENSITIVE_HEADERS, Sensitive};
 pub use service::Redact;
-
-/// How many values each rule masked in one response (or one [`RedactLayer::scrub`]), by name:
-/// a detector's [`name`](Detector::name), `field`, `path` or `allow_only` (members dropped by
-/// an allowlist). A response extension of every JSON response the layer examined.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Redactions {
-    counts: Vec<(&'static str, u64)>,
-}
-
-impl Redactions {
-    /// The count for one name (0 if none).
-    pub fn get(&self, name: &str) -> u64 {
-        self.counts
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, c)| *c)
-    }
-
-    /// All values masked or dropped.
-    pub fn total(&self) -> u64 {
-        self.counts.iter().map(|(_, c)| c).sum()
-    }
-
-    /// `(name, count)` pairs, in the order first seen.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        self.counts.iter().copied()
-    }
-
-    pub(crate) fn add(&mut self, name: &'static str) {
-        self.add_n(name, 1);
-    }
-
-    fn add_n(&mut self, name: &'static str, n: u64) {
-        match self.counts.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, count)) => *count += n,
-            None => self.counts.push((name, n)),
-        }
-    }
-
-    /// Adds every count of `other`.
-    pub(crate) fn merge(&mut self, other: &Redactions) {
-        for (name, n) in other.iter() {
-            self.add_n(name, n);
-        }
-    }
-}

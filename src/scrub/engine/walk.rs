@@ -528,7 +528,7 @@ impl<'a> Walk<'a> {
         if !self.engine.index.scoped_detectors || key.is_empty() || self.detectors.is_empty() {
             return None;
         }
-        let name = crate::redact::rules::normalize(key.as_bytes());
+        let name = crate::scrub::rules::normalize(key.as_bytes());
         let excluded = |scanner: &Scanner| {
             self.engine.rules.get(scanner.rule).is_some_and(|rule| {
                 rule.except_fields

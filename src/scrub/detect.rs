@@ -18,7 +18,7 @@ use memchr::memmem;
 ///
 /// `find` must be fast on strings that hold no secret: it runs on every string and number (at
 /// least [`min_len`](Self::min_len) bytes long) of every JSON response the layer rewrites, and on
-/// every text given to [`RedactLayer::scrub`](super::RedactLayer::scrub).
+/// every text given to [`RedactLayer::scrub`](crate::RedactLayer::scrub).
 pub trait Detector: Send + Sync + 'static {
     /// A short, stable name (`card_number`): it counts the detector's findings in
     /// [`Redactions`](super::Redactions) and identifies its rule (a rule for a detector of the

@@ -6,7 +6,7 @@ use http::HeaderName;
 use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Headers whose values must never reach logs: [`RedactLayer`](super::RedactLayer) marks them
+/// Headers whose values must never reach logs: [`RedactLayer`](crate::RedactLayer) marks them
 /// sensitive ([`http::HeaderValue::set_sensitive`]) on requests and responses, which is what
 /// tower-http's `SetSensitiveHeadersLayer` does and what its `TraceLayer` and `Debug` honour.
 /// Pass the same list to `SetSensitiveHeadersLayer` to cover layers outside the `RedactLayer`.

@@ -21,7 +21,7 @@ pub enum Mask {
     LastFour,
     /// A keyed HMAC-SHA-256 fingerprint, `"hmac:"` and 16 hex digits: equal values get equal
     /// fingerprints (under the same key), so they can be correlated without being revealed. See
-    /// [`RedactLayer::fingerprint_key`](super::RedactLayer::fingerprint_key).
+    /// [`RedactLayer::fingerprint_key`](crate::RedactLayer::fingerprint_key).
     Fingerprint,
 }
 
@@ -206,7 +206,7 @@ pub(super) fn normalize(name: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The field names masked by [`RedactLayer::new`](super::RedactLayer::new).
+/// The field names masked by [`RedactLayer::new`](crate::RedactLayer::new).
 pub const DEFAULT_FIELDS: &[&str] = &[
     "password",
     "passwd",

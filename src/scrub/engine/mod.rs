@@ -58,18 +58,18 @@ const REDACTED: &str = "[REDACTED]";
 
 /// The body is not JSON the pass can rewrite.
 #[derive(Debug)]
-pub(super) struct NotJson;
+pub(crate) struct NotJson;
 
 type Pass<T = ()> = Result<T, NotJson>;
 
 /// Rules compiled for matching, in the order given.
 #[derive(Clone)]
-pub(super) struct Engine {
+pub(crate) struct Engine {
     rules: Vec<Rule>,
-    pub(super) allow: Vec<AllowOnly>,
-    pub(super) key: Arc<[u8]>,
+    pub(crate) allow: Vec<AllowOnly>,
+    pub(crate) key: Arc<[u8]>,
     /// Strings holding a JSON document are redacted as documents (see the module docs).
-    pub(super) nested: bool,
+    pub(crate) nested: bool,
     /// The rules sorted by target when one is added, not for every response (that loop cost
     /// about a tenth of a microsecond per response).
     index: RuleIndex,
@@ -86,7 +86,7 @@ struct RuleIndex {
     /// rule set worked out per caller and route.
     tailored: bool,
     /// Some detector does not look inside some members.
-    pub(super) scoped_detectors: bool,
+    pub(crate) scoped_detectors: bool,
 }
 
 impl RuleIndex {
@@ -113,7 +113,7 @@ type State = (u32, u32);
 type States = SmallVec<[State; 4]>;
 
 impl Engine {
-    pub(super) fn new(key: Arc<[u8]>) -> Self {
+    pub(crate) fn new(key: Arc<[u8]>) -> Self {
         Self {
             rules: Vec::new(),
             allow: Vec::new(),
@@ -123,12 +123,12 @@ impl Engine {
         }
     }
 
-    pub(super) fn rules(&self) -> &[Rule] {
+    pub(crate) fn rules(&self) -> &[Rule] {
         &self.rules
     }
 
     /// Adds `rule`, or replaces the rule with the same target.
-    pub(super) fn add_rule(&mut self, rule: Rule) {
+    pub(crate) fn add_rule(&mut self, rule: Rule) {
         match self.rules.iter_mut().find(|r| r.same_target(&rule)) {
             Some(existing) => *existing = rule,
             None => self.rules.push(rule),
@@ -137,13 +137,13 @@ impl Engine {
     }
 
     /// Removes the rule with the same target as `rule`, if any.
-    pub(super) fn remove_rule(&mut self, rule: &Rule) {
+    pub(crate) fn remove_rule(&mut self, rule: &Rule) {
         self.rules.retain(|r| !r.same_target(rule));
         self.index = RuleIndex::of(&self.rules);
     }
 
     /// Redacts a JSON document; `None` in the result's first half when nothing changed.
-    pub(super) fn redact(
+    pub(crate) fn redact(
         &self,
         input: &[u8],
         identity: Option<&Identity>,
@@ -215,7 +215,7 @@ impl Engine {
         Ok((Some(walk.out), walk.counts))
     }
     /// Scrubs free text with the detectors that apply to `identity` (all, for `None`).
-    pub(super) fn scrub<'t>(&self, text: &'t str, counts: &mut Redactions) -> Cow<'t, str> {
+    pub(crate) fn scrub<'t>(&self, text: &'t str, counts: &mut Redactions) -> Cow<'t, str> {
         let mut found = Vec::new();
         scan(self, &self.index.detectors, text, None, &mut found, counts)
     }
