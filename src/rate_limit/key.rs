@@ -13,7 +13,7 @@ use crate::request::forwarded::{self, group};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyBy {
-    /// The client address ([`ClientIp`](crate::client_ip::ClientIp)); IPv6 grouped by prefix.
+    /// The client address ([`ClientIp`](crate::ClientIp)); IPv6 grouped by prefix.
     ClientIp,
     /// The authenticated subject; anonymous requests count by client address.
     Subject,

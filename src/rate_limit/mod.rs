@@ -24,8 +24,8 @@
 //! budget until room frees up. With the `redis` feature, [`RedisBackend`] keeps the counters in
 //! Redis so that every replica enforces one shared quota.
 //!
-//! Clients are counted by [`ClientIp`](crate::client_ip::ClientIp): put a
-//! [`ClientIpLayer`](crate::client_ip::ClientIpLayer) outside when you run behind proxies.
+//! Clients are counted by [`ClientIp`](crate::ClientIp): put a
+//! [`ClientIpLayer`](crate::ClientIpLayer) outside when you run behind proxies.
 //!
 //! # Example
 //!

@@ -167,7 +167,7 @@ impl TransportSecurityLayer {
     /// [`ProxyHeader`](crate::client_ip::ProxyHeader) is `Forwarded`, else `X-Forwarded-Proto`)
     /// when they are the socket peer. They must overwrite `X-Forwarded-Proto` (or append to
     /// `Forwarded`), never pass a client's on. Use the same value as your
-    /// [`ClientIpLayer`](crate::client_ip::ClientIpLayer).
+    /// [`ClientIpLayer`](crate::ClientIpLayer).
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         Arc::make_mut(&mut self.config).proxies = proxies;
         self

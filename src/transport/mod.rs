@@ -10,7 +10,7 @@
 //! - **TLS terminated by this process**: the request carries a [`TlsConnection`] extension, which
 //!   your TLS acceptor inserts (see `examples/tls.rs`).
 //! - **TLS terminated by a proxy**: the socket peer (axum's `ConnectInfo<SocketAddr>`) is one of
-//!   the [`TrustedProxies`](crate::client_ip::TrustedProxies) and says so in the header its
+//!   the [`TrustedProxies`](crate::TrustedProxies) and says so in the header its
 //!   [`ProxyHeader`](crate::client_ip::ProxyHeader) implies: `Forwarded: proto=https` (RFC 7239)
 //!   for [`ProxyHeader::Forwarded`](crate::client_ip::ProxyHeader::Forwarded),
 //!   `X-Forwarded-Proto: https` otherwise. The other header is never read. Your proxy must
@@ -28,7 +28,7 @@
 //! - the request target's scheme: `GET https://host/ HTTP/1.1` (absolute form) and HTTP/2's
 //!   `:scheme` are written by the client, so `https` there proves nothing about the connection.
 //!
-//! `Forwarded` elements are read right to left, as [`ClientIpLayer`](crate::client_ip::ClientIpLayer)
+//! `Forwarded` elements are read right to left, as [`ClientIpLayer`](crate::ClientIpLayer)
 //! reads them: each was appended by a trusted proxy describing the connection it received, so the
 //! `proto` that counts is the one of the element whose `for=` is not a trusted proxy (the client's
 //! hop); the hops between your proxies may be plain HTTP. What a client wrote to the left of its
