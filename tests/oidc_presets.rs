@@ -1043,21 +1043,6 @@ const SECRET: &str = "portcullis-test-secret-0123456789abcdef";
 const ENTRA_A: &str = "11111111-1111-4111-8111-111111111111";
 const ENTRA_B: &str = "22222222-2222-4222-8222-222222222222";
 
-fn provider_url() -> Option<String> {
-    match std::env::var("PORTCULLIS_TEST_OIDC_ISSUER") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PORTCULLIS_TEST_OIDC_ISSUER is not set: run the tests through scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "note: skipped, PORTCULLIS_TEST_OIDC_ISSUER is not set (scripts/test.sh starts the provider)"
-            );
-            None
-        }
-    }
-}
-
 /// A client-credentials access token from the token endpoint at `url`.
 async fn live_token(url: &str, client: &str, form: &str) -> String {
     let response: Value = reqwest::Client::new()

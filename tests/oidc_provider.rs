@@ -23,21 +23,6 @@ const SECRET: &str = "portcullis-test-secret-0123456789abcdef";
 /// The provider is shared: tests that rotate keys or stop it must not overlap with the others.
 static PROVIDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn provider_url() -> Option<String> {
-    match std::env::var("PORTCULLIS_TEST_OIDC_ISSUER") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PORTCULLIS_TEST_OIDC_ISSUER is not set: run the tests through scripts/test.sh")
-        }
-        _ => {
-            eprintln!(
-                "note: skipped, PORTCULLIS_TEST_OIDC_ISSUER is not set (scripts/test.sh starts the provider)"
-            );
-            None
-        }
-    }
-}
-
 fn http() -> reqwest::Client {
     reqwest::Client::new()
 }

@@ -50,11 +50,22 @@ fn from(ip: &str, path: &str, headers: &[(&str, &str)]) -> Request<axum::body::B
 }
 
 async fn replica(url: &str, prefix: &str, quota: Quota, on_failure: RedisFailure) -> Router {
+    replica_with(url, prefix, quota, on_failure, 1).await
+}
+
+async fn replica_with(
+    url: &str,
+    prefix: &str,
+    quota: Quota,
+    on_failure: RedisFailure,
+    batch: u32,
+) -> Router {
     let redis = RedisBackend::connect(url)
         .await
         .unwrap()
         .prefix(prefix)
-        .on_failure(on_failure);
+        .on_failure(on_failure)
+        .batch(batch);
     let layer = RateLimitLayer::builder(KeyBy::ClientIp, quota)
         .redis(redis)
         .build()
@@ -569,19 +580,7 @@ async fn two_replicas_share_one_quota_on_a_redis_cluster() {
 }
 
 async fn batched_replica(url: &str, prefix: &str, quota: Quota, batch: u32) -> Router {
-    let redis = RedisBackend::connect(url)
-        .await
-        .unwrap()
-        .prefix(prefix)
-        .batch(batch)
-        .on_failure(RedisFailure::FailClosed);
-    let layer = RateLimitLayer::builder(KeyBy::ClientIp, quota)
-        .redis(redis)
-        .build()
-        .unwrap();
-    Router::new()
-        .route("/", get(|| async { "ok" }))
-        .layer(layer)
+    replica_with(url, prefix, quota, RedisFailure::FailClosed, batch).await
 }
 
 /// The `r=` member of a `RateLimit` header.

@@ -264,3 +264,20 @@ impl Answer {
         self
     }
 }
+
+/// The real OpenID provider `scripts/test.sh` starts (`PORTCULLIS_TEST_OIDC_ISSUER`). Without
+/// it the tests fail under CI (`CI=true`) and are skipped with a note when run by hand.
+pub fn provider_url() -> Option<String> {
+    match std::env::var("PORTCULLIS_TEST_OIDC_ISSUER") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PORTCULLIS_TEST_OIDC_ISSUER is not set: run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "note: skipped, PORTCULLIS_TEST_OIDC_ISSUER is not set (scripts/test.sh starts the provider)"
+            );
+            None
+        }
+    }
+}

@@ -57,10 +57,7 @@ impl JwtAuthenticatorBuilder {
         path: impl Into<String>,
         values: I,
     ) -> Self {
-        self.claim_rules.push(ClaimRule {
-            path: path.into(),
-            values: Some(values.into_iter().map(Into::into).collect()),
-        });
+        self.claim_rules.push(ClaimRule::one_of(path, values));
         self
     }
 

@@ -114,6 +114,17 @@ pub(crate) struct ClaimRule {
 }
 
 impl ClaimRule {
+    /// The claim at `path` must equal one of `values`.
+    pub(crate) fn one_of<I: IntoIterator<Item = T>, T: Into<Value>>(
+        path: impl Into<String>,
+        values: I,
+    ) -> Self {
+        Self {
+            path: path.into(),
+            values: Some(values.into_iter().map(Into::into).collect()),
+        }
+    }
+
     pub(crate) fn holds(&self, claims: &Map<String, Value>) -> bool {
         match (lookup_claim(claims, &self.path), &self.values) {
             (None | Some(Value::Null), _) => false,
