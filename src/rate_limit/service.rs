@@ -41,9 +41,10 @@ impl Check for RateLimitLayer {
             _ => (&config.authenticated, Which::Authenticated),
         };
         let material = config.key_by.material(parts, config.v6_prefix);
+        let fingerprint = config.fingerprint(&material);
         #[cfg(feature = "redis")]
         if let Some(redis) = &config.redis {
-            let fingerprint = config.fingerprint(&material);
+            // Spent from this replica's batch, if it holds one: decided like a local check.
             if let Some(outcome) = redis.take_granted(
                 &|| material.text(),
                 &limit.shared_name,
@@ -51,10 +52,7 @@ impl Check for RateLimitLayer {
                 config.cost,
                 fingerprint,
             ) {
-                return match decide(config, limit, outcome) {
-                    Ok(plan) => Verdict::Allow(plan),
-                    Err(denial) => Verdict::Deny(denial),
-                };
+                return decide(config, limit, outcome).into();
             }
             let future = redis.check(
                 material.text(),
@@ -66,13 +64,8 @@ impl Check for RateLimitLayer {
             );
             return Verdict::Defer(Box::pin(async move { (future.await, which) }));
         }
-        let outcome = limit
-            .local
-            .check(config.fingerprint(&material), config.cost);
-        match decide(config, limit, outcome) {
-            Ok(plan) => Verdict::Allow(plan),
-            Err(denial) => Verdict::Deny(denial),
-        }
+        let outcome = limit.local.check(fingerprint, config.cost);
+        decide(config, limit, outcome).into()
     }
 
     fn resume<B>(

@@ -215,9 +215,18 @@ impl Engine {
         Ok((Some(walk.out), walk.counts))
     }
     /// Scrubs free text with the detectors that apply to `identity` (all, for `None`).
-    pub(crate) fn scrub<'t>(&self, text: &'t str, counts: &mut Redactions) -> Cow<'t, str> {
+    pub(crate) fn scrub<'t>(&self, text: &'t str) -> (Cow<'t, str>, Redactions) {
+        let mut counts = Redactions::default();
         let mut found = Vec::new();
-        scan(self, &self.index.detectors, text, None, &mut found, counts)
+        let out = scan(
+            self,
+            &self.index.detectors,
+            text,
+            None,
+            &mut found,
+            &mut counts,
+        );
+        (out, counts)
     }
 
     fn fingerprint(&self, value: &str) -> String {
