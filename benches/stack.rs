@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -20,6 +22,37 @@ use portcullis::{
 };
 use serde_json::json;
 use tower::ServiceExt;
+
+/// The system allocator, counting the allocations of the thread that makes them: the request
+/// path's allocations, without the audit thread's.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+// thread-local `Cell` with a const initializer, which neither allocates nor reenters.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|count| count.set(count.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 fn handler_router() -> Router {
     Router::new().route(
@@ -75,13 +108,8 @@ fn audit() -> AuditLayer {
         .unwrap()
 }
 
-fn per_layer(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let bearer = format!("Bearer {}", common::token());
-    let cases: Vec<(&str, Router)> = vec![
+fn cases() -> Vec<(&'static str, Router)> {
+    vec![
         ("bare", handler_router()),
         ("audit_file", handler_router().layer(audit())),
         (
@@ -125,31 +153,73 @@ fn per_layer(c: &mut Criterion) {
                     .unwrap(),
             ),
         ),
-    ];
+    ]
+}
+
+async fn call(router: &Router<()>, bearer: &str) -> bytes::Bytes {
+    let mut request = axum::http::Request::get("/items")
+        .header("authorization", bearer)
+        .header("host", "api.example")
+        .header("user-agent", "bench/1.0")
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(portcullis::transport::TlsConnection::new());
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes()
+}
+
+/// Allocations per request on the request's thread, printed before the timings: a count, so
+/// unlike a time it does not move with the machine's load.
+fn allocations_per_request(runtime: &tokio::runtime::Runtime, bearer: &str) {
+    const REQUESTS: u64 = 1_000;
+    // `STACK_ALLOCATIONS_ONLY=<case>`: that case's count only, then exit (for a heap profiler
+    // such as `valgrind --tool=dhat`).
+    let only = std::env::var("STACK_ALLOCATIONS_ONLY").ok();
+    println!("allocations per request (request thread):");
+    for (name, router) in cases() {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
+        let router = router.with_state::<()>(());
+        runtime.block_on(async {
+            for _ in 0..100 {
+                call(&router, bearer).await;
+            }
+            let before = allocations();
+            for _ in 0..REQUESTS {
+                black_box(call(&router, bearer).await);
+            }
+            let per_request = (allocations() - before) as f64 / REQUESTS as f64;
+            println!("  {name:<24} {per_request:6.1}");
+        });
+    }
+    if only.is_some() {
+        std::process::exit(0);
+    }
+}
+
+fn per_layer(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let bearer = format!("Bearer {}", common::token());
+    allocations_per_request(&runtime, &bearer);
     let mut group = c.benchmark_group("stack_per_request");
-    for (name, router) in cases {
+    for (name, router) in cases() {
         // As `axum::serve` does: handlers become routes, and layers are applied, once, not on
         // every call (a `Router<()>` called directly re-applies them per request).
         let router = router.with_state::<()>(());
         let bearer = bearer.clone();
         group.bench_function(name, |b| {
-            b.to_async(&runtime).iter(|| async {
-                let mut request = axum::http::Request::get("/items")
-                    .header("authorization", &bearer)
-                    .header("host", "api.example")
-                    .header("user-agent", "bench/1.0")
-                    .body(Body::empty())
-                    .unwrap();
-                request
-                    .extensions_mut()
-                    .insert(portcullis::transport::TlsConnection::new());
-                let response = router.clone().oneshot(request).await.unwrap();
-                assert_eq!(response.status(), 200);
-                let body = http_body_util::BodyExt::collect(response.into_body())
-                    .await
-                    .unwrap();
-                black_box(body)
-            })
+            b.to_async(&runtime)
+                .iter(|| async { black_box(call(&router, &bearer).await) })
         });
     }
     group.finish();

@@ -155,20 +155,29 @@ impl Engine {
         let index = &self.index;
         // Per rule: does it apply on this route, and does it spare this caller? A spared field
         // or path rule stays in the walk, so that its member is left as written (detectors
-        // included); a spared detector and a rule for other routes leave it.
-        let (on_route, spared): (Vec<bool>, Vec<bool>) = if index.tailored {
+        // included); a spared detector and a rule for other routes leave it. Worked out, and
+        // allocated, only when some rule is off this route or spares this caller: the common
+        // response borrows the index as it is.
+        let off_route = index.tailored && self.rules.iter().any(|r| !r.on_route(route));
+        let spares = index.tailored && self.rules.iter().any(|r| exempt(&r.except_roles, identity));
+        let on_route: Vec<bool> = if off_route {
+            self.rules.iter().map(|r| r.on_route(route)).collect()
+        } else {
+            Vec::new()
+        };
+        let spared: Vec<bool> = if spares {
             self.rules
                 .iter()
-                .map(|r| (r.on_route(route), exempt(&r.except_roles, identity)))
-                .unzip()
+                .map(|r| exempt(&r.except_roles, identity))
+                .collect()
         } else {
-            (Vec::new(), Vec::new())
+            Vec::new()
         };
         let applies = |rule: &usize| on_route.get(*rule).copied().unwrap_or(true);
         let active = |rule: &usize| applies(rule) && !spared.get(*rule).copied().unwrap_or(false);
         let mut walk = Walk {
             engine: self,
-            fields: if index.tailored {
+            fields: if off_route {
                 let kept = index.fields.iter().filter(|(_, rule)| applies(rule));
                 Cow::Owned(kept.cloned().collect())
             } else {
@@ -183,7 +192,7 @@ impl Engine {
                     _ => None,
                 })
                 .collect(),
-            detectors: if index.tailored {
+            detectors: if off_route || spares {
                 let kept = index.detectors.iter().filter(|s| active(&s.rule));
                 Cow::Owned(kept.cloned().collect())
             } else {
