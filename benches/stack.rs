@@ -17,6 +17,7 @@ use portcullis::audit::{AuditKey, AuditLayer, Fsync, JsonLinesFile, Overflow};
 use portcullis::auth::{JwtAuthenticator, JwtKey};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
+use portcullis::redact::{Email, Rule};
 use portcullis::{
     Algorithm, AuthLayer, Portcullis, RedactLayer, TransportSecurityLayer, ValidateLayer,
 };
@@ -136,6 +137,13 @@ fn cases() -> Vec<(&'static str, Router)> {
         ),
         ("auth_rbac", handler_router().layer(rbac()).layer(auth())),
         ("redact", handler_router().layer(RedactLayer::new())),
+        // As the demo configures it: one rule that spares some roles.
+        (
+            "redact_except_roles",
+            handler_router().layer(
+                RedactLayer::new().rule(Rule::detector(Email).except_roles(["writer", "admin"])),
+            ),
+        ),
         (
             "full_stack",
             handler_router().layer(

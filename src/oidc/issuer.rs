@@ -18,7 +18,8 @@ use super::introspection::IntrospectorBuilder;
 use super::jwks::{Jwks, KeySetFetch, RefreshPolicy};
 use super::presets::Preset;
 use crate::auth::JwtAuthenticator;
-use crate::auth::jwt::{AcceptedIssuers, ClaimRule};
+use crate::auth::JwtAuthenticatorBuilder;
+use crate::auth::jwt::AcceptedIssuers;
 use crate::error::{ConfigError, Rejection};
 use crate::identity::{ClaimMapping, ClaimSource, Identity};
 
@@ -128,19 +129,11 @@ impl Issuer {
             discovery_url: None,
             accepted: None,
             preset: None,
-            claim_rules: Vec::new(),
-            clients: None,
-            client_required: false,
             roles_set: false,
+            // Keys arrive (and may all vanish) at run time, from the JWKS.
+            jwt: JwtAuthenticator::builder().allow_no_keys(),
             jwks_uri: None,
-            audiences: None,
-            any_audience: false,
             algorithms: vec![Algorithm::RS256, Algorithm::ES256],
-            typ: None,
-            mapping: ClaimMapping::default(),
-            leeway: Duration::from_secs(60),
-            cache_max_bytes: None,
-            clock: None,
             policy: RefreshPolicy::default(),
             http: HttpConfig::default(),
         }
@@ -232,19 +225,11 @@ pub struct IssuerBuilder {
     /// Set by presets whose tokens spell the issuer more than one way.
     pub(super) accepted: Option<AcceptedIssuers>,
     pub(super) preset: Option<Preset>,
-    pub(super) claim_rules: Vec<ClaimRule>,
-    pub(super) clients: Option<Vec<String>>,
-    pub(super) client_required: bool,
     pub(super) roles_set: bool,
+    /// The token checks: every JWT setting is the JWT builder's own, set through it.
+    pub(super) jwt: JwtAuthenticatorBuilder,
     pub(super) jwks_uri: Option<String>,
-    pub(super) audiences: Option<Vec<String>>,
-    pub(super) any_audience: bool,
     pub(super) algorithms: Vec<Algorithm>,
-    pub(super) typ: Option<Vec<String>>,
-    pub(super) mapping: ClaimMapping,
-    pub(super) leeway: Duration,
-    pub(super) cache_max_bytes: Option<u64>,
-    pub(super) clock: Option<Arc<dyn Fn() -> SystemTime + Send + Sync>>,
     pub(super) policy: RefreshPolicy,
     pub(super) http: HttpConfig,
 }
@@ -253,7 +238,7 @@ impl fmt::Debug for IssuerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IssuerBuilder")
             .field("issuer", &self.issuer)
-            .field("audiences", &self.audiences)
+            .field("audiences", &self.jwt.audiences)
             .field("algorithms", &self.algorithms)
             .finish_non_exhaustive()
     }
@@ -262,13 +247,13 @@ impl fmt::Debug for IssuerBuilder {
 impl IssuerBuilder {
     /// Accepts tokens whose `aud` contains one of these.
     pub fn audience<I: IntoIterator<Item = T>, T: Into<String>>(mut self, audiences: I) -> Self {
-        self.audiences = Some(audiences.into_iter().map(Into::into).collect());
+        self.jwt = self.jwt.audience(audiences);
         self
     }
 
     /// Accepts any audience: only when this provider issues tokens for this API alone.
     pub fn any_audience(mut self) -> Self {
-        self.any_audience = true;
+        self.jwt = self.jwt.any_audience();
         self
     }
 
@@ -281,12 +266,7 @@ impl IssuerBuilder {
 
     /// Requires the header `typ`, e.g. `["at+jwt"]` for RFC 9068 access tokens.
     pub fn typ<I: IntoIterator<Item = T>, T: AsRef<str>>(mut self, accepted: I) -> Self {
-        self.typ = Some(
-            accepted
-                .into_iter()
-                .map(|t| t.as_ref().to_owned())
-                .collect(),
-        );
+        self.jwt = self.jwt.typ(accepted);
         self
     }
 
@@ -296,7 +276,7 @@ impl IssuerBuilder {
     /// [`roles_from`](Self::roles_from) or [`scopes_from`](Self::scopes_from). A preset's checks
     /// (token type, tenant, client) stay.
     pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
-        self.mapping = mapping;
+        self.jwt = self.jwt.claim_mapping(mapping);
         self.roles_set = true;
         self
     }
@@ -307,7 +287,7 @@ impl IssuerBuilder {
         mut self,
         sources: I,
     ) -> Self {
-        self.mapping = self.mapping.roles_from(sources);
+        self.jwt.mapping = std::mem::take(&mut self.jwt.mapping).roles_from(sources);
         self.roles_set = true;
         self
     }
@@ -318,7 +298,7 @@ impl IssuerBuilder {
         mut self,
         sources: I,
     ) -> Self {
-        self.mapping = self.mapping.scopes_from(sources);
+        self.jwt.mapping = std::mem::take(&mut self.jwt.mapping).scopes_from(sources);
         self
     }
 
@@ -329,14 +309,14 @@ impl IssuerBuilder {
         path: impl Into<String>,
         values: I,
     ) -> Self {
-        self.claim_rules.push(ClaimRule::one_of(path, values));
+        self.jwt = self.jwt.require_claim(path, values);
         self
     }
 
     /// Requires the token's client to be one of these; see
     /// [`JwtAuthenticatorBuilder::clients`](crate::auth::JwtAuthenticatorBuilder::clients).
     pub fn clients<I: IntoIterator<Item = T>, T: Into<String>>(mut self, clients: I) -> Self {
-        self.clients = Some(clients.into_iter().map(Into::into).collect());
+        self.jwt = self.jwt.clients(clients);
         self
     }
 
@@ -351,19 +331,19 @@ impl IssuerBuilder {
 
     /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 60 s).
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.jwt = self.jwt.leeway(leeway);
         self
     }
 
     /// Memory budget of the verified-token cache (default as [`JwtAuthenticator`]'s).
     pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
-        self.cache_max_bytes = Some(bytes);
+        self.jwt = self.jwt.cache_max_bytes(bytes);
         self
     }
 
     /// The clock for `exp`, `nbf` and `iat` (default: the system clock). For tests.
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Some(Arc::new(clock));
+        self.jwt = self.jwt.clock(clock);
         self
     }
 
@@ -446,23 +426,8 @@ impl IssuerBuilder {
             .accepted
             .take()
             .unwrap_or_else(|| AcceptedIssuers::one(this.issuer.clone()));
-        let mut jwt = JwtAuthenticator::builder()
-            .allow_no_keys()
-            .accepted_issuers(accepted.clone())
-            .leeway(this.leeway)
-            .claim_mapping(this.mapping);
-        for rule in this.claim_rules {
-            jwt = jwt.claim_rule(rule);
-        }
-        if let Some(clients) = this.clients {
-            jwt = jwt.clients(clients);
-        }
-        if this.client_required {
-            jwt = jwt.require_client();
-        }
-        jwt = match (this.audiences, this.any_audience) {
-            (Some(audiences), false) => jwt.audience(audiences),
-            (None, true) => jwt.any_audience(),
+        match (&this.jwt.audiences, this.jwt.any_audience) {
+            (Some(_), false) | (None, true) => {}
             (None, false) => {
                 return Err(ConfigError::new(
                     "set the issuer's accepted audience(s), or call any_audience() explicitly",
@@ -473,16 +438,8 @@ impl IssuerBuilder {
                     "audience() and any_audience() exclude each other",
                 ));
             }
-        };
-        if let Some(typ) = this.typ {
-            jwt = jwt.typ(typ);
         }
-        if let Some(bytes) = this.cache_max_bytes {
-            jwt = jwt.cache_max_bytes(bytes);
-        }
-        if let Some(clock) = this.clock {
-            jwt = jwt.clock(move || clock());
-        }
+        let jwt = this.jwt.accepted_issuers(accepted.clone());
         let jwks = Arc::new(Jwks::new(
             this.issuer.clone(),
             jwks_uri,

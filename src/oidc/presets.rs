@@ -36,7 +36,7 @@ pub(super) enum Preset {
 /// A builder for `issuer` preset with `mapping` (which does not count as the user's choice).
 fn preset(kind: Preset, issuer: String, mapping: ClaimMapping) -> IssuerBuilder {
     let mut builder = Issuer::builder(issuer);
-    builder.mapping = mapping;
+    builder.jwt = builder.jwt.claim_mapping(mapping);
     builder.preset = Some(kind);
     builder
 }
@@ -155,7 +155,7 @@ impl Issuer {
                 .client_from(["cid"]),
         )
         .algorithms([Algorithm::RS256]);
-        builder.client_required = true;
+        builder.jwt = builder.jwt.require_client();
         builder
     }
 
@@ -235,7 +235,7 @@ impl Issuer {
                 .roles_from(Vec::<String>::new())
                 .tenant_from(["urn:zitadel:iam:user:resourceowner:id"]),
         );
-        builder.claim_rules.push(ClaimRule {
+        builder.jwt.claim_rules.push(ClaimRule {
             path: "jti".to_owned(),
             values: None,
         });
@@ -256,7 +256,7 @@ impl Issuer {
                 .roles_from(["groups"])
                 .client_from(["azp"]),
         );
-        builder.client_required = true;
+        builder.jwt = builder.jwt.require_client();
         builder
     }
 
@@ -289,7 +289,7 @@ impl Issuer {
                 .roles_from(Vec::<String>::new())
                 .client_from(["client_id"]),
         );
-        builder.client_required = true;
+        builder.jwt = builder.jwt.require_client();
         builder
     }
 }
@@ -328,7 +328,7 @@ fn entra(authority: &str, tenants: &[String], with_v1: bool) -> IssuerBuilder {
     if let Some(url) = discovery {
         builder = builder.discovery_url(url);
     }
-    builder.client_required = true;
+    builder.jwt = builder.jwt.require_client();
     builder.accepted = Some(AcceptedIssuers {
         issuers,
         tenant_claim: "tid",
@@ -346,12 +346,13 @@ impl IssuerBuilder {
             return Err(ConfigError::new("the tenant list is empty"));
         }
         let callers_named = self
+            .jwt
             .claim_rules
             .iter()
             .any(|rule| rule.path == "email" || rule.path == "hd");
         // These providers issue tokens for every API of every customer with the same keys.
-        if self.any_audience
-            && self.clients.is_none()
+        if self.jwt.any_audience
+            && self.jwt.clients.is_none()
             && kind != Preset::Cognito
             && !(kind == Preset::Google && callers_named)
         {
@@ -361,7 +362,7 @@ impl IssuerBuilder {
         }
         match kind {
             Preset::Keycloak if !self.roles_set => {
-                let audiences = self.audiences.clone().unwrap_or_default();
+                let audiences = self.jwt.audiences.clone().unwrap_or_default();
                 for (i, a) in audiences.iter().enumerate() {
                     if audiences[..i].contains(a) {
                         return Err(ConfigError::new(format!(
@@ -378,20 +379,20 @@ impl IssuerBuilder {
                     }
                     // A JSON Pointer segment escapes `~` and `/` (RFC 6901).
                     let segment = a.replace('~', "~0").replace('/', "~1");
-                    self.mapping.push_roles(
+                    self.jwt.mapping.push_roles(
                         ClaimSource::path(format!("/resource_access/{segment}/roles"))
                             .prefixed(format!("{a}:")),
                     );
                 }
             }
             Preset::Zitadel if !self.roles_set => {
-                if self.audiences.as_ref().is_some_and(|a| a.len() > 1) {
+                if self.jwt.audiences.as_ref().is_some_and(|a| a.len() > 1) {
                     return Err(ConfigError::new(
                         "ZITADEL: with several audiences their projects' roles would mix; accept your API's project id alone, or read roles with roles_from()",
                     ));
                 }
-                for project in self.audiences.iter().flatten() {
-                    self.mapping.push_roles(ClaimSource::keys(format!(
+                for project in self.jwt.audiences.iter().flatten() {
+                    self.jwt.mapping.push_roles(ClaimSource::keys(format!(
                         "urn:zitadel:iam:org:project:{project}:roles"
                     )));
                 }
@@ -409,17 +410,17 @@ impl IssuerBuilder {
                 }
             }
             Preset::Cognito => {
-                if self.audiences.is_some() {
+                if self.jwt.audiences.is_some() {
                     return Err(ConfigError::new(
                         "Cognito access tokens carry no aud: name the app clients with clients([...]) instead of audience()",
                     ));
                 }
-                if self.clients.is_none() {
+                if self.jwt.clients.is_none() {
                     return Err(ConfigError::new(
                         "Cognito access tokens carry no aud: name the app clients allowed to call this API with clients([...])",
                     ));
                 }
-                self.any_audience = true;
+                self.jwt = self.jwt.any_audience();
             }
             // `azp` names an app, not its users: only an e-mail or a domain names callers.
             Preset::Google if !callers_named => {

@@ -9,16 +9,16 @@ pub struct JwtAuthenticatorBuilder {
     pub(super) keys: Vec<JwtKey>,
     pub(super) issuers: Option<AcceptedIssuers>,
     pub(super) any_issuer: bool,
-    pub(super) claim_rules: Vec<ClaimRule>,
-    pub(super) clients: Option<Vec<String>>,
-    pub(super) client_required: bool,
-    pub(super) audiences: Option<Vec<String>>,
-    pub(super) any_audience: bool,
+    pub(crate) claim_rules: Vec<ClaimRule>,
+    pub(crate) clients: Option<Vec<String>>,
+    pub(crate) client_required: bool,
+    pub(crate) audiences: Option<Vec<String>>,
+    pub(crate) any_audience: bool,
     pub(super) leeway: Duration,
     pub(super) require_exp: bool,
     pub(super) typ: Option<Vec<String>>,
     pub(super) max_token_bytes: usize,
-    pub(super) mapping: ClaimMapping,
+    pub(crate) mapping: ClaimMapping,
     pub(super) cache_max_bytes: u64,
     pub(super) clock: Option<Clock>,
     pub(super) deny: Option<Arc<dyn JtiDenyList>>,
@@ -58,12 +58,6 @@ impl JwtAuthenticatorBuilder {
         values: I,
     ) -> Self {
         self.claim_rules.push(ClaimRule::one_of(path, values));
-        self
-    }
-
-    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
-    pub(crate) fn claim_rule(mut self, rule: ClaimRule) -> Self {
-        self.claim_rules.push(rule);
         self
     }
 
