@@ -60,12 +60,23 @@ fn bench(c: &mut Criterion) {
     let proxies = |header| TrustedProxies::new(["10.0.0.0/8"]).unwrap().header(header);
     let bare = router(None);
     let xfp = router(Some(
-        TransportSecurityLayer::new().trusted_proxies(proxies(ProxyHeader::XForwardedFor)),
+        TransportSecurityLayer::builder()
+            .trusted_proxies(proxies(ProxyHeader::XForwardedFor))
+            .build()
+            .unwrap(),
     ));
     let forwarded = router(Some(
-        TransportSecurityLayer::new().trusted_proxies(proxies(ProxyHeader::Forwarded)),
+        TransportSecurityLayer::builder()
+            .trusted_proxies(proxies(ProxyHeader::Forwarded))
+            .build()
+            .unwrap(),
     ));
-    let redirecting = router(Some(TransportSecurityLayer::new().redirect()));
+    let redirecting = router(Some(
+        TransportSecurityLayer::builder()
+            .redirect()
+            .build()
+            .unwrap(),
+    ));
     let cases: [(&str, &Router, StatusCode); 6] = [
         ("tls", &xfp, StatusCode::OK),
         ("tls_credentialed", &xfp, StatusCode::OK),

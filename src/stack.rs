@@ -277,7 +277,7 @@ impl PortcullisBuilder {
         match (&layers.client_ip, &layers.transport) {
             (Some(client_ip), Some(transport)) if !transport.proxies().trusts_any() => {
                 let proxies = TrustedProxies::clone(client_ip.proxies());
-                layers.transport = Some(transport.clone().trusted_proxies(proxies));
+                layers.transport = Some(transport.clone().with_proxies(proxies));
             }
             (None, Some(transport)) if transport.proxies().trusts_any() => {
                 layers.client_ip = Some(ClientIpLayer::new(transport.proxies().clone()));
@@ -307,7 +307,7 @@ impl PortcullisBuilder {
             {
                 layers.transport = layers.transport.map(|transport| {
                     names.iter().fold(transport, |transport, name| {
-                        transport.credential_header(name.clone())
+                        transport.with_credential_header(name.clone())
                     })
                 });
             }

@@ -97,8 +97,9 @@ fn service(name: &str) -> Service {
         .audit(audit)
         .client_ip(TrustedProxies::new(["10.0.0.0/8"]).unwrap())
         .transport(
-            TransportSecurityLayer::new()
+            TransportSecurityLayer::builder()
                 .allow_http_on_paths(["/health"])
+                .build()
                 .unwrap(),
         )
         .rate_limit_per_ip(
@@ -349,8 +350,10 @@ fn the_traps_that_built_cleanly_are_build_errors() {
     let two_lists = Portcullis::builder()
         .client_ip(TrustedProxies::new(["10.0.0.0/8"]).unwrap())
         .transport(
-            TransportSecurityLayer::new()
-                .trusted_proxies(TrustedProxies::new(["192.0.2.0/24"]).unwrap()),
+            TransportSecurityLayer::builder()
+                .trusted_proxies(TrustedProxies::new(["192.0.2.0/24"]).unwrap())
+                .build()
+                .unwrap(),
         )
         .build();
     assert!(two_lists.is_err());

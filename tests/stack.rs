@@ -77,14 +77,22 @@ fn mistakes_are_refused_at_build_time() {
             Portcullis::builder()
                 .client_ip(proxies(&["10.0.0.0/8"]))
                 .transport(
-                    TransportSecurityLayer::new().trusted_proxies(proxies(&["192.0.2.0/24"])),
+                    TransportSecurityLayer::builder()
+                        .trusted_proxies(proxies(&["192.0.2.0/24"]))
+                        .build()
+                        .unwrap(),
                 ),
         ),
         (
             "transport trusting proxies, client_ip trusting none",
             Portcullis::builder()
                 .client_ip(TrustedProxies::none())
-                .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
+                .transport(
+                    TransportSecurityLayer::builder()
+                        .trusted_proxies(proxies(&["10.0.0.0/8"]))
+                        .build()
+                        .unwrap(),
+                ),
         ),
         (
             "required authentication in front of public rows",
@@ -109,9 +117,14 @@ fn mistakes_are_refused_at_build_time() {
     let accepted = [
         Portcullis::builder()
             .client_ip(proxies(&["10.0.0.0/8", "192.0.2.7"]))
-            .transport(TransportSecurityLayer::new().trusted_proxies(
-                proxies(&["192.0.2.7", "10.0.0.0/8"]).header(ProxyHeader::Forwarded),
-            ))
+            .transport(
+                TransportSecurityLayer::builder()
+                    .trusted_proxies(
+                        proxies(&["192.0.2.7", "10.0.0.0/8"]).header(ProxyHeader::Forwarded),
+                    )
+                    .build()
+                    .unwrap(),
+            )
             .rate_limit_per_ip(limit(KeyBy::ClientIp, 5)),
         Portcullis::builder()
             .client_ip(proxies(&["10.0.0.0/8"]))
@@ -119,12 +132,26 @@ fn mistakes_are_refused_at_build_time() {
         // A network written with host bits set is the same network.
         Portcullis::builder()
             .client_ip(proxies(&["10.0.0.1/8"]))
-            .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
-        Portcullis::builder()
-            .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"]))),
+            .transport(
+                TransportSecurityLayer::builder()
+                    .trusted_proxies(proxies(&["10.0.0.0/8"]))
+                    .build()
+                    .unwrap(),
+            ),
+        Portcullis::builder().transport(
+            TransportSecurityLayer::builder()
+                .trusted_proxies(proxies(&["10.0.0.0/8"]))
+                .build()
+                .unwrap(),
+        ),
         // Proxies given to the transport layer only: every layer believes them.
         Portcullis::builder()
-            .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
+            .transport(
+                TransportSecurityLayer::builder()
+                    .trusted_proxies(proxies(&["10.0.0.0/8"]))
+                    .build()
+                    .unwrap(),
+            )
             .auth(auth())
             .rate_limit_per_subject(limit(KeyBy::Subject, 5)),
         // Required authentication with a table that has no public row.
@@ -346,7 +373,12 @@ async fn trusted_proxies_given_once_are_believed_by_every_layer() {
         .transport(TransportSecurityLayer::new())
         .rate_limit_per_ip(limit(KeyBy::ClientIp, 1));
     let given_to_transport = Portcullis::builder()
-        .transport(TransportSecurityLayer::new().trusted_proxies(proxies(&["10.0.0.0/8"])))
+        .transport(
+            TransportSecurityLayer::builder()
+                .trusted_proxies(proxies(&["10.0.0.0/8"]))
+                .build()
+                .unwrap(),
+        )
         .rate_limit_per_ip(limit(KeyBy::ClientIp, 1));
     for builder in [given_to_client_ip, given_to_transport] {
         let app = Router::new()

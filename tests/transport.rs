@@ -33,7 +33,10 @@ fn proxies(header: ProxyHeader) -> TrustedProxies {
 }
 
 fn behind_proxies(header: ProxyHeader) -> TransportSecurityLayer {
-    TransportSecurityLayer::new().trusted_proxies(proxies(header))
+    TransportSecurityLayer::builder()
+        .trusted_proxies(proxies(header))
+        .build()
+        .unwrap()
 }
 
 fn app(layer: TransportSecurityLayer) -> Router {
@@ -306,7 +309,10 @@ async fn huge_forwarded_chains_are_not_walked() {
 
 #[tokio::test]
 async fn redirects_are_for_plain_gets_and_heads_without_credentials() {
-    let app = app(TransportSecurityLayer::new().redirect());
+    let app = app(TransportSecurityLayer::builder()
+        .redirect()
+        .build()
+        .unwrap());
     for method in [Method::GET, Method::HEAD] {
         let request = request(
             method,
@@ -348,7 +354,10 @@ async fn redirects_are_for_plain_gets_and_heads_without_credentials() {
 
 #[tokio::test]
 async fn redirect_hosts_are_never_echoed_unchecked() {
-    let app = app(TransportSecurityLayer::new().redirect());
+    let app = app(TransportSecurityLayer::builder()
+        .redirect()
+        .build()
+        .unwrap());
     for hostile in [
         vec![],
         vec![("host", "evil.example/")],
@@ -406,8 +415,9 @@ async fn redirect_hosts_are_never_echoed_unchecked() {
 
 #[tokio::test]
 async fn a_canonical_host_ignores_the_request_host() {
-    let app = app(TransportSecurityLayer::new()
+    let app = app(TransportSecurityLayer::builder()
         .redirect_to("api.example.com:8443")
+        .build()
         .unwrap());
     for host in [
         vec![("host", "evil.example")],
@@ -428,8 +438,10 @@ async fn a_canonical_host_ignores_the_request_host() {
 /// plain request, a credential on the probe path and a write to it are still refused.
 #[tokio::test]
 async fn health_probes_over_plain_http_are_an_explicit_per_path_opt_in() {
-    let app = app(behind_proxies(ProxyHeader::XForwardedFor)
+    let app = app(TransportSecurityLayer::builder()
+        .trusted_proxies(proxies(ProxyHeader::XForwardedFor))
         .allow_http_on_paths(["/custom"])
+        .build()
         .unwrap());
     let probe =
         |method: Method, uri: &str, headers: &[(&str, &str)]| request(method, uri, PROXY, headers);
@@ -472,8 +484,9 @@ async fn health_probes_over_plain_http_are_an_explicit_per_path_opt_in() {
     .await;
     for bad in ["health", "/health?x", ""] {
         assert!(
-            TransportSecurityLayer::new()
+            TransportSecurityLayer::builder()
                 .allow_http_on_paths([bad])
+                .build()
                 .is_err(),
             "{bad:?}"
         );
@@ -490,13 +503,15 @@ async fn loopback_http_is_an_explicit_opt_in() {
     )
     .await;
 
-    let on = app(TransportSecurityLayer::new()
+    let on = app(TransportSecurityLayer::builder()
         .trusted_proxies(
             TrustedProxies::new(["127.0.0.2"])
                 .unwrap()
                 .header(ProxyHeader::XForwardedFor),
         )
-        .allow_http_on_loopback());
+        .allow_http_on_loopback()
+        .build()
+        .unwrap());
     for (peer, host) in [
         ("127.0.0.1:5000", "localhost:3000"),
         ("[::1]:5000", "[::1]:3000"),
@@ -603,16 +618,14 @@ async fn handler_values_and_site_wide_headers() {
 
 #[tokio::test]
 async fn every_header_can_be_changed_or_switched_off() {
-    let changed = app(TransportSecurityLayer::new()
+    let changed = app(TransportSecurityLayer::builder()
         .hsts(Hsts::max_age(Duration::from_secs(600)).include_subdomains(false))
-        .unwrap()
         .content_security_policy("default-src 'none'; sandbox")
-        .unwrap()
         .referrer_policy("strict-origin-when-cross-origin")
-        .unwrap()
         .cache_control("no-store, max-age=0")
-        .unwrap()
-        .credential_header("x-session".parse().unwrap()));
+        .credential_header("x-session".parse().unwrap())
+        .build()
+        .unwrap());
     let response = send(&changed, tls(get_from(CLIENT, &[("x-session", "1")]))).await;
     let headers = response.headers();
     assert_eq!(headers[HSTS], "max-age=600");
@@ -626,8 +639,9 @@ async fn every_header_can_be_changed_or_switched_off() {
     );
     assert_eq!(headers["cache-control"], "no-store, max-age=0");
 
-    let preload = app(TransportSecurityLayer::new()
+    let preload = app(TransportSecurityLayer::builder()
         .hsts(Hsts::default().preload())
+        .build()
         .unwrap());
     let response = send(&preload, tls(get_from(CLIENT, &[]))).await;
     assert_eq!(
@@ -635,13 +649,15 @@ async fn every_header_can_be_changed_or_switched_off() {
         "max-age=31536000; includeSubDomains; preload"
     );
 
-    let off = app(TransportSecurityLayer::new()
+    let off = app(TransportSecurityLayer::builder()
         .without_hsts()
         .without_nosniff()
         .without_content_security_policy()
         .without_referrer_policy()
         .without_cache_control()
-        .keep_server_header());
+        .keep_server_header()
+        .build()
+        .unwrap());
     let request = tls(get_from(CLIENT, &[("authorization", "Bearer x")]));
     let response = send(&off, request).await;
     assert_eq!(response.status(), StatusCode::OK);

@@ -14,7 +14,8 @@ use crate::request::forwarded::TrustedProxies;
 const PRELOAD_MIN_AGE: u64 = 31_536_000;
 
 /// Refuses plain HTTP and adds security headers to every response; see the
-/// [module docs](super).
+/// [module docs](super). [`new`](Self::new) has the defaults; [`builder`](Self::builder)
+/// changes them, checked once at [`build`](TransportSecurityLayerBuilder::build).
 ///
 /// ```
 /// use std::time::Duration;
@@ -22,11 +23,12 @@ const PRELOAD_MIN_AGE: u64 = 31_536_000;
 /// use portcullis::transport::{Hsts, TransportSecurityLayer};
 ///
 /// # fn main() -> Result<(), portcullis::ConfigError> {
-/// let layer = TransportSecurityLayer::new()
+/// let layer = TransportSecurityLayer::builder()
 ///     .trusted_proxies(TrustedProxies::new(["10.0.0.0/8"])?.header(ProxyHeader::Forwarded))
-///     .redirect_to("api.example.com")? // 308 for plain GET and HEAD without credentials
-///     .hsts(Hsts::max_age(Duration::from_secs(2 * 365 * 24 * 3600)).preload())?
-///     .content_security_policy("default-src 'none'; frame-ancestors 'none'; sandbox")?;
+///     .redirect_to("api.example.com") // 308 for plain GET and HEAD without credentials
+///     .hsts(Hsts::max_age(Duration::from_secs(2 * 365 * 24 * 3600)).preload())
+///     .content_security_policy("default-src 'none'; frame-ancestors 'none'; sandbox")
+///     .build()?;
 /// # let _ = layer;
 /// # Ok(())
 /// # }
@@ -40,6 +42,23 @@ pub struct TransportSecurityLayer {
 impl TransportSecurityLayer {
     pub(crate) fn proxies(&self) -> &TrustedProxies {
         &self.config.proxies
+    }
+
+    /// The builder of the whole stack hands over the client-IP layer's proxies.
+    #[cfg_attr(not(feature = "audit"), allow(dead_code))]
+    pub(crate) fn with_proxies(mut self, proxies: TrustedProxies) -> Self {
+        Arc::make_mut(&mut self.config).proxies = proxies;
+        self
+    }
+
+    /// The builder of the whole stack hands over the authenticators' credential headers.
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    pub(crate) fn with_credential_header(mut self, name: HeaderName) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        if !config.credential_headers.contains(&name) {
+            config.credential_headers.push(name);
+        }
+        self
     }
 }
 
@@ -106,7 +125,7 @@ impl Hsts {
     }
 
     /// Adds `preload`: consent to be compiled into browsers' HSTS lists, which is hard to undo.
-    /// [`TransportSecurityLayer::hsts`] checks the list's requirements (a year or more,
+    /// [`TransportSecurityLayerBuilder::hsts`] checks the list's requirements (a year or more,
     /// `includeSubDomains`).
     pub fn preload(mut self) -> Self {
         self.preload = true;
@@ -163,13 +182,47 @@ impl TransportSecurityLayer {
         }
     }
 
+    /// Starts from the defaults of [`new`](Self::new). Settings that can be wrong are checked
+    /// at [`build`](TransportSecurityLayerBuilder::build).
+    pub fn builder() -> TransportSecurityLayerBuilder {
+        TransportSecurityLayerBuilder {
+            config: Self::new().config.as_ref().clone(),
+            error: None,
+        }
+    }
+}
+
+/// Configures a [`TransportSecurityLayer`]; [`build`](Self::build) reports the first setting
+/// that was refused.
+#[derive(Debug)]
+#[must_use]
+pub struct TransportSecurityLayerBuilder {
+    config: TransportConfig,
+    error: Option<ConfigError>,
+}
+
+impl TransportSecurityLayerBuilder {
+    /// The layer, or the first setting that was refused.
+    pub fn build(self) -> Result<TransportSecurityLayer, ConfigError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(TransportSecurityLayer {
+                config: Arc::new(self.config),
+            }),
+        }
+    }
+
+    fn fail(&mut self, error: ConfigError) {
+        self.error.get_or_insert(error);
+    }
+
     /// Believes the proto header of these proxies (`Forwarded` if their
     /// [`ProxyHeader`](crate::client_ip::ProxyHeader) is `Forwarded`, else `X-Forwarded-Proto`)
     /// when they are the socket peer. They must overwrite `X-Forwarded-Proto` (or append to
     /// `Forwarded`), never pass a client's on. Use the same value as your
     /// [`ClientIpLayer`](crate::ClientIpLayer).
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        Arc::make_mut(&mut self.config).proxies = proxies;
+        self.config.proxies = proxies;
         self
     }
 
@@ -179,21 +232,21 @@ impl TransportSecurityLayer {
     /// still, any well-formed host is: prefer [`redirect_to`](Self::redirect_to), or put a
     /// [`ValidateLayer`](crate::ValidateLayer) with `allowed_hosts` outside this layer.
     pub fn redirect(mut self) -> Self {
-        Arc::make_mut(&mut self.config).plain_http = PlainHttp::Redirect(None);
+        self.config.plain_http = PlainHttp::Redirect(None);
         self
     }
 
     /// As [`redirect`](Self::redirect), but always to this canonical host
     /// (`api.example.com`, `api.example.com:8443`, `[2001:db8::1]`); the request's `Host` is not
     /// read at all.
-    pub fn redirect_to(mut self, host: &str) -> Result<Self, ConfigError> {
-        let host = Host::parse(host).ok_or_else(|| {
-            ConfigError::new(format!(
+    pub fn redirect_to(mut self, host: &str) -> Self {
+        match Host::parse(host) {
+            Some(host) => self.config.plain_http = PlainHttp::Redirect(Some(host)),
+            None => self.fail(ConfigError::new(format!(
                 "redirect_to: {host:?} is not a lower-case host name or IP literal with an optional port"
-            ))
-        })?;
-        Arc::make_mut(&mut self.config).plain_http = PlainHttp::Redirect(Some(host));
-        Ok(self)
+            ))),
+        }
+        self
     }
 
     /// Serves plain HTTP from a loopback peer to a loopback host (`localhost`, `127.0.0.1`,
@@ -201,7 +254,7 @@ impl TransportSecurityLayer {
     /// for requests with a forwarding header. A proxy on the same machine is a loopback peer
     /// too: list it in [`trusted_proxies`](Self::trusted_proxies), or leave this off.
     pub fn allow_http_on_loopback(mut self) -> Self {
-        Arc::make_mut(&mut self.config).loopback_http = true;
+        self.config.loopback_http = true;
         self
     }
 
@@ -214,27 +267,29 @@ impl TransportSecurityLayer {
     /// use portcullis::TransportSecurityLayer;
     ///
     /// # fn main() -> Result<(), portcullis::ConfigError> {
-    /// let transport = TransportSecurityLayer::new().allow_http_on_paths(["/health", "/ready"])?;
+    /// let transport = TransportSecurityLayer::builder()
+    ///     .allow_http_on_paths(["/health", "/ready"])
+    ///     .build()?;
     /// # let _ = transport;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn allow_http_on_paths<I, P>(mut self, paths: I) -> Result<Self, ConfigError>
+    pub fn allow_http_on_paths<I, P>(mut self, paths: I) -> Self
     where
         I: IntoIterator<Item = P>,
         P: Into<String>,
     {
-        let config = Arc::make_mut(&mut self.config);
         for path in paths {
             let path = path.into();
             if !path.starts_with('/') || path.contains(['?', '#']) || path.len() > 1024 {
-                return Err(ConfigError::new(format!(
+                self.fail(ConfigError::new(format!(
                     "allow_http_on_paths: {path:?} is not a path starting with `/`, without query"
                 )));
+            } else {
+                self.config.http_paths.push(path.into());
             }
-            config.http_paths.push(path.into());
         }
-        Ok(self)
+        self
     }
 
     /// The former name of [`allow_http_on_loopback`](Self::allow_http_on_loopback), the
@@ -246,46 +301,49 @@ impl TransportSecurityLayer {
 
     /// The `Strict-Transport-Security` policy sent over HTTPS (default [`Hsts::default`]).
     /// A `preload` policy must last at least a year and include subdomains.
-    pub fn hsts(mut self, hsts: Hsts) -> Result<Self, ConfigError> {
+    pub fn hsts(mut self, hsts: Hsts) -> Self {
         if hsts.preload && (hsts.max_age < PRELOAD_MIN_AGE || !hsts.include_subdomains) {
-            return Err(ConfigError::new(
+            self.fail(ConfigError::new(
                 "an HSTS preload policy needs max-age of at least 31536000 and includeSubDomains",
             ));
+        } else {
+            self.config.hsts = Some(hsts.header_value());
         }
-        Arc::make_mut(&mut self.config).hsts = Some(hsts.header_value());
-        Ok(self)
+        self
     }
 
     /// Sends no `Strict-Transport-Security` (a proxy in front sets it, say). It is still
     /// removed from plain HTTP responses.
     pub fn without_hsts(mut self) -> Self {
-        Arc::make_mut(&mut self.config).hsts = None;
+        self.config.hsts = None;
         self
     }
 
     /// Sends no `X-Content-Type-Options: nosniff`.
     pub fn without_nosniff(mut self) -> Self {
-        Arc::make_mut(&mut self.config).nosniff = false;
+        self.config.nosniff = false;
         self
     }
 
     /// The default `Content-Security-Policy` (`default-src 'none'; frame-ancestors 'none'`:
     /// a JSON API loads nothing and is framed by no one). A handler's own value wins.
-    pub fn content_security_policy(mut self, policy: &str) -> Result<Self, ConfigError> {
-        let value = header_value("content_security_policy", policy)?;
-        Arc::make_mut(&mut self.config).content_security_policy = Some(value);
-        Ok(self)
+    pub fn content_security_policy(mut self, policy: &str) -> Self {
+        match header_value("content_security_policy", policy) {
+            Ok(value) => self.config.content_security_policy = Some(value),
+            Err(error) => self.fail(error),
+        }
+        self
     }
 
     /// Sends no default `Content-Security-Policy`.
     pub fn without_content_security_policy(mut self) -> Self {
-        Arc::make_mut(&mut self.config).content_security_policy = None;
+        self.config.content_security_policy = None;
         self
     }
 
     /// The default `Referrer-Policy` (`no-referrer`): one of the W3C tokens, or a
     /// comma-separated fallback list of them. A handler's own value wins.
-    pub fn referrer_policy(mut self, policy: &str) -> Result<Self, ConfigError> {
+    pub fn referrer_policy(mut self, policy: &str) -> Self {
         const TOKENS: [&str; 8] = [
             "no-referrer",
             "no-referrer-when-downgrade",
@@ -300,32 +358,37 @@ impl TransportSecurityLayer {
             .split(',')
             .all(|token| TOKENS.contains(&token.trim()))
         {
-            return Err(ConfigError::new(format!(
+            self.fail(ConfigError::new(format!(
                 "referrer_policy: {policy:?} is not a list of Referrer-Policy tokens"
             )));
+            return self;
         }
-        let value = header_value("referrer_policy", policy)?;
-        Arc::make_mut(&mut self.config).referrer_policy = Some(value);
-        Ok(self)
+        match header_value("referrer_policy", policy) {
+            Ok(value) => self.config.referrer_policy = Some(value),
+            Err(error) => self.fail(error),
+        }
+        self
     }
 
     /// Sends no default `Referrer-Policy`.
     pub fn without_referrer_policy(mut self) -> Self {
-        Arc::make_mut(&mut self.config).referrer_policy = None;
+        self.config.referrer_policy = None;
         self
     }
 
     /// The `Cache-Control` of responses to credentialed requests (default `no-store`: shared
     /// caches must not keep one user's data for the next). A handler's own value wins.
-    pub fn cache_control(mut self, value: &str) -> Result<Self, ConfigError> {
-        let value = header_value("cache_control", value)?;
-        Arc::make_mut(&mut self.config).cache_control = Some(value);
-        Ok(self)
+    pub fn cache_control(mut self, value: &str) -> Self {
+        match header_value("cache_control", value) {
+            Ok(value) => self.config.cache_control = Some(value),
+            Err(error) => self.fail(error),
+        }
+        self
     }
 
     /// Sends no default `Cache-Control`.
     pub fn without_cache_control(mut self) -> Self {
-        Arc::make_mut(&mut self.config).cache_control = None;
+        self.config.cache_control = None;
         self
     }
 
@@ -333,7 +396,7 @@ impl TransportSecurityLayer {
     /// `X-Api-Key`), e.g. your API key header: such requests get `Cache-Control` and are never
     /// redirected.
     pub fn credential_header(mut self, name: HeaderName) -> Self {
-        let config = Arc::make_mut(&mut self.config);
+        let config = &mut self.config;
         if !config.credential_headers.contains(&name) {
             config.credential_headers.push(name);
         }
@@ -343,7 +406,7 @@ impl TransportSecurityLayer {
     /// Leaves a `Server` header set by a handler or an inner layer in place (it is removed by
     /// default: versions in it help attackers pick exploits).
     pub fn keep_server_header(mut self) -> Self {
-        Arc::make_mut(&mut self.config).strip_server = false;
+        self.config.strip_server = false;
         self
     }
 }
@@ -397,35 +460,48 @@ mod tests {
 
     #[test]
     fn fallible_settings_refuse_nonsense() {
-        let layer = TransportSecurityLayer::new;
-        assert!(layer().hsts(Hsts::default().preload()).is_ok());
+        let layer = TransportSecurityLayer::builder;
+        assert!(layer().hsts(Hsts::default().preload()).build().is_ok());
         assert!(
             layer()
                 .hsts(Hsts::max_age(Duration::from_secs(86_400)).preload())
+                .build()
                 .is_err()
         );
         assert!(
             layer()
                 .hsts(Hsts::default().include_subdomains(false).preload())
+                .build()
                 .is_err()
         );
-        assert!(layer().redirect_to("api.example.com:8443").is_ok());
+        assert!(layer().redirect_to("api.example.com:8443").build().is_ok());
         for bad in ["https://api.example.com", "a b", "", "user@host", "host/"] {
-            assert!(layer().redirect_to(bad).is_err(), "{bad}");
+            assert!(layer().redirect_to(bad).build().is_err(), "{bad}");
         }
-        assert!(layer().content_security_policy("").is_err());
+        assert!(layer().content_security_policy("").build().is_err());
         assert!(
             layer()
                 .content_security_policy("default-src\n'self'")
+                .build()
                 .is_err()
         );
-        assert!(layer().referrer_policy("same-origin").is_ok());
+        assert!(layer().referrer_policy("same-origin").build().is_ok());
         assert!(
             layer()
                 .referrer_policy("no-referrer, strict-origin-when-cross-origin")
+                .build()
                 .is_ok()
         );
-        assert!(layer().referrer_policy("nope").is_err());
-        assert!(layer().cache_control(" ").is_err());
+        assert!(layer().referrer_policy("nope").build().is_err());
+        assert!(layer().cache_control(" ").build().is_err());
+        // A refused setting is reported even when a later one would be fine: the first error
+        // is the one to fix.
+        let error = layer()
+            .redirect_to("a b")
+            .cache_control("")
+            .redirect()
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("redirect_to"), "{error}");
     }
 }

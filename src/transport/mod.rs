@@ -43,8 +43,8 @@
 //! 426, which asks for an in-band TLS upgrade nobody implements. A refusal fails loudly, so a
 //! misconfigured client is fixed instead of leaking its token on every call.
 //!
-//! With [`redirect`](TransportSecurityLayer::redirect) (or
-//! [`redirect_to`](TransportSecurityLayer::redirect_to) a canonical host) plain `GET` and `HEAD`
+//! With [`redirect`](TransportSecurityLayerBuilder::redirect) (or
+//! [`redirect_to`](TransportSecurityLayerBuilder::redirect_to) a canonical host) plain `GET` and `HEAD`
 //! requests **without credentials** get a **308** to the same path on `https://`: that is for
 //! people typing a URL. Other methods are still refused (their body already crossed the network
 //! in clear, and a redirect would hide the mistake), and so are requests with credentials. The
@@ -53,7 +53,7 @@
 //! authority agreeing; `X-Forwarded-Host` is never read); anything else is refused, never echoed.
 //! Redirects carry `Cache-Control: no-store`.
 //!
-//! [`allow_http_on_loopback`](TransportSecurityLayer::allow_http_on_loopback) lets plain HTTP through
+//! [`allow_http_on_loopback`](TransportSecurityLayerBuilder::allow_http_on_loopback) lets plain HTTP through
 //! from a loopback peer to a loopback host (`localhost`, `127.0.0.1`, `[::1]`) for local
 //! development. It is off by default, and never applies to a trusted proxy or to a request with a
 //! forwarding header (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `Via`).
@@ -91,7 +91,7 @@
 //! let proxies = TrustedProxies::new(["10.0.0.0/8"])?.header(ProxyHeader::XForwardedFor);
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(TransportSecurityLayer::new().trusted_proxies(proxies));
+//!     .layer(TransportSecurityLayer::builder().trusted_proxies(proxies).build()?);
 //!
 //! let from = |peer: &str, proto: &str| {
 //!     let peer: SocketAddr = peer.parse().expect("an address");
@@ -119,7 +119,7 @@ mod layer;
 mod scheme;
 mod service;
 
-pub use layer::{Hsts, TransportSecurityLayer};
+pub use layer::{Hsts, TransportSecurityLayer, TransportSecurityLayerBuilder};
 pub use service::{ResponseFuture, TransportSecurity};
 
 /// Marks a request that arrived over a TLS connection this process terminated.
@@ -127,7 +127,7 @@ pub use service::{ResponseFuture, TransportSecurity};
 /// Insert it into the request extensions from your TLS acceptor, for every request of the
 /// connection (`examples/tls.rs` does). It cannot be forged by a client: only code can put it
 /// there. Do not insert it for connections that a proxy decrypted; configure
-/// [`trusted_proxies`](TransportSecurityLayer::trusted_proxies) for those.
+/// [`trusted_proxies`](TransportSecurityLayerBuilder::trusted_proxies) for those.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TlsConnection;

@@ -6,7 +6,7 @@ use super::*;
 
 pub(super) struct Walk<'a> {
     pub(super) engine: &'a Engine,
-    /// The engine's, unless a rule spares this caller.
+    /// The engine's, unless some rule is off this route (then only the rules on it).
     pub(super) fields: Cow<'a, [(Box<[u8]>, usize)]>,
     pub(super) paths: SmallVec<[(&'a [Segment], usize); 4]>,
     pub(super) detectors: Cow<'a, [Scanner]>,
