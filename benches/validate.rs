@@ -148,12 +148,12 @@ fn bench_layer(c: &mut Criterion) {
         .unwrap();
     let bare = Router::new().route("/items", get(|| async { "ok" }));
     let layered = bare.clone().layer(
-        ValidateLayer::new()
+        ValidateLayer::builder()
             .allowed_methods([Method::GET, Method::POST])
-            .unwrap()
             .allowed_hosts(["api.example.com"])
-            .unwrap()
-            .deny_body_on([Method::GET]),
+            .deny_body_on([Method::GET])
+            .build()
+            .unwrap(),
     );
     let mut group = c.benchmark_group("validate_layer");
     group

@@ -948,9 +948,10 @@ fn security_stack(
         // Repeated bad credentials from one address lock it out for a while (429).
         .lockout(lockout.build()?)
         .validate(
-            ValidateLayer::new()
+            ValidateLayer::builder()
                 .deny_body_on([Method::GET, Method::HEAD, Method::DELETE])
-                .max_body_bytes(max_body_bytes),
+                .max_body_bytes(max_body_bytes)
+                .build()?,
         )
         .auth(auth)
         .rbac(RbacLayer::table(table))

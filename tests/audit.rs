@@ -96,7 +96,12 @@ fn stack(audit: AuditLayer, burst: u32) -> Router {
                 .build()
                 .unwrap(),
         )
-        .layer(ValidateLayer::new().deny_body_on([Method::GET]))
+        .layer(
+            ValidateLayer::builder()
+                .deny_body_on([Method::GET])
+                .build()
+                .unwrap(),
+        )
         .layer(audit)
 }
 

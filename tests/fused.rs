@@ -107,7 +107,10 @@ async fn layers(recent: &RecentEvents, phc: &str, shared: &Shared) -> Layers {
         transport: TransportSecurityLayer::new(),
         per_ip: limit(KeyBy::ClientIp, 6),
         lockout: lockout.build().unwrap(),
-        validate: ValidateLayer::new().deny_body_on([Method::GET]),
+        validate: ValidateLayer::builder()
+            .deny_body_on([Method::GET])
+            .build()
+            .unwrap(),
         auth: AuthLayer::optional()
             .with(jwt)
             .with(basic)

@@ -78,7 +78,12 @@ fn app(audit_path: &std::path::Path) -> Router {
                 .unwrap(),
         )
         .lockout(LockoutLayer::builder().max_entries(10_000).build().unwrap())
-        .validate(ValidateLayer::new().max_body_bytes(64 << 10))
+        .validate(
+            ValidateLayer::builder()
+                .max_body_bytes(64 << 10)
+                .build()
+                .unwrap(),
+        )
         .auth(AuthLayer::optional().with(jwt))
         .rate_limit_per_subject(
             RateLimitLayer::builder(KeyBy::Subject, Quota::per_second(1000).burst(1000))

@@ -196,7 +196,12 @@ fn app(recent: &RecentEvents) -> (Router, AuditHandle) {
         .client_ip(TrustedProxies::new(["10.0.0.0/8"]).unwrap())
         .rate_limit_per_ip(limit(KeyBy::ClientIp, 4))
         .lockout(LockoutLayer::builder().build().unwrap())
-        .validate(ValidateLayer::new().deny_body_on([Method::GET]))
+        .validate(
+            ValidateLayer::builder()
+                .deny_body_on([Method::GET])
+                .build()
+                .unwrap(),
+        )
         .auth(auth())
         .rate_limit_per_subject(limit(KeyBy::Subject, 2))
         .rbac(table())
@@ -486,7 +491,12 @@ async fn refusals_after_an_allow_are_recorded_under_the_layer_that_made_them() {
         .unwrap();
     let security = Portcullis::builder()
         .audit(audit)
-        .validate(ValidateLayer::new().deny_body_on([Method::GET]))
+        .validate(
+            ValidateLayer::builder()
+                .deny_body_on([Method::GET])
+                .build()
+                .unwrap(),
+        )
         .auth(auth())
         .rbac(RbacLayer::table(routes))
         .redact(RedactLayer::new())

@@ -182,7 +182,10 @@ async fn unknown_and_unlisted_methods_get_405_with_allow_and_never_reach_a_handl
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     let (app, _) = routes(Some(
-        ValidateLayer::new().allowed_methods([Method::GET]).unwrap(),
+        ValidateLayer::builder()
+            .allowed_methods([Method::GET])
+            .build()
+            .unwrap(),
     ));
     let answer = send(&app, request("POST", "/any", &[], Body::empty())).await;
     answer.problem(405, "method-not-allowed");
@@ -192,9 +195,11 @@ async fn unknown_and_unlisted_methods_get_405_with_allow_and_never_reach_a_handl
 #[tokio::test]
 async fn long_uris_get_414_and_large_headers_431() {
     let (app, _) = routes(Some(
-        ValidateLayer::new()
+        ValidateLayer::builder()
             .max_uri_bytes(100)
-            .max_header_bytes(200),
+            .max_header_bytes(200)
+            .build()
+            .unwrap(),
     ));
     let at_limit = format!("/any?{}", "a".repeat(95));
     assert_eq!(at_limit.len(), 100);
@@ -225,7 +230,10 @@ async fn long_uris_get_414_and_large_headers_431() {
 #[tokio::test]
 async fn required_headers_are_enforced_and_named() {
     let (app, calls) = routes(Some(
-        ValidateLayer::new().require_header(HeaderName::from_static("x-request-id")),
+        ValidateLayer::builder()
+            .require_header(HeaderName::from_static("x-request-id"))
+            .build()
+            .unwrap(),
     ));
     let answer = send(&app, get_with("/any", &[])).await;
     answer.problem(400, "bad-request");
@@ -237,8 +245,9 @@ async fn required_headers_are_enforced_and_named() {
 
 #[tokio::test]
 async fn only_allowlisted_hosts_are_served() {
-    let layer = ValidateLayer::new()
+    let layer = ValidateLayer::builder()
         .allowed_hosts(["api.example.com", "127.0.0.1:3000"])
+        .build()
         .unwrap();
     let (app, calls) = routes(Some(layer));
     for host in [
@@ -295,7 +304,10 @@ async fn only_allowlisted_hosts_are_served() {
 #[tokio::test]
 async fn bodies_on_bodiless_methods_are_refused_when_configured() {
     let (app, calls) = routes(Some(
-        ValidateLayer::new().deny_body_on([Method::GET, Method::DELETE]),
+        ValidateLayer::builder()
+            .deny_body_on([Method::GET, Method::DELETE])
+            .build()
+            .unwrap(),
     ));
     let answer = send(&app, request("GET", "/any", &[], Body::from("smuggled"))).await;
     answer
@@ -326,9 +338,10 @@ async fn bodies_on_bodiless_methods_are_refused_when_configured() {
 
 #[tokio::test]
 async fn the_layer_sets_the_extractor_limits() {
-    let layer = ValidateLayer::new()
+    let layer = ValidateLayer::builder()
         .max_body_bytes(200)
         .max_json_depth(2)
+        .build()
         .unwrap();
     let (app, _) = routes(Some(layer));
     let mut item = valid_item();

@@ -120,7 +120,10 @@ async fn absurd_nesting_is_refused_fast_and_never_overflows_the_stack() {
 
 #[tokio::test]
 async fn the_deepest_configurable_nesting_parses_on_a_small_stack() {
-    let app = app(ValidateLayer::new().max_json_depth(100).unwrap());
+    let app = app(ValidateLayer::builder()
+        .max_json_depth(100)
+        .build()
+        .unwrap());
     // 99 arrays inside the top-level object: depth 100 exactly.
     let data = format!("{}{}", "[".repeat(99), "]".repeat(99));
     let body = format!(r#"{{"user":"a","handle":"a","name":"a","data":{data}}}"#);
@@ -361,13 +364,13 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_get_a_5xx_or_a_panic(body in prop::collection::vec(any::<u8>(), 0..4096)) {
-        let app = app(ValidateLayer::new().max_body_bytes(2048));
+        let app = app(ValidateLayer::builder().max_body_bytes(2048).build().unwrap());
         check(&app, &runtime(), "application/json", body);
     }
 
     #[test]
     fn arbitrary_json_never_gets_a_5xx_or_a_panic(value in jsonish()) {
-        let app = app(ValidateLayer::new().max_json_depth(4).unwrap());
+        let app = app(ValidateLayer::builder().max_json_depth(4).build().unwrap());
         check(&app, &runtime(), "application/json", value.to_string().into_bytes());
     }
 

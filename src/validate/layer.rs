@@ -14,7 +14,9 @@ use crate::error::ConfigError;
 const MAX_JSON_DEPTH_LIMIT: usize = 100;
 
 /// Request-level rules checked before any body is read, and the body limits of the [`Valid`]
-/// extractors behind it; see the [module docs](super).
+/// extractors behind it; see the [module docs](super). [`new`](Self::new) has the defaults;
+/// [`builder`](Self::builder) changes them, checked once at
+/// [`build`](ValidateLayerBuilder::build).
 ///
 /// [`Valid`]: super::Valid
 #[derive(Clone)]
@@ -102,11 +104,42 @@ impl ValidateLayer {
         }
     }
 
+    /// Starts from the defaults of [`new`](Self::new). Settings that can be wrong are checked
+    /// at [`build`](ValidateLayerBuilder::build).
+    pub fn builder() -> ValidateLayerBuilder {
+        ValidateLayerBuilder {
+            config: Self::new().config.as_ref().clone(),
+            error: None,
+        }
+    }
+}
+
+/// Configures a [`ValidateLayer`]; [`build`](Self::build) reports the first setting that was
+/// refused.
+#[derive(Debug)]
+#[must_use]
+pub struct ValidateLayerBuilder {
+    config: ValidateConfig,
+    error: Option<ConfigError>,
+}
+
+impl ValidateLayerBuilder {
+    /// The layer, or the first setting that was refused.
+    pub fn build(self) -> Result<ValidateLayer, ConfigError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(ValidateLayer {
+                config: Arc::new(self.config),
+            }),
+        }
+    }
+
+    fn fail(&mut self, error: ConfigError) {
+        self.error.get_or_insert(error);
+    }
+
     /// The only methods served (replacing the default list); others get 405 with `Allow`.
-    pub fn allowed_methods<I: IntoIterator<Item = Method>>(
-        mut self,
-        methods: I,
-    ) -> Result<Self, ConfigError> {
+    pub fn allowed_methods<I: IntoIterator<Item = Method>>(mut self, methods: I) -> Self {
         let mut list: Vec<Method> = Vec::new();
         for method in methods {
             if !list.contains(&method) {
@@ -114,33 +147,33 @@ impl ValidateLayer {
             }
         }
         if list.is_empty() {
-            return Err(ConfigError::new(
+            self.fail(ConfigError::new(
                 "allowed_methods needs at least one method",
             ));
+            return self;
         }
-        let config = Arc::make_mut(&mut self.config);
-        config.allow = allow_header(&list);
-        config.methods = list;
-        Ok(self)
+        self.config.allow = allow_header(&list);
+        self.config.methods = list;
+        self
     }
 
     /// The longest request target (path and query, plus scheme and authority when sent), in
     /// bytes; longer ones get 414.
     pub fn max_uri_bytes(mut self, bytes: usize) -> Self {
-        Arc::make_mut(&mut self.config).max_uri_bytes = bytes;
+        self.config.max_uri_bytes = bytes;
         self
     }
 
     /// The most bytes of header fields (names, values and 4 bytes of framing each, as on the wire
     /// in HTTP/1.1); more get 431.
     pub fn max_header_bytes(mut self, bytes: usize) -> Self {
-        Arc::make_mut(&mut self.config).max_header_bytes = bytes;
+        self.config.max_header_bytes = bytes;
         self
     }
 
     /// Requests without this header get 400 (the response names the header).
     pub fn require_header(mut self, name: HeaderName) -> Self {
-        let config = Arc::make_mut(&mut self.config);
+        let config = &mut self.config;
         if !config.required_headers.contains(&name) {
             config.required_headers.push(name);
         }
@@ -151,7 +184,7 @@ impl ValidateLayer {
     /// `[::1]:3000`); an entry without a port matches any port. Requests for another host get
     /// 421, requests naming no host 400. Both the request target's authority (HTTP/2, absolute
     /// form) and the `Host` header are checked when present.
-    pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Result<Self, ConfigError>
+    pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
@@ -159,23 +192,28 @@ impl ValidateLayer {
         let mut list = Vec::new();
         for host in hosts {
             let host = host.as_ref();
-            list.push(AllowedHost::parse(host).ok_or_else(|| {
-                ConfigError::new(format!(
-                    "allowed_hosts: {host:?} is not a host name or IP literal with an optional port"
-                ))
-            })?);
+            match AllowedHost::parse(host) {
+                Some(allowed) => list.push(allowed),
+                None => {
+                    self.fail(ConfigError::new(format!(
+                        "allowed_hosts: {host:?} is not a host name or IP literal with an optional port"
+                    )));
+                    return self;
+                }
+            }
         }
         if list.is_empty() {
-            return Err(ConfigError::new("allowed_hosts needs at least one host"));
+            self.fail(ConfigError::new("allowed_hosts needs at least one host"));
+            return self;
         }
-        Arc::make_mut(&mut self.config).hosts = list;
-        Ok(self)
+        self.config.hosts = list;
+        self
     }
 
     /// Refuses (400) requests of these methods that carry a body: a `GET` body has no meaning
     /// (RFC 9110 §9.3.1) and is a classic request-smuggling and cache-poisoning vector.
     pub fn deny_body_on<I: IntoIterator<Item = Method>>(mut self, methods: I) -> Self {
-        let config = Arc::make_mut(&mut self.config);
+        let config = &mut self.config;
         for method in methods {
             if !config.bodiless.contains(&method) {
                 config.bodiless.push(method);
@@ -187,18 +225,19 @@ impl ValidateLayer {
     /// The largest body the [`Valid`](super::Valid) extractors read (default 1 MiB); larger ones
     /// get 413 without being buffered. Other extractors keep axum's `DefaultBodyLimit`.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        Arc::make_mut(&mut self.config).limits.max_body_bytes = bytes;
+        self.config.limits.max_body_bytes = bytes;
         self
     }
 
     /// The deepest nesting of arrays and objects `Valid<Json<T>>` accepts (default 32, at most
     /// 100, below serde_json's own limit of 127); deeper bodies get 400 before they are parsed.
-    pub fn max_json_depth(mut self, depth: usize) -> Result<Self, ConfigError> {
-        if !(1..=MAX_JSON_DEPTH_LIMIT).contains(&depth) {
-            return Err(ConfigError::new("max_json_depth must be between 1 and 100"));
+    pub fn max_json_depth(mut self, depth: usize) -> Self {
+        if (1..=MAX_JSON_DEPTH_LIMIT).contains(&depth) {
+            self.config.limits.max_json_depth = depth;
+        } else {
+            self.fail(ConfigError::new("max_json_depth must be between 1 and 100"));
         }
-        Arc::make_mut(&mut self.config).limits.max_json_depth = depth;
-        Ok(self)
+        self
     }
 }
 
@@ -242,11 +281,20 @@ mod tests {
 
     #[test]
     fn fallible_settings_refuse_nonsense() {
-        assert!(ValidateLayer::new().max_json_depth(0).is_err());
-        assert!(ValidateLayer::new().max_json_depth(101).is_err());
-        assert!(ValidateLayer::new().max_json_depth(100).is_ok());
-        assert!(ValidateLayer::new().allowed_methods([]).is_err());
-        assert!(ValidateLayer::new().allowed_hosts(["a b"]).is_err());
-        assert!(ValidateLayer::new().allowed_hosts::<_, &str>([]).is_err());
+        let layer = ValidateLayer::builder;
+        assert!(layer().max_json_depth(0).build().is_err());
+        assert!(layer().max_json_depth(101).build().is_err());
+        assert!(layer().max_json_depth(100).build().is_ok());
+        assert!(layer().allowed_methods([]).build().is_err());
+        assert!(layer().allowed_hosts(["a b"]).build().is_err());
+        assert!(layer().allowed_hosts::<_, &str>([]).build().is_err());
+        // The first refusal is reported, whatever comes after it.
+        let error = layer()
+            .max_json_depth(0)
+            .allowed_hosts(["a b"])
+            .max_json_depth(10)
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("max_json_depth"), "{error}");
     }
 }

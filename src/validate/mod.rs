@@ -67,11 +67,12 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new().route("/pages", post(create)).layer(
-//!     ValidateLayer::new()
-//!         .allowed_methods([Method::GET, Method::POST])?
+//!     ValidateLayer::builder()
+//!         .allowed_methods([Method::GET, Method::POST])
 //!         .deny_body_on([Method::GET])
 //!         .max_body_bytes(64 * 1024)
-//!         .max_json_depth(8)?,
+//!         .max_json_depth(8)
+//!         .build()?,
 //! );
 //!
 //! use tower::ServiceExt;
@@ -99,7 +100,7 @@ mod rules;
 mod service;
 
 pub use extract::{Valid, WithProblem};
-pub use layer::ValidateLayer;
+pub use layer::{ValidateLayer, ValidateLayerBuilder};
 pub use rules::{finite, https_url, identifier, iso_date, safe_line, safe_text, slug};
 pub use service::{ResponseFuture, Validate};
 
