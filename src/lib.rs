@@ -107,7 +107,9 @@ pub use audit::AuditLayer;
 pub use auth::AuthLayer;
 pub use client_ip::{ClientIp, ClientIpLayer, TrustedProxies};
 pub use decision::{Decision, LayerKind};
-pub use error::{ConfigError, Reason, Rejection, RejectionKind, RenderRejectionLayer, Scheme};
+pub use error::{
+    ConfigError, Realm, Reason, Rejection, RejectionKind, RenderRejectionLayer, Scheme,
+};
 pub use identity::{
     AuthMethod, ClaimMapping, ClaimSource, Claims, Identity, Principal, PrincipalKind,
 };

@@ -9,7 +9,7 @@ use axum::routing::get;
 use common::*;
 use http::StatusCode;
 use portcullis::auth::{ApiKeyAuthenticator, ApiKeyGrant, InMemoryKeyStore, JwtAuthenticator};
-use portcullis::{AuthLayer, Claims, Identity, Rejection, RenderRejectionLayer};
+use portcullis::{AuthLayer, Claims, Identity, Realm, Rejection, RenderRejectionLayer};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -121,8 +121,7 @@ async fn optional_layer_passes_anonymous_requests_without_identity() {
         )
         .layer(
             AuthLayer::optional()
-                .realm("items")
-                .unwrap()
+                .realm(Realm::new("items").unwrap())
                 .with(jwt())
                 .with(api_keys()),
         );
@@ -289,9 +288,11 @@ async fn the_renderer_gives_rejections_the_apps_own_shape() {
 #[test]
 fn realm_must_be_quotable() {
     for bad in ["", "a\"b", "a\\b", "caf\u{e9}", "line\nbreak"] {
-        assert!(AuthLayer::required().realm(bad).is_err(), "{bad:?}");
+        assert!(Realm::new(bad).is_err(), "{bad:?}");
     }
-    assert!(AuthLayer::required().realm("My API v2").is_ok());
+    assert!(Realm::new(&"a".repeat(129)).is_err());
+    assert!(Realm::new(&"a".repeat(128)).is_ok());
+    assert!(Realm::new("My API v2").is_ok());
 }
 
 #[tokio::test]
@@ -352,7 +353,11 @@ impl portcullis::auth::Authenticator for Ticket {
 
 #[tokio::test]
 async fn custom_async_authenticators_plug_in() {
-    let app = common::app(AuthLayer::required().realm("tickets").unwrap().with(Ticket));
+    let app = common::app(
+        AuthLayer::required()
+            .realm(Realm::new("tickets").unwrap())
+            .with(Ticket),
+    );
     let answer = send(&app, get_with("/me", &[("x-ticket", "valid")])).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body["sub"], "ticket-holder");

@@ -13,7 +13,7 @@ use portcullis::rbac::{
     RoleDef, RoleDocument, RoleModel, RouteTable, any_role, authenticated, check, max_auth_age,
     not, owner, permission, public, require_acr, require_amr, require_scope, same_claim,
 };
-use portcullis::{AuthMethod, Decision, Identity, Principal, PrincipalKind};
+use portcullis::{AuthMethod, Decision, Identity, Principal, PrincipalKind, Realm};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
@@ -972,7 +972,11 @@ async fn with_an_optional_auth_layer_anonymous_callers_get_its_challenge() {
         .route("/health", get(|| async { "ok" }))
         .route("/items", get(|| async { "list" }))
         .layer(RbacLayer::table(items_table()))
-        .layer(AuthLayer::optional().realm("items").unwrap().with(jwt));
+        .layer(
+            AuthLayer::optional()
+                .realm(Realm::new("items").unwrap())
+                .with(jwt),
+        );
     assert_eq!(send(&app, get_with("/health", &[])).await.status, 200);
     let answer = send(&app, get_with("/items", &[])).await;
     answer.problem(401, "missing-credentials");

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use portcullis::redact::FingerprintKey;
 use portcullis::redact::{
     AllowOnly, CardNumber, Detector, Email, Iban, Jwt, KnownApiKey, Mask, RedactLayer, Redactions,
     Rule, Sensitive,
@@ -123,8 +124,7 @@ async fn masks_paths_and_roles() {
                     .mask(Mask::Fingerprint)
                     .except_roles(["admin"]),
             )
-            .fingerprint_key(&[7; 32])
-            .unwrap()
+            .fingerprint_key(FingerprintKey::new([7; 32]).unwrap())
     };
     let (_, _, _, body) = call(app(layer(), json_user, Some(identity(&["reader"])))).await;
     let out: Value = serde_json::from_slice(&body).unwrap();

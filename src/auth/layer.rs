@@ -5,7 +5,7 @@ use http::HeaderName;
 use tower_layer::Layer;
 
 use super::{Auth, Authenticator};
-use crate::error::{ConfigError, Realm, Scheme};
+use crate::error::{Realm, Scheme};
 use crate::guard::Guard;
 use crate::identity::AnonymousChallenge;
 
@@ -68,13 +68,12 @@ impl AuthLayer {
         self
     }
 
-    /// Sets the `realm` of the `WWW-Authenticate` challenges (default `api`). It must be printable
-    /// ASCII without quotes or backslashes.
-    pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
+    /// Sets the `realm` of the `WWW-Authenticate` challenges (default `api`).
+    pub fn realm(mut self, realm: Realm) -> Self {
         let config = Arc::make_mut(&mut self.config);
-        config.realm = Realm::new(realm)?;
+        config.realm = realm;
         config.refresh_challenge();
-        Ok(self)
+        self
     }
 }
 

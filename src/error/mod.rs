@@ -240,13 +240,26 @@ impl Scheme {
     }
 }
 
-/// A validated `realm` value: printable ASCII without quotes or backslashes, so it can be placed in
-/// a quoted string without escaping.
+/// The `realm` of `WWW-Authenticate` challenges (RFC 9110 §11.5): 1 to 128 printable ASCII
+/// characters without quotes or backslashes, so it is placed in a quoted string as it is.
+/// [`Default`] is `api`.
+///
+/// ```
+/// use portcullis::{AuthLayer, Realm};
+///
+/// # fn main() -> Result<(), portcullis::ConfigError> {
+/// let layer = AuthLayer::required().realm(Realm::new("tickets")?);
+/// assert!(Realm::new("say \"hi\"").is_err());
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Realm(Arc<str>);
+pub struct Realm(Arc<str>);
 
 impl Realm {
-    pub(crate) fn new(realm: &str) -> Result<Self, crate::ConfigError> {
+    /// A realm, or a [`ConfigError`] naming what is wrong with it.
+    pub fn new(realm: &str) -> Result<Self, crate::ConfigError> {
         if realm.is_empty()
             || realm.len() > 128
             || !realm

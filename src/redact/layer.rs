@@ -13,6 +13,42 @@ use crate::scrub::{
     AllowOnly, Redactions, Rule, SENSITIVE_HEADERS, Scrubber, default_engine, random_key,
 };
 
+/// The secret of [`Mask::Fingerprint`](super::Mask::Fingerprint): at least 32 bytes. Its
+/// `Debug` shows nothing of it.
+///
+/// ```
+/// use portcullis::redact::{FingerprintKey, RedactLayer};
+///
+/// # fn main() -> Result<(), portcullis::ConfigError> {
+/// # let secret_from_your_store = [7u8; 32];
+/// let layer = RedactLayer::new().fingerprint_key(FingerprintKey::new(secret_from_your_store)?);
+/// assert!(FingerprintKey::new(b"too short").is_err());
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct FingerprintKey(Arc<[u8]>);
+
+impl FingerprintKey {
+    /// A key of at least 32 bytes (shorter keys are a configuration error).
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        if secret.len() < 32 {
+            return Err(ConfigError::new(
+                "a fingerprint key needs at least 32 bytes",
+            ));
+        }
+        Ok(Self(secret.into()))
+    }
+}
+
+impl fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FingerprintKey(..)")
+    }
+}
+
 /// Redacts JSON responses and marks sensitive headers; see the [module docs](super).
 #[derive(Clone)]
 #[must_use]
@@ -87,15 +123,12 @@ impl RedactLayer {
         self
     }
 
-    /// The key of [`Mask::Fingerprint`](super::Mask::Fingerprint) (at least 32 bytes). Set it, from a secret store, to
-    /// correlate fingerprints across restarts and replicas; by default each layer makes a
+    /// The key of [`Mask::Fingerprint`](super::Mask::Fingerprint). Set it, from a secret store,
+    /// to correlate fingerprints across restarts and replicas; by default each layer makes a
     /// random one.
-    pub fn fingerprint_key(mut self, key: &[u8]) -> Result<Self, ConfigError> {
-        if key.len() < 32 {
-            return Err(ConfigError::new("fingerprint_key needs at least 32 bytes"));
-        }
-        Arc::make_mut(&mut self.config).engine.key = key.into();
-        Ok(self)
+    pub fn fingerprint_key(mut self, key: FingerprintKey) -> Self {
+        Arc::make_mut(&mut self.config).engine.key = key.0;
+        self
     }
 
     /// The largest JSON body redacted (default 4 MiB); larger ones are withheld (see
@@ -214,8 +247,12 @@ mod tests {
 
     #[test]
     fn config_is_checked_and_rules_replace() {
-        assert!(RedactLayer::new().fingerprint_key(&[1; 31]).is_err());
-        assert!(RedactLayer::new().fingerprint_key(&[1; 32]).is_ok());
+        assert!(FingerprintKey::new([1; 31]).is_err());
+        assert!(FingerprintKey::new([1; 32]).is_ok());
+        assert_eq!(
+            format!("{:?}", FingerprintKey::new([1; 32]).unwrap()),
+            "FingerprintKey(..)"
+        );
         let layer = RedactLayer::new();
         let count = layer.config.engine.rules().len();
         let layer = layer.rule(Rule::detector(Email).except_roles(["admin"]));

@@ -144,5 +144,5 @@ pub use crate::scrub::{
     Redactions, Rule, SENSITIVE_HEADERS, Scrubber, Sensitive,
 };
 pub use future::ResponseFuture;
-pub use layer::RedactLayer;
+pub use layer::{FingerprintKey, RedactLayer};
 pub use service::Redact;
