@@ -281,22 +281,27 @@ async fn what_cannot_be_redacted_is_withheld_unless_allowed() {
     assert_withheld(s, &h, &b, "too large");
 
     // Explicitly allowed: passed through unchanged.
-    let layer = RedactLayer::new().pass_encoded_unredacted();
+    let layer = RedactLayer::new().allow_encoded_unredacted();
     let (s, h, _, _) = call(app(layer, gzipped, None)).await;
     assert_eq!(
         (s, &h[header::CONTENT_ENCODING]),
         (StatusCode::OK, &"gzip".parse::<HeaderValue>().unwrap())
     );
-    let layer = RedactLayer::new().pass_streams_unredacted();
+    let layer = RedactLayer::new().allow_streams_unredacted();
     let (s, _, _, _) = call(app(layer, event_stream, None)).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _, _, b) = call(app(small().pass_oversized_unredacted(), big_streamed, None)).await;
+    let (s, _, _, b) = call(app(
+        small().allow_oversized_unredacted(),
+        big_streamed,
+        None,
+    ))
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         b.len(),
         18 * 1000 + 2 + format!("{{\"card\":\"{CARD}\",\"pad\":\"").len()
     );
-    let (s, _, _, b) = call(app(small().pass_oversized_unredacted(), big, None)).await;
+    let (s, _, _, b) = call(app(small().allow_oversized_unredacted(), big, None)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(String::from_utf8(b).unwrap().contains(CARD));
     // Under the limit, a streamed body is buffered and redacted.

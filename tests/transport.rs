@@ -655,7 +655,7 @@ async fn every_header_can_be_changed_or_switched_off() {
         .without_content_security_policy()
         .without_referrer_policy()
         .without_cache_control()
-        .keep_server_header()
+        .allow_server_header()
         .build()
         .unwrap());
     let request = tls(get_from(CLIENT, &[("authorization", "Bearer x")]));

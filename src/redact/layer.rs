@@ -132,7 +132,7 @@ impl RedactLayer {
     }
 
     /// The largest JSON body redacted (default 4 MiB); larger ones are withheld (see
-    /// [`pass_oversized_unredacted`](Self::pass_oversized_unredacted)). Bodies are buffered up
+    /// [`allow_oversized_unredacted`](Self::allow_oversized_unredacted)). Bodies are buffered up
     /// to this size, never beyond.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.config).max_body_bytes = bytes;
@@ -141,23 +141,42 @@ impl RedactLayer {
 
     /// Lets JSON bodies over [`max_body_bytes`](Self::max_body_bytes) pass **unredacted**
     /// instead of withholding them.
-    pub fn pass_oversized_unredacted(mut self) -> Self {
+    pub fn allow_oversized_unredacted(mut self) -> Self {
         Arc::make_mut(&mut self.config).pass_oversized = true;
         self
     }
 
     /// Lets JSON bodies with a `Content-Encoding` (gzip, br, ...) pass **unredacted** instead of
     /// withholding them. Better: put the `RedactLayer` inside the compression layer.
-    pub fn pass_encoded_unredacted(mut self) -> Self {
+    pub fn allow_encoded_unredacted(mut self) -> Self {
         Arc::make_mut(&mut self.config).pass_encoded = true;
         self
     }
 
     /// Lets streams (`text/event-stream`, NDJSON, JSON sequences) pass **unredacted** instead
     /// of withholding them.
-    pub fn pass_streams_unredacted(mut self) -> Self {
+    pub fn allow_streams_unredacted(mut self) -> Self {
         Arc::make_mut(&mut self.config).pass_streams = true;
         self
+    }
+
+    /// The former name of [`allow_oversized_unredacted`](Self::allow_oversized_unredacted):
+    /// every weakened default is spelled `allow_*`.
+    #[deprecated(since = "0.2.0", note = "renamed to `allow_oversized_unredacted`")]
+    pub fn pass_oversized_unredacted(self) -> Self {
+        self.allow_oversized_unredacted()
+    }
+
+    /// The former name of [`allow_encoded_unredacted`](Self::allow_encoded_unredacted).
+    #[deprecated(since = "0.2.0", note = "renamed to `allow_encoded_unredacted`")]
+    pub fn pass_encoded_unredacted(self) -> Self {
+        self.allow_encoded_unredacted()
+    }
+
+    /// The former name of [`allow_streams_unredacted`](Self::allow_streams_unredacted).
+    #[deprecated(since = "0.2.0", note = "renamed to `allow_streams_unredacted`")]
+    pub fn pass_streams_unredacted(self) -> Self {
+        self.allow_streams_unredacted()
     }
 
     /// Treats strings that hold a JSON document as text, scanned only by the detectors. By

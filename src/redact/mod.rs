@@ -81,9 +81,9 @@
 //! outside. 406 ("no acceptable representation can be sent") was chosen because it
 //! is not a 5xx: the layer does not turn responses into server errors, and clients and monitors
 //! do not retry it as an outage. Each case can be allowed to pass unredacted explicitly
-//! ([`pass_oversized_unredacted`](RedactLayer::pass_oversized_unredacted),
-//! [`pass_encoded_unredacted`](RedactLayer::pass_encoded_unredacted),
-//! [`pass_streams_unredacted`](RedactLayer::pass_streams_unredacted)).
+//! ([`allow_oversized_unredacted`](RedactLayer::allow_oversized_unredacted),
+//! [`allow_encoded_unredacted`](RedactLayer::allow_encoded_unredacted),
+//! [`allow_streams_unredacted`](RedactLayer::allow_streams_unredacted)).
 //!
 //! **Put the `RedactLayer` inside (closer to the handler than) any `CompressionLayer`**, so it
 //! sees the JSON before it is compressed: `.layer(RedactLayer::new()).layer(CompressionLayer::new())`.

@@ -405,7 +405,7 @@ impl TransportSecurityLayerBuilder {
 
     /// Leaves a `Server` header set by a handler or an inner layer in place (it is removed by
     /// default: versions in it help attackers pick exploits).
-    pub fn keep_server_header(mut self) -> Self {
+    pub fn allow_server_header(mut self) -> Self {
         self.config.strip_server = false;
         self
     }
