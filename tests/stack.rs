@@ -452,6 +452,48 @@ async fn the_lockout_watches_the_authenticators_own_headers() {
     assert_eq!(status, 429, "{body}");
 }
 
+/// The builder tells the transport layer where the authenticators read credentials too: an
+/// answer to a request that carried a key in a custom header is credentialed, so it gets
+/// `Cache-Control: no-store` like one to a bearer token.
+#[tokio::test]
+async fn the_transport_layer_treats_the_authenticators_own_headers_as_credentials() {
+    use http::HeaderName;
+    use portcullis::auth::{ApiKeyAuthenticator, ApiKeyGrant, InMemoryKeyStore};
+    use portcullis::transport::TlsConnection;
+
+    let store = InMemoryKeyStore::new();
+    let key = "pcl_custom_header_key_0123456789abcdefghij";
+    store.insert(key, ApiKeyGrant::new("k", "svc")).unwrap();
+    let security =
+        Portcullis::builder()
+            .transport(TransportSecurityLayer::new())
+            .auth(AuthLayer::required().with(
+                ApiKeyAuthenticator::new(store).header(HeaderName::from_static("x-service-key")),
+            ))
+            .build()
+            .unwrap();
+    let app = Router::new()
+        .route("/items", get(|| async { "[]" }))
+        .layer(security);
+    let mut request = Request::get("/items")
+        .header("x-service-key", key)
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(TlsConnection::new());
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 92], 5000))));
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
+}
+
 portcullis::scope!(AdminScope = "admin");
 
 /// Claims the test tokens do not carry.

@@ -24,10 +24,15 @@ static LAYERS: LazyLock<Vec<TransportSecurityLayer>> = LazyLock::new(|| {
             .header(header)
     };
     vec![
-        TransportSecurityLayer::new().trusted_proxies(proxies(ProxyHeader::XForwardedFor)),
-        TransportSecurityLayer::new()
+        TransportSecurityLayer::builder()
+            .trusted_proxies(proxies(ProxyHeader::XForwardedFor))
+            .build()
+            .expect("valid settings"),
+        TransportSecurityLayer::builder()
             .trusted_proxies(proxies(ProxyHeader::Forwarded))
-            .redirect(),
+            .redirect()
+            .build()
+            .expect("valid settings"),
     ]
 });
 

@@ -52,6 +52,10 @@ where
             None => RequestId::resolve(request.headers(), self.trust_request_id),
         };
         request.extensions_mut().insert(request_id.clone());
+        // A Basic credential is decoded here once, for this record and the layers inside.
+        let (mut parts, body) = request.into_parts();
+        crate::request::credential::keep_basic(&parts.headers, &mut parts.extensions);
+        let mut request = Request::from_parts(parts, body);
         // Inner layers and handlers that read the header see the id that is recorded.
         request
             .headers_mut()

@@ -283,10 +283,10 @@ impl Authenticator for BasicAuthenticator {
     }
 
     fn authenticate(&self, request: &Parts) -> Authentication {
-        let Some(encoded) = credential::credentials(&request.headers, "Basic") else {
+        let Some(decoded) = credential::basic(&request.headers, &request.extensions) else {
             return Authentication::NotPresent;
         };
-        let Some((user, password)) = credential::decode_basic(encoded) else {
+        let Some(credentials) = decoded else {
             return Authentication::Rejected(rejected(Reason::MalformedBasic));
         };
         let Some(slot) = InFlight::enter(&self.inner) else {
@@ -299,7 +299,7 @@ impl Authenticator for BasicAuthenticator {
         };
         let inner = self.inner.clone();
         Authentication::Pending(Box::pin(async move {
-            let known = inner.users.get(&user);
+            let known = inner.users.get(&credentials.user);
             let hash = known.map_or(&inner.dummy, |(hash, _)| hash).clone();
             let Ok(permit) = inner.permits.clone().acquire_owned().await else {
                 return Err(Rejection::new(RejectionKind::Internal));
@@ -311,7 +311,7 @@ impl Authenticator for BasicAuthenticator {
                 let _permit = permit;
                 let _slot = slot;
                 Argon2::default()
-                    .verify_password(password.as_bytes(), &hash.password_hash())
+                    .verify_password(credentials.password.as_bytes(), &hash.password_hash())
                     .is_ok()
             })
             .await

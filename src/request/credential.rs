@@ -3,10 +3,12 @@
 //! Hand-written because it is a few lines and the available crates (`headers`) accept more than we
 //! want: we refuse repeated headers, non-ASCII bytes and anything but `scheme 1*SP token68`.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{Extensions, HeaderMap, HeaderValue};
 
 use crate::error::Reason;
 use crate::error::{Rejection, RejectionKind};
@@ -43,7 +45,12 @@ pub(crate) fn check_authorization(headers: &HeaderMap) -> Result<bool, Rejection
 /// key comparison, or [`is_credential`] before a token is sent for introspection; as an invalid
 /// credential rather than a missing one.
 pub(crate) fn credentials<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
-    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    credentials_in(headers.get(AUTHORIZATION)?, scheme)
+}
+
+/// [`credentials`] of one `Authorization` value.
+fn credentials_in<'a>(value: &'a HeaderValue, scheme: &str) -> Option<&'a str> {
+    let value = value.as_bytes();
     // Most callers ask for a scheme the request does not use: compare the scheme before
     // touching a credential of several hundred bytes.
     let start = value.iter().position(|b| *b != b' ')?;
@@ -139,16 +146,105 @@ pub(crate) fn decode_basic(encoded: &str) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// A user name and password from a Basic `Authorization` header.
+pub(crate) struct BasicCredentials {
+    pub(crate) user: String,
+    pub(crate) password: String,
+}
+
+/// A request's Basic credentials, decoded once for the audit trail, the lockout and the Basic
+/// authenticator: a request extension, kept with the header value it was decoded from. A reader
+/// whose request carries another value (a layer in between replaced it) decodes that one rather
+/// than trust what was kept. The type is crate-private, so nothing else can insert one.
+#[derive(Clone)]
+struct DecodedBasic {
+    header: HeaderValue,
+    /// `None`: a Basic credential that is not `user:password` in base64.
+    credentials: Option<Arc<BasicCredentials>>,
+}
+
+/// The request's Basic credentials: `None` without a Basic `Authorization` value,
+/// `Some(None)` for a malformed one. Reads what [`keep_basic`] kept when it is for this value.
+pub(crate) fn basic(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Option<Option<Arc<BasicCredentials>>> {
+    let value = headers.get(AUTHORIZATION)?;
+    if let Some(kept) = extensions.get::<DecodedBasic>()
+        && kept.header == value
+    {
+        return Some(kept.credentials.clone());
+    }
+    let encoded = credentials_in(value, "Basic")?;
+    Some(decode_basic(encoded).map(|(user, password)| Arc::new(BasicCredentials { user, password })))
+}
+
+/// As [`basic`], and keeps the result in `extensions` for the layers inside, so that the header
+/// is decoded once per request. Requests without Basic credentials get no extension.
+pub(crate) fn keep_basic(
+    headers: &HeaderMap,
+    extensions: &mut Extensions,
+) -> Option<Option<Arc<BasicCredentials>>> {
+    let found = basic(headers, extensions)?;
+    let value = headers.get(AUTHORIZATION)?;
+    if extensions
+        .get::<DecodedBasic>()
+        .is_none_or(|kept| kept.header != value)
+    {
+        extensions.insert(DecodedBasic {
+            header: value.clone(),
+            credentials: found.clone(),
+        });
+    }
+    Some(found)
+}
+
 /// The user name a request tries to log in as with Basic, for brute-force counting and the
 /// audit trail.
-pub(crate) fn basic_user_name(headers: &HeaderMap) -> Option<String> {
-    let encoded = credentials(headers, "Basic")?;
-    decode_basic(encoded).map(|(user, _password)| user)
+pub(crate) fn basic_user_name(headers: &HeaderMap, extensions: &Extensions) -> Option<String> {
+    basic(headers, extensions)?.map(|credentials| credentials.user.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn basic_header(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn basic_credentials_are_decoded_once_and_only_for_their_own_header() {
+        let alice = format!("Basic {}", STANDARD.encode("alice:secret"));
+        let bob = format!("Basic {}", STANDARD.encode("bob:other"));
+        let mut extensions = Extensions::new();
+        let kept = keep_basic(&basic_header(&alice), &mut extensions).unwrap().unwrap();
+        assert_eq!((kept.user.as_str(), kept.password.as_str()), ("alice", "secret"));
+        // The same header reads what was kept: the very same decoding, not a second one.
+        let again = basic(&basic_header(&alice), &extensions).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&kept, &again));
+        // A header replaced after it was kept is decoded afresh, never answered from the kept one.
+        let other = basic(&basic_header(&bob), &extensions).unwrap().unwrap();
+        assert_eq!(other.user, "bob");
+        assert_eq!(basic_user_name(&basic_header(&bob), &extensions).as_deref(), Some("bob"));
+        // Kept again for the new header, it replaces the old entry.
+        let bob_kept = keep_basic(&basic_header(&bob), &mut extensions).unwrap().unwrap();
+        assert!(Arc::ptr_eq(
+            &bob_kept,
+            &basic(&basic_header(&bob), &extensions).unwrap().unwrap()
+        ));
+        // Malformed: present, but no credentials; other schemes and no header: absent.
+        let mut extensions = Extensions::new();
+        assert!(matches!(keep_basic(&basic_header("Basic !!!"), &mut extensions), Some(None)));
+        assert!(matches!(basic(&basic_header("Basic !!!"), &extensions), Some(None)));
+        assert!(basic(&basic_header("Bearer abc"), &Extensions::new()).is_none());
+        assert!(basic(&HeaderMap::new(), &Extensions::new()).is_none());
+        let mut untouched = Extensions::new();
+        assert!(keep_basic(&basic_header("Bearer abc"), &mut untouched).is_none());
+        assert!(untouched.get::<DecodedBasic>().is_none());
+    }
 
     #[test]
     fn token68_bytes_are_exactly_the_rfc_set() {

@@ -45,7 +45,6 @@ impl TransportSecurityLayer {
     }
 
     /// The builder of the whole stack hands over the client-IP layer's proxies.
-    #[cfg_attr(not(feature = "audit"), allow(dead_code))]
     pub(crate) fn with_proxies(mut self, proxies: TrustedProxies) -> Self {
         Arc::make_mut(&mut self.config).proxies = proxies;
         self
@@ -194,7 +193,7 @@ impl TransportSecurityLayer {
 
 /// Configures a [`TransportSecurityLayer`]; [`build`](Self::build) reports the first setting
 /// that was refused.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct TransportSecurityLayerBuilder {
     config: TransportConfig,
@@ -408,6 +407,13 @@ impl TransportSecurityLayerBuilder {
     pub fn allow_server_header(mut self) -> Self {
         self.config.strip_server = false;
         self
+    }
+
+    /// The former name of [`allow_server_header`](Self::allow_server_header): every weakened
+    /// default is spelled `allow_*`.
+    #[deprecated(since = "0.2.0", note = "renamed to `allow_server_header`")]
+    pub fn keep_server_header(self) -> Self {
+        self.allow_server_header()
     }
 }
 

@@ -116,7 +116,7 @@ impl ValidateLayer {
 
 /// Configures a [`ValidateLayer`]; [`build`](Self::build) reports the first setting that was
 /// refused.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct ValidateLayerBuilder {
     config: ValidateConfig,

@@ -100,7 +100,7 @@ impl RawEvent {
         // password.
         self.attempted_user.clear();
         self.has_attempted_user = false;
-        if let Some(user) = crate::request::credential::basic_user_name(headers) {
+        if let Some(user) = crate::request::credential::basic_user_name(headers, extensions) {
             self.attempted_user.push_str(cut(&user, MAX_USER_AGENT));
             self.has_attempted_user = true;
         }

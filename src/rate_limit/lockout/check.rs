@@ -31,7 +31,7 @@ pub(crate) struct Subjects {
 
 fn subjects(config: &LockoutConfig, request: &Parts) -> Subjects {
     let ip = group(forwarded::of(&request.extensions), config.v6_prefix);
-    let user = credential::basic_user_name(&request.headers);
+    let user = credential::basic_user_name(&request.headers, &request.extensions);
     // Keys hash the values themselves; the text forms are only built for a shared backend.
     let mut keys = [config.hasher.hash_one(("ip", ip)), 0];
     let mut len = 1;
@@ -128,6 +128,8 @@ impl Check for LockoutLayer {
             }
             _ => return Verdict::Allow(None),
         };
+        // Decoded here once for the authenticator inside, unless the audit layer did already.
+        credential::keep_basic(&parts.headers, &mut parts.extensions);
         let config = &self.config;
         let subjects = subjects(config, parts);
         // This replica's own count runs with or without Redis: it bounds the guesses in flight
