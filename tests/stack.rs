@@ -413,24 +413,29 @@ async fn trusted_proxies_given_once_are_believed_by_every_layer() {
     }
 }
 
-/// The builder tells the lockout where its authenticators read credentials: guesses in a custom
-/// API key header lock the address out like guessed tokens do.
-#[tokio::test]
-async fn the_lockout_watches_the_authenticators_own_headers() {
+/// Authentication by an API key in a header of its own (`x-service-key`), and that key.
+fn service_key_auth() -> (AuthLayer, &'static str) {
     use http::HeaderName;
     use portcullis::auth::{ApiKeyAuthenticator, ApiKeyGrant, InMemoryKeyStore};
 
     let store = InMemoryKeyStore::new();
     let key = "pcl_custom_header_key_0123456789abcdefghij";
     store.insert(key, ApiKeyGrant::new("k", "svc")).unwrap();
-    let security =
-        Portcullis::builder()
-            .lockout(LockoutLayer::builder().max_failures(3).build().unwrap())
-            .auth(AuthLayer::required().with(
-                ApiKeyAuthenticator::new(store).header(HeaderName::from_static("x-service-key")),
-            ))
-            .build()
-            .unwrap();
+    let auth = AuthLayer::required()
+        .with(ApiKeyAuthenticator::new(store).header(HeaderName::from_static("x-service-key")));
+    (auth, key)
+}
+
+/// The builder tells the lockout where its authenticators read credentials: guesses in a custom
+/// API key header lock the address out like guessed tokens do.
+#[tokio::test]
+async fn the_lockout_watches_the_authenticators_own_headers() {
+    let (auth, key) = service_key_auth();
+    let security = Portcullis::builder()
+        .lockout(LockoutLayer::builder().max_failures(3).build().unwrap())
+        .auth(auth)
+        .build()
+        .unwrap();
     let app = Router::new()
         .route("/items", get(|| async { "[]" }))
         .layer(security);
@@ -457,21 +462,14 @@ async fn the_lockout_watches_the_authenticators_own_headers() {
 /// `Cache-Control: no-store` like one to a bearer token.
 #[tokio::test]
 async fn the_transport_layer_treats_the_authenticators_own_headers_as_credentials() {
-    use http::HeaderName;
-    use portcullis::auth::{ApiKeyAuthenticator, ApiKeyGrant, InMemoryKeyStore};
     use portcullis::transport::TlsConnection;
 
-    let store = InMemoryKeyStore::new();
-    let key = "pcl_custom_header_key_0123456789abcdefghij";
-    store.insert(key, ApiKeyGrant::new("k", "svc")).unwrap();
-    let security =
-        Portcullis::builder()
-            .transport(TransportSecurityLayer::new())
-            .auth(AuthLayer::required().with(
-                ApiKeyAuthenticator::new(store).header(HeaderName::from_static("x-service-key")),
-            ))
-            .build()
-            .unwrap();
+    let (auth, key) = service_key_auth();
+    let security = Portcullis::builder()
+        .transport(TransportSecurityLayer::new())
+        .auth(auth)
+        .build()
+        .unwrap();
     let app = Router::new()
         .route("/items", get(|| async { "[]" }))
         .layer(security);
