@@ -244,6 +244,16 @@ mod tests {
         let mut untouched = Extensions::new();
         assert!(keep_basic(&basic_header("Bearer abc"), &mut untouched).is_none());
         assert!(untouched.get::<DecodedBasic>().is_none());
+        // A Basic header replaced by another scheme after it was kept: no Basic credentials.
+        let mut extensions = Extensions::new();
+        keep_basic(&basic_header(&alice), &mut extensions);
+        assert!(basic(&basic_header("Bearer abc"), &extensions).is_none());
+        // With two values, the first is read, as `credentials` reads it (the layer refuses
+        // duplicates before any authenticator runs).
+        let mut two = basic_header(&alice);
+        two.append(AUTHORIZATION, HeaderValue::from_str(&bob).unwrap());
+        let mut extensions = Extensions::new();
+        assert_eq!(keep_basic(&two, &mut extensions).unwrap().unwrap().user, "alice");
     }
 
     #[test]
