@@ -459,6 +459,16 @@ fn strings(value: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// As the redaction pass decides what may be a document in a string.
+fn document_shaped(text: &str) -> bool {
+    let t = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    t.len() >= 2
+        && matches!(
+            (t.as_bytes()[0], t.as_bytes()[t.len() - 1]),
+            (b'{', b'}') | (b'[', b']') | (b'"', b'"')
+        )
+}
+
 fn flagged(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     for detector in detectors() {
@@ -477,6 +487,16 @@ fn flagged(text: &str) -> Vec<String> {
 fn same_unflagged(before: &Value, after: &Value) -> bool {
     match (before, after) {
         (Value::String(s), _) if !flagged(s).is_empty() => after.is_string(),
+        // A string shaped like a JSON document (`{..}`, `[..]`, `".."`) that does not parse and
+        // holds a quote is masked whole, as the module docs on nested documents say: it could
+        // hide an escaped secret the detectors cannot see (proptest found `"""`).
+        (Value::String(s), Value::String(a))
+            if document_shaped(s)
+                && s.contains('"')
+                && serde_json::from_str::<Value>(s).is_err() =>
+        {
+            a == "[REDACTED]" || a == s
+        }
         // Numbers are scanned too (a card number sent as a number): masked into a string.
         (Value::Number(n), _) if !flagged(&n.to_string()).is_empty() => after.is_string(),
         (Value::Array(a), Value::Array(b)) => {
@@ -534,7 +554,10 @@ proptest! {
         }
         // Strings without findings are untouched (member names have no findings here).
         prop_assert!(same_unflagged(&doc, &redacted), "{doc} became {redacted}");
-        if before.iter().all(|s| flagged(s).is_empty()) {
+        let whole = |s: &String| {
+            document_shaped(s) && s.contains('"') && serde_json::from_str::<Value>(s).is_err()
+        };
+        if before.iter().all(|s| flagged(s).is_empty() && !whole(s)) {
             prop_assert_eq!(out.as_ref(), input.as_slice());
         }
     }
