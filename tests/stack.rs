@@ -426,6 +426,18 @@ fn service_key_auth() -> (AuthLayer, &'static str) {
     (auth, key)
 }
 
+/// `GET /items` with `key` in `x-service-key`, from `client`.
+fn with_service_key(key: &str, client: [u8; 4]) -> Request<Body> {
+    let mut request = Request::get("/items")
+        .header("x-service-key", key)
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((client, 5000))));
+    request
+}
+
 /// The builder tells the lockout where its authenticators read credentials: guesses in a custom
 /// API key header lock the address out like guessed tokens do.
 #[tokio::test]
@@ -439,16 +451,7 @@ async fn the_lockout_watches_the_authenticators_own_headers() {
     let app = Router::new()
         .route("/items", get(|| async { "[]" }))
         .layer(security);
-    let with_key = |key: &str| {
-        let mut request = Request::get("/items")
-            .header("x-service-key", key)
-            .body(Body::empty())
-            .unwrap();
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 91], 5000))));
-        request
-    };
+    let with_key = |key: &str| with_service_key(key, [192, 0, 2, 91]);
     for _ in 0..3 {
         let (status, _) = send(&app, with_key("pcl_wrong_key_0123456789abcdefghijklmnop")).await;
         assert_eq!(status, 401);
@@ -473,14 +476,8 @@ async fn the_transport_layer_treats_the_authenticators_own_headers_as_credential
     let app = Router::new()
         .route("/items", get(|| async { "[]" }))
         .layer(security);
-    let mut request = Request::get("/items")
-        .header("x-service-key", key)
-        .body(Body::empty())
-        .unwrap();
+    let mut request = with_service_key(key, [192, 0, 2, 92]);
     request.extensions_mut().insert(TlsConnection::new());
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 92], 5000))));
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(

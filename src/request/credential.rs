@@ -170,11 +170,19 @@ pub(crate) fn basic(
     extensions: &Extensions,
 ) -> Option<Option<Arc<BasicCredentials>>> {
     let value = headers.get(AUTHORIZATION)?;
-    if let Some(kept) = extensions.get::<DecodedBasic>()
-        && kept.header == value
-    {
-        return Some(kept.credentials.clone());
+    match kept(value, extensions) {
+        Some(credentials) => Some(credentials),
+        None => decode_basic_value(value),
     }
+}
+
+/// What [`keep_basic`] kept for exactly this header value, if anything.
+fn kept(value: &HeaderValue, extensions: &Extensions) -> Option<Option<Arc<BasicCredentials>>> {
+    let kept = extensions.get::<DecodedBasic>()?;
+    (kept.header == value).then(|| kept.credentials.clone())
+}
+
+fn decode_basic_value(value: &HeaderValue) -> Option<Option<Arc<BasicCredentials>>> {
     let encoded = credentials_in(value, "Basic")?;
     Some(decode_basic(encoded).map(|(user, password)| Arc::new(BasicCredentials { user, password })))
 }
@@ -185,17 +193,15 @@ pub(crate) fn keep_basic(
     headers: &HeaderMap,
     extensions: &mut Extensions,
 ) -> Option<Option<Arc<BasicCredentials>>> {
-    let found = basic(headers, extensions)?;
     let value = headers.get(AUTHORIZATION)?;
-    if extensions
-        .get::<DecodedBasic>()
-        .is_none_or(|kept| kept.header != value)
-    {
-        extensions.insert(DecodedBasic {
-            header: value.clone(),
-            credentials: found.clone(),
-        });
+    if let Some(credentials) = kept(value, extensions) {
+        return Some(credentials);
     }
+    let found = decode_basic_value(value)?;
+    extensions.insert(DecodedBasic {
+        header: value.clone(),
+        credentials: found.clone(),
+    });
     Some(found)
 }
 

@@ -53,10 +53,7 @@ impl TransportSecurityLayer {
     /// The builder of the whole stack hands over the authenticators' credential headers.
     #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub(crate) fn with_credential_header(mut self, name: HeaderName) -> Self {
-        let config = Arc::make_mut(&mut self.config);
-        if !config.credential_headers.contains(&name) {
-            config.credential_headers.push(name);
-        }
+        Arc::make_mut(&mut self.config).add_credential_header(name);
         self
     }
 }
@@ -76,6 +73,14 @@ pub(super) struct TransportConfig {
     pub(super) strip_server: bool,
     /// Headers whose presence makes a request credentialed.
     pub(super) credential_headers: Vec<HeaderName>,
+}
+
+impl TransportConfig {
+    fn add_credential_header(&mut self, name: HeaderName) {
+        if !self.credential_headers.contains(&name) {
+            self.credential_headers.push(name);
+        }
+    }
 }
 
 /// What happens to a plain HTTP request.
@@ -395,10 +400,7 @@ impl TransportSecurityLayerBuilder {
     /// `X-Api-Key`), e.g. your API key header: such requests get `Cache-Control` and are never
     /// redirected.
     pub fn credential_header(mut self, name: HeaderName) -> Self {
-        let config = &mut self.config;
-        if !config.credential_headers.contains(&name) {
-            config.credential_headers.push(name);
-        }
+        self.config.add_credential_header(name);
         self
     }
 

@@ -29,9 +29,9 @@ pub(crate) struct Subjects {
     texts: Vec<String>,
 }
 
-fn subjects(config: &LockoutConfig, request: &Parts) -> Subjects {
+/// `user`: the Basic user name the request tries, if any.
+fn subjects(config: &LockoutConfig, request: &Parts, user: Option<&str>) -> Subjects {
     let ip = group(forwarded::of(&request.extensions), config.v6_prefix);
-    let user = credential::basic_user_name(&request.headers, &request.extensions);
     // Keys hash the values themselves; the text forms are only built for a shared backend.
     let mut keys = [config.hasher.hash_one(("ip", ip)), 0];
     let mut len = 1;
@@ -45,7 +45,7 @@ fn subjects(config: &LockoutConfig, request: &Parts) -> Subjects {
         let mut texts = vec![crate::rate_limit::key::Material::Ip(ip).text()];
         texts.extend(user.map(|user| {
             let mut text = String::from("user:");
-            crate::rate_limit::key::part(&mut text, &user);
+            crate::rate_limit::key::part(&mut text, user);
             text
         }));
         texts
@@ -129,9 +129,9 @@ impl Check for LockoutLayer {
             _ => return Verdict::Allow(None),
         };
         // Decoded here once for the authenticator inside, unless the audit layer did already.
-        credential::keep_basic(&parts.headers, &mut parts.extensions);
+        let basic = credential::keep_basic(&parts.headers, &mut parts.extensions).flatten();
         let config = &self.config;
-        let subjects = subjects(config, parts);
+        let subjects = subjects(config, parts, basic.as_ref().map(|b| b.user.as_str()));
         // This replica's own count runs with or without Redis: it bounds the guesses in flight
         // (which a shared count recorded after each answer cannot), and it keeps the lockout
         // working while Redis is down.
