@@ -61,6 +61,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
@@ -408,7 +409,7 @@ type Checks = Chain<
 
 // The service types, innermost to outermost.
 type Inner3<S> = Maybe<<RedactLayer as Layer<S>>::Service, S>;
-type Inner2<S> = Guard<Inner3<S>, Checks>;
+type Inner2<S> = Guard<Inner3<S>, Arc<Checks>>;
 type Inner1<S> = Maybe<<AuditLayer as Layer<Inner2<S>>>::Service, Inner2<S>>;
 
 impl<S> Layer<S> for Portcullis {
@@ -438,7 +439,7 @@ impl<S> Layer<S> for Portcullis {
                 ),
             ),
         );
-        let checked = Guard::new(maybe(&layers.redact, inner), checks);
+        let checked = Guard::new(maybe(&layers.redact, inner), Arc::new(checks));
         PortcullisService {
             inner: maybe(&layers.audit, checked),
         }

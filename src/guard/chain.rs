@@ -54,6 +54,38 @@ impl<C: Check> Check for Option<C> {
     }
 }
 
+/// A check shared behind one `Arc`: the fused stack's chain of checks is cloned with every
+/// service clone (axum clones the service for each request), so one reference count is
+/// touched instead of one per layer.
+impl<C: Check> Check for std::sync::Arc<C> {
+    const LAYER: LayerKind = C::LAYER;
+    const SERVICE: &'static str = C::SERVICE;
+    type Admit = C::Admit;
+    type Ready = C::Ready;
+    type Pending = C::Pending;
+
+    fn check<B: http_body::Body>(
+        &self,
+        parts: &mut Parts,
+        body: &B,
+    ) -> Verdict<Self::Admit, Self::Pending> {
+        C::check(self, parts, body)
+    }
+
+    fn resume<B: http_body::Body>(
+        &self,
+        parts: &mut Parts,
+        body: &B,
+        ready: Self::Ready,
+    ) -> Verdict<Self::Admit, Self::Pending> {
+        C::resume(self, parts, body, ready)
+    }
+
+    fn finish<B>(admit: Self::Admit, response: &mut Response<B>) {
+        C::finish(admit, response);
+    }
+}
+
 fn some<A, D>(verdict: Verdict<A, D>) -> Verdict<Option<A>, D> {
     match verdict {
         Verdict::Allow(admit) => Verdict::Allow(Some(admit)),

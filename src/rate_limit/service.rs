@@ -168,15 +168,21 @@ impl HeaderPlan {
         match self.style {
             RateLimitHeaders::Draft => {
                 target.append(RATELIMIT_POLICY, self.policy);
-                // Built in one buffer that becomes the header value without a copy: this runs
-                // on every response.
-                let mut value = Vec::with_capacity(self.name.len() + 32);
-                value.push(b'"');
-                value.extend_from_slice(self.name.as_bytes());
-                value.extend_from_slice(b"\";r=");
-                value.extend_from_slice(itoa::Buffer::new().format(self.remaining).as_bytes());
-                value.extend_from_slice(b";t=");
-                value.extend_from_slice(itoa::Buffer::new().format(self.reset).as_bytes());
+                // Built in one buffer of the exact length, which becomes the header value
+                // without a copy or a second allocation (`Bytes` takes a full `Vec` as it is):
+                // this runs on every response.
+                let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
+                let (remaining, reset) =
+                    (remaining.format(self.remaining), reset.format(self.reset));
+                let parts: [&[u8]; 6] = [
+                    b"\"",
+                    self.name.as_bytes(),
+                    b"\";r=",
+                    remaining.as_bytes(),
+                    b";t=",
+                    reset.as_bytes(),
+                ];
+                let value = parts.concat();
                 if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
                     target.append(RATELIMIT, value);
                 }

@@ -92,8 +92,9 @@ impl LockoutConfig {
     }
 
     fn entry(&self, key: u64) -> Arc<Mutex<Entry>> {
+        // By reference: `get_with` boxes the key in an `Arc` on every call, even a hit.
         self.entries
-            .get_with(key, || Arc::new(Mutex::new(Entry::default())))
+            .get_with_by_ref(&key, || Arc::new(Mutex::new(Entry::default())))
     }
 
     fn window_expired(&self, entry: &Entry, now: Instant) -> bool {
