@@ -242,11 +242,17 @@ async fn a_provider_behind_a_private_ca_needs_its_root_certificate() {
     );
     assert_eq!(jwks.fetches(), 0);
     for bad in [&b"not a certificate"[..], b""] {
-        assert!(builder().root_certificates(bad).is_err());
+        // Refused at `build()`, even with a good bundle added after the bad one.
+        let refused = builder()
+            .root_certificates(bad)
+            .root_certificates(ca_pem.as_bytes())
+            .build()
+            .await;
+        assert!(refused.is_err(), "a bad root bundle was accepted");
     }
+    assert_eq!(jwks.fetches(), 0);
     let issuer = builder()
         .root_certificates(ca_pem.as_bytes())
-        .unwrap()
         .build()
         .await
         .unwrap();

@@ -41,11 +41,8 @@ pub struct AuditKey(Arc<[u8]>);
 impl AuditKey {
     /// A key of at least 32 bytes (shorter keys are a configuration error).
     pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        let secret = secret.as_ref();
-        if secret.len() < 32 {
-            return Err(ConfigError::new("the audit key must be at least 32 bytes"));
-        }
-        Ok(Self(secret.into()))
+        crate::error::hmac_secret(secret.as_ref(), "the audit key must be at least 32 bytes")
+            .map(Self)
     }
 
     fn mac(&self) -> HmacSha256 {

@@ -607,6 +607,19 @@ impl ConfigError {
     }
 }
 
+/// A keyed-hash secret (the audit chain's key, the redaction fingerprint key): at least 32
+/// bytes, the output size of the HMAC-SHA256 it keys, or `refused` as the error.
+#[cfg(feature = "redact")]
+pub(crate) fn hmac_secret(
+    secret: &[u8],
+    refused: &'static str,
+) -> Result<std::sync::Arc<[u8]>, ConfigError> {
+    if secret.len() < 32 {
+        return Err(ConfigError::new(refused));
+    }
+    Ok(secret.into())
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

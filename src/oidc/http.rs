@@ -18,6 +18,8 @@ pub(crate) struct HttpConfig {
     pub(crate) allow_http_on_loopback: bool,
     /// Trusted besides the bundled web PKI roots: a provider behind a private CA.
     pub(crate) root_certificates: Vec<reqwest::Certificate>,
+    /// The first bundle refused by a builder setter, reported when the client is built.
+    pub(crate) refused: Option<ConfigError>,
 }
 
 impl Default for HttpConfig {
@@ -28,6 +30,7 @@ impl Default for HttpConfig {
             max_response_bytes: 256 * 1024,
             allow_http_on_loopback: false,
             root_certificates: Vec::new(),
+            refused: None,
         }
     }
 }
@@ -67,22 +70,31 @@ pub(crate) struct Fetched {
 }
 
 impl HttpConfig {
-    /// Adds the certificates of a PEM bundle to the trusted roots; at least one is required.
-    pub(crate) fn add_root_certificates(&mut self, pem: &[u8]) -> Result<(), ConfigError> {
-        let certificates = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|_| ConfigError::new("the root certificate bundle is not valid PEM"))?;
-        if certificates.is_empty() {
-            return Err(ConfigError::new(
-                "the root certificate bundle holds no certificate",
-            ));
+    /// Adds the certificates of a PEM bundle to the trusted roots; at least one is required. A
+    /// refused bundle is kept as the configuration's error (the first one wins) and reported by
+    /// [`HttpClient::new`], so builder setters stay infallible.
+    pub(crate) fn add_root_certificates(&mut self, pem: &[u8]) {
+        let refused = match reqwest::Certificate::from_pem_bundle(pem) {
+            Err(_) => Some("the root certificate bundle is not valid PEM"),
+            Ok(certificates) if certificates.is_empty() => {
+                Some("the root certificate bundle holds no certificate")
+            }
+            Ok(certificates) => {
+                self.root_certificates.extend(certificates);
+                None
+            }
+        };
+        if let Some(why) = refused {
+            self.refused.get_or_insert(ConfigError::new(why));
         }
-        self.root_certificates.extend(certificates);
-        Ok(())
     }
 }
 
 impl HttpClient {
     pub(crate) fn new(config: HttpConfig) -> Result<Self, ConfigError> {
+        if let Some(refused) = &config.refused {
+            return Err(refused.clone());
+        }
         let mut builder = reqwest::Client::builder();
         for root in &config.root_certificates {
             builder = builder.add_root_certificate(root.clone());

@@ -464,10 +464,10 @@ impl IntrospectorBuilder {
 
     /// Also trusts the CA certificates of this PEM bundle, for a provider whose certificate a
     /// private CA issued (the bundled web PKI roots stay trusted). Refused when the bundle holds
-    /// no certificate.
-    pub fn root_certificates(mut self, pem: &[u8]) -> Result<Self, ConfigError> {
-        self.http.add_root_certificates(pem)?;
-        Ok(self)
+    /// no certificate: `build()` then fails.
+    pub fn root_certificates(mut self, pem: &[u8]) -> Self {
+        self.http.add_root_certificates(pem);
+        self
     }
 
     /// Allows a plain `http://` endpoint on a loopback address, for tests.
@@ -560,6 +560,22 @@ mod tests {
             .any_audience()
             .build()
             .unwrap()
+    }
+
+    /// A bad root bundle fails `build()` (the setter stays infallible), whatever comes after.
+    #[test]
+    fn a_bad_root_bundle_fails_the_build() {
+        for bad in [&b"not a certificate"[..], b""] {
+            let built = Introspector::builder("https://idp.test/introspect", "api", "secret")
+                .any_audience()
+                .root_certificates(bad)
+                .build();
+            let error = built.expect_err("a bad root bundle was accepted");
+            assert!(
+                error.to_string().contains("root certificate bundle"),
+                "{error}"
+            );
+        }
     }
 
     fn judge(response: serde_json::Value) -> Identity {

@@ -390,10 +390,10 @@ impl IssuerBuilder {
 
     /// Also trusts the CA certificates of this PEM bundle, for a provider whose certificate a
     /// private CA issued (the bundled web PKI roots stay trusted). Refused when the bundle holds
-    /// no certificate.
-    pub fn root_certificates(mut self, pem: &[u8]) -> Result<Self, ConfigError> {
-        self.http.add_root_certificates(pem)?;
-        Ok(self)
+    /// no certificate: `build()` then fails.
+    pub fn root_certificates(mut self, pem: &[u8]) -> Self {
+        self.http.add_root_certificates(pem);
+        self
     }
 
     /// Allows plain `http://` URLs whose host is a loopback address (`127.0.0.1`, `[::1]`,

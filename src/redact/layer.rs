@@ -33,13 +33,8 @@ pub struct FingerprintKey(Arc<[u8]>);
 impl FingerprintKey {
     /// A key of at least 32 bytes (shorter keys are a configuration error).
     pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        let secret = secret.as_ref();
-        if secret.len() < 32 {
-            return Err(ConfigError::new(
-                "a fingerprint key needs at least 32 bytes",
-            ));
-        }
-        Ok(Self(secret.into()))
+        crate::error::hmac_secret(secret.as_ref(), "a fingerprint key needs at least 32 bytes")
+            .map(Self)
     }
 }
 
