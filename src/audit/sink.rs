@@ -495,14 +495,59 @@ impl RecentEvents {
 impl AuditSink for RecentEvents {
     fn write(&mut self, new: &[AuditRecord]) -> io::Result<()> {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        for record in new {
+        // Only the batch's last `capacity` records can stay: the others are not copied at all.
+        let kept = &new[new.len().saturating_sub(self.capacity)..];
+        for record in kept {
             if records.len() == self.capacity {
                 records.pop_front();
             }
-            if self.capacity > 0 {
-                records.push_back(record.clone());
-            }
+            records.push_back(record.clone());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::audit::chain::{AuditGap, Chain};
+    use crate::audit::{AuditEntry, AuditKey};
+
+    fn records(count: u64) -> Vec<AuditRecord> {
+        let mut chain = Chain::new(AuditKey::new([7; 32]).unwrap(), None);
+        (1..=count)
+            .map(|dropped| {
+                let gap = AuditGap {
+                    dropped,
+                    first: SystemTime::UNIX_EPOCH,
+                    last: SystemTime::UNIX_EPOCH,
+                };
+                chain.seal(AuditEntry::Gap(gap)).unwrap()
+            })
+            .collect()
+    }
+
+    /// A batch longer than the capacity keeps its last records, oldest first, as records
+    /// written one by one would; a capacity of 0 keeps none.
+    #[test]
+    fn recent_events_keep_the_last_records_of_any_batch() {
+        let all = records(7);
+        for capacity in [0, 1, 3, 7, 10] {
+            let mut batched = RecentEvents::new(capacity);
+            let mut one_by_one = RecentEvents::new(capacity);
+            batched.write(&all[..2]).unwrap();
+            batched.write(&all[2..]).unwrap();
+            for record in &all {
+                one_by_one.write(std::slice::from_ref(record)).unwrap();
+            }
+            let seqs = |recent: &RecentEvents| -> Vec<u64> {
+                recent.records().iter().map(AuditRecord::seq).collect()
+            };
+            let expected: Vec<u64> = (1..=7).skip(7 - capacity.min(7)).collect();
+            assert_eq!(seqs(&batched), expected, "capacity {capacity}");
+            assert_eq!(seqs(&one_by_one), expected, "capacity {capacity}");
+        }
     }
 }
