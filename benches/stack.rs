@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis::audit::{AuditKey, AuditLayer, Fsync, JsonLinesFile, Overflow};
+use portcullis::audit::{AuditHandle, AuditKey, AuditLayer, Fsync, JsonLinesFile, Overflow};
 use portcullis::auth::{JwtAuthenticator, JwtKey};
 use portcullis::rate_limit::{KeyBy, LockoutLayer, Quota, RateLimitLayer};
 use portcullis::rbac::{RbacLayer, RouteTable, require_scope};
@@ -88,78 +88,109 @@ fn rbac() -> RbacLayer {
     )
 }
 
+/// Every audit layer built, so a counting run can flush them before it exits.
+static AUDITS: std::sync::Mutex<Vec<AuditHandle>> = std::sync::Mutex::new(Vec::new());
+
 fn audit() -> AuditLayer {
     let path = std::env::temp_dir().join(format!(
         "portcullis-bench-stack-{}.jsonl",
         std::process::id()
     ));
     let _ = std::fs::remove_file(&path);
-    AuditLayer::builder(AuditKey::new(b"benchmark audit key, at least 32 bytes").unwrap())
-        .sink(
-            JsonLinesFile::builder(&path)
-                .max_bytes(64 << 20)
-                .keep(0)
-                .fsync(Fsync::Interval(Duration::from_secs(1)))
-                .open()
-                .unwrap(),
-        )
-        .queue_capacity(1 << 20)
-        .overflow(Overflow::Drop)
-        .build()
-        .unwrap()
+    let layer =
+        AuditLayer::builder(AuditKey::new(b"benchmark audit key, at least 32 bytes").unwrap())
+            .sink(
+                JsonLinesFile::builder(&path)
+                    .max_bytes(64 << 20)
+                    .keep(0)
+                    .fsync(Fsync::Interval(Duration::from_secs(1)))
+                    .open()
+                    .unwrap(),
+            )
+            .queue_capacity(1 << 20)
+            .overflow(Overflow::Drop)
+            .build()
+            .unwrap();
+    AUDITS.lock().unwrap().push(layer.handle());
+    layer
 }
 
-fn cases() -> Vec<(&'static str, Router)> {
+/// Each case's router, built only when asked for: a case that is not run starts no audit
+/// thread (whose timers would add to another case's instruction count).
+type Case = (&'static str, Box<dyn Fn() -> Router>);
+
+fn cases() -> Vec<Case> {
     vec![
-        ("bare", handler_router()),
-        ("audit_file", handler_router().layer(audit())),
+        ("bare", Box::new(handler_router)),
+        ("audit_file", Box::new(|| handler_router().layer(audit()))),
         (
             "transport",
-            handler_router().layer(TransportSecurityLayer::new()),
+            Box::new(|| handler_router().layer(TransportSecurityLayer::new())),
         ),
         (
             "rate_limit_ip",
-            handler_router().layer(generous(KeyBy::ClientIp)),
+            Box::new(|| handler_router().layer(generous(KeyBy::ClientIp))),
         ),
-        ("validate", handler_router().layer(ValidateLayer::new())),
-        ("auth_es256_cached", handler_router().layer(auth())),
+        (
+            "validate",
+            Box::new(|| handler_router().layer(ValidateLayer::new())),
+        ),
+        (
+            "auth_es256_cached",
+            Box::new(|| handler_router().layer(auth())),
+        ),
         (
             "auth_lockout",
-            handler_router()
-                .layer(auth())
-                .layer(LockoutLayer::builder().build().unwrap()),
+            Box::new(|| {
+                handler_router()
+                    .layer(auth())
+                    .layer(LockoutLayer::builder().build().unwrap())
+            }),
         ),
         (
             "auth_rate_limit_subject",
-            handler_router()
-                .layer(generous(KeyBy::Subject))
-                .layer(auth()),
+            Box::new(|| {
+                handler_router()
+                    .layer(generous(KeyBy::Subject))
+                    .layer(auth())
+            }),
         ),
-        ("auth_rbac", handler_router().layer(rbac()).layer(auth())),
-        ("redact", handler_router().layer(RedactLayer::new())),
+        (
+            "auth_rbac",
+            Box::new(|| handler_router().layer(rbac()).layer(auth())),
+        ),
+        (
+            "redact",
+            Box::new(|| handler_router().layer(RedactLayer::new())),
+        ),
         // As the demo configures it: one rule that spares some roles.
         (
             "redact_except_roles",
-            handler_router().layer(
-                RedactLayer::new().rule(Rule::detector(Email).except_roles(["writer", "admin"])),
-            ),
+            Box::new(|| {
+                handler_router().layer(
+                    RedactLayer::new()
+                        .rule(Rule::detector(Email).except_roles(["writer", "admin"])),
+                )
+            }),
         ),
         (
             "full_stack",
-            handler_router().layer(
-                Portcullis::builder()
-                    .audit(audit())
-                    .transport(TransportSecurityLayer::new())
-                    .rate_limit_per_ip(generous(KeyBy::ClientIp))
-                    .lockout(LockoutLayer::builder().build().unwrap())
-                    .validate(ValidateLayer::new())
-                    .auth(auth())
-                    .rate_limit_per_subject(generous(KeyBy::Subject))
-                    .rbac(rbac())
-                    .redact(RedactLayer::new())
-                    .build()
-                    .unwrap(),
-            ),
+            Box::new(|| {
+                handler_router().layer(
+                    Portcullis::builder()
+                        .audit(audit())
+                        .transport(TransportSecurityLayer::new())
+                        .rate_limit_per_ip(generous(KeyBy::ClientIp))
+                        .lockout(LockoutLayer::builder().build().unwrap())
+                        .validate(ValidateLayer::new())
+                        .auth(auth())
+                        .rate_limit_per_subject(generous(KeyBy::Subject))
+                        .rbac(rbac())
+                        .redact(RedactLayer::new())
+                        .build()
+                        .unwrap(),
+                )
+            }),
         ),
     ]
 }
@@ -184,30 +215,44 @@ async fn call(router: &Router<()>, bearer: &str) -> bytes::Bytes {
 
 /// Allocations per request on the request's thread, printed before the timings: a count, so
 /// unlike a time it does not move with the machine's load.
+///
+/// `STACK_ALLOCATIONS_ONLY=<case>`: that case's count only, then exit, for a heap profiler
+/// (`valgrind --tool=dhat`) or an instruction count (`valgrind --tool=callgrind`, run twice with
+/// `STACK_REQUESTS` apart: the difference over the extra requests is the instructions per
+/// request, of every thread, the audit thread included, and it does not move with the machine's
+/// load as times do; `scripts/instructions.sh` does this per case).
 fn allocations_per_request(runtime: &tokio::runtime::Runtime, bearer: &str) {
-    const REQUESTS: u64 = 1_000;
-    // `STACK_ALLOCATIONS_ONLY=<case>`: that case's count only, then exit (for a heap profiler
-    // such as `valgrind --tool=dhat`).
+    let requests: u64 = std::env::var("STACK_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000);
     let only = std::env::var("STACK_ALLOCATIONS_ONLY").ok();
     println!("allocations per request (request thread):");
     for (name, router) in cases() {
         if only.as_deref().is_some_and(|only| only != name) {
             continue;
         }
-        let router = router.with_state::<()>(());
+        let router = router().with_state::<()>(());
         runtime.block_on(async {
             for _ in 0..100 {
                 call(&router, bearer).await;
             }
             let before = allocations();
-            for _ in 0..REQUESTS {
+            for _ in 0..requests {
                 black_box(call(&router, bearer).await);
             }
-            let per_request = (allocations() - before) as f64 / REQUESTS as f64;
+            let per_request = (allocations() - before) as f64 / requests as f64;
             println!("  {name:<24} {per_request:6.1}");
         });
     }
     if only.is_some() {
+        // Every queued record sealed and written, so each request's record counts.
+        let audits = std::mem::take(&mut *AUDITS.lock().unwrap());
+        runtime.block_on(async {
+            for audit in audits {
+                audit.shutdown().await;
+            }
+        });
         std::process::exit(0);
     }
 }
@@ -223,7 +268,7 @@ fn per_layer(c: &mut Criterion) {
     for (name, router) in cases() {
         // As `axum::serve` does: handlers become routes, and layers are applied, once, not on
         // every call (a `Router<()>` called directly re-applies them per request).
-        let router = router.with_state::<()>(());
+        let router = router().with_state::<()>(());
         let bearer = bearer.clone();
         group.bench_function(name, |b| {
             b.to_async(&runtime)
