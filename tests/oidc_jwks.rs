@@ -248,7 +248,11 @@ async fn a_provider_behind_a_private_ca_needs_its_root_certificate() {
             .root_certificates(ca_pem.as_bytes())
             .build()
             .await;
-        assert!(refused.is_err(), "a bad root bundle was accepted");
+        let error = refused.expect_err("a bad root bundle was accepted");
+        assert!(
+            error.to_string().contains("root certificate bundle"),
+            "{error}"
+        );
     }
     assert_eq!(jwks.fetches(), 0);
     let issuer = builder()

@@ -411,6 +411,10 @@ impl IssuerBuilder {
     /// incomplete. A JWKS that cannot be fetched at start-up is an error too: there would be no
     /// last good keys to fall back on.
     pub async fn build(self) -> Result<Issuer, ConfigError> {
+        // A refused root bundle first, as the introspector reports it.
+        if let Some(refused) = &self.http.refused {
+            return Err(refused.clone());
+        }
         if self.algorithms.is_empty() {
             return Err(ConfigError::new("an issuer needs at least one algorithm"));
         }
