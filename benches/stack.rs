@@ -173,6 +173,23 @@ fn cases() -> Vec<Case> {
                 )
             }),
         ),
+        // The same layers nested by hand in the documented order: what the builder's one
+        // service saves over nesting is the difference to `full_stack`.
+        (
+            "full_nested",
+            Box::new(|| {
+                handler_router()
+                    .layer(RedactLayer::new())
+                    .layer(rbac())
+                    .layer(generous(KeyBy::Subject))
+                    .layer(auth())
+                    .layer(ValidateLayer::new())
+                    .layer(LockoutLayer::builder().build().unwrap())
+                    .layer(generous(KeyBy::ClientIp))
+                    .layer(TransportSecurityLayer::new())
+                    .layer(audit())
+            }),
+        ),
         (
             "full_stack",
             Box::new(|| {

@@ -20,7 +20,7 @@ for line in sys.stdin:
         print(m["executable"])')
 [ -x "$bin" ] || { echo "could not build benches/stack.rs"; exit 1; }
 known=(bare audit_file transport rate_limit_ip validate auth_es256_cached auth_lockout
-    auth_rate_limit_subject auth_rbac redact redact_except_roles full_stack)
+    auth_rate_limit_subject auth_rbac redact redact_except_roles full_nested full_stack)
 cases=("$@")
 [ ${#cases[@]} -eq 0 ] && cases=("${known[@]}")
 for case in "${cases[@]}"; do
