@@ -607,6 +607,14 @@ impl ConfigError {
     }
 }
 
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// A keyed-hash secret (the audit chain's key, the redaction fingerprint key): at least 32
 /// bytes, the output size of the HMAC-SHA256 it keys, or `refused` as the error.
 #[cfg(feature = "redact")]
@@ -619,11 +627,3 @@ pub(crate) fn hmac_secret(
     }
     Ok(secret.into())
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
