@@ -386,9 +386,7 @@ async fn trusted_proxies_given_once_are_believed_by_every_layer() {
         )
         .rate_limit_per_ip(limit(KeyBy::ClientIp, 1));
     for builder in [given_to_client_ip, given_to_transport] {
-        let app = Router::new()
-            .route("/items", get(|| async { "[]" }))
-            .layer(builder.build().unwrap());
+        let app = items_behind(builder.build().unwrap());
         let via_proxy = |client: &str, proto: &str| {
             let mut request = Request::get("/items")
                 .header("x-forwarded-for", client)
@@ -411,6 +409,13 @@ async fn trusted_proxies_given_once_are_believed_by_every_layer() {
             (403, Some("https_required"))
         );
     }
+}
+
+/// `GET /items` answering `[]`, behind `security`.
+fn items_behind(security: Portcullis) -> Router {
+    Router::new()
+        .route("/items", get(|| async { "[]" }))
+        .layer(security)
 }
 
 /// Authentication by an API key in a header of its own (`x-service-key`), and that key.
@@ -448,9 +453,7 @@ async fn the_lockout_watches_the_authenticators_own_headers() {
         .auth(auth)
         .build()
         .unwrap();
-    let app = Router::new()
-        .route("/items", get(|| async { "[]" }))
-        .layer(security);
+    let app = items_behind(security);
     let with_key = |key: &str| with_service_key(key, [192, 0, 2, 91]);
     for _ in 0..3 {
         let (status, _) = send(&app, with_key("pcl_wrong_key_0123456789abcdefghijklmnop")).await;
@@ -473,9 +476,7 @@ async fn the_transport_layer_treats_the_authenticators_own_headers_as_credential
         .auth(auth)
         .build()
         .unwrap();
-    let app = Router::new()
-        .route("/items", get(|| async { "[]" }))
-        .layer(security);
+    let app = items_behind(security);
     let mut request = with_service_key(key, [192, 0, 2, 92]);
     request.extensions_mut().insert(TlsConnection::new());
     let response = app.oneshot(request).await.unwrap();
